@@ -1,0 +1,5 @@
+import sys
+
+from deltahall.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,136 @@
+"""Input checks shared by the whole package.
+
+Every error names the parameter, the rule and the value, e.g.
+``"`delta` must be in (0, 1]; got 1.5."``. ``ValueError`` for bad values,
+``TypeError`` for bad types.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "check_delta",
+    "check_finite_array",
+    "check_int",
+    "check_probability_vector",
+    "check_real",
+    "check_spd",
+    "check_choice",
+]
+
+
+def check_real(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a finite float inside the stated interval.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number (bools are refused).
+    ValueError
+        If ``value`` is NaN/inf or outside the interval.
+    """
+    if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
+        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__} {value!r}.")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"`{name}` must be finite; got {v}.")
+    lo_ok = low is None or (v > low if low_open else v >= low)
+    hi_ok = high is None or (v < high if high_open else v <= high)
+    if not (lo_ok and hi_ok):
+        lb = "-inf" if low is None else f"{low:g}"
+        hb = "inf" if high is None else f"{high:g}"
+        lbr = "(" if (low is None or low_open) else "["
+        hbr = ")" if (high is None or high_open) else "]"
+        raise ValueError(f"`{name}` must be in {lbr}{lb}, {hb}{hbr}; got {v:g}.")
+    return v
+
+
+def check_delta(delta: Any, name: str = "delta") -> float:
+    """The hallucination tolerance δ of Definition 4.2 must lie in (0, 1]."""
+    return check_real(delta, name, low=0.0, high=1.0, low_open=True)
+
+
+def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an int within ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, (Integral, np.integer)):
+        raise TypeError(f"`{name}` must be an integer; got {type(value).__name__} {value!r}.")
+    v = int(value)
+    if low is not None and v < low:
+        raise ValueError(f"`{name}` must be >= {low}; got {v}.")
+    if high is not None and v > high:
+        raise ValueError(f"`{name}` must be <= {high}; got {v}.")
+    return v
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...] | list[str]) -> str:
+    """``value`` must be one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+    return str(value)
+
+
+def check_finite_array(
+    x: Any, name: str, *, ndim: int | None = None, dtype: Any = np.float64
+) -> npt.NDArray[Any]:
+    """Convert to an array, require finite entries, and (optionally) a dimension.
+
+    The error for a non-finite entry names the first offending index
+    (the row, for 2-d input).
+    """
+    arr = np.asarray(x, dtype=dtype)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"`{name}` must be {ndim}-dimensional; got shape {arr.shape}.")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        where = f"row {int(idx[0])}" if arr.ndim == 2 else f"index {tuple(int(i) for i in idx)}"
+        n_bad = int(bad.any(axis=tuple(range(1, arr.ndim))).sum()) if arr.ndim > 1 else int(bad.sum())
+        raise ValueError(
+            f"`{name}` must contain only finite values; found NaN/inf at {where} "
+            f"({n_bad} {'rows' if arr.ndim == 2 else 'entries'} affected)."
+        )
+    return arr
+
+
+def check_probability_vector(p: Any, name: str = "weights", *, atol: float = 1e-8) -> npt.NDArray[np.float64]:
+    """A 1-d vector of non-negative, finite entries that sums to 1 (within ``atol``)."""
+    arr = check_finite_array(p, name, ndim=1)
+    if arr.size == 0:
+        raise ValueError(f"`{name}` must not be empty.")
+    if (arr < 0).any():
+        raise ValueError(f"`{name}` must be non-negative; got {arr.tolist()}.")
+    s = float(arr.sum())
+    if abs(s - 1.0) > atol:
+        raise ValueError(f"`{name}` must sum to 1; got sum {s:.10g} for {arr.tolist()}.")
+    return arr
+
+
+def check_spd(cov: Any, name: str = "cov") -> npt.NDArray[np.float64]:
+    """A symmetric positive-definite matrix; returns it as float64."""
+    arr = check_finite_array(cov, name, ndim=2)
+    if arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"`{name}` must be square; got shape {arr.shape}.")
+    if not np.allclose(arr, arr.T, rtol=1e-10, atol=1e-12):
+        raise ValueError(f"`{name}` must be symmetric; got max asymmetry {np.abs(arr - arr.T).max():.3g}.")
+    try:
+        np.linalg.cholesky(arr)
+    except np.linalg.LinAlgError:
+        eig = float(np.linalg.eigvalsh(arr).min())
+        raise ValueError(
+            f"`{name}` must be positive definite; got smallest eigenvalue {eig:.6g}."
+        ) from None
+    return arr

@@ -1,0 +1,1 @@
+"""The ``deltahall`` command line. The library never imports from here."""

@@ -1,0 +1,176 @@
+"""Pickle-free training checkpoints shared by the torch experiments.
+
+A checkpoint is a folder ``checkpoint-{step}/`` holding
+
+- ``model.safetensors``      — the trainable weights (or adapter weights),
+- ``optimizer.safetensors``  — every tensor of ``optimizer.state_dict()['state']``,
+- ``state.json``             — optimizer param groups and scalar state, the step,
+  RNG states (torch generator bytes as a list, numpy bit-generator state) and any
+  JSON-able ``extra`` the caller passes (epoch, config fingerprint, ...).
+
+Folders are written under a temporary name and renamed, so a killed run never
+leaves a half checkpoint that ``latest`` would pick up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def list_checkpoints(root: str | os.PathLike[str]) -> list[Path]:
+    """Finished ``checkpoint-{step}`` folders under ``root``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _CKPT_RE.match(p.name)
+        if m and p.is_dir() and (p / "state.json").is_file():
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+def resolve_resume(root: str | os.PathLike[str], resume_from: str | None) -> Path | None:
+    """Which checkpoint to resume from.
+
+    ``None`` -> start fresh; ``"latest"`` -> newest under ``root`` (``None`` if there is
+    none yet); any other value is a path that must exist.
+
+    Raises
+    ------
+    FileNotFoundError
+        If an explicit path does not hold a finished checkpoint.
+    """
+    if resume_from is None:
+        return None
+    if resume_from == "latest":
+        ckpts = list_checkpoints(root)
+        return ckpts[-1] if ckpts else None
+    p = Path(resume_from)
+    if not (p / "state.json").is_file():
+        raise FileNotFoundError(
+            f"`resume_from` must be 'latest' or a checkpoint folder with state.json; got {resume_from!r}."
+        )
+    return p
+
+
+def prune_checkpoints(root: str | os.PathLike[str], total_limit: int | None) -> None:
+    """Delete the oldest checkpoints beyond ``total_limit`` (``None`` keeps all)."""
+    if total_limit is None:
+        return
+    ckpts = list_checkpoints(root)
+    for p in ckpts[: max(0, len(ckpts) - total_limit)]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _split_optimizer_state(sd: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    import torch
+
+    tensors: dict[str, Any] = {}
+    scalars: dict[str, Any] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            key = f"{pid}.{k}"
+            if isinstance(v, torch.Tensor):
+                tensors[key] = v.detach().cpu().contiguous()
+            else:
+                scalars[key] = v
+    return tensors, scalars
+
+
+def save_checkpoint(
+    root: str | os.PathLike[str],
+    step: int,
+    *,
+    model_state: Mapping[str, Any],
+    optimizer: Any | None = None,
+    generator: Any | None = None,
+    numpy_rng: Any | None = None,
+    extra: Mapping[str, Any] | None = None,
+    total_limit: int | None = None,
+) -> Path:
+    """Write ``root/checkpoint-{step}`` atomically and prune old ones."""
+    from safetensors.torch import save_file
+
+    root = Path(root)
+    final = root / f"checkpoint-{step}"
+    tmp = root / f".tmp-checkpoint-{step}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
+    state: dict[str, Any] = {"step": int(step), "extra": dict(extra or {})}
+    if optimizer is not None:
+        sd = optimizer.state_dict()
+        tensors, scalars = _split_optimizer_state(sd)
+        if tensors:
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+        state["optimizer"] = {"param_groups": sd["param_groups"], "scalars": scalars}
+    if generator is not None:
+        state["torch_generator"] = generator.get_state().tolist()
+    if numpy_rng is not None:
+        state["numpy_rng"] = numpy_rng.bit_generator.state
+    (tmp / "state.json").write_text(json.dumps(state, default=_json_default), encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    prune_checkpoints(root, total_limit)
+    logger.info("saved %s", final)
+    return final
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"cannot store {type(o).__name__} in state.json")
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    model: Any | None = None,
+    optimizer: Any | None = None,
+    generator: Any | None = None,
+    numpy_rng: Any | None = None,
+    strict: bool = True,
+) -> dict[str, Any]:
+    """Restore what :func:`save_checkpoint` wrote; returns ``state.json`` (``step``, ``extra``)."""
+    import torch
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    if model is not None:
+        weights = load_file(str(path / "model.safetensors"))
+        model.load_state_dict(weights, strict=strict)
+    if optimizer is not None:
+        opt = state.get("optimizer")
+        if opt is None:
+            raise ValueError(f"checkpoint {path} has no optimizer state.")
+        tensors = load_file(str(path / "optimizer.safetensors")) if (path / "optimizer.safetensors").is_file() else {}
+        per: dict[int, dict[str, Any]] = {}
+        for key, v in tensors.items():
+            pid, k = key.split(".", 1)
+            per.setdefault(int(pid), {})[k] = v
+        for key, v in opt["scalars"].items():
+            pid, k = key.split(".", 1)
+            per.setdefault(int(pid), {})[k] = v
+        optimizer.load_state_dict({"state": per, "param_groups": opt["param_groups"]})
+    if generator is not None and "torch_generator" in state:
+        generator.set_state(torch.tensor(state["torch_generator"], dtype=torch.uint8))
+    if numpy_rng is not None and "numpy_rng" in state:
+        numpy_rng.bit_generator.state = state["numpy_rng"]
+    return state
