@@ -1,0 +1,33 @@
+import subprocess
+import sys
+
+from deltahall.cli.main import main
+
+
+def test_top_level_help_lists_every_command(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("theory", "coinflip", "hcdr", "t2i", "qa", "report"):
+        assert cmd in out
+
+
+def test_version(capsys):
+    try:
+        main(["--version"])
+    except SystemExit as e:
+        assert e.code == 0
+    assert "deltahall" in capsys.readouterr().out
+
+
+def test_report_bad_step_is_one_clear_line(capsys, tmp_path):
+    rc = main(["report", "--only", "nope", "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.strip().count("\n") == 0
+    assert "`only` must name steps" in err
+
+
+def test_import_deltahall_is_light():
+    code = "import sys, deltahall, deltahall.io; print(sorted(m for m in ('torch','transformers','diffusers','sklearn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

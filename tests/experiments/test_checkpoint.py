@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from deltahall.experiments._checkpoint import (  # noqa: E402
+    list_checkpoints,
+    load_checkpoint,
+    resolve_resume,
+    save_checkpoint,
+)
+
+
+def _model_and_opt():
+    g = torch.Generator().manual_seed(0)
+    m = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    return m, opt
+
+
+def _step(m, opt, g):
+    x = torch.randn(8, 3, generator=g)
+    loss = m(x).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def test_resume_reproduces_uninterrupted_training(tmp_path):
+    m1, o1 = _model_and_opt()
+    g1 = torch.Generator().manual_seed(1)
+    rng1 = np.random.default_rng(5)
+    for _ in range(3):
+        _step(m1, o1, g1)
+    save_checkpoint(tmp_path, 3, model_state=m1.state_dict(), optimizer=o1, generator=g1, numpy_rng=rng1, extra={"epoch": 3})
+    for _ in range(3):
+        _step(m1, o1, g1)
+    next_draw = rng1.random()
+
+    m2, o2 = _model_and_opt()
+    g2 = torch.Generator()
+    rng2 = np.random.default_rng(0)
+    state = load_checkpoint(resolve_resume(tmp_path, "latest"), model=m2, optimizer=o2, generator=g2, numpy_rng=rng2)
+    assert state["extra"] == {"epoch": 3} and state["step"] == 3
+    for _ in range(3):
+        _step(m2, o2, g2)
+    for a, b in zip(m1.parameters(), m2.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert rng2.random() == next_draw  # numpy RNG state restored exactly
+
+
+def test_total_limit_and_latest(tmp_path):
+    m, o = _model_and_opt()
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, model_state=m.state_dict(), total_limit=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-3"]
+    assert resolve_resume(tmp_path, "latest").name == "checkpoint-3"
+    assert resolve_resume(tmp_path / "empty", "latest") is None
+    assert resolve_resume(tmp_path, None) is None
+
+
+def test_explicit_missing_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="`resume_from` must be 'latest' or a checkpoint folder"):
+        resolve_resume(tmp_path, str(tmp_path / "checkpoint-99"))
+
+
+def test_half_written_checkpoint_is_ignored(tmp_path):
+    (tmp_path / ".tmp-checkpoint-5").mkdir()
+    (tmp_path / "checkpoint-6").mkdir()  # no state.json: not finished
+    assert list_checkpoints(tmp_path) == []
