@@ -29,7 +29,12 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from deltahall._validation import check_delta, check_finite_array, check_int, check_probability_vector
+from deltahall._validation import (
+    check_delta,
+    check_finite_array,
+    check_int,
+    check_probability_vector,
+)
 from deltahall.theory.mixtures import GaussianState, LatentMixture, as_points
 
 __all__ = [

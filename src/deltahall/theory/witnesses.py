@@ -39,7 +39,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import brentq
 
-from deltahall._validation import check_delta, check_finite_array, check_int, check_probability_vector, check_real, check_spd
+from deltahall._validation import (
+    check_delta,
+    check_finite_array,
+    check_int,
+    check_probability_vector,
+    check_real,
+    check_spd,
+)
 from deltahall.theory.mixtures import LOG_2PI, GaussianState, LatentMixture
 from deltahall.theory.regions import region_threshold_sq
 
