@@ -175,7 +175,10 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
 
         self._check_params()
         if y is None:
-            raise ValueError("`y` (the latent-state label of every row of `X`) is required; got None.")
+            raise ValueError(
+                "HCDRDetector requires y to be passed, but the target y is None "
+                "(`y` holds the latent-state label of every row of `X`)."
+            )
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2)
         y = column_or_1d(y, warn=True)
         if y.shape[0] != X.shape[0]:
@@ -201,7 +204,7 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
 
         # Stratified split, computed and checked before any expensive work.
         splits: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = []
-        for i, label in enumerate(classes):
+        for i, label in enumerate(classes.tolist()):
             idx = np.flatnonzero(y_idx == i)
             n_hold = math.ceil(self.holdout_fraction * idx.size)
             n_train = idx.size - n_hold
@@ -246,7 +249,7 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
                 random_state=rs.randint(np.iinfo(np.int32).max),
             ).fit(Z[tr])
             if not gmm.converged_:
-                logger.warning("GaussianMixture for state %r did not converge.", classes[i])
+                logger.warning("GaussianMixture for state %r did not converge.", classes[i].item())
             params = GaussianMixtureParams.from_sklearn(gmm)
             mixtures.append(params)
             train.append(params.log_density(Z[tr]))
