@@ -15,7 +15,7 @@ Examples
 >>> from deltahall.theory.mixtures import GaussianState
 >>> g = GaussianState([0.0, 0.0], [[1.0, 0.0], [0.0, 4.0]])
 >>> round(covering_radius(g, 0.01).radius, 4)
-3.5166
+4.0735
 >>> round(hdr_threshold(g, 0.9).mass, 2)
 0.9
 """
