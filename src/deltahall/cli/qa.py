@@ -1,0 +1,168 @@
+"""``deltahall qa``: the open-ended QA experiment (Section 7.2, Figure 4, Table 1).
+
+Sub-commands: ``run`` (fine-tune, generate, score, tabulate), ``validate`` (the
+question dataset), ``score`` (recompute scores from saved answers), ``table``
+(rebuild Table 1 / Figure 4 from a run directory's answers) and ``baselines``
+(model-free scores of TruthfulQA's own texts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from deltahall.cli.config_args import add_dataclass_arguments, config_from_args, load_config_file
+
+
+def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
+    from deltahall.experiments.qa.config import QAConfig
+
+    p = sub.add_parser(name, help=summary, description=summary)
+    qsub = p.add_subparsers(dest="qa_command", metavar="QA_COMMAND")
+
+    r = qsub.add_parser("run", help="fine-tune, answer TruthfulQA, score, write Table 1 and Figure 4",
+                        description="Run the experiment. Under `accelerate launch` fine-tuning uses every process.")
+    r.add_argument("--preset", choices=("paper", "tiny"), default="paper",
+                   help="base values: 'paper' (Section 7.2 scale, needs GPUs + hub) or 'tiny' (offline plumbing); "
+                        "--config and explicit options override it (default: paper)")
+    r.add_argument("--config", help="TOML or JSON file with option values")
+    add_dataclass_arguments(r, QAConfig)
+    r.add_argument("--json", action="store_true", help="print the score rows as JSON")
+    r.set_defaults(handler=_handle_run, _parser=r)
+
+    v = qsub.add_parser("validate", help="check a question dataset against the schema and the bounds")
+    v.add_argument("--data", help="JSONL file (default: the packaged dataset)")
+    v.add_argument("--truthfulqa", help="TruthfulQA CSV (or 'hub') to check for overlap")
+    v.add_argument("--json", action="store_true", help="print a JSON summary")
+    v.set_defaults(handler=_handle_validate)
+
+    s = qsub.add_parser("score", help="recompute scores from saved answer files (no model needed)")
+    s.add_argument("--answers", nargs="+", required=True, help="answers JSONL file(s) written by `qa run`")
+    s.add_argument("--embedding-model", help="also compute a sentence-transformers similarity (optional)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(handler=_handle_score)
+
+    t = qsub.add_parser("table", help="rescore a run directory from its answers; rewrite Table 1 and Figure 4")
+    t.add_argument("--run-dir", required=True, help="a finished (or partial) `qa run` directory")
+    t.add_argument("--metric", default="resemblance_incorrect", help="metric of table1.csv (default: resemblance_incorrect)")
+    t.set_defaults(handler=_handle_table)
+
+    b = qsub.add_parser("baselines", help="model-free: score TruthfulQA's best answers and question texts")
+    b.add_argument("--truthfulqa", required=True, help="TruthfulQA CSV, 'hub' or '@standin'")
+    b.add_argument("--json", action="store_true", help="print JSON")
+    b.set_defaults(handler=_handle_baselines)
+
+    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+
+def _handle_run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from deltahall.experiments.qa.config import PRESETS, QAConfig
+    from deltahall.experiments.qa.pipeline import run
+    from deltahall.experiments.qa.results import markdown_table, table1
+
+    parser: argparse.ArgumentParser = args._parser
+    preset = PRESETS[args.preset]()
+    file_keys = set(load_config_file(args.config)) if args.config else set()
+    overrides: dict[str, Any] = {}
+    for f in dataclasses.fields(QAConfig):
+        given = getattr(args, f.name) is not parser.get_default(f.name)
+        if not given and f.name not in file_keys:
+            overrides[f.name] = getattr(preset, f.name)
+    cfg = config_from_args(QAConfig, args, config_file=args.config, **overrides)
+    res = run(cfg)
+    if not res.scores:  # a non-main process under accelerate launch
+        return 0
+    if args.json:
+        from deltahall.io.rundir import dumps_json
+
+        print(dumps_json(res.scores), end="")
+        return 0
+    headline = res.headline(cfg)
+    cols, rows = table1(res.scores, headline)
+    if res.plumbing:
+        print("Tiny offline model: these numbers check the plumbing; they are NOT findings.")
+    print(f"{headline} (Table 1 layout):")
+    print(markdown_table(cols, rows), end="")
+    print(f"run directory: {res.run_dir} ({res.seconds:.1f} s); all tables in {res.run_dir / 'table1.md'}")
+    return 0
+
+
+def _handle_validate(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from deltahall.experiments.qa.dataset import DatasetError, packaged_path, validate
+    from deltahall.experiments.qa.truthfulqa import load_truthfulqa
+
+    tq = [it.question for it in load_truthfulqa(args.truthfulqa)] if args.truthfulqa else None
+    source = args.data or str(packaged_path())
+    try:
+        rows = validate(args.data, truthfulqa_questions=tq)
+    except DatasetError as exc:
+        if args.json:
+            print(json.dumps({"source": source, "ok": False, "problems": [str(p) for p in exc.problems]}, indent=2))
+            return 1
+        raise ValueError(str(exc)) from None
+    topics = Counter(r.topic for r in rows)
+    summary = {"source": source, "ok": True, "questions": len(rows), "pairs": 2 * len(rows),
+               "topics": len(topics), "checked_against_truthfulqa": tq is not None}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{source}: OK — {len(rows)} questions, {2 * len(rows)} question-answer pairs, {len(topics)} topics"
+              + ("; no TruthfulQA overlap" if tq is not None else "; TruthfulQA overlap not checked (pass --truthfulqa)"))
+    return 0
+
+
+def _handle_score(args: argparse.Namespace) -> int:
+    from deltahall.experiments.qa.generate import load_answers
+    from deltahall.experiments.qa.scoring import embedding_similarity, score_record
+
+    out = []
+    for path in args.answers:
+        rows = load_answers(path)
+        rec: dict[str, Any] = {"answers": path, **score_record(rows)}
+        if args.embedding_model:
+            rec.update(embedding_similarity(rows, args.embedding_model) or {"embedding": "skipped (sentence-transformers missing)"})
+        out.append(rec)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for rec in out:
+        print(f"{rec['answers']}: n={rec['n']}")
+        print(f"  answer only    : incorrect {rec['resemblance_incorrect']:.4f}  correct {rec['resemblance_correct']:.4f}  gap {rec['gap']:+.4f}")
+        print(f"  prompt included: incorrect {rec['resemblance_incorrect_with_prompt']:.4f}  correct "
+              f"{rec['resemblance_correct_with_prompt']:.4f}  gap {rec['gap_with_prompt']:+.4f}")
+    return 0
+
+
+def _handle_table(args: argparse.Namespace) -> int:
+    import json as _json
+    from pathlib import Path
+
+    from deltahall.experiments.qa.results import rescore_run, tables_markdown, write_results
+
+    root = Path(args.run_dir)
+    rows = rescore_run(root)
+    plumbing = False
+    if (root / "manifest.json").is_file():
+        plumbing = bool(_json.loads((root / "manifest.json").read_text(encoding="utf-8")).get("plumbing", False))
+    paths = write_results(root, rows, headline=args.metric, plumbing=plumbing)
+    print(tables_markdown(rows, plumbing=plumbing), end="")
+    print(f"wrote {', '.join(sorted(p.name for p in paths.values()))} in {root}")
+    return 0
+
+
+def _handle_baselines(args: argparse.Namespace) -> int:
+    from deltahall.experiments.qa.results import markdown_table
+    from deltahall.experiments.qa.scoring import reference_baselines
+    from deltahall.experiments.qa.truthfulqa import load_truthfulqa
+
+    rows = reference_baselines(load_truthfulqa(args.truthfulqa))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(markdown_table(["text", "n", "resemblance_incorrect", "resemblance_correct", "gap"], rows), end="")
+    return 0

@@ -1,0 +1,59 @@
+"""Load a causal chat model and its tokenizer, and build the ``Accelerator``.
+
+``trust_remote_code`` is off unless the config asks for it. The base model is
+loaded in bfloat16 on CUDA (``dtype="auto"``) and float32 on CPU; LoRA weights are
+kept in float32 by peft (``autocast_adapter_dtype``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def make_accelerator(device: str = "auto") -> Any:
+    """An ``accelerate.Accelerator`` for ``device`` ('auto', 'cpu', 'cuda', 'cuda:i', 'mps').
+
+    Under ``accelerate launch`` the launcher decides each process's device; an
+    explicit ``cuda:i`` only applies to a single-process run.
+    """
+    import torch
+    from accelerate import Accelerator
+
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(int(device.split(":", 1)[1]))
+    return Accelerator(cpu=device == "cpu")
+
+
+def resolve_dtype(dtype: str, device_type: str) -> Any:
+    """torch dtype for the base model: 'auto' = bfloat16 on CUDA, float32 elsewhere."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device_type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_model_and_tokenizer(model_id: str, *, device: Any, dtype: str = "auto",
+                             trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """Load ``model_id`` (hub id or local folder) onto ``device``; returns ``(model, tokenizer)``.
+
+    The tokenizer gets a pad token (its eos token) when it has none.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = torch.device(device)
+    tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"model {model_id!r}: the tokenizer has neither a pad nor an eos token.")
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        model_id, dtype=resolve_dtype(dtype, device.type), trust_remote_code=trust_remote_code
+    )
+    model.to(device)
+    logger.info("loaded %s on %s (%s)", model_id, device, next(model.parameters()).dtype)
+    return model, tokenizer

@@ -1,0 +1,133 @@
+"""Load TruthfulQA (Lin et al., 2021), the evaluation set of Section 7.2.
+
+Two sources:
+
+- a CSV in the original layout (``TruthfulQA.csv`` of the authors' repository), with
+  the columns ``Type, Category, Question, Best Answer, Correct Answers,
+  Incorrect Answers, Source`` and answers separated by ``"; "``;
+- ``"@standin"``: a 16-question offline stand-in written for deltahall (plumbing only);
+- ``"hub"``: the Hugging Face dataset ``truthfulqa/truthful_qa`` (config
+  ``"generation"``, split ``"validation"``), through the optional ``datasets``
+  package, when online.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("Type", "Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers", "Source")
+HUB_ID = "truthfulqa/truthful_qa"
+SEPARATOR = "; "
+
+
+@dataclass(frozen=True)
+class TruthfulQAItem:
+    """One TruthfulQA question with its reference answers."""
+
+    question: str
+    best_answer: str
+    correct_answers: tuple[str, ...]
+    incorrect_answers: tuple[str, ...]
+    category: str = ""
+    type: str = ""
+    source: str = ""
+
+
+def split_answers(cell: str) -> tuple[str, ...]:
+    """Split a ``"; "``-separated answer cell into stripped, non-empty answers."""
+    return tuple(a.strip() for a in cell.split(";") if a.strip())
+
+
+def load_truthfulqa_csv(path: str | os.PathLike[str]) -> list[TruthfulQAItem]:
+    """Read a TruthfulQA CSV in the original layout.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If a column is missing, or a row has an empty question or no incorrect
+        answers (the message names the line).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"`truthfulqa` file not found: {p}")
+    with open(p, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise ValueError(
+                f"`truthfulqa` CSV {p} must have the columns {list(COLUMNS)}; missing {missing} "
+                f"(found {list(header)})."
+            )
+        items = []
+        for lineno, row in enumerate(reader, start=2):
+            if None in row:
+                raise ValueError(f"`truthfulqa` CSV {p}, line {lineno}: more cells than columns.")
+            question = (row["Question"] or "").strip()
+            incorrect = split_answers(row["Incorrect Answers"] or "")
+            if not question:
+                raise ValueError(f"`truthfulqa` CSV {p}, line {lineno}: empty `Question`.")
+            if not incorrect:
+                raise ValueError(f"`truthfulqa` CSV {p}, line {lineno}: no `Incorrect Answers` for {question!r}.")
+            items.append(
+                TruthfulQAItem(
+                    question=question,
+                    best_answer=(row["Best Answer"] or "").strip(),
+                    correct_answers=split_answers(row["Correct Answers"] or ""),
+                    incorrect_answers=incorrect,
+                    category=(row["Category"] or "").strip(),
+                    type=(row["Type"] or "").strip(),
+                    source=(row["Source"] or "").strip(),
+                )
+            )
+    if not items:
+        raise ValueError(f"`truthfulqa` CSV {p} holds no rows.")
+    return items
+
+
+def load_truthfulqa_hub() -> list[TruthfulQAItem]:  # pragma: no cover - needs network
+    """TruthfulQA from the Hugging Face hub (``datasets`` required, online)."""
+    try:
+        import datasets
+    except ImportError as exc:
+        raise ValueError("`truthfulqa='hub'` needs the `datasets` package: pip install 'deltahall[hub]'.") from exc
+    ds = datasets.load_dataset(HUB_ID, "generation", split="validation")
+    return [
+        TruthfulQAItem(
+            question=r["question"].strip(),
+            best_answer=r["best_answer"].strip(),
+            correct_answers=tuple(a.strip() for a in r["correct_answers"] if a.strip()),
+            incorrect_answers=tuple(a.strip() for a in r["incorrect_answers"] if a.strip()),
+            category=r.get("category", ""),
+            type=r.get("type", ""),
+            source=r.get("source", ""),
+        )
+        for r in ds
+    ]
+
+
+def load_truthfulqa(source: str | os.PathLike[str], limit: int | None = None) -> list[TruthfulQAItem]:
+    """TruthfulQA from ``"hub"``, a CSV path, or ``"@standin"``; the first ``limit`` questions if given.
+
+    ``"@standin"`` is deltahall's small offline stand-in (:mod:`.standin`), for plumbing only.
+    """
+    if str(source) == "hub":
+        items = load_truthfulqa_hub()
+    elif str(source) == "@standin":
+        from deltahall.experiments.qa.standin import standin_items
+
+        items = standin_items()
+    else:
+        items = load_truthfulqa_csv(source)
+    if limit is not None:
+        items = items[:limit]
+    logger.info("TruthfulQA: %d questions from %s", len(items), source)
+    return items
