@@ -209,7 +209,8 @@ class ScipyState:
             )
         self.dist = dist
         self._discrete = not hasattr(dist, "logpdf")
-        draw = np.asarray(dist.rvs(size=1, random_state=np.random.default_rng(0)), dtype=np.float64)
+        # Two draws: univariate laws give shape (2,), multivariate ones (2, d).
+        draw = np.asarray(dist.rvs(size=2, random_state=np.random.default_rng(0)), dtype=np.float64)
         self._dim = 1 if draw.ndim <= 1 else int(draw.shape[-1])
 
     @property

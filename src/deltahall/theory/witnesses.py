@@ -74,8 +74,8 @@ def max_log_density_in_ball(state: GaussianState, center: Any, eps: float) -> tu
     The maximiser minimises the Mahalanobis distance over the ball, a convex
     trust-region problem: if ``||μ - c|| <= ε`` it is ``μ``; otherwise
     ``x = c + (Σ⁻¹ + λI)⁻¹ Σ⁻¹ (μ - c)`` with the unique ``λ > 0`` solving the
-    secular equation ``||x - c|| = ε`` (found by bracketed root finding in the
-    eigenbasis of Σ, after rescaling so any scale is safe).
+    secular equation ``||x - c|| = ε`` (bracketed root finding on ``log(1/(λε))``
+    in the eigenbasis of Σ, after rescaling, so any scale and any ε are safe).
 
     Returns
     -------
@@ -94,14 +94,24 @@ def max_log_density_in_ball(state: GaussianState, center: Any, eps: float) -> tu
     w = 1.0 / s**2  # precision eigenvalues (scaled units)
     beta = u.T @ (b / kappa)
     et = e / kappa
+    # With λ = 1 / (ε η): y/ε = wβη / (w ε η + 1); solve ||y/ε|| = 1 for log η (no under/overflow).
+    wb = w * beta
 
-    def excess(lam: float) -> float:
-        return float(np.linalg.norm(w * beta / (w + lam))) - et
+    def excess(log_eta: float) -> float:
+        eta = math.exp(log_eta)
+        return math.log(float(np.linalg.norm(wb * eta / (w * et * eta + 1.0))))
 
-    hi = float(np.max(w) * np.linalg.norm(beta) / et)
-    lam = brentq(excess, 0.0, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
-    y = w * beta / (w + lam)
-    maha = float(np.sum(w * (lam * beta / (w + lam)) ** 2))
+    lo = -math.log(float(np.linalg.norm(wb))) - 1.0
+    hi = lo + 2.0
+    while excess(hi) <= 0.0:
+        if float(np.min(w)) * et * math.exp(hi) > 1e17:  # y equals β to machine precision
+            return state.log_peak, state.loc.copy()
+        hi += 2.0 * (hi - lo)
+    log_eta = brentq(excess, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+    eta = math.exp(log_eta)
+    denom = w * et * eta + 1.0
+    y = et * (wb * eta / denom)
+    maha = float(np.sum(w * (beta / denom) ** 2))
     x = c + kappa * (u @ y)
     return state.log_peak - 0.5 * maha, x
 

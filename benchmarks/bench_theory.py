@@ -1,0 +1,67 @@
+"""Throughput of the vectorised δ-test (Definition 4.2) and the Monte-Carlo P_H^δ estimator (Theorem 6.1).
+
+Run: ``python benchmarks/bench_theory.py [--n 2000000] [--threads 2]``. Prints δ-tests per
+second for several (N, d) and Monte-Carlo draws of the means per second. Timings are the
+best of ``--repeat`` runs (the machine may be shared; say so when quoting them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from deltahall.theory.bound import (
+    IndependentMeans,
+    StateMeanLaw,
+    estimate_hallucination_probability,
+)
+from deltahall.theory.estimators import DeltaTest
+from deltahall.theory.mixtures import GaussianState, LatentMixture
+
+
+def _mixture(n: int, d: int, rng: np.random.Generator) -> LatentMixture:
+    states = []
+    for _ in range(n):
+        a = rng.standard_normal((d, d))
+        states.append(GaussianState(3 * rng.standard_normal(d), a @ a.T + d * np.eye(d)))
+    return LatentMixture(np.full(n, 1.0 / n), states)
+
+
+def best_of(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=2_000_000, help="estimates per δ-test call")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--mc", type=int, default=1_000_000, help="draws per P_H^δ estimate")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"{'N':>3} {'d':>3} {'threads':>7} {'δ-tests/s':>14} {'scores/s':>14}")
+    for n, d in ((2, 1), (2, 8), (5, 2), (5, 8)):
+        mix = _mixture(n, d, rng)
+        x = 3 * rng.standard_normal((args.n, d))
+        test = DeltaTest(mix, 1e-6, n_threads=args.threads)
+        test.hallucinates(x[:10_000])
+        t = best_of(lambda: test.hallucinates(x), args.repeat)  # noqa: B023
+        ts = best_of(lambda: test.max_log_density(x), args.repeat)  # noqa: B023
+        print(f"{n:>3} {d:>3} {args.threads:>7} {args.n / t:>14,.0f} {args.n / ts:>14,.0f}")
+    for n, d in ((2, 1), (5, 8)):
+        within = [GaussianState.isotropic(np.zeros(d), 0.1)] * n
+        means = IndependentMeans(tuple([0.0] * d), (StateMeanLaw("gaussian", 1.0, d),) * n)
+        t = best_of(lambda: estimate_hallucination_probability(np.full(n, 1 / n), within, 0.05, means, args.mc, 0),  # noqa: B023
+                    args.repeat)
+        print(f"P_H^δ Monte-Carlo N={n} d={d}: {args.mc / t:,.0f} draws/s ({1 / t:.2f} estimates/s of {args.mc:,} draws)")
+
+
+if __name__ == "__main__":
+    main()
