@@ -119,7 +119,7 @@ class GaussianState:
                 )
             tril = np.tril(tril)
         self._mean = mu
-        self._tril = tril
+        self._tril: FloatArray = np.asarray(tril, dtype=np.float64)
         self._tril_inv = solve_triangular(tril, np.eye(mu.size), lower=True)
         self._log_norm = -0.5 * mu.size * LOG_2PI - float(np.sum(np.log(np.diag(tril))))
         for a in (self._mean, self._tril, self._tril_inv):

@@ -245,7 +245,7 @@ def _trils(cov: Any, n: int, dim: int, scale: float) -> list[FloatArray]:
         c = np.broadcast_to(c, (n, *c.shape))
     if c.shape != (n, dim, dim):
         raise ValueError(f"`cov` must have shape ({dim}, {dim}) or ({n}, {dim}, {dim}); got {np.shape(cov)}.")
-    return [scale * np.linalg.cholesky(check_spd(ci, f"cov[{i}]")) for i, ci in enumerate(c)]
+    return [np.asarray(scale * np.linalg.cholesky(check_spd(ci, f"cov[{i}]")), dtype=np.float64) for i, ci in enumerate(c)]
 
 
 def _max_sd(g: GaussianState) -> float:
