@@ -43,7 +43,7 @@ the best α_i, P_i, K_i^μ and the product bound exactly as stated, a union boun
 lemmas do justify, and a Monte-Carlo estimate of the true P_H^δ with a confidence interval.
 
 example:
-  deltahall theory bound --delta 0.05 --states 2 --within-scale 0.1 --mean-law gaussian --mean-scale 1
+  deltahall theory bound --delta 0.5 --states 2 --within-scale 0.05 --mean-law cube --mean-scale 1
 """
 
 _CHECK_HELP = """\
