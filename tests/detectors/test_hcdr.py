@@ -126,12 +126,19 @@ def test_calibration_attributes(fitted):
         assert cov == pytest.approx(np.mean(c >= t))
 
 
-def test_chunking_and_float32(fitted, monkeypatch):
-    det, X, _ = fitted
+@pytest.mark.parametrize("ct", ["diag", "spherical", "full"])
+def test_chunking_threads_and_float32(ct, monkeypatch):
+    X, y = _two_states()
+    det = HCDRDetector(pca_dim=8, n_components=3, covariance_type=ct, random_state=0, n_jobs=1).fit(X, y)
     full = det.score_samples(X)
     monkeypatch.setattr(hcdr_mod, "_CHUNK_ROWS", 7)
     np.testing.assert_array_equal(det.score_samples(X), full)
+    np.testing.assert_array_equal(det.set_params(n_jobs=2).score_samples(X), full)
     np.testing.assert_allclose(det.score_samples(X.astype(np.float32)), full, atol=1e-3)
+    Xb = X.copy()
+    Xb[500, 3] = np.nan  # in a late chunk, found by a worker thread
+    with pytest.raises(ValueError, match=r"NaN/inf in 1 row\(s\): 500\."):
+        det.score_samples(Xb)
 
 
 def test_pipeline_use():

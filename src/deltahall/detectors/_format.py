@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from deltahall.detectors._gmm import GaussianMixtureParams, StackedMixtures
+from deltahall.detectors._gmm import GaussianMixtureParams
 
 if TYPE_CHECKING:
     from deltahall.detectors.hcdr import HCDRDetector
@@ -208,5 +208,5 @@ def load_detector(cls: type[HCDRDetector], path: str | os.PathLike[str]) -> HCDR
     if det.classes_.shape != (n_states,) or det.thresholds_.shape != (n_states,):
         raise ValueError(f"{str(path)!r} is inconsistent: {n_states} states but classes {det.classes_.shape}.")
     det._build_affine()
-    det._stack = StackedMixtures(det.mixtures_)
+    det._build_scorer()
     return det
