@@ -97,7 +97,7 @@ def save_detector(det: HCDRDetector, path: str | os.PathLike[str]) -> Path:
         "holdout_coverage": det.holdout_coverage_,
         "converged": det.converged_.astype(np.uint8),
     }
-    if det.pca_components_ is not None:
+    if det.pca_components_ is not None and det.pca_mean_ is not None:
         arrays["pca_mean"] = det.pca_mean_
         arrays["pca_components"] = det.pca_components_
     for i, m in enumerate(det.mixtures_):
@@ -186,8 +186,8 @@ def load_detector(cls: type[HCDRDetector], path: str | os.PathLike[str]) -> HCDR
             det.feature_names_in_ = np.asarray(names, dtype=object)
         det.scaler_mean_ = arrays["scaler_mean"]
         det.scaler_scale_ = arrays["scaler_scale"]
-        det.pca_mean_ = arrays.get("pca_mean")
-        det.pca_components_ = arrays.get("pca_components")
+        det.pca_mean_ = arrays.get("pca_mean")  # type: ignore[assignment]
+        det.pca_components_ = arrays.get("pca_components")  # type: ignore[assignment]
         det.thresholds_ = arrays["thresholds"]
         det.holdout_coverage_ = arrays["holdout_coverage"]
         det.converged_ = arrays["converged"].astype(bool)

@@ -76,12 +76,12 @@ class FusedScorer:
         self.B = np.ascontiguousarray((2.0 * A * b[:, None] + B) * s)
         self.c = c + (b**2) @ A + b @ B
         self.W = None if W is None else np.ascontiguousarray(W)
-        self.W32 = None if W is None else self.W.astype(np.float32)
+        self.W32 = None if W is None else np.asarray(W, dtype=np.float32)
 
     def _project(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         if self.W is None:
             return np.asarray(x, dtype=np.float64)
-        if x.dtype == np.float32:  # float32 through the dominant product: ~1e-5 in log-density
+        if x.dtype == np.float32 and self.W32 is not None:  # float32 through the dominant product: ~1e-5 in log-density
             return (x @ self.W32).astype(np.float64)
         return x @ self.W
 

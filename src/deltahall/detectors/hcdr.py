@@ -197,17 +197,19 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
                 "HCDRDetector requires y to be passed, but the target y is None "
                 "(`y` holds the latent-state label of every row of `X`)."
             )
-        X = validate_data(self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2)
-        y = column_or_1d(y, warn=True)
-        if y.shape[0] != X.shape[0]:
+        X = np.asarray(
+            validate_data(self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2)
+        )
+        labels = column_or_1d(y, warn=True)
+        if labels.shape[0] != X.shape[0]:
             raise ValueError(
-                f"`X` and `y` must have the same number of rows; got {X.shape[0]} and {y.shape[0]}."
+                f"`X` and `y` must have the same number of rows; got {X.shape[0]} and {labels.shape[0]}."
             )
-        if y.dtype.kind == "f" and not np.isfinite(y).all():
-            bad = np.flatnonzero(~np.isfinite(y))
+        if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+            bad = np.flatnonzero(~np.isfinite(labels))
             raise ValueError(f"`y` must not contain NaN/inf labels; found them at index {bad[:10].tolist()}.")
         _check_finite_rows(X, "X")
-        classes, y_idx = np.unique(y, return_inverse=True)
+        classes, y_idx = np.unique(labels, return_inverse=True)
         if classes.shape[0] < 2:
             raise ValueError(
                 f"`y` must contain at least two states (classes); got one class: {classes.tolist()}."
@@ -244,8 +246,10 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
         U = self._l2(X) if self.normalize else X
         if self.pca_dim is not None:
             pca = PCA(n_components=self.pca_dim, svd_solver="full").fit(U)
-            self.pca_mean_ = np.ascontiguousarray(pca.mean_, dtype=np.float64)
-            self.pca_components_ = np.ascontiguousarray(pca.components_, dtype=np.float64)
+            self.pca_mean_: npt.NDArray[np.float64] | None = np.ascontiguousarray(pca.mean_, dtype=np.float64)
+            self.pca_components_: npt.NDArray[np.float64] | None = np.ascontiguousarray(
+                pca.components_, dtype=np.float64
+            )
             P = (U - self.pca_mean_) @ self.pca_components_.T
         else:
             self.pca_mean_ = None
@@ -297,12 +301,12 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
     def _build_affine(self) -> None:
         """Fold PCA and z-score into ``z = u @ W + b`` (or ``u * w + b`` without PCA)."""
         inv = 1.0 / self.scaler_scale_
-        if self.pca_components_ is not None:
+        if self.pca_components_ is not None and self.pca_mean_ is not None:
             self._W = np.ascontiguousarray(self.pca_components_.T * inv)
             self._W32 = self._W.astype(np.float32)
             self._b = -(self.pca_mean_ @ self.pca_components_.T + self.scaler_mean_) * inv
         else:
-            self._W = None
+            self._W = None  # type: ignore[assignment]
             self._w = inv
             self._b = -self.scaler_mean_ * inv
 
