@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from deltahall.experiments.coinflip.config import CoinFlipConfig
+from deltahall.experiments.coinflip.report import section_from_sweep
+from deltahall.experiments.coinflip.sweep import SweepConfig, round_seed, run_sweep
+from deltahall.io.rundir import read_csv
+
+
+def _sweep(tmp_path, **kw):
+    base = CoinFlipConfig(m=120, epochs=3, batch_size=32, n_layers=1, d_model=8, n_heads=2, d_ff=16)
+    args = dict(out_dir=tmp_path / "s", ns=(2,), ms=(120,), rounds=2, objectives=("mse", "ce"),
+                workers=0, n_permutations=99, base=base)
+    args.update(kw)
+    return SweepConfig(**args)
+
+
+def test_sweep_runs_rounds_with_own_seeds_and_writes_tables(tmp_path):
+    cfg = _sweep(tmp_path)
+    res = run_sweep(cfg)
+    assert len(res.runs) == 4
+    seeds = {(r["objective"], r["seed"]) for r in res.runs}
+    assert seeds == {(o, round_seed(0, 2, 120, r)) for o in ("mse", "ce") for r in range(2)}
+    assert round_seed(0, 2, 120, 0) != round_seed(0, 2, 120, 1)
+    pooled = read_csv(cfg.out_dir / "correlations.csv")
+    assert {(r["objective"], r["probability"]) for r in pooled} == {
+        (o, p) for o in ("mse", "ce") for p in ("cp_est", "cp_ceil")}
+    assert all(r["points"] == "6" for r in pooled)
+    sec = section_from_sweep(cfg.out_dir, n_permutations=99)
+    html = "".join(sec.parts)
+    assert html.count("data:image/png;base64") == 4 and "Pearson" in html
+    # rerunning skips finished runs; another config into the same dir is refused
+    again = run_sweep(cfg)
+    assert [r["train_mse"] for r in again.runs] == [r["train_mse"] for r in res.runs]
+    timing = json.loads((cfg.out_dir / "sweep_timing.json").read_text())
+    assert [s["runs_trained"] for s in timing["sessions"]] == [4, 0]
+    with pytest.raises(ValueError, match="different config"):
+        run_sweep(_sweep(tmp_path, rounds=3))
+
+
+def test_sweep_config_errors():
+    with pytest.raises(ValueError, match="`objectives` must be one of"):
+        SweepConfig(objectives=("mae",))
+    with pytest.raises(ValueError, match="`m` must be large enough"):
+        SweepConfig(ms=(2,))
