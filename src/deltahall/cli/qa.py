@@ -120,12 +120,16 @@ def _handle_score(args: argparse.Namespace) -> int:
     from deltahall.experiments.qa.generate import load_answers
     from deltahall.experiments.qa.scoring import embedding_similarity, score_record
 
-    out = []
+    out: list[dict[str, Any]] = []
     for path in args.answers:
         rows = load_answers(path)
         rec: dict[str, Any] = {"answers": path, **score_record(rows)}
         if args.embedding_model:
-            rec.update(embedding_similarity(rows, args.embedding_model) or {"embedding": "skipped (sentence-transformers missing)"})
+            emb = embedding_similarity(rows, args.embedding_model)
+            if emb is None:
+                rec["embedding"] = "skipped (sentence-transformers missing)"
+            else:
+                rec.update(emb)
         out.append(rec)
     if args.json:
         print(json.dumps(out, indent=2))

@@ -54,22 +54,24 @@ def test_training_fingerprint_tracks_training_settings() -> None:
     assert a != QAConfig(epochs=(2, 3, 5)).training_fingerprint("m", 1)
 
 
-def test_documented_paper_command_parses(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The command in docs/qa.md builds the paper config (without running it)."""
-    from deltahall.cli import qa as qa_cli
+def test_documented_run_commands_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `qa run` command in docs/qa.md builds a config (without running it)."""
     from deltahall.cli.main import main
 
     doc = (Path(__file__).resolve().parents[3] / "docs" / "qa.md").read_text(encoding="utf-8")
-    line = next(ln for ln in doc.splitlines() if ln.startswith("deltahall qa run --preset paper"))
-    seen = {}
+    lines = [ln.split("-m deltahall", 1)[-1].strip() if "-m deltahall" in ln else ln.removeprefix("deltahall ")
+             for ln in doc.splitlines() if "qa run --preset" in ln and not ln.startswith(("`", "|"))]
+    assert len(lines) >= 4
+    seen = []
 
     def fake_run(cfg):  # noqa: ANN001, ANN202
-        seen["cfg"] = cfg
+        seen.append(cfg)
         raise KeyboardInterrupt
 
     monkeypatch.setattr("deltahall.experiments.qa.pipeline.run", fake_run)
-    assert qa_cli is not None
-    assert main(shlex.split(line)[1:]) == 130
-    cfg = seen["cfg"]
-    assert cfg.models == PAPER_MODELS and cfg.epochs == (2, 3, 4) and cfg.seeds == (1, 2)
-    assert str(cfg.truthfulqa) == "hub"
+    for line in lines:
+        assert main(shlex.split(line)) == 130, line
+    paper = [c for c in seen if c.models == PAPER_MODELS]
+    assert paper and all(c.epochs == (2, 3, 4) and c.seeds == (1, 2) for c in paper)
+    assert any(str(c.truthfulqa) == "hub" for c in paper) and any(c.prompt_format == "raw" for c in paper)
+    assert any(c.models == (TINY_MODEL,) for c in seen)

@@ -99,7 +99,7 @@ def normalise(text: str) -> str:
 
 def packaged_path() -> Path:
     """Path of the packaged dataset ``deltahall/data/open_qa.jsonl``."""
-    return Path(str(resources.files("deltahall").joinpath("data", "open_qa.jsonl")))
+    return Path(str(resources.files("deltahall") / "data" / "open_qa.jsonl"))
 
 
 def parse_jsonl(text: str) -> tuple[list[QARow], list[Problem]]:

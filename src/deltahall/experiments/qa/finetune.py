@@ -176,7 +176,9 @@ def finetune(
         optimizer, _lr_lambda(total, int(config.warmup_ratio * total))
     )
 
-    start_epoch, step_rows, epoch_rows = 0, [], []
+    start_epoch = 0
+    step_rows: list[dict[str, Any]] = []
+    epoch_rows: list[dict[str, Any]] = []
     if existing:
         ckpt = existing[-1]
         state = load_checkpoint(ckpt, optimizer=optimizer, generator=order_gen)

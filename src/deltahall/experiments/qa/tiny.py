@@ -94,8 +94,8 @@ def build_tiny_model(
     hf_tok.chat_template = CHAT_TEMPLATE
     hf_tok.save_pretrained(folder)
 
-    eos_id = hf_tok.convert_tokens_to_ids("<|im_end|>")
-    pad_id = hf_tok.convert_tokens_to_ids("<|endoftext|>")
+    eos_id = int(hf_tok.convert_tokens_to_ids("<|im_end|>"))  # type: ignore[arg-type]
+    pad_id = int(hf_tok.convert_tokens_to_ids("<|endoftext|>"))  # type: ignore[arg-type]
     cfg = Qwen2Config(
         vocab_size=len(hf_tok),
         hidden_size=hidden_size,
