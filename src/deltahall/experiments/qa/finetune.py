@@ -8,13 +8,15 @@
 - after every epoch a pickle-free checkpoint (adapter, AdamW state, scheduler,
   data-order generator, torch RNG) is written under ``checkpoints/``; with
   ``resume=True`` training continues from the last finished epoch, and a checkpoint
-  made with different settings is refused;
+  made with different settings or training pairs (SHA-256 of the pairs) is refused;
 - several GPUs: run the same command under ``accelerate launch``; each process
   takes its share of every global batch and gradients are averaged by DDP.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -144,6 +146,7 @@ def finetune(
     rd = RunDir(train_dir)
     ckpt_root = rd.root / "checkpoints"
     fingerprint = to_jsonable(config.training_fingerprint(model_id, seed))
+    fingerprint["pairs_sha256"] = hashlib.sha256(json.dumps(list(pairs)).encode("utf-8")).hexdigest()
     existing = list_checkpoints(ckpt_root)
     if existing and not config.resume:
         raise ValueError(

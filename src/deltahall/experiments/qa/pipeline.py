@@ -75,7 +75,8 @@ def _evaluate(model: Any, tok: Any, items: Sequence[Any], *, config: QAConfig, r
     if config.resume and path.is_file():
         rows = load_answers(path)
         saved = {k: rows[0].get(k) for k in meta}
-        if saved != to_jsonable(meta) or len(rows) != len(items):
+        same_questions = [r["question"] for r in rows] == [it.question for it in items]
+        if saved != to_jsonable(meta) or not same_questions:
             raise ValueError(f"cannot reuse {path}: it was generated with other settings ({saved}); "
                              f"this run uses {meta} for {len(items)} questions.")
         logger.info("reusing %s", path)
@@ -149,7 +150,8 @@ def _run(config: QAConfig) -> QAResult:
             from deltahall.experiments.qa.tiny import build_tiny_model
 
             path = str(rd.root / "tiny-model")
-            if main:
+            reuse = config.resume and (rd.root / "tiny-model" / "config.json").is_file()
+            if main and not reuse:
                 texts = [t for q, a in pairs for t in (q, a)]
                 texts += [t for it in items for t in (it.question, *it.correct_answers, *it.incorrect_answers)]
                 build_tiny_model(path, texts, seed=min(config.seeds))
@@ -171,6 +173,7 @@ def _run(config: QAConfig) -> QAResult:
                                                 seed=seed, epoch=epoch, train_loss=ft.epoch_losses[epoch]))
                 accelerator.wait_for_everyone()
             del model, peft_model
+            accelerator.free_memory()  # drop the accelerator's references to the prepared model/optimizer
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
