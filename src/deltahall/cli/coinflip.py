@@ -142,9 +142,9 @@ def _handle_sweep(args: argparse.Namespace) -> int:
                           "correlations": res.correlations, "report": str(report) if report else None}, indent=2))
         return 0
     print(f"{res.out_dir}: {len(res.runs)} runs, training wall time {res.wall_seconds:.1f} s (all sessions)")
-    print(f"{'objective':9s} {'N':>2s} {'M':>6s} {'prob':8s} {'pearson':>8s} {'p':>7s} {'spearman':>8s} {'p':>7s}")
+    print(f"{'objective':9s} {'N':>2s} {'M':>6s} {'from':>4s} {'prob':8s} {'pearson':>8s} {'p':>7s} {'spearman':>8s} {'p':>7s}")
     for r in res.correlations:
-        print(f"{r['objective']:9s} {r['n']:2d} {r['m']:6d} {r['probability']:8s} {r['pearson']:8.3f} "
+        print(f"{r['objective']:9s} {r['n']:2d} {r['m']:6d} {r['from_epoch']:4d} {r['probability']:8s} {r['pearson']:8.3f} "
               f"{r['pearson_p']:7.4f} {r['spearman']:8.3f} {r['spearman_p']:7.4f}")
     if report:
         print(f"report: {report}")

@@ -195,9 +195,13 @@ def load_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def summarize_sweep(
-    sweep_dir: str | Path, *, n_permutations: int = 9999, rng: int = 0
+    sweep_dir: str | Path, *, n_permutations: int = 9999, rng: int = 0, from_epochs: tuple[int, ...] = (1, 3)
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per-run and pooled correlation tables of a (possibly partial) sweep; writes both as CSV."""
+    """Per-run and pooled correlation tables of a (possibly partial) sweep; writes both as CSV.
+
+    Pooled rows are computed over all epochs (``from_epoch`` 1) and again from epoch 3 on, so a
+    reader can see whether a correlation is more than the first epochs' joint descent.
+    """
     runs = load_runs(sweep_dir)
     run_rows: list[dict[str, Any]] = []
     for i, r in enumerate(runs):
@@ -224,19 +228,25 @@ def summarize_sweep(
     keys = sorted({(r["config"].objective, r["config"].n, r["config"].m) for r in runs})
     for j, (obj, n, m) in enumerate(keys):
         group = [r for r in runs if (r["config"].objective, r["config"].n, r["config"].m) == (obj, n, m)]
-        for loss_col, p_col in CORRELATION_PAIRS:
-            xs, ys, gs = [], [], []
-            for gi, r in enumerate(group):
-                xs += [e[loss_col] for e in r["history"]]
-                ys += [e[p_col] for e in r["history"]]
-                gs += [gi] * len(r["history"])
-            c = permutation_correlation(xs, ys, groups=gs, n_permutations=n_permutations, rng=rng + 1000 + j)
-            pooled.append({
-                "objective": obj, "n": n, "m": m, "loss": loss_col, "probability": p_col, "rounds": len(group),
-                "points": c.n, "pearson": c.pearson, "pearson_p": c.pearson_p,
-                "spearman": c.spearman, "spearman_p": c.spearman_p,
-                "prob_min": float(min(ys)), "prob_max": float(max(ys)),
-            })
+        for first in from_epochs:
+            for loss_col, p_col in CORRELATION_PAIRS:
+                xs, ys, gs = [], [], []
+                for gi, r in enumerate(group):
+                    h = [e for e in r["history"] if e["epoch"] >= first]
+                    xs += [e[loss_col] for e in h]
+                    ys += [e[p_col] for e in h]
+                    gs += [gi] * len(h)
+                if len(xs) < 3:
+                    continue
+                c = permutation_correlation(xs, ys, groups=gs, n_permutations=n_permutations,
+                                            rng=rng + 1000 + 10 * j + first)
+                pooled.append({
+                    "objective": obj, "n": n, "m": m, "from_epoch": first, "loss": loss_col,
+                    "probability": p_col, "rounds": len(group), "points": c.n,
+                    "pearson": c.pearson, "pearson_p": c.pearson_p,
+                    "spearman": c.spearman, "spearman_p": c.spearman_p,
+                    "prob_min": float(min(ys)), "prob_max": float(max(ys)),
+                })
     rd = RunDir(sweep_dir)
     if run_rows:
         rd.write_csv("runs.csv", run_rows)
