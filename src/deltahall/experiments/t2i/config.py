@@ -1,0 +1,233 @@
+"""Configuration of the text-to-image experiment (Section 7.3, Figures 5-7).
+
+One frozen dataclass holds every knob; the CLI is built from it. Two presets share
+one code path and differ only in the values below:
+
+``"afhq-sd15"`` (paper scale)
+    Stable Diffusion v1.5's UNet fine-tuned on AFHQ cats and dogs (text encoder and VAE
+    frozen, class captions with 10 % empty-caption dropout), CLIP ViT-B/32 image
+    embeddings, the paper's three prompts. The paper states the data, the prompts, the
+    frozen parts, CLIP ViT-B/32 and the detector recipe; it does not state steps, batch,
+    learning rate or sampler, so ours follow diffusers' ``train_text_to_image`` example
+    (learning rate 1e-5, fp16) with 25 DPM-Solver++ steps at guidance 7.5 for sampling.
+``"digits"`` (offline, the default)
+    scikit-learn's bundled 8x8 digits, classes 0 and 1, a tiny class-conditional
+    ``UNet2DConditionModel`` trained from scratch with a tiny frozen ``CLIPTextModel``
+    (see :mod:`.tiny`), no VAE (identity latents), and a small CNN digit classifier's
+    penultimate features as the image embedding (see :mod:`.digits_embedder`).
+
+Fields left at ``None`` take the preset's value when the config is built (see
+:data:`PRESETS`); the resolved values are what ``manifest.json`` records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from deltahall._validation import check_choice, check_int, check_real
+
+#: Builds the tiny offline text-to-image model (:mod:`.tiny`) instead of loading one.
+TINY_MODEL = "@tiny"
+#: scikit-learn's bundled digits (``sklearn.datasets.load_digits``).
+SKLEARN_DIGITS = "@sklearn-digits"
+#: The small CNN digit classifier's penultimate features (:mod:`.digits_embedder`).
+DIGITS_CNN = "@digits-cnn"
+
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+CLIP_B32 = "openai/clip-vit-base-patch32"
+PAPER_PROMPTS = ("a realistic photo of a friendly dog", "a fluffy cat sitting on a sofa", "a cute pet animal")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+#: Preset values of every field whose default is ``None``.
+PRESETS: dict[str, dict[str, Any]] = {
+    "digits": dict(
+        model=TINY_MODEL, embedder=DIGITS_CNN, data=SKLEARN_DIGITS,
+        classes=("0", "1"),
+        captions=("a handwritten digit zero", "a handwritten digit one"),
+        prompts=("a handwritten digit zero", "a handwritten digit one", "a handwritten digit", ""),
+        resolution=8, random_flip=False, train_steps=1200, train_batch_size=64,
+        learning_rate=1e-3, lr_warmup_steps=100, checkpoint_every=150,
+        num_samples=200, sample_batch_size=200, inference_steps=15, guidance_scale=2.0,
+        embed_batch_size=512, pca_dim=8, n_components=2, mixed_precision="no",
+        out_dir=Path("runs/t2i_digits"), torch_threads=1,
+    ),
+    "afhq-sd15": dict(
+        model=SD15, embedder=CLIP_B32, data=None,
+        classes=("cat", "dog"),
+        captions=("a photo of a cat", "a photo of a dog"),
+        prompts=PAPER_PROMPTS,
+        resolution=512, random_flip=True, train_steps=5000, train_batch_size=8,
+        learning_rate=1e-5, lr_warmup_steps=0, checkpoint_every=500,
+        num_samples=200, sample_batch_size=25, inference_steps=25, guidance_scale=7.5,
+        embed_batch_size=64, pca_dim=50, n_components=6, mixed_precision="fp16",
+        out_dir=Path("runs/t2i_afhq"), torch_threads=0,
+    ),
+}
+
+#: Fields that may change between a run and its resumption (they do not change results).
+RESUME_FREE = ("resume_from_checkpoint", "out_dir", "progress", "device", "num_workers",
+               "train_steps", "torch_threads")
+
+
+def _h(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class T2IConfig:
+    """Everything one text-to-image run needs; ``run(config)`` executes it (Section 7.3)."""
+
+    preset: Literal["digits", "afhq-sd15"] = field(default="digits", metadata=_h("'digits' (offline, CPU) or 'afhq-sd15' (paper scale); fills every option left unset"))
+    model: str | None = field(default=None, metadata=_h("diffusers model id or local folder (unet/ text_encoder/ tokenizer/ vae/ scheduler/); '@tiny' builds the offline digits model"))
+    embedder: str | None = field(default=None, metadata=_h("CLIP vision model id or folder (CLIPVisionModelWithProjection + preprocessor); '@digits-cnn' trains the offline digit embedder"))
+    data: str | None = field(default=None, metadata=_h("image folder with one subfolder per class, or a `datasets` id; '@sklearn-digits' for the bundled digits"))
+    data_split: str = field(default="train", metadata=_h("split of a `datasets` id"))
+    image_column: str = field(default="image", metadata=_h("image column of a `datasets` id"))
+    label_column: str = field(default="label", metadata=_h("label column of a `datasets` id (class names or ClassLabel)"))
+    classes: tuple[str, ...] | None = field(default=None, metadata=_h("the latent states: class subfolders / label names (digits: digit characters)"))
+    captions: tuple[str, ...] | None = field(default=None, metadata=_h("training caption of each class, in the order of --classes"))
+    prompts: tuple[str, ...] | None = field(default=None, metadata=_h("evaluation prompts ('' = unconditional)"))
+    caption_dropout: float = field(default=0.1, metadata=_h("probability that a training caption is replaced by ''"))
+    resolution: int | None = field(default=None, metadata=_h("training and sampling image size in pixels"))
+    random_flip: bool | None = field(default=None, metadata=_h("random horizontal flips of training images"))
+    max_train_images: int | None = field(default=None, metadata=_h("use at most this many images per class for training"))
+    train_steps: int | None = field(default=None, metadata=_h("optimizer steps in total (may be raised when resuming)"))
+    train_batch_size: int | None = field(default=None, metadata=_h("images per device per micro-batch"))
+    gradient_accumulation_steps: int = field(default=1, metadata=_h("micro-batches per optimizer step"))
+    learning_rate: float | None = field(default=None, metadata=_h("AdamW learning rate (constant after warm-up)"))
+    lr_warmup_steps: int | None = field(default=None, metadata=_h("linear warm-up steps"))
+    adam_weight_decay: float = field(default=1e-2, metadata=_h("AdamW weight decay"))
+    max_grad_norm: float = field(default=1.0, metadata=_h("gradient clipping norm"))
+    checkpoint_every: int | None = field(default=None, metadata=_h("save checkpoint-{step}/ and evaluate every S steps (and at the last step)"))
+    checkpoints_total_limit: int = field(default=3, metadata=_h("keep at most this many checkpoint folders (0 = keep all); metrics of every checkpoint are kept"))
+    resume_from_checkpoint: str | None = field(default=None, metadata=_h("'latest' or a checkpoint folder (a missing folder is an error)"))
+    eval_initial: bool = field(default=True, metadata=_h("also evaluate the model before the first step (step 0)"))
+    num_samples: int | None = field(default=None, metadata=_h("K: images drawn per prompt per checkpoint"))
+    sample_batch_size: int | None = field(default=None, metadata=_h("images per sampling call (doubled inside for classifier-free guidance)"))
+    inference_steps: int | None = field(default=None, metadata=_h("sampler steps"))
+    guidance_scale: float | None = field(default=None, metadata=_h("classifier-free guidance scale (1 = none)"))
+    sampler: Literal["dpm", "ddim"] = field(default="dpm", metadata=_h("sampling scheduler: DPM-Solver++ (2M) or DDIM"))
+    embed_batch_size: int | None = field(default=None, metadata=_h("images per embedder call"))
+    detector_max_per_class: int | None = field(default=None, metadata=_h("fit the detector on at most this many real images per class"))
+    pca_dim: int | None = field(default=None, metadata=_h("detector PCA dimension (0 = no PCA)"))
+    n_components: int | None = field(default=None, metadata=_h("detector Gaussian-mixture components per class"))
+    covariance_type: Literal["full", "diag", "tied", "spherical"] = field(default="diag", metadata=_h("detector covariance type"))
+    percentile: float = field(default=10.0, metadata=_h("detector threshold percentile of held-out log-densities (paper: 10)"))
+    holdout_fraction: float = field(default=0.2, metadata=_h("detector held-out fraction per class (paper: 0.2)"))
+    grid_max: int = field(default=36, metadata=_h("at most this many flagged samples per grid image"))
+    seed: int = field(default=0, metadata=_h("seed of data order, noise, dropout, sampling and the detector"))
+    out_dir: Path | None = field(default=None, metadata=_h("run directory (default: runs/t2i_<preset>)"))
+    device: str = field(default="auto", metadata=_h("'auto', 'cpu' or 'cuda' (accelerate launch picks the GPU per process)"))
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = field(default=None, metadata=_h("autocast for the frozen parts and the forward pass; trainable weights stay float32"))
+    num_workers: int = field(default=0, metadata=_h("data-loader worker processes"))
+    progress: bool = field(default=True, metadata=_h("show progress bars"))
+    torch_threads: int | None = field(default=None, metadata=_h("torch CPU threads during the run (0 = leave torch's default); digits: 1, which is faster than 2 on small tensors and far faster on a busy machine"))
+
+    def __post_init__(self) -> None:
+        check_choice(self.preset, "preset", tuple(PRESETS))
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        for name in ("classes", "captions", "prompts"):
+            v = getattr(self, name)
+            if isinstance(v, str):
+                raise TypeError(f"`{name}` must be a sequence of strings; got the string {v!r}.")
+            object.__setattr__(self, name, tuple(str(s) for s in v))
+        if self.out_dir is not None and not isinstance(self.out_dir, Path):
+            object.__setattr__(self, "out_dir", Path(self.out_dir))
+        self._check_sources()
+        self._check_numbers()
+
+    def _check_sources(self) -> None:
+        digits = self.preset == "digits"
+        for name, marker in (("model", TINY_MODEL), ("embedder", DIGITS_CNN), ("data", SKLEARN_DIGITS)):
+            value = getattr(self, name)
+            if digits and value != marker:
+                raise ValueError(f"`{name}` must be {marker!r} for preset 'digits'; got {value!r}.")
+            if not digits and value == marker:
+                raise ValueError(f"`{name}` {marker!r} only works with preset 'digits'; got preset {self.preset!r}.")
+        if self.data is None or not str(self.data).strip():
+            raise ValueError(
+                "`data` must be given for preset 'afhq-sd15': an image folder with cat/ and dog/ "
+                f"subfolders or a `datasets` id; got {self.data!r}."
+            )
+        if len(self.classes) < 2:  # type: ignore[arg-type]
+            raise ValueError(f"`classes` must name at least two latent states; got {self.classes}.")
+        if len(set(self.classes)) != len(self.classes):  # type: ignore[arg-type]
+            raise ValueError(f"`classes` must not repeat; got {self.classes}.")
+        if digits:
+            bad = [c for c in self.classes if c not in "0123456789" or len(c) != 1]  # type: ignore[union-attr]
+            if bad:
+                raise ValueError(f"`classes` must be digit characters '0'-'9' for preset 'digits'; got {bad}.")
+        if len(self.captions) != len(self.classes):  # type: ignore[arg-type]
+            raise ValueError(
+                f"`captions` must give one caption per class ({len(self.classes)}); "  # type: ignore[arg-type]
+                f"got {len(self.captions)}: {self.captions}."  # type: ignore[arg-type]
+            )
+        if not self.prompts:
+            raise ValueError("`prompts` must list at least one prompt; got ().")
+        if len(set(self.prompts)) != len(self.prompts):  # type: ignore[arg-type]
+            raise ValueError(f"`prompts` must not repeat; got {self.prompts}.")
+        if self.resume_from_checkpoint is not None and not str(self.resume_from_checkpoint).strip():
+            raise ValueError("`resume_from_checkpoint` must be 'latest' or a checkpoint folder; got ''.")
+
+    def _check_numbers(self) -> None:
+        for name in ("resolution", "train_steps", "train_batch_size", "gradient_accumulation_steps",
+                     "checkpoint_every", "num_samples", "sample_batch_size", "inference_steps",
+                     "embed_batch_size", "n_components", "grid_max"):
+            check_int(getattr(self, name), name, low=1)
+        for name in ("lr_warmup_steps", "checkpoints_total_limit", "pca_dim", "num_workers", "seed", "torch_threads"):
+            check_int(getattr(self, name), name, low=0)
+        for name in ("max_train_images", "detector_max_per_class"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, low=1)
+        if self.preset == "afhq-sd15" and self.resolution % 8:  # type: ignore[operator]
+            raise ValueError(f"`resolution` must be a multiple of 8 (the VAE's downsampling); got {self.resolution}.")
+        check_real(self.caption_dropout, "caption_dropout", low=0.0, high=1.0, high_open=True)
+        check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        check_real(self.adam_weight_decay, "adam_weight_decay", low=0.0)
+        check_real(self.max_grad_norm, "max_grad_norm", low=0.0, low_open=True)
+        check_real(self.guidance_scale, "guidance_scale", low=1.0)
+        check_real(self.percentile, "percentile", low=0.0, high=100.0, high_open=True)
+        check_real(self.holdout_fraction, "holdout_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
+        check_choice(self.sampler, "sampler", ("dpm", "ddim"))
+        check_choice(self.covariance_type, "covariance_type", ("full", "diag", "tied", "spherical"))
+        check_choice(self.mixed_precision, "mixed_precision", ("no", "fp16", "bf16"))
+        for name in ("random_flip", "eval_initial", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"`{name}` must be a bool; got {getattr(self, name)!r}.")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"`device` must be 'auto', 'cpu' or 'cuda'; got {self.device!r}.")
+        if self.device == "cpu" and self.mixed_precision == "fp16":
+            raise ValueError("`mixed_precision` 'fp16' needs a GPU; got device 'cpu' (use 'no' or 'bf16').")
+        if self.checkpoint_every > self.train_steps:  # type: ignore[operator]
+            raise ValueError(
+                f"`checkpoint_every` must be <= `train_steps` ({self.train_steps}); got {self.checkpoint_every}."
+            )
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def run_dir(self) -> Path:
+        """The run directory (``out_dir``, always set after construction)."""
+        return Path(self.out_dir)  # type: ignore[arg-type]
+
+    def replace(self, **changes: Any) -> T2IConfig:
+        """A copy with ``changes`` applied and re-checked (resolved preset values are kept)."""
+        return dataclasses.replace(self, **changes)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a run's files depend on; a resumed run must match them exactly."""
+        from deltahall.io.rundir import to_jsonable
+
+        d = to_jsonable(self)
+        for k in RESUME_FREE:
+            d.pop(k, None)
+        return d  # type: ignore[no-any-return]
+
+    @property
+    def uses_vae(self) -> bool:
+        """Latent diffusion through a frozen VAE (paper scale) or pixel-space (digits)."""
+        return self.preset == "afhq-sd15"
