@@ -26,7 +26,16 @@ def test_within_group_permutation_ignores_level_differences():
     naive = permutation_correlation(x, y, rng=0, n_permutations=999)
     within = permutation_correlation(x, y, groups=g, rng=0, n_permutations=999)
     assert naive.pearson > 0.9 and naive.pearson_p < 0.01
-    assert within.pearson == naive.pearson and within.pearson_p > 0.05
+    assert abs(within.pearson) < 0.4 and within.pearson_p > 0.05
+    # constant within each run but different between runs: undefined, not "correlated"
+    y_const = np.repeat([0.6, 0.5], 20)
+    assert np.isnan(permutation_correlation(x, y_const, groups=g, rng=0).pearson)
+    # a within-run association is found even when run levels point the other way
+    x2 = np.r_[np.arange(20.0), np.arange(20.0) + 100]
+    y2 = np.r_[np.arange(20.0) + 100, np.arange(20.0)] + rng.normal(0, 1, 40)
+    w = permutation_correlation(x2, y2, groups=g, rng=0, n_permutations=999)
+    assert w.pearson > 0.9 and w.pearson_p < 0.01
+    assert permutation_correlation(x2, y2, rng=0, n_permutations=999).pearson < 0
 
 
 def test_constant_series_gives_nan_and_bad_input_errors():

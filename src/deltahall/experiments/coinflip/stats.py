@@ -1,9 +1,10 @@
 """Correlation between training loss and conditional probability over epochs (Figure 3's claim).
 
 Pearson and Spearman coefficients with a two-sided permutation p-value. For data pooled over
-several runs, the permutation shuffles within each run (``groups``), so the null hypothesis is
-"no association between loss and probability *within* a run" and level differences between runs
-are kept as they are.
+several runs (``groups``), the coefficients are computed on values centred within each run
+(Spearman: on ranks taken within each run, then centred) and the permutation shuffles within
+each run, so both the statistic and the null hypothesis are about the association *within* a
+run; level differences between runs (one round's data noisier than another's) do not count.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def permutation_correlation(
     -------
     CorrelationResult
         p = (1 + #{|r_perm| >= |r_obs|}) / (1 + n_permutations), two-sided. Coefficients and
-        p-values are NaN when ``x`` or ``y`` is constant (no correlation is defined).
+        p-values are NaN when ``x`` or ``y`` is constant within every run (no correlation is
+        defined). Without ``groups`` these are the ordinary Pearson and Spearman coefficients.
 
     Examples
     --------
@@ -87,11 +89,20 @@ def permutation_correlation(
     if g.shape != xa.shape:
         raise ValueError(f"`groups` must have the shape of `x`; got {g.shape} and {xa.shape}.")
     nan = float("nan")
-    if xa.size < 3 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
+    xr, yr = np.empty_like(xa), np.empty_like(ya)
+    xc, yc = xa.copy(), ya.copy()
+    for gv in np.unique(g):
+        m = g == gv
+        xr[m], yr[m] = rankdata(xa[m]), rankdata(ya[m])
+        xc[m] -= xa[m].mean()
+        yc[m] -= ya[m].mean()
+        xr[m] -= xr[m].mean()
+        yr[m] -= yr[m].mean()
+    if xa.size < 3 or np.ptp(xc) < 1e-15 or np.ptp(yc) < 1e-15:
         return CorrelationResult(nan, nan, nan, nan, int(xa.size), n_permutations)
     gen = np.random.default_rng(rng)
     out = []
-    for xs, ys in ((xa, ya), (rankdata(xa), rankdata(ya))):
+    for xs, ys in ((xc, yc), (xr, yr)):
         r = float(_rows_pearson(xs, ys[None, :])[0])
         perm = _rows_pearson(xs, _permuted(ys, g, n_permutations, gen))
         p = (1 + int(np.sum(np.abs(perm) >= abs(r) - 1e-12))) / (1 + n_permutations)
