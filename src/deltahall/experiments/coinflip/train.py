@@ -127,7 +127,7 @@ def run(
             history = [dict(r) for r in state["extra"]["history"]]
             start = int(state["extra"]["epoch"])
             logger.info("resumed %s at epoch %d", ckpt, start)
-        elif list(rd.root.glob("metrics.csv")):
+        elif resume_from is None and (rd.root / "metrics.csv").is_file():
             raise ValueError(
                 f"`out_dir` {rd.root} already holds a run; pass resume_from='latest' or use a new directory."
             )
