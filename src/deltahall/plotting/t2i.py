@@ -31,13 +31,25 @@ def _by_step(metrics: Sequence[Mapping[str, Any]]) -> list[int]:
     return sorted({int(r["step"]) for r in metrics})
 
 
-def figure5(metrics: Sequence[Mapping[str, Any]], losses: Sequence[Mapping[str, Any]], *, title: str = "") -> Any:
-    """Rate (mean over prompts; green, left) and training loss (blue, right) vs steps."""
+def _floor_line(ax: Any, floor: float | None) -> None:
+    if floor is not None:
+        ax.axhline(floor, ls=":", color="k", lw=1, label=f"real held-out images outside own region ({floor:.2f})")
+
+
+def figure5(metrics: Sequence[Mapping[str, Any]], losses: Sequence[Mapping[str, Any]], *, floor: float | None = None,
+            title: str = "") -> Any:
+    """Rate (mean over prompts; green, left) and training loss (blue, right) vs steps.
+
+    ``floor``: the fraction of real held-out images outside their own class's region
+    (about the threshold percentile by construction), drawn dotted: a generator that
+    reproduced the real distribution would sit near it, not at zero.
+    """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     steps = _by_step(metrics)
     rate = [np.mean([float(r["rate"]) for r in metrics if int(r["step"]) == s]) for s in steps]
     ax.plot(steps, rate, "o-", color=GREEN, label="hallucination rate (mean over prompts)")
+    _floor_line(ax, floor)
     ax.set_xlabel("training step")
     ax.set_ylabel("hallucination rate", color=GREEN)
     ax.set_ylim(-0.02, 1.02)
@@ -60,7 +72,7 @@ def figure5(metrics: Sequence[Mapping[str, Any]], losses: Sequence[Mapping[str, 
     return fig
 
 
-def figure6(metrics: Sequence[Mapping[str, Any]], *, title: str = "") -> Any:
+def figure6(metrics: Sequence[Mapping[str, Any]], *, floor: float | None = None, title: str = "") -> Any:
     """One panel per prompt: rate vs steps; red crosses where the mean embedding is outside."""
     plt = pyplot()
     prompts = list(dict.fromkeys((int(r["prompt_index"]), str(r["prompt"])) for r in metrics))
@@ -71,10 +83,11 @@ def figure6(metrics: Sequence[Mapping[str, Any]], *, title: str = "") -> Any:
         rows = sorted((r for r in metrics if int(r["prompt_index"]) == p), key=lambda r: int(r["step"]))
         s = [int(r["step"]) for r in rows]
         ax.plot(s, [float(r["rate"]) for r in rows], "o-", color=GREEN)
+        _floor_line(ax, floor)
         out = [(int(r["step"]), float(r["rate"])) for r in rows if not r["mean_embedding_inside"]]
         if out:
             ax.plot(*zip(*out, strict=True), "x", color=RED, ms=10, mew=2, label="mean embedding outside HCDR")
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
         ax.set_title(_label(prompt), fontsize=9)
         ax.set_xlabel("training step")
         ax.set_ylim(-0.02, 1.02)
@@ -121,6 +134,11 @@ def rate_vs_percentile(detector: Any, embeddings: Mapping[str, Any], *, step: in
     return fig
 
 
+def real_floor(detector: Any) -> float:
+    """Mean over classes of the held-out real fraction outside its own class's region."""
+    return float(np.mean(1.0 - np.asarray(detector.holdout_coverage_, dtype=np.float64)))
+
+
 def save_t2i_figures(run_dir: str | Path) -> list[Path]:
     """Draw every figure of a run directory into ``figures/`` (PNG + SVG); returns PNG paths."""
     from deltahall.detectors import HCDRDetector
@@ -134,7 +152,9 @@ def save_t2i_figures(run_dir: str | Path) -> list[Path]:
     det = HCDRDetector.load(rd.root / "detector.safetensors")
     plt = pyplot()
     out: list[Path] = []
-    for name, fig in (("fig5_rate_and_loss", figure5(metrics, losses)), ("fig6_rate_per_prompt", figure6(metrics)),
+    floor = real_floor(det)
+    for name, fig in (("fig5_rate_and_loss", figure5(metrics, losses, floor=floor)),
+                      ("fig6_rate_per_prompt", figure6(metrics, floor=floor)),
                       ("fig7_calibration", figure7(det, classes))):
         out.append(rd.save_figure(fig, name)[0])
         plt.close(fig)

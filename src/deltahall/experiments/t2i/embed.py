@@ -65,7 +65,8 @@ class CLIPEmbedder:
         self.name = f"clip:{model}"
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.model = CLIPVisionModelWithProjection.from_pretrained(model).to(self.device).eval()
+        clip: Any = CLIPVisionModelWithProjection.from_pretrained(model)
+        self.model = clip.to(self.device).eval()
         self.model.requires_grad_(False)
         proc = CLIPImageProcessor.from_pretrained(model)
         self.resize = _size(proc.size, "shortest_edge")

@@ -26,7 +26,13 @@ logger = logging.getLogger(__name__)
 
 def _check_run_dir(config: T2IConfig, rd: RunDir) -> Path | None:
     """The checkpoint to resume from, after checking the run directory allows it."""
-    resume = resolve_resume(rd.root, config.resume_from_checkpoint)
+    try:
+        resume = resolve_resume(rd.root, config.resume_from_checkpoint)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            "`resume_from_checkpoint` must be 'latest' or a checkpoint folder with state.json; "
+            f"got {config.resume_from_checkpoint!r}."
+        ) from exc
     if resume is None:
         existing = list_checkpoints(rd.root)
         if existing:

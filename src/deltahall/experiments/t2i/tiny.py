@@ -128,7 +128,7 @@ def _build(folder: Path, spec: dict[str, Any]) -> None:
     tokenizer = build_tokenizer(spec["words"], a["max_length"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec["seed"])
-        unet = UNet2DConditionModel(
+        unet: Any = UNet2DConditionModel(
             sample_size=spec["resolution"], in_channels=1, out_channels=1,
             block_out_channels=tuple(a["block_out_channels"]), layers_per_block=a["layers_per_block"],
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
@@ -143,7 +143,7 @@ def _build(folder: Path, spec: dict[str, Any]) -> None:
             projection_dim=a["cross_attention_dim"], pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         ))
-    scheduler = DDPMScheduler(num_train_timesteps=a["num_train_timesteps"], beta_schedule=a["beta_schedule"])
+    scheduler: Any = DDPMScheduler(num_train_timesteps=a["num_train_timesteps"], beta_schedule=a["beta_schedule"])
     folder.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(folder / "unet", safe_serialization=True)
     text_encoder.save_pretrained(folder / "text_encoder", safe_serialization=True)
