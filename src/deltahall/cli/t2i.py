@@ -46,6 +46,7 @@ def _handle_run(args: argparse.Namespace) -> int:
     from deltahall.experiments.t2i import T2IConfig, run
 
     cfg = config_from_args(T2IConfig, args, config_file=args.config)
+    _quiet_loading_bars()
     res = run(cfg)
     if not res.metrics:  # a non-main process under accelerate launch
         return 0
@@ -61,6 +62,15 @@ def _handle_run(args: argparse.Namespace) -> int:
     print(f"run dir: {res.run_dir}")
     print("seconds: " + json.dumps({k: round(v, 1) for k, v in res.seconds.items()}))
     return 0
+
+
+def _quiet_loading_bars() -> None:
+    """Hide the per-file 'Loading weights' / 'Writing model shards' bars (the run has its own)."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _handle_report(args: argparse.Namespace) -> int:

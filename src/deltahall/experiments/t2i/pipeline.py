@@ -114,8 +114,9 @@ def run(config: T2IConfig) -> T2IResult:
             with acc.main_process_first():
                 texts = [*(config.captions or ()), *(config.prompts or ())]
                 model = str(ensure_tiny_model(rd.root / "base_model", texts, resolution=int(config.resolution or 8), seed=config.seed))
-        components = load_components(model, use_vae=config.uses_vae)
-        data = load_training_images(config)
+        with acc.main_process_first():  # downloads / dataset caches are made once
+            components = load_components(model, use_vae=config.uses_vae)
+            data = load_training_images(config)
         embedder = detector = None
         if main:
             embedder, detector = _fit_detector(config, rd, data, acc.device)
