@@ -91,8 +91,8 @@ def build_section(run_dir: str | Path, *, title: str | None = None) -> Section:
     ]
     sec.table(rows, caption="Per checkpoint and prompt: rate = fraction of the K samples outside the HCDR; "
                             "'mean emb.' = the estimate A*(X) (mean of the K embeddings) inside the HCDR?")
-    cov = det.get("holdout_coverage")
-    sec.text(_verdict(metrics, losses, 1.0 - sum(map(float, cov)) / len(cov) if cov else None))
+    coverage = det.get("holdout_coverage")
+    sec.text(_verdict(metrics, losses, 1.0 - sum(map(float, coverage)) / len(coverage) if coverage else None))
     figs = root / "figures"
     for name, cap in (("fig5_rate_and_loss", "Figure 5: hallucination rate (mean over prompts) and training loss."),
                       ("fig6_rate_per_prompt", "Figure 6: rate per prompt; red crosses: mean embedding outside the HCDR."),
