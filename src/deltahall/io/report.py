@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deltahall.io.atomic import atomic_write_text
+from deltahall.io.rundir import union_keys
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -83,11 +84,7 @@ def table_html(
 ) -> str:
     """Rows of dicts as an HTML table; floats formatted with ``float_format``."""
     if columns is None:
-        seen: dict[str, None] = {}
-        for r in rows:
-            for k in r:
-                seen.setdefault(k, None)
-        columns = list(seen)
+        columns = union_keys(rows)
 
     def cell(v: Any) -> str:
         if isinstance(v, bool):

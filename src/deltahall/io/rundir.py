@@ -89,14 +89,19 @@ def dumps_json(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
+def union_keys(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every key of ``rows``, in first-seen order (the columns of a table of dicts)."""
+    seen: dict[str, None] = {}
+    for r in rows:
+        for k in r:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
 def rows_to_csv(rows: Sequence[Mapping[str, Any]], fieldnames: Sequence[str] | None = None) -> str:
     """Render dict rows as CSV text (columns: ``fieldnames`` or the union in first-seen order)."""
     if fieldnames is None:
-        seen: dict[str, None] = {}
-        for r in rows:
-            for k in r:
-                seen.setdefault(k, None)
-        fieldnames = list(seen)
+        fieldnames = union_keys(rows)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
     w.writeheader()
