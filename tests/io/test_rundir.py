@@ -68,3 +68,13 @@ def test_report_embeds_figures_and_escapes(tmp_path):
     assert "src=\"figures" not in html  # self-contained
     with pytest.raises(ValueError, match="must be a .png"):
         s.figure(tmp_path / "x.txt")
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    rd = RunDir(tmp_path)
+    p = rd.write_text("t.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)
