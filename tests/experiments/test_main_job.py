@@ -30,7 +30,7 @@ def fake_steps(monkeypatch):
 
 
 def test_main_job_reports_success_and_failure(tmp_path, fake_steps):
-    res = main_job.run(main_job.MainJobConfig(out_dir=tmp_path, seed=3))
+    res = main_job.run(main_job.MainJobConfig(out_dir=tmp_path, seed=3, progress=False))
     assert (tmp_path / "theory" / "done.txt").read_text() == "3"
     assert set(res.seconds) == {"theory", "qa"}
     assert res.failed == {"qa": "RuntimeError: boom"}

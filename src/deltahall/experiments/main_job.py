@@ -15,6 +15,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from deltahall.io import Report, RunDir, Section
 
 logger = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ class MainJobConfig:
     out_dir: Path = field(default=Path("runs/report"), metadata={"help": "run directory for the report and every step's files"})
     seed: int = field(default=0, metadata={"help": "seed passed to every step"})
     only: tuple[str, ...] = field(default=(), metadata={"help": "run only these steps (theory coinflip t2i qa); empty = all"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar over the steps on stderr"})
 
     def __post_init__(self) -> None:
         known = {n for n, _ in STEPS}
@@ -61,9 +64,10 @@ def run(config: MainJobConfig) -> MainJobResult:
     )
     seconds: dict[str, float] = {}
     failed: dict[str, str] = {}
-    for name, module in STEPS:
-        if config.only and name not in config.only:
-            continue
+    steps = [(n, m) for n, m in STEPS if not config.only or n in config.only]
+    bar = tqdm(steps, desc="main job", unit="step", disable=not config.progress)
+    for name, module in bar:
+        bar.set_postfix_str(name)
         t0 = time.perf_counter()
         logger.info("main job: step %s", name)
         try:
