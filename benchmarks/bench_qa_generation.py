@@ -21,17 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
-
-def _best(fn, repeat: int) -> float:  # noqa: ANN001
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from _timing import best_of  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def main() -> None:
@@ -73,8 +65,8 @@ def main() -> None:
         return out
 
     gen(args.batch_size)  # warm-up
-    batched = _best(lambda: gen(args.batch_size), args.repeat)
-    single = _best(lambda: gen(1), args.repeat)
+    batched = best_of(lambda: gen(args.batch_size), args.repeat)
+    single = best_of(lambda: gen(1), args.repeat)
     print(json.dumps({
         "model": args.model, "device": args.device, "threads": torch.get_num_threads(),
         "n_questions": args.n_questions, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,

@@ -8,9 +8,9 @@ best of ``--repeat`` runs (the machine may be shared; say so when quoting them).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from _timing import best_of  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from deltahall.theory.bound import (
     IndependentMeans,
@@ -28,14 +28,6 @@ def _mixture(n: int, d: int, rng: np.random.Generator) -> LatentMixture:
         states.append(GaussianState(3 * rng.standard_normal(d), a @ a.T + d * np.eye(d)))
     return LatentMixture(np.full(n, 1.0 / n), states)
 
-
-def best_of(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:
