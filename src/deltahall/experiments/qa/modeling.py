@@ -52,7 +52,10 @@ def load_model_and_tokenizer(model_id: str, *, device: Any, dtype: str = "auto",
             raise ValueError(f"model {model_id!r}: the tokenizer has neither a pad nor an eos token.")
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(
-        model_id, dtype=resolve_dtype(dtype, device.type), trust_remote_code=trust_remote_code
+        model_id,
+        dtype=resolve_dtype(dtype, device.type),
+        trust_remote_code=trust_remote_code,
+        use_safetensors=True,  # never unpickle weights
     )
     model.to(device)
     logger.info("loaded %s on %s (%s)", model_id, device, next(model.parameters()).dtype)

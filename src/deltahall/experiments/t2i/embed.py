@@ -65,7 +65,7 @@ class CLIPEmbedder:
         self.name = f"clip:{model}"
         self.device = torch.device(device)
         self.batch_size = batch_size
-        clip: Any = CLIPVisionModelWithProjection.from_pretrained(model)
+        clip: Any = CLIPVisionModelWithProjection.from_pretrained(model, use_safetensors=True)
         self.model = clip.to(self.device).eval()
         self.model.requires_grad_(False)
         proc = CLIPImageProcessor.from_pretrained(model)

@@ -63,11 +63,11 @@ def load_components(model: str, *, use_vae: bool) -> Components:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
 
-    unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet")
-    text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder")
+    unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet", use_safetensors=True)
+    text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder", use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(model, subfolder="tokenizer")
     noise_scheduler = DDPMScheduler.from_pretrained(model, subfolder="scheduler")
-    vae = AutoencoderKL.from_pretrained(model, subfolder="vae") if use_vae else None
+    vae = AutoencoderKL.from_pretrained(model, subfolder="vae", use_safetensors=True) if use_vae else None
     text_encoder.requires_grad_(False).eval()
     if vae is not None:
         vae.requires_grad_(False).eval()
