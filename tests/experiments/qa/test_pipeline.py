@@ -141,12 +141,8 @@ def test_cli_run_tiny_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 @pytest.mark.slow
 def test_main_job_section(tmp_path: Path) -> None:
-    import time
-
     from deltahall.experiments.qa.report import main_job_section
 
-    t0 = time.perf_counter()
     sec = main_job_section(tmp_path, seed=0)
-    assert time.perf_counter() - t0 < 45
     html = "".join(sec.parts)
     assert "NOT findings" in html and "question + best answer" in html
