@@ -15,7 +15,11 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "MissingExtraError",
+    "RunFailure",
     "check_delta",
+    "check_output_path",
+    "require",
     "check_finite_array",
     "check_int",
     "check_probability_vector",
@@ -134,3 +138,66 @@ def check_spd(cov: Any, name: str = "cov") -> npt.NDArray[np.float64]:
             f"`{name}` must be positive definite; got smallest eigenvalue {eig:.6g}."
         ) from None
     return arr
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+class RunFailure(RuntimeError):
+    """A run could not complete for a reason outside the user's input (exit status 1 in the CLI)."""
+
+
+def require(module: str, extra: str, *, what: str | None = None) -> Any:
+    """Import ``module`` or raise :class:`MissingExtraError` naming the pip extra to install.
+
+    Examples
+    --------
+    >>> require("math", "core").sqrt(4.0)
+    2.0
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.split(".")[0]
+        if exc.name not in (None, top, module) and not str(exc.name or "").startswith(top):
+            raise
+        purpose = f" for {what}" if what else ""
+        raise MissingExtraError(
+            f"`{top}` is not installed{purpose}; install it with: pip install 'deltahall[{extra}]'."
+        ) from None
+
+
+def check_output_path(
+    out: Any, name: str, *, inputs: Any = (), allow_dir: bool = False
+) -> Any:
+    """Refuse an output path that equals or lies inside one of ``inputs``, or is a directory.
+
+    ``inputs`` is an iterable of ``(parameter_name, path)`` pairs (``None`` paths are skipped).
+    Returns ``out`` as a :class:`pathlib.Path`. Nothing is written.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` is one of the inputs or inside an input folder, or an existing directory
+        where a file is expected (``allow_dir=False``).
+    """
+    import os
+    from pathlib import Path
+
+    p = Path(out)
+    rp = Path(os.path.realpath(p))
+    for in_name, in_path in inputs:
+        if in_path is None:
+            continue
+        ri = Path(os.path.realpath(Path(in_path)))
+        if rp == ri or ri in rp.parents:
+            raise ValueError(
+                f"`{name}` must not be an input of this command; got {os.fspath(p)!r}, "
+                f"which is {'the same as' if rp == ri else 'inside'} `{in_name}` {os.fspath(in_path)!r}."
+            )
+    if not allow_dir and p.is_dir():
+        raise ValueError(f"`{name}` must be a file path; got the existing directory {os.fspath(p)!r}.")
+    return p

@@ -1,9 +1,16 @@
 """Entry point of the ``deltahall`` command.
 
 Each sub-command lives in its own module exposing ``register(subparsers)``;
-the chosen handler returns an exit code. Every user error (``ValueError``,
-``TypeError``, ``FileNotFoundError``) becomes one clear line on stderr and
-exit status 2.
+the chosen handler returns an exit code. One error policy for every command:
+
+- bad input (``ValueError``, ``TypeError``, ``FileNotFoundError``, :class:`UsageError`):
+  one line on stderr, exit status 2;
+- a runtime failure (any other ``OSError`` such as a read-only folder or a full disk,
+  :class:`~deltahall._validation.MissingExtraError`,
+  :class:`~deltahall._validation.RunFailure`, ``MemoryError``): one line, exit status 1;
+- Ctrl-C: one line, exit status 130.
+
+No traceback reaches the user for these; ``-vv`` logs it at debug level.
 """
 
 from __future__ import annotations
@@ -65,14 +72,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    from deltahall._validation import MissingExtraError, RunFailure
+
     try:
         return int(args.handler(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, UsageError) as exc:
-        print(f"deltahall {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.command, exc, 2)
+    except (OSError, MissingExtraError, RunFailure, MemoryError) as exc:
+        return _fail(args.command, exc, 1)
     except KeyboardInterrupt:
         print(f"deltahall {args.command}: interrupted; finished work is saved in the run directory.", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error as one line: an OS error names its file and the OS reason."""
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, ImportError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        also = f" -> {exc.filename2}" if exc.filename2 else ""
+        msg = f"{where[:-2]}{also}: {exc.strerror}" if where else exc.strerror
+    elif isinstance(exc, MemoryError):
+        msg = f"out of memory ({exc})" if str(exc) else "out of memory"
+    else:
+        msg = str(exc) or type(exc).__name__
+    return " ".join(msg.split())
+
+
+def _fail(command: str, exc: BaseException, code: int) -> int:
+    logging.getLogger("deltahall.cli").debug("error in %s", command, exc_info=exc)
+    print(f"deltahall {command}: error: {_one_line(exc)}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover
