@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(handler=_handle_baselines)
 
+    from deltahall.cli.qa_arms import register_arms
+
+    register_arms(qsub)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
