@@ -26,7 +26,63 @@ import numpy.typing as npt
 
 from deltahall.detectors._gmm import GaussianMixtureParams, StackedMixtures
 
-__all__ = ["FusedScorer", "diag_form"]
+__all__ = ["FusedScorer", "diag_form", "safe_sq_norms"]
+
+# Squared row norms inside these bounds are computed and used as they are; rows outside them
+# (overflow, underflow, subnormals, zero) are first divided by their largest |entry| in float64,
+# which leaves x / |x| unchanged in exact arithmetic. The bounds leave room for the z-score
+# factors (up to ~1e14) that multiply the projections afterwards.
+_SAFE_SQ_NORM = {
+    np.dtype(np.float64): (1e-100, 1e100),
+    np.dtype(np.float32): (1e-30, 1e30),
+}
+
+
+def safe_sq_norms(
+    x: npt.NDArray[Any],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """Squared row norms that cannot overflow or underflow, for any finite magnitude.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, d), float32 or float64
+
+    Returns
+    -------
+    r2 : ndarray of shape (n,), float64
+        Squared norm of each row, except that a row listed in ``rows`` has the squared
+        norm of its rescaled copy in ``scaled`` (0 for an all-zero row).
+    rows : ndarray of int
+        Rows whose squared norm falls outside the safe range of ``x.dtype``.
+    scaled : ndarray of shape (len(rows), d), float64
+        Those rows divided by their largest absolute entry (all-zero rows stay zero).
+        Callers use them in place of ``x[rows]``: ``scaled / |scaled| == x / |x|``.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        r2_raw = np.einsum("ij,ij->i", x, x)
+    lo, hi = _SAFE_SQ_NORM.get(x.dtype, _SAFE_SQ_NORM[np.dtype(np.float64)])
+    ok = (r2_raw > lo) & (r2_raw < hi)
+    r2 = r2_raw.astype(np.float64)
+    if ok.all():
+        return r2, np.empty(0, dtype=np.intp), np.empty((0, x.shape[1]))
+    rows = np.flatnonzero(~ok)
+    sub = np.array(x[rows], dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf rows are reported by the caller
+        m = np.abs(sub).max(axis=1)
+        m[~(m > 0)] = 1.0
+        sub /= m[:, None]
+        r2[rows] = np.einsum("ij,ij->i", sub, sub)
+    return r2, rows, sub
+
+
+def safe_l2_normalize(x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """``x / |x|`` row by row in float64 for any finite magnitude; all-zero rows become NaN."""
+    r2, rows, sub = safe_sq_norms(x)
+    u = np.array(x, dtype=np.float64)
+    u[rows] = sub
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u /= np.sqrt(r2)[:, None]
+    return u
 
 
 def diag_form(
@@ -80,7 +136,7 @@ class FusedScorer:
 
     def _project(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         if self.W is None:
-            return np.asarray(x, dtype=np.float64)
+            return np.array(x, dtype=np.float64)  # a copy: callers write into it
         if x.dtype == np.float32 and self.W32 is not None:  # float32 through the dominant product: ~1e-5 in log-density
             return (x @ self.W32).astype(np.float64)
         return x @ self.W
@@ -88,12 +144,18 @@ class FusedScorer:
     def weighted_log_prob(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         """Per-component weighted log-probabilities of raw rows ``x``, shape (n, sum K)."""
         p = self._project(x)
+        if self.normalize:
+            # Rows of extreme magnitude are rescaled first (same direction), so |x| never
+            # overflows; an all-zero row gets inv_r = inf and a NaN log-density, which the
+            # caller reports as an error.
+            r2, rows, scaled = safe_sq_norms(x)
+            if rows.size:
+                p[rows] = self._project(scaled)
+            with np.errstate(divide="ignore"):
+                inv_r = 1.0 / np.sqrt(r2)
         q = (p * p) @ self.A
         lin = p @ self.B
         if self.normalize:
-            r2 = np.einsum("ij,ij->i", x, x).astype(np.float64)
-            r2[r2 == 0.0] = 1.0
-            inv_r = 1.0 / np.sqrt(r2)
             q *= (inv_r * inv_r)[:, None]
             lin *= inv_r[:, None]
         q += lin

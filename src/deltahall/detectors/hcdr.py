@@ -31,7 +31,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from deltahall.detectors._gmm import COVARIANCE_TYPES, GaussianMixtureParams, StackedMixtures
-from deltahall.detectors._scorer import FusedScorer
+from deltahall.detectors._scorer import FusedScorer, safe_l2_normalize, safe_sq_norms
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,55 @@ def _check_finite_rows(x: npt.NDArray[Any], name: str) -> None:
             f"`{name}` must contain only finite values; found NaN/inf in {len(bad_rows)} "
             f"row(s): {shown}."
         )
+
+
+def _rows_text(rows: npt.NDArray[np.intp] | list[int], limit: int = 10) -> str:
+    rows = list(map(int, rows))
+    return ", ".join(map(str, rows[:limit])) + (", ..." if len(rows) > limit else "")
+
+
+# Largest |entry| accepted by fit without L2-normalisation: squares and sums of squares of
+# larger values overflow float64 in PCA and the z-score; smaller ones underflow.
+_RAW_MAGNITUDE = (1e-100, 1e100)
+# Two standardised rows closer than this (in units of the pooled standard deviation) count as
+# the same point: a state whose rows all coincide has zero variance and no density to fit.
+_SAME_POINT = 1e-9
+
+
+def _check_dtype(X: Any, name: str = "X") -> None:
+    """Refuse boolean, complex, string, datetime and non-numeric object embeddings.
+
+    Object arrays of real numbers are accepted (scikit-learn's convention); their conversion
+    to float64 reports anything that is not a number.
+    """
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    dtypes: list[Any] = []
+    if hasattr(X, "dtypes") and not hasattr(X, "dtype"):  # pandas DataFrame
+        dtypes = list(X.dtypes)
+    elif hasattr(X, "dtype"):
+        dtypes = [X.dtype]
+    for dt in dtypes:
+        try:
+            kind = np.dtype(dt).kind
+        except TypeError:  # a pandas extension dtype: its numpy conversion decides
+            continue
+        if kind == "b":
+            raise TypeError(
+                f"`{name}` must hold real-valued embeddings; got boolean dtype {dt}. "
+                "Convert deliberately (e.g. X.astype(float)) if 0/1 features are meant."
+            )
+        if kind == "c":
+            raise ValueError(f"`{name}` must be real-valued; got complex dtype {dt} (Complex data not supported).")
+        if kind in "USVMm":
+            raise TypeError(f"`{name}` must be a numeric array (float or int); got dtype {dt}.")
+        if kind == "O" and isinstance(X, np.ndarray):
+            flat = X.ravel()
+            bad = next((v for v in flat if isinstance(v, (bool, np.bool_, complex, np.complexfloating))), None)
+            if bad is not None:
+                raise TypeError(
+                    f"`{name}` must hold real numbers; its object array contains {type(bad).__name__} {bad!r}."
+                )
 
 
 class HCDRDetector(BaseEstimator):  # type: ignore[misc]
@@ -197,6 +246,7 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
                 "HCDRDetector requires y to be passed, but the target y is None "
                 "(`y` holds the latent-state label of every row of `X`)."
             )
+        _check_dtype(X)
         X = np.asarray(
             validate_data(self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2)
         )
@@ -215,6 +265,12 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
                 f"`y` must contain at least two states (classes); got one class: {classes.tolist()}."
             )
         n, d = X.shape
+        if self.normalize and d == 1:
+            raise ValueError(
+                "`X` has 1 feature(s): L2 normalisation (normalize=True) maps every row to +1 or -1, "
+                "so no state has a density; pass normalize=False."
+            )
+        self._check_magnitudes(X)
         if self.pca_dim is not None and self.pca_dim > min(n, d):
             raise ValueError(
                 f"`pca_dim` must be <= min(n_samples, n_features) = min({n}, {d}) = {min(n, d)}; "
@@ -244,6 +300,8 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
 
         # One transform on the pooled real embeddings.
         U = self._l2(X) if self.normalize else X
+        if not np.isfinite(U).all():  # pragma: no cover - guarded by the magnitude checks above
+            raise ValueError("L2 normalisation of `X` produced NaN/inf; this is a bug, please report it.")
         if self.pca_dim is not None:
             pca = PCA(n_components=self.pca_dim, svd_solver="full").fit(U)
             self.pca_mean_: npt.NDArray[np.float64] | None = np.ascontiguousarray(pca.mean_, dtype=np.float64)
@@ -261,6 +319,7 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
         self.scaler_scale_ = scale
         self._build_affine()
         Z = self._affine(U)
+        self._check_state_spread(X, U, Z, classes, y_idx)
 
         mixtures, cal, train, conv = [], [], [], []
         for i, (tr, ho) in enumerate(splits):
@@ -277,6 +336,13 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
             train.append(params.log_density(Z[tr]))
             cal.append(params.log_density(Z[ho]))
             conv.append(bool(gmm.converged_))
+            bad = np.concatenate([tr[~np.isfinite(train[-1])], ho[~np.isfinite(cal[-1])]])
+            if bad.size:
+                raise ValueError(
+                    f"state {classes[i].item()!r}: the fitted mixture gives a NaN/inf log-density to "
+                    f"{bad.size} of its own rows ({_rows_text(np.sort(bad))}); its embeddings are "
+                    "numerically degenerate (near-duplicate rows or extreme scale)."
+                )
         self.classes_ = classes
         self.mixtures_ = mixtures
         self.calibration_scores_ = cal
@@ -294,9 +360,56 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
     # ------------------------------------------------------------- transform
     @staticmethod
     def _l2(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-        norms[norms == 0.0] = 1.0
-        return x / norms[:, None]
+        """Row-wise ``x / |x|``, safe at any finite magnitude (zero rows are refused in fit)."""
+        return safe_l2_normalize(x)
+
+    def _check_magnitudes(self, X: npt.NDArray[np.float64]) -> None:
+        """All-zero rows (with ``normalize``) and, without it, magnitudes float64 cannot square."""
+        if self.normalize:
+            zero = np.flatnonzero(~X.any(axis=1))
+            if zero.size:
+                raise ValueError(
+                    f"`X` has {zero.size} all-zero row(s) ({_rows_text(zero)}): L2 normalisation "
+                    "(normalize=True) is undefined for them; drop them or pass normalize=False."
+                )
+            return
+        top = float(np.abs(X).max()) if X.size else 0.0
+        lo, hi = _RAW_MAGNITUDE
+        if top > hi or 0.0 < top < lo:
+            raise ValueError(
+                f"`X` has largest |entry| {top:.3g}; with normalize=False entries must be within "
+                f"[{lo:g}, {hi:g}] in magnitude (their squares overflow or underflow float64 in PCA "
+                "and the z-score); rescale `X` or use normalize=True."
+            )
+
+    def _check_state_spread(
+        self,
+        X: npt.NDArray[np.float64],
+        U: npt.NDArray[np.float64],
+        Z: npt.NDArray[np.float64],
+        classes: npt.NDArray[Any],
+        y_idx: npt.NDArray[np.intp],
+    ) -> None:
+        """Refuse a state whose rows all coincide where its mixture is fitted (zero variance).
+
+        One constant feature is fine; the rule is on the whole row: a state's rows must not
+        all be the same point (to ``_SAME_POINT`` pooled standard deviations) after L2
+        normalisation, PCA and the z-score.
+        """
+        for i, label in enumerate(classes.tolist()):
+            idx = np.flatnonzero(y_idx == i)
+            if np.ptp(Z[idx], axis=0).max() > _SAME_POINT:
+                continue
+            if np.ptp(X[idx], axis=0).max() == 0.0:
+                how = "are all identical"
+            elif self.normalize and np.ptp(U[idx], axis=0).max() <= 1e-12:
+                how = "are all the same point after L2 normalisation (positive multiples of one vector)"
+            else:
+                how = f"all coincide after PCA to pca_dim={self.pca_dim} and z-scoring"
+            raise ValueError(
+                f"state {label!r} has zero variance: its {idx.size} rows ({_rows_text(idx)}) {how}, "
+                "so no density can be fitted to it; drop the state or check its embeddings."
+            )
 
     def _build_affine(self) -> None:
         """Fold PCA and z-score into ``z = u @ W + b`` (or ``u * w + b`` without PCA)."""
@@ -337,36 +450,61 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
             x = np.asarray(x, dtype=np.float64)
             W = self._W
         if self.normalize:
-            norms = np.sqrt(np.einsum("ij,ij->i", x, x)).astype(np.float64, copy=False)
-            norms[norms == 0.0] = 1.0
+            # Extreme rows are rescaled first (same direction); an all-zero row gives NaN,
+            # which the caller reports as an error.
+            r2, rows, scaled = safe_sq_norms(x)
+            with np.errstate(divide="ignore"):
+                inv = 1.0 / np.sqrt(r2)
             if W is not None:  # (x/|x|) @ W == (x @ W)/|x|: no normalised copy of x
                 z = (x @ W).astype(np.float64, copy=False)
-                z /= norms[:, None]
+                if rows.size:
+                    z[rows] = scaled @ self._W
+                z *= inv[:, None]
                 z += self._b
                 return z
-            return (x / norms[:, None]) * self._w + self._b
+            u = np.array(x, dtype=np.float64)
+            u[rows] = scaled
+            return (u * inv[:, None]) * self._w + self._b
         if W is not None:
             return (x @ W).astype(np.float64, copy=False) + self._b
         return x * self._w + self._b
 
     def _validate_X(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
         check_is_fitted(self)
+        _check_dtype(X)
         # Finiteness is checked on the chunk results (NaN/inf propagate through every step);
         # only a chunk with non-finite results pays for an exact row-by-row input check.
         return validate_data(self, X, reset=False, dtype=[np.float64, np.float32], ensure_all_finite=False)
 
     def _check_chunk(self, X: npt.NDArray[Any], start: int, out: npt.NDArray[np.float64]) -> None:
-        if not np.isfinite(out).all():
-            block = X[start : start + _CHUNK_ROWS]
-            if not np.isfinite(block).all():
-                _check_finite_rows(X, "X")
+        """A non-finite result is an error, never a score: name the rows and the cause."""
+        if np.isfinite(out).all():
+            return
+        block = X[start : start + out.shape[0]]
+        if not np.isfinite(block).all():
+            _check_finite_rows(X, "X")
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if self.normalize:
+            zero = bad[~block[bad].any(axis=1)]
+            if zero.size:
+                raise ValueError(
+                    f"`X` has {zero.size} all-zero row(s) ({_rows_text(zero + start)}): L2 "
+                    "normalisation (normalize=True) is undefined for them."
+                )
+        top = float(np.abs(block[bad]).max())
+        raise ValueError(
+            f"the log-density of {bad.size} row(s) of `X` ({_rows_text(bad + start)}) is not finite "
+            f"(NaN/inf intermediate; largest |entry| of those rows {top:.3g}): they are too far "
+            "from every state for float64. This is an error, not a hallucination; rescale `X` "
+            "like the training embeddings."
+        )
 
     def preprocess(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Map embeddings into the standardised space the mixtures live in, shape (n, k)."""
         X = self._validate_X(X)
         out = np.empty((X.shape[0], self._b.shape[0]))
         for s in range(0, X.shape[0], _CHUNK_ROWS):
-            with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows: error below
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite: error below
                 out[s : s + _CHUNK_ROWS] = self._transform_chunk(X[s : s + _CHUNK_ROWS])
             self._check_chunk(X, s, out[s : s + _CHUNK_ROWS])
         return out
@@ -374,7 +512,7 @@ class HCDRDetector(BaseEstimator):  # type: ignore[misc]
     # --------------------------------------------------------------- scoring
     def _score_chunk(self, X: npt.NDArray[Any], s: int, out: npt.NDArray[np.float64]) -> None:
         chunk = X[s : s + _CHUNK_ROWS]
-        with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows: error below
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite: error below
             if self._fused.fused:
                 out[s : s + chunk.shape[0]] = self._fused.scores(chunk)
             else:
