@@ -56,7 +56,7 @@ def test_config_file_then_cli_wins(tmp_path):
 def test_unknown_key_in_config_file_is_an_error(tmp_path):
     f = tmp_path / "c.json"
     f.write_text('{"nn": 3}')
-    with pytest.raises(ValueError, match=r"unknown keys \['nn'\]"):
+    with pytest.raises(ValueError, match=r"unknown key 'nn'"):
         config_from_args(Cfg, _parser().parse_args([]), config_file=f)
 
 
@@ -68,3 +68,53 @@ def test_missing_config_file(tmp_path):
 def test_post_init_error_propagates():
     with pytest.raises(ValueError, match="`n` must be >= 1; got 0"):
         config_from_args(Cfg, _parser().parse_args(["--n", "0"]))
+
+
+@dataclass(frozen=True)
+class Inner:
+    out_dir: Path | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Outer:
+    lr: float = 0.1
+    run: Inner = field(default_factory=lambda: Inner(threads=1))
+
+
+def _outer_parser():
+    p = argparse.ArgumentParser()
+    add_dataclass_arguments(p, Outer)
+    return p
+
+
+def test_nested_dataclass_fields_are_flat_options():
+    args = _outer_parser().parse_args(["--out-dir", "o", "--lr", "0.5"])
+    cfg = config_from_args(Outer, args)
+    assert cfg == Outer(lr=0.5, run=Inner(out_dir=Path("o"), threads=1))
+    assert config_from_args(Outer, _outer_parser().parse_args([])) == Outer()
+
+
+def test_nested_values_from_a_file_flat_or_in_a_table(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('lr = 0.2\nout_dir = "a"\n')
+    assert config_from_args(Outer, _outer_parser().parse_args([]), config_file=f).run.out_dir == Path("a")
+    f.write_text('[run]\nthreads = 3\n')
+    cfg = config_from_args(Outer, _outer_parser().parse_args(["--threads", "4"]), config_file=f)
+    assert cfg.run.threads == 4  # the command line wins
+    f.write_text('[run]\nthreadz = 3\n')
+    with pytest.raises(ValueError, match=r"table \[run\] has unknown keys \['threadz'\]"):
+        config_from_args(Outer, _outer_parser().parse_args([]), config_file=f)
+
+
+@pytest.mark.parametrize(("name", "data", "match"), [
+    ("bad.toml", b"lr = = 1\n", r"bad.toml: invalid TOML"),
+    ("bad.json", b'{"lr": 1,\n "n": }', r"bad.json: invalid JSON at line 2"),
+    ("bin.toml", b"lr = 1\n\xff\xfe\n", r"bin.toml is not UTF-8 text \(line 2"),
+    ("list.json", b"[1, 2]", r"must hold a table/object"),
+])
+def test_config_file_errors_name_the_file_and_line(tmp_path, name, data, match):
+    f = tmp_path / name
+    f.write_bytes(data)
+    with pytest.raises(ValueError, match=match):
+        config_from_args(Cfg, _parser().parse_args([]), config_file=f)

@@ -1,9 +1,12 @@
 """Build argparse options from a frozen config dataclass, so defaults live in one place.
 
 Each dataclass field becomes ``--field-name``; its default is the dataclass
-default; ``help`` comes from ``field(metadata={"help": ...})``. A config file
-(TOML or JSON) may supply values; explicit command-line options win over it.
-Unknown keys in a config file are an error, not silently ignored.
+default; ``help`` comes from ``field(metadata={"help": ...})``. A field whose type is
+itself a dataclass (every experiment's ``run: RunOptions``) contributes its own fields as
+flat options (``--out-dir``, ``--resume-from-checkpoint``, ...). A config file (TOML or
+JSON) may supply values, flat or in a table named after the nested field (``[run]``);
+explicit command-line options win over it. Unknown keys in a config file are an error,
+not silently ignored; a file that cannot be parsed is named with the line and column.
 """
 
 from __future__ import annotations
@@ -64,6 +67,25 @@ def _converter(tp: Any) -> tuple[Any, dict[str, Any]]:
     return str, {}
 
 
+def _nested(cls: type) -> dict[str, type]:
+    """Fields of ``cls`` whose type is a dataclass: name -> that dataclass."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        tp, _ = _unwrap_optional(hints[f.name])
+        if f.init and isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            out[f.name] = tp
+    return out
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[str, ...] = ()) -> None:
     """Add one ``--option`` per field of the dataclass ``cls``.
 
@@ -72,65 +94,135 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclu
     "left at its default" and let a config file fill the gap.
     """
     hints = typing.get_type_hints(cls)
+    nested = _nested(cls)
     group = parser.add_argument_group(f"{cls.__name__} options")
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if not f.init or f.name in exclude:
             continue
+        if f.name in nested:
+            inner_default = _field_default(f)
+            inner_hints = typing.get_type_hints(nested[f.name])
+            sub = parser.add_argument_group(f"{nested[f.name].__name__} options")
+            for g in dataclasses.fields(nested[f.name]):
+                if not g.init or g.name in exclude:
+                    continue
+                conv, extra = _converter(inner_hints[g.name])
+                default = getattr(inner_default, g.name) if inner_default is not None else _field_default(g)
+                sub.add_argument(_flag(g.name), dest=g.name, type=conv, default=_UNSET,
+                                 help=f"{g.metadata.get('help', '')} (default: {_shown(default)})".strip(), **extra)
+            continue
         conv, extra = _converter(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
-        )
+        default = _field_default(f)
         help_text = f.metadata.get("help", "")
-        shown = " ".join(map(str, default)) if isinstance(default, (tuple, list)) else default
         group.add_argument(
             _flag(f.name),
             dest=f.name,
             type=conv,
             default=_UNSET,
-            help=f"{help_text} (default: {shown})".strip(),
+            help=f"{help_text} (default: {_shown(default)})".strip(),
             **extra,
         )
+
+
+def _shown(default: Any) -> Any:
+    return " ".join(map(str, default)) if isinstance(default, (tuple, list)) else default
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML or JSON config file into a dict."""
     p = Path(path)
+    if p.suffix not in (".json", ".toml"):
+        raise ValueError(f"`--config` must be a .toml or .json file; got {p.name!r}.")
     if not p.is_file():
         raise FileNotFoundError(f"`--config` file not found: {p}")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValueError(f"`--config` file {p} is not UTF-8 text (line {line}, byte {exc.start}).") from None
     if p.suffix == ".json":
-        return dict(json.loads(p.read_text(encoding="utf-8")))
-    if p.suffix == ".toml":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"`--config` file {p}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+    else:
         if sys.version_info >= (3, 11):
             import tomllib
         else:  # pragma: no cover
             import tomli as tomllib
-        return dict(tomllib.loads(p.read_text(encoding="utf-8")))
-    raise ValueError(f"`--config` must be a .toml or .json file; got {p.name!r}.")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"`--config` file {p}: invalid TOML: {exc}.") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"`--config` file {p} must hold a table/object of option values; got {type(data).__name__}.")
+    return dict(data)
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace, *, config_file: str | Path | None = None, **overrides: Any) -> T:
     """Instantiate ``cls`` from (defaults < config file < command line < overrides)."""
-    names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    nested = _nested(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init} - set(nested)  # type: ignore[arg-type]
+    inner_names = {k: {g.name for g in dataclasses.fields(t) if g.init} for k, t in nested.items()}
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
+    inner: dict[str, dict[str, Any]] = {k: {} for k in nested}
+    owner = {n: k for k, ns in inner_names.items() for n in ns}
     if config_file is not None:
         file_vals = load_config_file(config_file)
-        unknown = sorted(set(file_vals) - names)
-        if unknown:
-            raise ValueError(
-                f"config file {config_file} has unknown keys {unknown}; "
-                f"known keys are {sorted(names)}."
-            )
-        values.update(file_vals)
+        for k, v in file_vals.items():
+            if k in nested and isinstance(v, dict):
+                bad = sorted(set(v) - inner_names[k])
+                if bad:
+                    raise ValueError(f"config file {config_file}: table [{k}] has unknown keys {bad}; "
+                                     f"known keys are {sorted(inner_names[k])}.")
+                inner[k].update(v)
+            elif k in owner:
+                inner[owner[k]][k] = v
+            elif k in names:
+                values[k] = v
+            else:
+                raise ValueError(
+                    f"config file {config_file} has unknown key {k!r}; "
+                    f"known keys are {sorted(names | set(owner))}."
+                )
     for name in names:
         v = getattr(args, name, _UNSET)
         if v is not _UNSET:
             values[name] = v
-    values.update(overrides)
-    for name, v in list(values.items()):
+    for name, k in owner.items():
+        v = getattr(args, name, _UNSET)
+        if v is not _UNSET:
+            inner[k][name] = v
+    for k, v in overrides.items():
+        if k in owner and k not in names:
+            inner[owner[k]][k] = v
+        else:
+            values[k] = v
+    for k, t in nested.items():
+        if k in values and not inner[k]:
+            continue
+        base = values.get(k)
+        if base is None:
+            f = next(f for f in dataclasses.fields(cls) if f.name == k)  # type: ignore[arg-type]
+            base = _field_default(f)
+        if inner[k] or base is not None:
+            vals = _coerce(t, inner[k])
+            values[k] = dataclasses.replace(base, **vals) if base is not None else t(**vals)
+    return cls(**_coerce(cls, values))
+
+
+def _coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Lists from JSON/TOML or argparse become tuples, strings become Paths, where the field says so."""
+    hints = typing.get_type_hints(cls)
+    out = dict(values)
+    for name, v in list(out.items()):
+        if name not in hints:
+            continue
         tp, _ = _unwrap_optional(hints[name])
         if get_origin(tp) is tuple and isinstance(v, list):
-            values[name] = tuple(v)
+            out[name] = tuple(v)
         elif tp is Path and isinstance(v, str):
-            values[name] = Path(v)
-    return cls(**values)
+            out[name] = Path(v)
+    return out

@@ -1,0 +1,425 @@
+"""One run lifecycle for every experiment: options, acceptance, resume, manifest, processes.
+
+Every experiment config holds a :class:`RunOptions` in its field ``run`` (output folder,
+resume, device, threads, progress), so the manifest records them. :func:`open_run` is the one
+entry that
+
+1. checks the output folder (a file or an unreadable folder is refused before anything is written);
+2. refuses to start over a different run: a folder that already holds a run needs
+   ``resume_from_checkpoint``;
+3. resolves ``'latest'`` (no run yet: one warning line, then a fresh start) or an explicit
+   checkpoint folder (missing: an error, never a silent fresh start);
+4. compares the config's :func:`fingerprint` with the one the run was started with, under one
+   policy declared on the fields (``metadata={"resume": "free"}`` marks a field that may change
+   between a run and its resumption), and names each changed key with ``old -> new``;
+5. only then lets the main process write ``manifest.json``; the other processes of a
+   distributed launch wait at a barrier and never write shared files.
+
+Every process reaches the same decision from the same files (all validate before the main process
+writes), so a refused run is refused everywhere and nothing hangs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deltahall._validation import RunFailure, check_int
+from deltahall.experiments._checkpoint import list_checkpoints
+from deltahall.io.rundir import RunDir, package_versions, to_jsonable
+
+logger = logging.getLogger(__name__)
+
+#: Field metadata that lets a field change between a run and its resumption.
+RESUME_FREE: Mapping[str, str] = {"resume": "free"}
+
+MANIFEST = "manifest.json"
+RESULT = "result.json"
+
+
+def free(help_text: str) -> dict[str, str]:
+    """Field metadata: ``help`` text, and the field may change when the run is resumed."""
+    return {"help": help_text, **RESUME_FREE}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how a run executes; none of these change its results.
+
+    Parameters
+    ----------
+    out_dir : Path or None
+        The run directory (``None``: the experiment's default).
+    resume_from_checkpoint : {"latest"} or path, optional
+        ``"latest"`` continues the run in ``out_dir`` from its newest checkpoint (a fresh start,
+        with one warning line, if there is no run yet); a path names a checkpoint folder, which
+        must exist. ``None`` starts a new run and refuses a folder that already holds one.
+    device : str
+        ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:i"`` or ``"mps"``.
+        Under ``torchrun``/``accelerate launch`` the launcher picks each process's device.
+    threads : int or None
+        torch CPU threads per process (``None``: the experiment's default).
+    progress : bool
+        Progress bars on stderr.
+    """
+
+    out_dir: Path | None = field(default=None, metadata=free("run directory (default: the experiment's)"))
+    resume_from_checkpoint: str | None = field(default=None, metadata=free(
+        "'latest' (continue the run in --out-dir; starts fresh if there is none yet) or a checkpoint "
+        "folder (must exist); unset: start a new run, refusing a folder that holds one"))
+    device: str = field(default="auto", metadata=free("'auto', 'cpu', 'cuda', 'cuda:i' or 'mps' (a launcher picks per process)"))
+    threads: int | None = field(default=None, metadata=free("torch CPU threads per process (>= 1; unset: the experiment's default)"))
+    progress: bool = field(default=True, metadata=free("show progress bars on stderr"))
+
+    def __post_init__(self) -> None:
+        if self.out_dir is not None and not isinstance(self.out_dir, Path):
+            if not isinstance(self.out_dir, (str, os.PathLike)):
+                raise TypeError(f"`out_dir` must be a path; got {type(self.out_dir).__name__} {self.out_dir!r}.")
+            object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.out_dir is not None and not str(self.out_dir).strip():
+            raise ValueError("`out_dir` must be a folder path; got ''.")
+        r = self.resume_from_checkpoint
+        if r is not None:
+            if not isinstance(r, (str, os.PathLike)):
+                raise TypeError(f"`resume_from_checkpoint` must be 'latest' or a path; got {type(r).__name__} {r!r}.")
+            if not str(r).strip():
+                raise ValueError("`resume_from_checkpoint` must be 'latest' or a checkpoint folder; got ''.")
+            object.__setattr__(self, "resume_from_checkpoint", os.fspath(r))
+        if not isinstance(self.device, str) or not (
+            self.device in ("auto", "cpu", "cuda", "mps")
+            or (self.device.startswith("cuda:") and self.device[5:].isdigit())
+        ):
+            raise ValueError(f"`device` must be 'auto', 'cpu', 'cuda', 'cuda:i' or 'mps'; got {self.device!r}.")
+        if self.threads is not None:
+            check_int(self.threads, "threads", low=1, high=4096)
+        if not isinstance(self.progress, bool):
+            raise TypeError(f"`progress` must be a bool; got {self.progress!r}.")
+
+    def with_defaults(self, **defaults: Any) -> RunOptions:
+        """A copy where each field still at ``None`` takes the given default."""
+        changes = {k: v for k, v in defaults.items() if getattr(self, k) is None and v is not None}
+        return dataclasses.replace(self, **changes) if changes else self
+
+
+# --------------------------------------------------------------------------- fingerprint
+def fingerprint(config: Any) -> dict[str, Any]:
+    """The settings a run's files depend on: every field not marked resume-free, recursively.
+
+    Nested dataclasses contribute their own fields under ``"outer.inner"`` keys.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass, field
+    >>> @dataclass(frozen=True)
+    ... class C:
+    ...     lr: float = 0.1
+    ...     run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
+    >>> fingerprint(C())
+    {'lr': 0.1}
+    """
+    out: dict[str, Any] = {}
+    _collect(config, "", out)
+    return out
+
+
+def _collect(obj: Any, prefix: str, out: dict[str, Any]) -> None:
+    for f in dataclasses.fields(obj):
+        if f.metadata.get("resume") == "free":
+            continue
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            _collect(v, f"{prefix}{f.name}.", out)
+        else:
+            out[prefix + f.name] = to_jsonable(v)
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``key: old -> new`` for every key whose value differs (missing keys show as ``<unset>``)."""
+    rows = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, "<unset>"), new.get(k, "<unset>")
+        if a != b:
+            rows.append(f"{k}: {_short(a)} -> {_short(b)}")
+    return rows
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    if v == "<unset>":
+        return "<unset>"
+    s = repr(v) if isinstance(v, str) else json.dumps(v, default=str, ensure_ascii=False)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------- processes
+@dataclass(frozen=True)
+class World:
+    """The processes of one run: rank, size, and a barrier (a no-op for one process)."""
+
+    rank: int = 0
+    size: int = 1
+    barrier: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @contextlib.contextmanager
+    def main_first(self) -> Iterator[None]:
+        """The main process runs the block first (builds an artefact); the others then run it (load it)."""
+        if not self.is_main:
+            self.barrier()
+        yield
+        if self.is_main:
+            self.barrier()
+
+
+SINGLE = World()
+
+
+def launched_world_size() -> int:
+    """Processes the launcher (``torchrun``/``accelerate launch``) started, from ``WORLD_SIZE``."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def make_accelerator(
+    run: RunOptions,
+    *,
+    mixed_precision: str = "no",
+    gradient_accumulation_steps: int = 1,
+    project_dir: Path | None = None,
+) -> Any:
+    """The one ``accelerate.Accelerator`` factory of every experiment.
+
+    ``device="auto"`` on a machine without CUDA asks accelerate for the CPU explicitly: then
+    a 2-process ``torchrun`` (or ``accelerate launch --multi_gpu --num_processes 2``) really runs
+    2 processes on the gloo backend; otherwise accelerate would fall back to one process per
+    launch and every process would believe it is the main one.
+
+    Raises
+    ------
+    RunFailure
+        If the launcher started several processes but accelerate did not join them, or
+        ``device="cuda"`` was asked for and no GPU was given.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    device = run.device
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RunFailure(f"`device` {device!r} was asked for, but torch sees no CUDA GPU on this machine.")
+    if device.startswith("cuda:") and launched_world_size() == 1:
+        torch.cuda.set_device(int(device.split(":", 1)[1]))
+    kwargs: dict[str, Any] = {"cpu": cpu, "mixed_precision": mixed_precision,
+                              "gradient_accumulation_steps": gradient_accumulation_steps}
+    if project_dir is not None:
+        kwargs["project_config"] = ProjectConfiguration(project_dir=str(project_dir),
+                                                        logging_dir=str(project_dir / "logs"))
+    acc = Accelerator(**kwargs)
+    launched = launched_world_size()
+    if acc.num_processes != launched:
+        raise RunFailure(
+            f"the launcher started {launched} processes but accelerate joined {acc.num_processes} "
+            f"(distributed type {acc.distributed_type}); on CPU use `torchrun --nproc_per_node N` or "
+            "`accelerate launch --multi_gpu --num_processes N` with --device cpu."
+        )
+    return acc
+
+
+def world_of(accelerator: Any) -> World:
+    """The :class:`World` of an ``Accelerator``."""
+    return World(rank=int(accelerator.process_index), size=int(accelerator.num_processes),
+                 barrier=accelerator.wait_for_everyone)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (``None``: unchanged), restoring them after."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# --------------------------------------------------------------------------- acceptance
+@dataclass(frozen=True)
+class OpenRun:
+    """An accepted run: where it lives, what it resumes from, and who may write."""
+
+    rd: RunDir
+    checkpoint: Path | None
+    resumed: bool
+    world: World
+    fingerprint: dict[str, Any]
+
+    @property
+    def root(self) -> Path:
+        return self.rd.root
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`out_dir` must be a folder; got the existing file {os.fspath(out)!r}.")
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ValueError(f"`out_dir` {os.fspath(out)!r} cannot be created: {os.fspath(probe)!r} is a file.")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(13, "Permission denied (the run directory cannot be written)", os.fspath(probe))
+
+
+def _read_manifest(out: Path) -> dict[str, Any] | None:
+    path = out / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"`out_dir` {os.fspath(out)!r} holds an unreadable {MANIFEST} ({exc}); "
+                         "choose another --out-dir.") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"`out_dir` {os.fspath(out)!r} holds a {MANIFEST} that is not a JSON object.")
+    return data
+
+
+def open_run(
+    config: Any,
+    *,
+    checkpoints: str = "",
+    world: World = SINGLE,
+    experiment: str,
+    extra: Mapping[str, Any] | None = None,
+) -> OpenRun:
+    """Accept (or refuse) a run of ``config`` and write its manifest; see the module docstring.
+
+    Parameters
+    ----------
+    config : dataclass
+        An experiment config with a :class:`RunOptions` field ``run`` whose ``out_dir`` is set.
+    checkpoints : str
+        The folder (relative to the run directory) holding ``checkpoint-{step}`` folders;
+        ``""`` for the run directory itself.
+    world : World
+        The processes of this run; only the main one writes.
+    experiment : str
+        Name recorded in the manifest (``"coinflip"``, ``"t2i"``, ``"qa"``, ...).
+    extra : mapping, optional
+        More JSON-able entries for the manifest.
+
+    Raises
+    ------
+    ValueError
+        ``out_dir`` is a file or holds a run and no resume was asked for; the run in it was
+        started with other settings (each changed key named, ``old -> new``); or it holds a
+        different experiment's run.
+    FileNotFoundError
+        An explicit ``resume_from_checkpoint`` folder does not hold a checkpoint.
+    PermissionError
+        The run directory cannot be written.
+    """
+    run: RunOptions = config.run
+    if run.out_dir is None:
+        raise ValueError("`out_dir` must be set; got None.")
+    out = Path(run.out_dir)
+    _check_out_dir(out)
+    fp = fingerprint(config)
+    manifest = _read_manifest(out)
+    ckpt_root = out / checkpoints if checkpoints else out
+    resume = run.resume_from_checkpoint
+    checkpoint: Path | None = None
+    if manifest is not None and manifest.get("experiment") not in (None, experiment):
+        raise ValueError(f"`out_dir` {os.fspath(out)!r} holds a {manifest.get('experiment')!r} run, not "
+                         f"{experiment!r}; choose another --out-dir.")
+    if resume is None:
+        if manifest is not None or list_checkpoints(ckpt_root):
+            raise ValueError(
+                f"`out_dir` {os.fspath(out)!r} already holds a run; pass --resume-from-checkpoint latest "
+                "to continue it, or choose another --out-dir."
+            )
+    else:
+        if resume == "latest":
+            if manifest is None and not list_checkpoints(ckpt_root):
+                if world.is_main:
+                    logger.warning("no run in %s yet: --resume-from-checkpoint latest starts a fresh one there.", out)
+            else:
+                ckpts = list_checkpoints(ckpt_root)
+                checkpoint = ckpts[-1] if ckpts else None
+        else:
+            p = Path(resume)
+            if not (p / "state.json").is_file():
+                raise FileNotFoundError(
+                    f"`resume_from_checkpoint` must be 'latest' or a checkpoint folder holding state.json; "
+                    f"got {resume!r}" + (" (no such folder)." if not p.exists() else ".")
+                )
+            checkpoint = p
+        old = manifest.get("fingerprint") if manifest is not None else None
+        if old is None and checkpoint is not None:
+            old = _checkpoint_fingerprint(checkpoint)
+        if old is not None and old != fp:
+            diff = changed_keys(old, fp)
+            raise ValueError(
+                f"cannot resume the run in {os.fspath(out)!r}: its settings differ in "
+                f"{len(diff)} key{'s' if len(diff) != 1 else ''}: " + "; ".join(diff)
+                + ". Undo the change, or start a new run in another --out-dir."
+            )
+    # Accepted on every process. Only now does anything get written.
+    world.barrier()
+    if world.is_main:
+        rd = RunDir(out)
+        sessions = list(manifest.get("sessions", [])) if manifest is not None else []
+        sessions.append({
+            "argv": sys.argv, "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "resumed_from": os.fspath(checkpoint) if checkpoint is not None else None,
+            "world_size": world.size, "run": to_jsonable(run),
+        })
+        seed = getattr(config, "seed", None)
+        body = {
+            "experiment": experiment,
+            "config": to_jsonable(config),
+            "config_type": f"{type(config).__module__}.{type(config).__qualname__}",
+            "fingerprint": fp,
+            "seed": seed if isinstance(seed, int) else None,
+            "world_size": world.size,
+            "resumed_from": os.fspath(checkpoint) if checkpoint is not None else None,
+            "sessions": sessions,
+            "versions": package_versions(),
+            "platform": platform.platform(),
+            **to_jsonable(dict(extra or {})),
+        }
+        rd.write_json(MANIFEST, body)
+    world.barrier()
+    if not world.is_main:
+        rd = RunDir(out)  # the folder exists now: nothing is created or written
+    return OpenRun(rd=rd, checkpoint=checkpoint, resumed=resume is not None and (manifest is not None or checkpoint is not None),
+                   world=world, fingerprint=fp)
+
+
+def _checkpoint_fingerprint(ckpt: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ValueError(f"checkpoint {os.fspath(ckpt)!r} has an unreadable state.json.") from None
+    fp = state.get("extra", {}).get("fingerprint") if isinstance(state, dict) else None
+    return fp if isinstance(fp, dict) else None
