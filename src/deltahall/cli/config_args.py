@@ -165,7 +165,6 @@ def config_from_args(cls: type[T], args: argparse.Namespace, *, config_file: str
     nested = _nested(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init} - set(nested)  # type: ignore[arg-type]
     inner_names = {k: {g.name for g in dataclasses.fields(t) if g.init} for k, t in nested.items()}
-    hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     inner: dict[str, dict[str, Any]] = {k: {} for k in nested}
     owner = {n: k for k, ns in inner_names.items() for n in ns}
