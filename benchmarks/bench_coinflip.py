@@ -48,6 +48,7 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from deltahall.experiments._run import RunOptions
     from deltahall.experiments.coinflip.config import CoinFlipConfig
     from deltahall.experiments.coinflip.data import derive_seeds, make_dataset
     from deltahall.experiments.coinflip.evaluate import epoch_metrics, predict_sets
@@ -71,8 +72,9 @@ def main() -> None:
     loop = time.perf_counter() - t0
     out.update(val_samples=len(data.val_y), distinct_sets=len(data.sets), ours_val_s=ours,
                batch1_loop_val_s=loop, speedup=loop / ours)
-    for name, c in (("grouped_no_dropout", CoinFlipConfig(n=5, m=20000, epochs=args.epochs)),
-                    ("per_sample_dropout0.1", CoinFlipConfig(n=5, m=20000, epochs=args.epochs, dropout=0.1))):
+    opts = RunOptions(threads=args.threads, progress=False)
+    for name, c in (("grouped_no_dropout", CoinFlipConfig(n=5, m=20000, epochs=args.epochs, run=opts)),
+                    ("per_sample_dropout0.1", CoinFlipConfig(n=5, m=20000, epochs=args.epochs, dropout=0.1, run=opts))):
         res = run(c)
         out[f"epoch_s_{name}"] = float(np.mean(res.epoch_seconds))
     out["load_avg_1min_after"] = os.getloadavg()[0]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from deltahall.cli.config_args import add_dataclass_arguments, config_from_args, load_config_file
+from deltahall.io.rundir import dumps_json
 
 _SWEEP_VARIED = ("n", "m", "objective", "seed")
 
@@ -32,8 +32,6 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     pr = ss.add_parser("run", help="train one model; metrics.csv per epoch, resumable",
                        description="Train one coin-flip model into --out-dir (checkpoint every epoch).")
     add_dataclass_arguments(pr, CoinFlipConfig)
-    pr.add_argument("--out-dir", type=Path, required=True, help="run directory")
-    pr.add_argument("--resume-from", default=None, help="'latest' or a checkpoint folder; omit to start fresh")
     _common(pr)
     pr.set_defaults(handler=_handle_run)
 
@@ -42,9 +40,10 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
                                     "resuming unfinished ones; then write runs.csv, correlations.csv, figures/ and "
                                     "report.html. Rerun the same command to resume."))
     add_dataclass_arguments(ps, SweepConfig, exclude=("base",))
-    add_dataclass_arguments(ps, CoinFlipConfig, exclude=_SWEEP_VARIED)
+    add_dataclass_arguments(ps, CoinFlipConfig, exclude=(*_SWEEP_VARIED, "run"))
     ps.add_argument("--no-report", action="store_true", help="skip figures and report.html")
-    _common(ps, threads=False)
+    ps.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(ps)
     ps.set_defaults(handler=_handle_sweep)
 
     pp = ss.add_parser("report", help="rebuild report.html (tables, Figure 3) of a sweep directory")
@@ -54,22 +53,14 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])
 
 
-def _common(p: argparse.ArgumentParser, *, threads: bool = True) -> None:
+def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML or JSON file with option values (sweep: a [base] table for run options)")
-    if threads:
-        p.add_argument("--threads", type=int, default=1,
-                       help="torch threads (default 1: on a busy machine more threads than free cores is many times slower)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _entry_point_torch(threads: int | None) -> None:
+def _entry_point_torch() -> None:
     import torch
 
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"`--threads` must be >= 1; got {threads}.")
-        torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
 
 
@@ -78,13 +69,15 @@ def _handle_run(args: argparse.Namespace) -> int:
     from deltahall.experiments.coinflip.train import run
 
     cfg = config_from_args(CoinFlipConfig, args, config_file=args.config)
-    _entry_point_torch(args.threads)
+    if cfg.run.out_dir is None:
+        raise ValueError("`--out-dir` must be given: the run directory for metrics and checkpoints.")
+    _entry_point_torch()
     t0 = time.perf_counter()
-    res = run(cfg, args.out_dir, resume_from=args.resume_from, progress=not args.no_progress)
+    res = run(cfg)
     wall = time.perf_counter() - t0
     out = {"out_dir": str(res.out_dir), "seconds": wall, "final": res.final, "reference": res.reference}
     if args.json:
-        print(json.dumps(out, indent=2))
+        sys.stdout.write(dumps_json(out))
     else:
         f, r = res.final, res.reference
         print(f"{res.out_dir}: {len(res.history)} epochs, {wall:.1f} s")
@@ -130,7 +123,7 @@ def _handle_sweep(args: argparse.Namespace) -> int:
     from deltahall.experiments.coinflip.sweep import run_sweep
 
     cfg = _sweep_config(args)
-    _entry_point_torch(cfg.threads if cfg.workers == 0 else None)
+    _entry_point_torch()
     res = run_sweep(cfg, progress=not args.no_progress)
     report = None
     if not args.no_report:
@@ -138,8 +131,8 @@ def _handle_sweep(args: argparse.Namespace) -> int:
 
         report = write_sweep_report(res.out_dir, n_permutations=cfg.n_permutations, seed=cfg.base_seed)
     if args.json:
-        print(json.dumps({"out_dir": str(res.out_dir), "wall_seconds": res.wall_seconds,
-                          "correlations": res.correlations, "report": str(report) if report else None}, indent=2))
+        sys.stdout.write(dumps_json({"out_dir": str(res.out_dir), "wall_seconds": res.wall_seconds,
+                                     "correlations": res.correlations, "report": str(report) if report else None}))
         return 0
     print(f"{res.out_dir}: {len(res.runs)} runs, training wall time {res.wall_seconds:.1f} s (all sessions)")
     print(f"{'objective':9s} {'N':>2s} {'M':>6s} {'from':>4s} {'prob':8s} {'pearson':>8s} {'p':>7s} {'spearman':>8s} {'p':>7s}")

@@ -1,9 +1,18 @@
 import pytest
 
 import deltahall.experiments.coinflip.train as train_mod
+from deltahall.experiments._run import RunOptions
 from deltahall.experiments.coinflip.evaluate import metric_columns
-from deltahall.experiments.coinflip.train import batch_loss, run
+from deltahall.experiments.coinflip.train import batch_loss
+from deltahall.experiments.coinflip.train import run as _run
 from deltahall.io.rundir import read_csv
+
+
+def run(cfg, out_dir=None, *, resume_from=None):
+    """Run ``cfg`` with its run options set (the config carries them; the manifest records them)."""
+    import dataclasses
+
+    return _run(dataclasses.replace(cfg, run=RunOptions(out_dir=out_dir, resume_from_checkpoint=resume_from)))
 
 torch = pytest.importorskip("torch")
 
@@ -59,11 +68,11 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny, monkeypatch, objec
 
 def test_resume_refuses_other_config_and_silent_overwrite(tmp_path, tiny):
     run(tiny(), tmp_path / "r")
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match=r"settings differ in 1 key: lr: 0.001 -> 0.01"):
         run(tiny(lr=1e-2), tmp_path / "r", resume_from="latest")
     with pytest.raises(ValueError, match="already holds a run"):
         run(tiny(), tmp_path / "r")
-    with pytest.raises(FileNotFoundError, match="resume_from"):
+    with pytest.raises(FileNotFoundError, match="resume_from_checkpoint"):
         run(tiny(), tmp_path / "r", resume_from=str(tmp_path / "nope"))
     with pytest.raises(ValueError, match="needs `out_dir`"):
         run(tiny(), None, resume_from="latest")

@@ -1,6 +1,6 @@
 """The synthetic coin-flip experiment (paper Section 7.1, Figure 3; Theorem 5.1).
 
-``run(CoinFlipConfig(...), out_dir)`` trains one model; :mod:`.sweep` runs the Figure 3 grid.
+``run(CoinFlipConfig(..., run=RunOptions(out_dir=...)))`` trains one model; :mod:`.sweep` runs the Figure 3 grid.
 Torch is imported only when a run starts.
 """
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from deltahall._validation import check_choice, check_delta, check_int, check_real
+from deltahall.experiments._run import RESUME_FREE, RunOptions
 
 #: Objectives: ``"mse"`` is the paper's squared loss (estimate = rounded regression output);
 #: ``"ce"`` is the mode-seeking variant (cross-entropy over counts 0..N, estimate = argmax).
@@ -64,8 +65,15 @@ class CoinFlipConfig:
     authors_bugs: tuple[str, ...] = field(
         default=(), metadata={"help": "reproduce the authors' code: any of scoring ceil float_input"}
     )
+    run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
 
     def __post_init__(self) -> None:
+        if isinstance(self.run, dict):
+            object.__setattr__(self, "run", RunOptions(**self.run))
+        if not isinstance(self.run, RunOptions):
+            raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
+        if self.run.resume_from_checkpoint is not None and self.run.out_dir is None:
+            raise ValueError("`resume_from_checkpoint` needs `out_dir`: checkpoints live in the run directory.")
         check_int(self.n, "n", low=1, high=64)
         check_int(self.m, "m", low=2)
         check_real(self.val_fraction, "val_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
@@ -121,8 +129,10 @@ class CoinFlipConfig:
         return 2 * self.n
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of the fields (tuples become lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        """Plain JSON-able dict of the fields (tuples become lists, paths strings)."""
+        from deltahall.io.rundir import to_jsonable
+
+        return to_jsonable(self)  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CoinFlipConfig:
@@ -132,4 +142,6 @@ class CoinFlipConfig:
         if unknown:
             raise ValueError(f"coin-flip config has unknown keys {unknown}; known keys are {sorted(names)}.")
         values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        if isinstance(values.get("run"), dict):
+            values["run"] = RunOptions(**values["run"])
         return cls(**values)

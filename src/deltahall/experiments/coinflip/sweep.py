@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from deltahall._validation import check_choice, check_int
+from deltahall.experiments._run import RunOptions
 from deltahall.experiments.coinflip.config import OBJECTIVES, CoinFlipConfig
 from deltahall.experiments.coinflip.stats import permutation_correlation
 from deltahall.io import RunDir
@@ -99,18 +100,21 @@ class SweepResult:
     wall_seconds: float
 
 
-def _worker(cfg_dict: dict[str, Any], run_dir: str, threads: int | None) -> tuple[str, float]:
-    """Train one run (resuming); in a worker process (``threads`` given) this is the entry
-    point, so it sets the torch thread count and deterministic algorithms there."""
+def _worker(cfg_dict: dict[str, Any], run_dir: str, threads: int, entry: bool = False) -> tuple[str, float]:
+    """Train one run (resuming it if it was started); in a worker process (``entry=True``) this
+    is the entry point, so it also switches torch to deterministic algorithms there."""
     from deltahall.experiments.coinflip.train import run
 
-    if threads is not None:
+    if entry:
         import torch
 
-        torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(True)
     t0 = time.perf_counter()
-    run(CoinFlipConfig.from_dict(cfg_dict), run_dir, resume_from="latest")
+    cfg = CoinFlipConfig.from_dict(cfg_dict)
+    started = (Path(run_dir) / "manifest.json").is_file()
+    opts = RunOptions(out_dir=Path(run_dir), resume_from_checkpoint="latest" if started else None,
+                      threads=threads, progress=False)
+    run(dataclasses.replace(cfg, run=opts))
     return run_dir, time.perf_counter() - t0
 
 
@@ -146,7 +150,7 @@ def run_sweep(config: SweepConfig, *, progress: bool = False) -> SweepResult:
     seconds: dict[str, float] = {}
     if config.workers == 0:
         for name, cfg in todo.items():
-            _, s = _worker(cfg.to_dict(), str(rd.root / "runs" / name), None)
+            _, s = _worker(cfg.to_dict(), str(rd.root / "runs" / name), config.threads)
             seconds[name] = s
             bar.update(1)
             bar.set_postfix(last=name)
@@ -155,7 +159,7 @@ def run_sweep(config: SweepConfig, *, progress: bool = False) -> SweepResult:
 
         with ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn")) as ex:
             futs = {
-                ex.submit(_worker, cfg.to_dict(), str(rd.root / "runs" / name), config.threads): name
+                ex.submit(_worker, cfg.to_dict(), str(rd.root / "runs" / name), config.threads, True): name
                 for name, cfg in todo.items()
             }
             for fut in as_completed(futs):

@@ -1,13 +1,14 @@
-"""One coin-flip training run: ``run(config, out_dir) -> CoinFlipResult`` (paper Section 7.1).
+"""One coin-flip training run: ``run(config) -> CoinFlipResult`` (paper Section 7.1).
 
 Every epoch: train on shuffled minibatches, then evaluate on every distinct coin set in one
 forward pass (see :mod:`.evaluate`), append a row to ``metrics.csv`` (rewritten atomically) and
-save ``checkpoints/checkpoint-{epoch}``. A killed run restarted with ``resume_from="latest"``
-continues from its last finished epoch and ends with the same numbers as an uninterrupted run
+save ``checkpoints/checkpoint-{epoch}``. A killed run restarted with
+``run.resume_from_checkpoint="latest"`` continues from its last finished epoch and ends with the same numbers as an uninterrupted run
 (same machine, same thread count): the checkpoint holds the weights, the optimizer state and
 the torch generator that drives both the data order and dropout.
 
-Files in ``out_dir``: ``manifest.json``, ``metrics.csv``, ``reference.json`` (what the exact
+The run lifecycle (acceptance, resume, manifest) is :func:`deltahall.experiments._run.open_run`.
+Files in ``config.run.out_dir`` (none when it is ``None``): ``manifest.json``, ``metrics.csv``, ``reference.json`` (what the exact
 truth scores), ``predictions.csv`` (the final model on every distinct validation coin set),
 ``timing.json`` (seconds per epoch; kept out of the CSV so that reruns give identical CSVs),
 ``summary.json`` and ``checkpoints/``.
@@ -23,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from deltahall.experiments._checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from deltahall.experiments._checkpoint import load_checkpoint, save_checkpoint
+from deltahall.experiments._run import open_run, torch_threads
 from deltahall.experiments.coinflip.config import CoinFlipConfig
 from deltahall.experiments.coinflip.data import CoinFlipData, derive_seeds, make_dataset
 from deltahall.experiments.coinflip.evaluate import (
@@ -70,68 +72,60 @@ class CoinFlipResult:
         return self.history[-1]
 
 
-def run(
-    config: CoinFlipConfig,
-    out_dir: str | Path | None = None,
-    *,
-    resume_from: str | None = None,
-    progress: bool = False,
-) -> CoinFlipResult:
+#: torch threads when ``config.run.threads`` is unset: these models are tiny, and more threads
+#: than free cores makes them many times slower.
+DEFAULT_THREADS = 1
+
+
+def run(config: CoinFlipConfig) -> CoinFlipResult:
     """Train and evaluate one model of the coin-flip experiment.
 
     Parameters
     ----------
     config : CoinFlipConfig
-    out_dir : path, optional
-        Run directory; ``None`` keeps everything in memory (no checkpoints).
-    resume_from : {"latest"} or path, optional
-        Resume from the newest checkpoint in ``out_dir/checkpoints`` (fresh start if there is
-        none) or from an explicit checkpoint folder (which must exist).
-    progress : bool
-        Show a tqdm bar with the live metrics.
+        ``config.run.out_dir`` is the run directory (``None`` keeps everything in memory);
+        ``config.run.resume_from_checkpoint`` is ``"latest"`` (the newest checkpoint in
+        ``out_dir/checkpoints``; a fresh start if there is no run yet) or a checkpoint folder.
 
     Raises
     ------
     ValueError
-        If ``resume_from`` is given without ``out_dir`` or the checkpoint was written by a
-        different config.
+        If ``out_dir`` holds a run and no resume was asked for, or the run was started with
+        other settings (the changed keys are named).
     FileNotFoundError
-        If an explicit ``resume_from`` path holds no checkpoint.
+        If an explicit checkpoint folder holds no checkpoint.
     """
+    if not isinstance(config, CoinFlipConfig):
+        raise TypeError(f"`config` must be a CoinFlipConfig; got {type(config).__name__}.")
+    threads = config.run.threads or DEFAULT_THREADS
+    with torch_threads(threads):
+        return _run(config)
+
+
+def _run(config: CoinFlipConfig) -> CoinFlipResult:
     import torch
     from tqdm.auto import tqdm
 
-    if not isinstance(config, CoinFlipConfig):
-        raise TypeError(f"`config` must be a CoinFlipConfig; got {type(config).__name__}.")
-    if resume_from is not None and out_dir is None:
-        raise ValueError("`resume_from` needs `out_dir`: checkpoints live in the run directory.")
+    progress = config.run.progress
     data_rng, init_seed, order_seed = derive_seeds(config.seed)
     data = make_dataset(config, data_rng)
     model = build_model(config, init_seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     gen = torch.Generator().manual_seed(order_seed)
     history: list[dict[str, float]] = []
-    rd = RunDir(out_dir) if out_dir is not None else None
-    ckpt_root = rd.root / "checkpoints" if rd is not None else None
+    rd: RunDir | None = None
+    ckpt_root: Path | None = None
+    fingerprint: dict[str, Any] = {}
     start = 0
-    if rd is not None:
-        ckpt = resolve_resume(ckpt_root, resume_from)  # type: ignore[arg-type]
-        if ckpt is not None:
-            state = load_checkpoint(ckpt, model=model, optimizer=opt, generator=gen)
-            saved = state["extra"].get("config")
-            if saved != config.to_dict():
-                raise ValueError(
-                    f"checkpoint {ckpt} was written by a different config; got {saved!r}, "
-                    f"expected {config.to_dict()!r}. Use a fresh run directory."
-                )
+    if config.run.out_dir is not None:
+        opened = open_run(config, checkpoints="checkpoints", experiment="coinflip")
+        rd, fingerprint = opened.rd, opened.fingerprint
+        ckpt_root = rd.root / "checkpoints"
+        if opened.checkpoint is not None:
+            state = load_checkpoint(opened.checkpoint, model=model, optimizer=opt, generator=gen)
             history = [dict(r) for r in state["extra"]["history"]]
             start = int(state["extra"]["epoch"])
-            logger.info("resumed %s at epoch %d", ckpt, start)
-        elif resume_from is None and (rd.root / "metrics.csv").is_file():
-            raise ValueError(
-                f"`out_dir` {rd.root} already holds a run; pass resume_from='latest' or use a new directory."
-            )
-        rd.write_manifest(config, seed=config.seed)
+            logger.info("resumed %s at epoch %d", opened.checkpoint, start)
         rd.write_json("reference.json", reference_metrics(data, config))
 
     sets = torch.from_numpy(data.sets)
@@ -159,7 +153,7 @@ def run(
                 rd.write_csv("metrics.csv", history, columns)
                 save_checkpoint(
                     ckpt_root, epoch + 1, model_state=model.state_dict(), optimizer=opt, generator=gen,  # type: ignore[arg-type]
-                    extra={"config": config.to_dict(), "epoch": epoch + 1, "history": history},
+                    extra={"fingerprint": fingerprint, "epoch": epoch + 1, "history": history},
                     total_limit=1,
                 )
                 _append_timing(rd, epoch + 1, seconds[-1])
