@@ -60,8 +60,9 @@ def package_versions(extra: Iterable[str] = ()) -> dict[str, str | None]:
 def to_jsonable(obj: Any) -> Any:
     """Convert dataclasses, paths, numpy scalars/arrays, tuples to JSON-friendly values.
 
-    Non-finite floats become the strings ``"nan"``, ``"inf"``, ``"-inf"`` so the
-    output is strict JSON.
+    Non-finite floats (NaN, +inf, -inf) become ``None`` (JSON ``null``), so the result is
+    strict JSON; :func:`nonfinite_fields` says where they were, and :func:`dumps_json`
+    records that (or the caller's reason) in a ``null_reasons`` field.
     """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
@@ -74,19 +75,80 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
         return to_jsonable(obj.tolist())
     if isinstance(obj, float):
-        if math.isnan(obj):
-            return "nan"
-        if math.isinf(obj):
-            return "inf" if obj > 0 else "-inf"
-        return obj
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, (str, int, bool)) or obj is None:
         return obj
     return str(obj)
 
 
-def dumps_json(obj: Any) -> str:
-    """Strict, indented JSON of :func:`to_jsonable` ``(obj)``."""
-    return json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
+def _pointer_token(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def nonfinite_fields(obj: Any, _at: str = "") -> dict[str, str]:
+    """Where :func:`to_jsonable` turns a non-finite float into ``null``.
+
+    Returns
+    -------
+    dict
+        JSON Pointer (RFC 6901, e.g. ``"/metrics/rate"``, ``"/rows/3/x"``) of each such value
+        -> ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``.
+
+    Examples
+    --------
+    >>> nonfinite_fields({"rate": float("nan"), "xs": [1.0, float("-inf")]})
+    {'/rate': 'NaN', '/xs/1': '-Infinity'}
+    """
+    out: dict[str, str] = {}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            out.update(nonfinite_fields(v, f"{_at}/{_pointer_token(str(k))}"))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            out.update(nonfinite_fields(v, f"{_at}/{i}"))
+    elif hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        out.update(nonfinite_fields(obj.tolist(), _at))
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        out[_at] = "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    return out
+
+
+NULL_REASONS_KEY = "null_reasons"
+
+
+def dumps_json(
+    obj: Any, *, null_reasons: Mapping[str, str] | None = None, indent: int | None = 2
+) -> str:
+    """Strict JSON of :func:`to_jsonable` ``(obj)``, ending in a newline.
+
+    No ``NaN``/``Infinity`` is ever written (strict parsers reject them): each non-finite
+    float becomes ``null``. When ``obj`` is a mapping and some value is null for that reason,
+    or ``null_reasons`` is given, a top-level field ``"null_reasons"`` says why: it maps the
+    JSON Pointer of each such value to the caller's reason (``null_reasons``, keyed by
+    pointer, e.g. ``{"/hallucination_rate": "no rows to score"}``) or, failing one, to the
+    value that could not be written (``"NaN"``, ``"Infinity"``, ``"-Infinity"``). A
+    ``null_reasons`` already in ``obj`` is kept and extended. For a top-level list or scalar
+    the values are still null; wrap it in a dict to carry reasons.
+
+    Examples
+    --------
+    >>> print(dumps_json({"rate": float("nan"), "n": 0}, indent=None), end="")
+    {"rate": null, "n": 0, "null_reasons": {"/rate": "NaN"}}
+    """
+    data = to_jsonable(obj)
+    if isinstance(data, dict):
+        reasons = dict(nonfinite_fields(obj))
+        reasons.update(null_reasons or {})
+        if reasons:
+            old = data.get(NULL_REASONS_KEY)
+            data[NULL_REASONS_KEY] = {**(old if isinstance(old, dict) else {}), **reasons}
+    elif null_reasons:
+        raise TypeError(
+            f"`null_reasons` needs a mapping at the top level to live in; got {type(obj).__name__}."
+        )
+    return json.dumps(data, indent=indent, sort_keys=False, allow_nan=False) + "\n"
 
 
 def union_keys(rows: Iterable[Mapping[str, Any]]) -> list[str]:
