@@ -1,0 +1,22 @@
+"""The measurement instrument: a calibrated δ-hallucination rate of your own model.
+
+``deltahall measure`` reads real samples with their latent states and generated samples
+(embeddings, image folders or JSONL texts), fits per-state densities on part of the real
+set, calibrates them with split-conformal p-values on another part and reports the
+generated rate with a Wilson interval against the floor of a held-out real part
+(:mod:`.calibration`), per prompt, with optional state discovery, HCDR-guided selection
+(:mod:`.selection`), baselines (:mod:`.compare`) and an HTML report (:mod:`.report`).
+"""
+
+from deltahall.measure.calibration import DetectorSettings, Measurement, measure_embeddings
+from deltahall.measure.rates import RateEstimate, excess_p_value, rate_estimate, wilson_interval
+
+__all__ = [
+    "DetectorSettings",
+    "Measurement",
+    "RateEstimate",
+    "excess_p_value",
+    "measure_embeddings",
+    "rate_estimate",
+    "wilson_interval",
+]

@@ -1,0 +1,361 @@
+"""Reading the reference and generated sets: ``.npy`` embeddings, image folders, JSONL texts.
+
+Three input kinds, recognised by the path:
+
+- ``*.npy``: embeddings ``(n, d)`` (``--embedder precomputed``), with the reference's
+  state labels and the generated set's prompts in separate ``.npy`` files;
+- a folder of images: for the reference, one subfolder per latent state; for the
+  generated set, images directly in it (one prompt, ``""``) or one subfolder per prompt;
+- ``*.jsonl``: one JSON object per line with ``text`` (and ``state`` for the reference,
+  an optional ``prompt`` and ``id`` for the generated set).
+
+Images and texts are embedded with :func:`deltahall.models.load_embedder`; each input's
+embeddings are cached under a key made of the input's content hash and the embedder's
+fingerprint, so re-measuring (another α, another split) does not embed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["IMAGE_SUFFIXES", "Samples", "content_hash", "input_kind", "load_generated", "load_reference"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+PRECOMPUTED = "precomputed"
+
+
+@dataclass
+class Samples:
+    """One input set, embedded.
+
+    Attributes
+    ----------
+    embeddings : ndarray of shape (n, d)
+    ids : list of str
+        Row index (``.npy``), image path relative to the input folder, or JSONL ``id`` / line number.
+    labels : ndarray of shape (n,) or None
+        Latent state of each row (reference only; ``None`` when unlabelled).
+    prompts : list of str or None
+        Prompt of each row (generated only).
+    texts : list of str or None
+        The texts (JSONL inputs).
+    image_paths : list of Path or None
+        The image files (folder inputs).
+    kind : {"npy", "images", "jsonl"}
+    """
+
+    embeddings: npt.NDArray[Any]
+    ids: list[str]
+    labels: npt.NDArray[Any] | None = None
+    prompts: list[str] | None = None
+    texts: list[str] | None = None
+    image_paths: list[Path] | None = None
+    kind: str = "npy"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+
+def input_kind(path: str | os.PathLike[str], name: str) -> str:
+    """``"npy"``, ``"jsonl"`` or ``"images"``; FileNotFoundError / ValueError otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"`{name}` not found: {os.fspath(p)!r}.")
+    if p.is_dir():
+        return "images"
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        return "npy"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise ValueError(
+        f"`{name}` must be a .npy file, a .jsonl file or a folder of images; got {os.fspath(p)!r}."
+    )
+
+
+def _load_npy(path: Path, name: str, ndim: int, *, mmap: bool = False) -> npt.NDArray[Any]:
+    try:
+        arr = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except ValueError as exc:
+        raise ValueError(f"`{name}` {os.fspath(path)!r} cannot be read without pickle ({exc}); save a plain .npy.") from None
+    if arr.ndim != ndim:
+        shape = "(n_samples, n_features)" if ndim == 2 else "(n_samples,)"
+        raise ValueError(f"`{name}` {os.fspath(path)!r} must have shape {shape}; got {arr.shape}.")
+    if ndim == 2 and arr.dtype.kind not in "fiu":
+        raise ValueError(f"`{name}` {os.fspath(path)!r} must be numeric; got dtype {arr.dtype}.")
+    return arr
+
+
+def content_hash(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file, or of a folder's image files (relative paths and bytes, sorted)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else _image_files(p, recursive=True)
+    for f in files:
+        if p.is_dir():
+            h.update(f.relative_to(p).as_posix().encode("utf-8") + b"\0")
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _image_files(folder: Path, *, recursive: bool) -> list[Path]:
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+
+
+def _read_jsonl(path: Path, name: str, required: tuple[str, ...]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"`{name}` {os.fspath(path)!r} line {i} is not valid JSON ({exc.msg}).") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"`{name}` {os.fspath(path)!r} line {i} must be a JSON object; got {type(obj).__name__}.")
+            for key in required:
+                if not isinstance(obj.get(key), str):
+                    raise ValueError(
+                        f"`{name}` {os.fspath(path)!r} line {i} must have a string {key!r} field; got {obj.get(key)!r}."
+                    )
+            obj.setdefault("_line", i)
+            rows.append(obj)
+    return rows
+
+
+# --------------------------------------------------------------------- embedding
+def _embed_cached(
+    embedder: Any, items: list[Any], *, key_source: str, cache_dir: Path | None, loader: Any = None
+) -> npt.NDArray[np.float32]:
+    """Embed ``items`` (or ``loader()``'s items) unless the cache holds them; atomic cache writes."""
+    from deltahall.io import atomic_write_bytes
+
+    fp = json.dumps(getattr(embedder, "fingerprint", {"name": getattr(embedder, "name", "?")}), sort_keys=True, default=str)
+    key = hashlib.sha256((key_source + "\0" + fp).encode("utf-8")).hexdigest()[:32]
+    path = None if cache_dir is None else Path(cache_dir) / f"emb-{key}.npy"
+    if path is not None and path.is_file():
+        try:
+            arr = np.load(path, allow_pickle=False)
+            if arr.ndim == 2 and arr.shape[0] == len(items):
+                logger.info("embeddings from cache %s", path)
+                return np.asarray(arr, dtype=np.float32)
+        except (ValueError, OSError) as exc:  # a damaged cache entry is recomputed
+            logger.warning("ignoring unreadable cache file %s (%s)", path, exc)
+    data = loader() if loader is not None else items
+    E = np.asarray(embedder.embed(data), dtype=np.float32)
+    if E.ndim != 2 or E.shape[0] != len(items):
+        from deltahall._validation import RunFailure
+
+        raise RunFailure(f"embedder {getattr(embedder, 'name', '?')!r} returned shape {E.shape} for {len(items)} inputs.")
+    if path is not None:
+        buf = io.BytesIO()
+        np.save(buf, E, allow_pickle=False)
+        atomic_write_bytes(path, buf.getvalue())
+    return E
+
+
+def _check_modality(embedder: Any, want: str, name: str, path: Path) -> None:
+    got = getattr(embedder, "modality", want)
+    if got != want:
+        raise ValueError(
+            f"`{name}` {os.fspath(path)!r} holds {want}s but the embedder {getattr(embedder, 'name', '?')!r} "
+            f"embeds {got}s; pass a {want} embedder."
+        )
+
+
+def _open_images(paths: list[Path]) -> list[Any]:
+    from deltahall._validation import require
+
+    Image = require("PIL.Image", "t2i", what="reading image folders")
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                out.append(im.copy())
+        except OSError as exc:
+            raise ValueError(f"cannot read image {os.fspath(p)!r}: {exc}.") from None
+    return out
+
+
+def _embed_images(embedder: Any, paths: list[Path], root: Path, name: str, cache_dir: Path | None) -> npt.NDArray[np.float32]:
+    _check_modality(embedder, "image", name, root)
+    return _embed_cached(embedder, paths, key_source="images:" + content_hash(root), cache_dir=cache_dir,
+                         loader=lambda: _open_images(paths))
+
+
+def _embed_texts(embedder: Any, texts: list[str], path: Path, name: str, cache_dir: Path | None) -> npt.NDArray[np.float32]:
+    _check_modality(embedder, "text", name, path)
+    return _embed_cached(embedder, texts, key_source="jsonl:" + content_hash(path), cache_dir=cache_dir)
+
+
+def _need_embedder(embedder: Any, kind: str, name: str, path: Path) -> Any:
+    if embedder is None or embedder == PRECOMPUTED:
+        raise ValueError(
+            f"`{name}` {os.fspath(path)!r} is {'an image folder' if kind == 'images' else 'a JSONL file'}; "
+            "pass `--embedder` (an alias such as @minilm / @digits-cnn, a hub id or a model folder), "
+            "or give .npy embeddings with `--embedder precomputed`."
+        )
+    return embedder
+
+
+# --------------------------------------------------------------------- readers
+def load_reference(
+    path: str | os.PathLike[str],
+    *,
+    labels: str | os.PathLike[str] | None = None,
+    embedder: Any = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    require_labels: bool = True,
+) -> Samples:
+    """Read and embed the real samples with their latent states.
+
+    Parameters
+    ----------
+    path : path
+        ``.npy`` embeddings, a folder with one subfolder of images per state, or a JSONL
+        file with ``text`` and ``state``.
+    labels : path, optional
+        ``.npy`` of state labels (``.npy`` input only).
+    embedder : Embedder, "precomputed" or None
+        An object of :func:`deltahall.models.load_embedder` (needed for images and texts).
+    cache_dir : path, optional
+        Folder of the embedding cache (``None``: no cache).
+    require_labels : bool
+        ``False`` for ``--states auto``: states are then discovered, labels are ignored.
+    """
+    p = Path(path)
+    kind = input_kind(p, "reference")
+    cd = None if cache_dir is None else Path(cache_dir)
+    if kind == "npy":
+        X = _load_npy(p, "reference", 2, mmap=True)
+        y = None
+        if labels is not None:
+            lp = Path(labels)
+            if not lp.is_file():
+                raise FileNotFoundError(f"`reference_labels` not found: {os.fspath(lp)!r}.")
+            y = _load_npy(lp, "reference_labels", 1)
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"`reference_labels` must have one label per reference row; got {y.shape[0]} labels "
+                    f"for {X.shape[0]} rows."
+                )
+        elif require_labels:
+            raise ValueError(
+                "`reference_labels` is required with .npy reference embeddings (one state per row), "
+                "or pass `--states auto` to discover the states."
+            )
+        return Samples(embeddings=X, ids=[str(i) for i in range(X.shape[0])], labels=y, kind="npy")
+    if labels is not None:
+        raise ValueError("`reference_labels` applies only to .npy reference embeddings; folders and JSONL carry their states.")
+    emb = _need_embedder(embedder, kind, "reference", p)
+    if kind == "images":
+        subdirs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+        loose = _image_files(p, recursive=False)
+        if require_labels and loose:
+            raise ValueError(
+                f"`reference` folder {os.fspath(p)!r} must hold one subfolder of images per state; found "
+                f"{len(loose)} image(s) at its top level (e.g. {loose[0].name!r})."
+            )
+        files: list[Path] = []
+        ys: list[str] = []
+        for d in subdirs:
+            fs = _image_files(d, recursive=True)
+            files += fs
+            ys += [d.name] * len(fs)
+        if not require_labels:
+            files += loose
+            ys += [""] * len(loose)
+        if not files:
+            raise ValueError(f"`reference` folder {os.fspath(p)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        if require_labels and len(set(ys)) < 2:
+            raise ValueError(
+                f"`reference` folder {os.fspath(p)!r} must hold at least two state subfolders with images; "
+                f"got {sorted(set(ys))}."
+            )
+        E = _embed_images(emb, files, p, "reference", cd)
+        return Samples(embeddings=E, ids=[f.relative_to(p).as_posix() for f in files],
+                       labels=np.asarray(ys) if require_labels else None, image_paths=files, kind="images")
+    rows = _read_jsonl(p, "reference", ("text", "state") if require_labels else ("text",))
+    if not rows:
+        raise ValueError(f"`reference` {os.fspath(p)!r} holds no rows.")
+    texts = [r["text"] for r in rows]
+    E = _embed_texts(emb, texts, p, "reference", cd)
+    return Samples(embeddings=E, ids=[str(r.get("id", r["_line"])) for r in rows],
+                   labels=np.asarray([r["state"] for r in rows]) if require_labels else None,
+                   texts=texts, kind="jsonl")
+
+
+def load_generated(
+    path: str | os.PathLike[str],
+    *,
+    prompts: str | os.PathLike[str] | None = None,
+    embedder: Any = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Samples:
+    """Read and embed the generated samples (and their prompts; ``""`` when none).
+
+    Parameters
+    ----------
+    path : path
+        ``.npy`` embeddings, a folder of images (optionally one subfolder per prompt), or a
+        JSONL file with ``text`` and optional ``prompt`` / ``id``.
+    prompts : path, optional
+        ``.npy`` of prompts, one per row (``.npy`` input only).
+    """
+    p = Path(path)
+    kind = input_kind(p, "generated")
+    cd = None if cache_dir is None else Path(cache_dir)
+    if kind == "npy":
+        X = _load_npy(p, "generated", 2, mmap=True)
+        pr: list[str] = [""] * X.shape[0]
+        if prompts is not None:
+            pp = Path(prompts)
+            if not pp.is_file():
+                raise FileNotFoundError(f"`generated_prompts` not found: {os.fspath(pp)!r}.")
+            parr = _load_npy(pp, "generated_prompts", 1)
+            if parr.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"`generated_prompts` must have one prompt per generated row; got {parr.shape[0]} for {X.shape[0]} rows."
+                )
+            pr = [str(v) for v in parr.tolist()]
+        return Samples(embeddings=X, ids=[str(i) for i in range(X.shape[0])], prompts=pr, kind="npy")
+    if prompts is not None:
+        raise ValueError("`generated_prompts` applies only to .npy generated embeddings.")
+    emb = _need_embedder(embedder, kind, "generated", p)
+    if kind == "images":
+        files = _image_files(p, recursive=False)
+        prs = [""] * len(files)
+        for d in sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")):
+            fs = _image_files(d, recursive=True)
+            files += fs
+            prs += [d.name] * len(fs)
+        if not files:
+            raise ValueError(f"`generated` must contain at least one sample; folder {os.fspath(p)!r} holds no images.")
+        E = _embed_images(emb, files, p, "generated", cd)
+        return Samples(embeddings=E, ids=[f.relative_to(p).as_posix() for f in files], prompts=prs,
+                       image_paths=files, kind="images")
+    rows = _read_jsonl(p, "generated", ("text",))
+    if not rows:
+        raise ValueError(f"`generated` must contain at least one sample; {os.fspath(p)!r} holds no rows.")
+    texts = [r["text"] for r in rows]
+    E = _embed_texts(emb, texts, p, "generated", cd)
+    return Samples(embeddings=E, ids=[str(r.get("id", r["_line"])) for r in rows],
+                   prompts=[str(r.get("prompt", "")) for r in rows], texts=texts, kind="jsonl")

@@ -1,0 +1,267 @@
+"""``run(config) -> MeasureResult``: read, embed, measure, select, write.
+
+Files written to ``out_dir`` (see ``docs/measure.md``)::
+
+    manifest.json   resolved config, seed, package versions
+    measure.json    the measurement (strict JSON): rate, rate_ci, floor, floor_ci, excess_p_value,
+                    states, per_prompt, curve, [selection], [baselines], [discovered_states]
+    samples.csv     one row per generated sample: id, prompt, p_value, nearest_state, flagged,
+                    [kept], log_density_<state>...
+    report.html     the self-contained HTML report (unless report=False)
+    figures/*.png
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from deltahall._validation import check_choice, check_int, check_output_path
+from deltahall.measure.calibration import DetectorSettings, Measurement, measure_embeddings
+from deltahall.measure.inputs import PRECOMPUTED, Samples, load_generated, load_reference
+from deltahall.measure.selection import SELECT_MODES, Selection, select_candidates
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MeasureConfig", "MeasureResult", "run"]
+
+
+def _h(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """Everything one measurement needs; ``run(config)`` executes it."""
+
+    reference: Path = field(default=Path("reference.npy"), metadata=_h("real samples with their states: .npy embeddings (+ --reference-labels), a folder with one image subfolder per state, or JSONL with text and state"))
+    generated: Path = field(default=Path("generated.npy"), metadata=_h("generated samples: .npy embeddings (+ --generated-prompts), a folder of images (optionally one subfolder per prompt), or JSONL with text and optional prompt"))
+    reference_labels: Path | None = field(default=None, metadata=_h(".npy state label per reference row (.npy reference only)"))
+    generated_prompts: Path | None = field(default=None, metadata=_h(".npy prompt per generated row (.npy generated only)"))
+    embedder: str = field(default=PRECOMPUTED, metadata=_h("'precomputed' for .npy inputs, or an alias (@minilm, @efficientnet-lite0, @digits-cnn), hub id or model folder"))
+    alpha: float = field(default=0.1, metadata=_h("flag level: a fresh real sample is flagged with probability <= alpha"))
+    calibration: Literal["conformal", "percentile"] = field(default="conformal", metadata=_h("'conformal' (guaranteed level) or 'percentile' (the paper's rule)"))
+    states: Literal["labels", "auto"] = field(default="labels", metadata=_h("'labels' (given) or 'auto' (BIC-chosen Gaussian mixture: an estimate of the latent states)"))
+    max_states: int = field(default=10, metadata=_h("largest number of states tried by --states auto"))
+    select: Literal["hcdr", "top-k"] | None = field(default=None, metadata=_h("HCDR-guided selection: keep per prompt the candidates inside the HCDR ('hcdr') or the K with the highest p-values ('top-k')"))
+    select_k: int | None = field(default=None, metadata=_h("K of --select top-k"))
+    baselines: bool = field(default=False, metadata=_h("also flag with EllipticEnvelope, shared-covariance Mahalanobis, kNN radius and LOF at the same alpha"))
+    out_dir: Path = field(default=Path("runs/measure"), metadata=_h("output folder (measure.json, samples.csv, report.html)"))
+    report: bool = field(default=True, metadata=_h("write report.html"))
+    fit_fraction: float = field(default=0.5, metadata=_h("share of each state's reference rows fitting the densities"))
+    calibration_fraction: float = field(default=0.3, metadata=_h("share calibrating the p-values"))
+    test_fraction: float = field(default=0.2, metadata=_h("share held out for the floor"))
+    pca_dim: int | None = field(default=50, metadata=_h("PCA dimension before the per-state mixtures (0 = none)"))
+    n_components: int = field(default=2, metadata=_h("Gaussian-mixture components per state"))
+    covariance_type: Literal["full", "diag", "tied", "spherical"] = field(default="diag", metadata=_h("mixture covariance type"))
+    normalize: bool = field(default=True, metadata=_h("L2-normalise embeddings first"))
+    seed: int = field(default=0, metadata=_h("seed of the split and the mixtures"))
+    cache_dir: Path | None = field(default=None, metadata=_h("embedding cache folder (default: deltahall.models.cache_dir()/embeddings)"))
+    device: str = field(default="cpu", metadata=_h("device of the embedder"))
+    batch_size: int = field(default=64, metadata=_h("embedder batch size"))
+
+    def __post_init__(self) -> None:
+        check_choice(self.states, "states", ("labels", "auto"))
+        check_int(self.max_states, "max_states", low=2)
+        if self.select is not None:
+            check_choice(self.select, "select", SELECT_MODES)
+            if self.select == "top-k" and self.select_k is None:
+                raise ValueError("`select_k` must be given with `select`='top-k'.")
+        if self.select_k is not None:
+            check_int(self.select_k, "select_k", low=1)
+        check_int(self.batch_size, "batch_size", low=1)
+        if self.pca_dim is not None:
+            check_int(self.pca_dim, "pca_dim", low=0)
+        self.settings()  # validates alpha, calibration, fractions, ...
+
+    def settings(self) -> DetectorSettings:
+        return DetectorSettings(
+            alpha=self.alpha, calibration=self.calibration, fit_fraction=self.fit_fraction,
+            calibration_fraction=self.calibration_fraction, test_fraction=self.test_fraction,
+            pca_dim=self.pca_dim or None, n_components=self.n_components, covariance_type=self.covariance_type,
+            normalize=self.normalize, seed=self.seed,
+        )
+
+
+@dataclass(frozen=True)
+class MeasureResult:
+    """What :func:`run` returns."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+    measurement: Measurement
+    reference: Samples
+    generated: Samples
+    selection: Selection | None = None
+    discovery: Any = None
+    baselines: list[dict[str, Any]] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _inputs(config: MeasureConfig) -> list[tuple[str, Any]]:
+    return [("reference", config.reference), ("generated", config.generated),
+            ("reference_labels", config.reference_labels), ("generated_prompts", config.generated_prompts)]
+
+
+def _embedder(config: MeasureConfig) -> tuple[Any, Path | None]:
+    """The embedder (or the string 'precomputed') and the cache folder."""
+    if config.embedder == PRECOMPUTED:
+        return PRECOMPUTED, None
+    from deltahall.models import cache_dir, load_embedder
+
+    emb = load_embedder(config.embedder, device=config.device, batch_size=config.batch_size)
+    return emb, Path(config.cache_dir) if config.cache_dir is not None else cache_dir() / "embeddings"
+
+
+def run(config: MeasureConfig) -> MeasureResult:
+    """Measure the generated set's δ-hallucination rate and write the outputs.
+
+    Raises
+    ------
+    ValueError
+        Bad inputs (one state, mismatched dimensions, empty generated set, a state too
+        small for ``alpha``, an output folder inside an input, ...), before any write.
+    FileNotFoundError
+        A missing input.
+    """
+    t0 = time.perf_counter()
+    out = check_output_path(config.out_dir, "out_dir", inputs=_inputs(config), allow_dir=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`out_dir` must be a folder; got the existing file {os.fspath(out)!r}.")
+    if config.embedder == PRECOMPUTED:
+        for name, path in (("reference", config.reference), ("generated", config.generated)):
+            if Path(path).is_dir() or Path(path).suffix.lower() in (".jsonl", ".ndjson"):
+                raise ValueError(
+                    f"`{name}` {os.fspath(path)!r} needs an embedder; pass `--embedder` (e.g. @minilm, "
+                    "@digits-cnn or a model folder) or give .npy embeddings."
+                )
+    emb, cache = _embedder(config)
+    auto = config.states == "auto"
+    ref = load_reference(config.reference, labels=config.reference_labels, embedder=emb, cache_dir=cache,
+                         require_labels=not auto)
+    gen = load_generated(config.generated, prompts=config.generated_prompts, embedder=emb, cache_dir=cache)
+    t_embed = time.perf_counter() - t0
+    if gen.embeddings.shape[0] == 0:
+        raise ValueError(f"`generated` must contain at least one sample; {os.fspath(config.generated)!r} has none.")
+    if gen.embeddings.shape[1] != ref.embeddings.shape[1]:
+        raise ValueError(
+            f"`generated` embeddings must have the reference's dimension {ref.embeddings.shape[1]}; got "
+            f"{gen.embeddings.shape[1]} (were both embedded with the same embedder?)."
+        )
+    discovery = None
+    labels = ref.labels
+    if auto:
+        from deltahall.detectors.states import discover_states
+
+        discovery = discover_states(np.asarray(ref.embeddings, dtype=np.float64), config.max_states,
+                                    normalize=config.normalize, random_state=config.seed)
+        labels = np.asarray([f"state-{k}" for k in discovery.labels])
+        logger.warning(
+            "--states auto: %d states discovered by BIC (sizes %s); they are an estimate of the paper's "
+            "latent variable, and the rate is relative to them.", discovery.n_states, discovery.sizes,
+        )
+    assert labels is not None  # load_reference requires labels unless auto
+    t1 = time.perf_counter()
+    m = measure_embeddings(ref.embeddings, labels, gen.embeddings, prompts=gen.prompts, settings=config.settings())
+    t_measure = time.perf_counter() - t1
+    selection = None
+    if config.select is not None:
+        selection = select_candidates(
+            m.gen_p, m.prompts, m.gen_nearest, m.gen_flagged, states=m.states,
+            reference_sizes=m.state_sizes["total"], mode=config.select, k=config.select_k, alpha=config.alpha,
+        )
+    baselines = None
+    if config.baselines:
+        from deltahall.measure.compare import baselines_on_measurement
+
+        baselines = baselines_on_measurement(m, ref.embeddings, gen.embeddings, labels)
+    summary = _summary(config, m, ref, gen, selection, discovery, baselines)
+    # ------------------------------------------------------------ writes
+    from deltahall.io import RunDir
+
+    t2 = time.perf_counter()
+    rd = RunDir(out)
+    rd.write_manifest(config, seed=config.seed, extra={"embedder_fingerprint": getattr(emb, "fingerprint", None)})
+    write_samples_csv(rd.path("samples.csv"), m, gen, selection)
+    seconds = {"load_and_embed": t_embed, "measure": t_measure, "write_csv": time.perf_counter() - t2}
+    result = MeasureResult(out_dir=out, summary=summary, measurement=m, reference=ref, generated=gen,
+                           selection=selection, discovery=discovery, baselines=baselines, seconds=seconds)
+    if config.report:
+        from deltahall.measure.report import write_report
+
+        t3 = time.perf_counter()
+        write_report(result, rd)
+        seconds["report"] = time.perf_counter() - t3
+    seconds["total"] = time.perf_counter() - t0
+    summary["seconds"] = seconds
+    rd.write_json("measure.json", summary)
+    return result
+
+
+def _summary(config: MeasureConfig, m: Measurement, ref: Samples, gen: Samples, selection: Selection | None,
+             discovery: Any, baselines: list[dict[str, Any]] | None) -> dict[str, Any]:
+    s = m.summary()
+    s["embedder"] = config.embedder
+    s["reference"] = os.fspath(config.reference)
+    s["generated"] = os.fspath(config.generated)
+    s["curve"] = m.curve
+    s["states_source"] = config.states
+    if discovery is not None:
+        s["discovered_states"] = {
+            "n_states": discovery.n_states, "sizes": discovery.sizes,
+            "bic": {str(k): v for k, v in discovery.bic.items()},
+            "one_state_preferred": discovery.one_state_preferred,
+            "representatives": [[_describe(ref, i) for i in reps] for reps in discovery.representatives],
+            "note": "states estimated by a BIC-chosen Gaussian mixture: an estimate of the paper's latent "
+                    "variable; the rate is relative to these states.",
+        }
+    if selection is not None:
+        s["selection"] = selection.summary()
+    if baselines is not None:
+        s["baselines"] = baselines
+    return s
+
+
+def _describe(samples: Samples, i: int) -> str:
+    if samples.texts is not None:
+        t = samples.texts[i]
+        return t if len(t) <= 120 else t[:117] + "..."
+    return samples.ids[i]
+
+
+def write_samples_csv(path: Path, m: Measurement, gen: Samples, selection: Selection | None) -> None:
+    """One row per generated sample (written atomically)."""
+    from deltahall.io import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header = ["id", "prompt", "p_value", "nearest_state", "flagged"]
+    if selection is not None:
+        header.append("kept")
+    header += [f"log_density_{s}" for s in m.states]
+    if gen.texts is not None:
+        header.append("text")
+    w.writerow(header)
+    states = np.asarray(m.states, dtype=object)
+    near = states[m.gen_nearest]
+    p = m.gen_p.tolist()
+    flag = m.gen_flagged.tolist()
+    S = m.gen_scores.tolist()
+    kept = selection.kept.tolist() if selection is not None else None
+    for i in range(len(p)):
+        row: list[Any] = [gen.ids[i], m.prompts[i], repr(p[i]), near[i], flag[i]]
+        if kept is not None:
+            row.append(kept[i])
+        row += [repr(v) for v in S[i]]
+        if gen.texts is not None:
+            row.append(gen.texts[i])
+        w.writerow(row)
+    atomic_write_text(path, buf.getvalue())
