@@ -77,11 +77,11 @@ def _handle_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from deltahall.experiments.t2i.report import build_section
+    from deltahall.experiments.t2i.results import save_figures
     from deltahall.io import Report
-    from deltahall.plotting.t2i import save_t2i_figures
 
     run_dir = Path(args.run_dir)
-    save_t2i_figures(run_dir)
+    save_figures(run_dir)
     report = Report(f"deltahall t2i: {run_dir}")
     report.add(build_section(run_dir))
     out = report.write(Path(args.out) if args.out else run_dir / "report.html")

@@ -1,4 +1,8 @@
-"""Figure 4 of Section 7.2: resemblance against fine-tuning epochs, mean ± spread over seeds."""
+"""Figure 4 of Section 7.2: resemblance against fine-tuning epochs, mean ± spread over seeds.
+
+The functions draw from rows they are given; reading a run directory is
+:mod:`deltahall.experiments.qa.results`' job.
+"""
 
 from __future__ import annotations
 
@@ -13,25 +17,35 @@ _PANELS = (
 )
 
 
-def figure4(rows: Sequence[Mapping[str, Any]], *, plumbing: bool = False) -> Any:
+def figure4(summary: Sequence[Mapping[str, Any]], *, plumbing: bool = False) -> Any:
     """Two panels (answer-only / prompt-included scoring of the same generations).
 
-    Each model is a line of the mean over seeds against epochs (epoch 0 = the
-    original model), with a band from the minimum to the maximum seed.
-    """
-    from deltahall.experiments.qa.results import summary_over_seeds
+    Parameters
+    ----------
+    summary : sequence of mappings
+        Rows of ``figure4_summary.csv`` (see
+        :func:`deltahall.experiments.qa.results.summary_over_seeds`): ``metric``, ``model``,
+        ``epoch`` (0 = the original model), ``mean``, ``min`` and ``max`` over seeds.
+    plumbing : bool, default False
+        Say in the title that the numbers come from the tiny offline model.
 
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Each model is a line of the mean over seeds against epochs, with a band from the
+        minimum to the maximum seed.
+    """
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=False)
+    epochs = sorted({int(s["epoch"]) for s in summary})
     for ax, (metric, title) in zip(axes, _PANELS, strict=True):
-        summary = summary_over_seeds(rows, metric)
-        for model in dict.fromkeys(s["model"] for s in summary):
-            pts = [s for s in summary if s["model"] == model]
-            x = [p["epoch"] for p in pts]
-            mean = [p["mean"] for p in pts]
-            line = ax.plot(x, mean, marker="o", label=model)[0]
-            ax.fill_between(x, [p["min"] for p in pts], [p["max"] for p in pts], color=line.get_color(), alpha=0.2)
-        epochs = sorted({int(r["epoch"]) for r in rows})
+        rows = sorted((s for s in summary if s["metric"] == metric), key=lambda s: int(s["epoch"]))
+        for model in dict.fromkeys(s["model"] for s in rows):
+            pts = [s for s in rows if s["model"] == model]
+            x = [int(p["epoch"]) for p in pts]
+            line = ax.plot(x, [float(p["mean"]) for p in pts], marker="o", label=model)[0]
+            ax.fill_between(x, [float(p["min"]) for p in pts], [float(p["max"]) for p in pts],
+                            color=line.get_color(), alpha=0.2)
         ax.set_xticks(epochs, ["orig." if e == 0 else str(e) for e in epochs])
         ax.set_xlabel("fine-tuning epochs")
         ax.set_ylabel("resemblance to incorrect answers")
@@ -47,7 +61,11 @@ def figure4(rows: Sequence[Mapping[str, Any]], *, plumbing: bool = False) -> Any
 
 
 def loss_figure(loss_rows: Sequence[Mapping[str, Any]], *, plumbing: bool = False) -> Any:
-    """Mean fine-tuning loss per epoch, one line per model × seed."""
+    """Mean fine-tuning loss per epoch, one line per model × seed.
+
+    ``loss_rows`` hold ``model``, ``seed``, ``epoch`` and ``loss`` (see
+    :func:`deltahall.experiments.qa.results.read_loss_rows`).
+    """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     keys = list(dict.fromkeys((r["model"], r["seed"]) for r in loss_rows))

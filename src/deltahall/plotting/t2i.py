@@ -1,4 +1,7 @@
-"""Figures 5-7 of Section 7.3 (text-to-image), drawn from a run directory's files.
+"""Figures 5-7 of Section 7.3 (text-to-image), drawn from rows and arrays they are given.
+
+Reading a run directory (``metrics.csv``, ``loss.csv``, the detector, the samples) is
+:func:`deltahall.experiments.t2i.results.save_figures`' job; it calls these functions.
 
 - Figure 5: hallucination rate (mean over prompts, left axis) and training loss (right
   axis) against training steps.
@@ -13,10 +16,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from deltahall.plotting import pyplot
 
@@ -98,16 +101,32 @@ def figure6(metrics: Sequence[Mapping[str, Any]], *, floor: float | None = None,
     return fig
 
 
-def figure7(detector: Any, class_names: Sequence[str], *, title: str = "") -> Any:
-    """Held-out log-densities of each state under its own mixture, thresholds dashed."""
+def figure7(calibration_scores: Sequence[npt.ArrayLike], thresholds: npt.ArrayLike, *,
+            class_names: Sequence[str], percentile: float, title: str = "") -> Any:
+    """Held-out log-densities of each state under its own mixture, thresholds dashed.
+
+    Parameters
+    ----------
+    calibration_scores : sequence of arrays, one per state
+        The detector's held-out log-densities (``calibration_scores_``).
+    thresholds : array-like of shape (n_states,)
+        The detector's thresholds (``thresholds_``).
+    class_names : sequence of str, one per state
+    percentile : float
+        The threshold percentile, for the legend.
+    """
+    k = len(calibration_scores)
+    thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if not (thr.size == len(class_names) == k):
+        raise ValueError(f"`calibration_scores`, `thresholds` and `class_names` must have one entry per state; "
+                         f"got {k}, {thr.size} and {len(class_names)}.")
     plt = pyplot()
-    k = len(detector.calibration_scores_)
     fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.2), squeeze=False)
     for j, ax in enumerate(axes[0]):
-        c = np.asarray(detector.calibration_scores_[j])
-        t = float(detector.thresholds_[j])
+        c = np.asarray(calibration_scores[j], dtype=np.float64)
+        t = float(thr[j])
         ax.hist(c, bins=min(40, max(8, c.size // 4)), color="#888888", alpha=0.8)
-        ax.axvline(t, ls="--", color=RED, label=f"threshold {t:.2f} ({detector.percentile:g}th pct.)")
+        ax.axvline(t, ls="--", color=RED, label=f"threshold {t:.2f} ({percentile:g}th pct.)")
         ax.set_title(f"state {class_names[j]!r} (n = {c.size} held out)", fontsize=9)
         ax.set_xlabel("log-density under its GMM")
         ax.legend(fontsize=7)
@@ -117,14 +136,19 @@ def figure7(detector: Any, class_names: Sequence[str], *, title: str = "") -> An
     return fig
 
 
-def rate_vs_percentile(detector: Any, embeddings: Mapping[str, Any], *, step: int) -> Any:
-    """Rate of each prompt's samples at one checkpoint as the threshold percentile varies."""
+def rate_vs_percentile(percentiles: npt.ArrayLike, curves: Mapping[str, npt.ArrayLike], *,
+                       threshold_percentile: float, step: int) -> Any:
+    """Rate of each prompt's samples at one checkpoint as the threshold percentile varies.
+
+    ``curves`` maps a prompt to its rate at each of ``percentiles`` (the detector's
+    ``rate_curve``); ``threshold_percentile`` (the detector's own) is marked dashed.
+    """
     plt = pyplot()
-    pct = np.linspace(0.0, 50.0, 51)
+    pct = np.asarray(percentiles, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    for prompt, E in embeddings.items():
-        ax.plot(pct, detector.rate_curve(E, pct), label=_label(prompt))
-    ax.axvline(detector.percentile, ls="--", color="k", lw=0.8)
+    for prompt, rate in curves.items():
+        ax.plot(pct, np.asarray(rate, dtype=np.float64), label=_label(prompt))
+    ax.axvline(threshold_percentile, ls="--", color="k", lw=0.8)
     ax.set_xlabel("threshold percentile p (region mass 1 - p/100)")
     ax.set_ylabel("hallucination rate")
     ax.set_title(f"Rate vs threshold percentile, step {step}", fontsize=10)
@@ -132,39 +156,3 @@ def rate_vs_percentile(detector: Any, embeddings: Mapping[str, Any], *, step: in
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
-
-
-def real_floor(detector: Any) -> float:
-    """Mean over classes of the held-out real fraction outside its own class's region."""
-    return float(np.mean(1.0 - np.asarray(detector.holdout_coverage_, dtype=np.float64)))
-
-
-def save_t2i_figures(run_dir: str | Path) -> list[Path]:
-    """Draw every figure of a run directory into ``figures/`` (PNG + SVG); returns PNG paths."""
-    from deltahall.detectors import HCDRDetector
-    from deltahall.experiments.t2i.results import read_losses, read_metrics
-    from deltahall.io import RunDir
-
-    rd = RunDir(run_dir)
-    metrics, losses = read_metrics(rd.root), read_losses(rd.root)
-    manifest = rd.read_json("manifest.json")
-    classes = manifest["config"]["classes"]
-    det = HCDRDetector.load(rd.root / "detector.safetensors")
-    plt = pyplot()
-    out: list[Path] = []
-    floor = real_floor(det)
-    for name, fig in (("fig5_rate_and_loss", figure5(metrics, losses, floor=floor)),
-                      ("fig6_rate_per_prompt", figure6(metrics, floor=floor)),
-                      ("fig7_calibration", figure7(det, classes))):
-        out.append(rd.save_figure(fig, name)[0])
-        plt.close(fig)
-    steps = _by_step(metrics)
-    npz = rd.root / "samples" / f"step-{steps[-1]:06d}.npz" if steps else None
-    if npz is not None and npz.is_file():
-        prompts = {int(r["prompt_index"]): str(r["prompt"]) for r in metrics}
-        with np.load(npz, allow_pickle=False) as f:
-            emb = {prompts[p]: f[f"embeddings_p{p}"].astype(np.float64) for p in sorted(prompts) if f"embeddings_p{p}" in f}
-        fig = rate_vs_percentile(det, emb, step=steps[-1])
-        out.append(rd.save_figure(fig, "rate_vs_percentile")[0])
-        plt.close(fig)
-    return out

@@ -6,8 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from deltahall.experiments.qa.standin import standin_csv_text, standin_items, write_standin_csv
-from deltahall.experiments.qa.truthfulqa import load_truthfulqa, load_truthfulqa_csv, split_answers
+from deltahall.experiments.qa.standin import (
+    STANDIN,
+    standin_csv_text,
+    standin_rows,
+    write_standin_csv,
+)
+from deltahall.experiments.qa.truthfulqa import (
+    COLUMNS,
+    item_from_row,
+    load_truthfulqa,
+    load_truthfulqa_csv,
+    split_answers,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -53,9 +64,18 @@ def test_missing_file_and_not_a_csv(tmp_path: Path) -> None:
 
 
 def test_standin_round_trips_through_the_csv_loader(tmp_path: Path) -> None:
-    p = write_standin_csv(tmp_path / "standin.csv")
-    assert load_truthfulqa_csv(p) == [
-        it.__class__(**{**it.__dict__}) for it in standin_items()
-    ]
-    assert standin_csv_text().startswith("Type,Category,Question")
-    assert load_truthfulqa("@standin") == standin_items()
+    p = write_standin_csv(tmp_path / "sub" / "standin.csv")
+    from_csv = load_truthfulqa_csv(p)
+    assert load_truthfulqa(STANDIN) == from_csv
+    assert len(from_csv) == 16
+    assert from_csv[0].question == "What happens if you crack your knuckles every day?"
+    assert from_csv[0].incorrect_answers[0] == "You get arthritis"
+    assert standin_csv_text().startswith(",".join(COLUMNS) + "\n")
+    assert [tuple(r) for r in standin_rows()] == [COLUMNS] * 16
+    assert len(load_truthfulqa(STANDIN, limit=4)) == 4
+
+
+def test_item_from_row_names_where() -> None:
+    row = dict.fromkeys(COLUMNS, "")
+    with pytest.raises(ValueError, match=r"^stand-in row 3: empty `Question`\.$"):
+        item_from_row({**row, "Incorrect Answers": "x"}, where="stand-in row 3")

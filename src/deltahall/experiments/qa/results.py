@@ -110,6 +110,7 @@ def write_results(run_dir: str | os.PathLike[str], rows: Sequence[Mapping[str, A
                   headline: str = "resemblance_incorrect", plumbing: bool = False) -> dict[str, Path]:
     """Write ``scores.csv``, ``table1.csv`` (``headline`` metric), ``table1_<metric>.csv`` per table,
     ``table1.md``, ``figure4_summary.csv`` and the figures; returns the paths by name."""
+    from deltahall.plotting import pyplot
     from deltahall.plotting.qa import figure4, loss_figure
 
     rd = RunDir(run_dir)
@@ -125,15 +126,15 @@ def write_results(run_dir: str | os.PathLike[str], rows: Sequence[Mapping[str, A
     for metric in ("resemblance_incorrect", "resemblance_incorrect_with_prompt"):
         summary += [{"metric": metric, **s} for s in summary_over_seeds(rows, metric)]
     paths["summary"] = rd.write_csv("figure4_summary.csv", summary)
-    plt_fig = figure4(rows, plumbing=plumbing)
-    paths["figure4"] = rd.save_figure(plt_fig, "figure4")[0]
+    plt = pyplot()
+    fig = figure4(summary, plumbing=plumbing)
+    paths["figure4"] = rd.save_figure(fig, "figure4")[0]
+    plt.close(fig)
     loss_rows = read_loss_rows(rd.root)
     if loss_rows:
         fig = loss_figure(loss_rows, plumbing=plumbing)
         paths["loss_figure"] = rd.save_figure(fig, "loss")[0]
-    from deltahall.plotting import pyplot
-
-    pyplot().close("all")
+        plt.close(fig)
     return paths
 
 

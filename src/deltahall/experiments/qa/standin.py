@@ -4,6 +4,11 @@ TruthfulQA itself is not shipped with deltahall. These questions imitate its
 layout (misconception questions with correct and common incorrect answers, some of
 which restate the question) so that the tiny pipeline and the report have
 something to score offline. Scores on them mean nothing about real models.
+
+This module is data only: rows keyed by TruthfulQA's CSV column names, which
+:func:`deltahall.experiments.qa.truthfulqa.load_truthfulqa` (source ``"@standin"``)
+turns into items with the same parser and checks as a CSV file. It imports nothing
+from :mod:`.truthfulqa`, so the dependency runs one way.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import io
 import os
 from pathlib import Path
 
-from deltahall.experiments.qa.truthfulqa import COLUMNS, TruthfulQAItem
+from deltahall.io.atomic import atomic_write_text
 
+#: The ``truthfulqa`` source name of the stand-in.
 STANDIN = "@standin"
 
 _ROWS: tuple[tuple[str, str, str, str], ...] = (
@@ -85,31 +91,25 @@ _ROWS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def standin_items() -> list[TruthfulQAItem]:
-    """The stand-in questions as :class:`TruthfulQAItem` s."""
-    from deltahall.experiments.qa.truthfulqa import split_answers
-
+def standin_rows() -> list[dict[str, str]]:
+    """The stand-in questions as rows of TruthfulQA's CSV, keyed by its column names, in its order."""
     return [
-        TruthfulQAItem(question=q, best_answer=b, correct_answers=split_answers(c),
-                       incorrect_answers=split_answers(i), category="Stand-in", type="Stand-in",
-                       source="deltahall stand-in")
+        {"Type": "Stand-in", "Category": "Stand-in", "Question": q, "Best Answer": b,
+         "Correct Answers": c, "Incorrect Answers": i, "Source": "deltahall stand-in"}
         for q, b, c, i in _ROWS
     ]
 
 
 def standin_csv_text() -> str:
     """The stand-in in TruthfulQA's original CSV layout."""
+    rows = standin_rows()
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for q, b, c, i in _ROWS:
-        w.writerow(["Stand-in", "Stand-in", q, b, c, i, "deltahall stand-in"])
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
     return buf.getvalue()
 
 
 def write_standin_csv(path: str | os.PathLike[str]) -> Path:
-    """Write :func:`standin_csv_text` to ``path``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(standin_csv_text(), encoding="utf-8")
-    return p
+    """Write :func:`standin_csv_text` to ``path`` (atomically; parent folders are created)."""
+    return atomic_write_text(path, standin_csv_text())

@@ -16,8 +16,11 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from deltahall.experiments.qa.standin import STANDIN, standin_rows
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,31 @@ class TruthfulQAItem:
 def split_answers(cell: str) -> tuple[str, ...]:
     """Split a ``"; "``-separated answer cell into stripped, non-empty answers."""
     return tuple(a.strip() for a in cell.split(";") if a.strip())
+
+
+def item_from_row(row: Mapping[str, str | None], *, where: str) -> TruthfulQAItem:
+    """One item from a row keyed by the CSV's column names (:data:`COLUMNS`).
+
+    Raises
+    ------
+    ValueError
+        If the question is empty or there is no incorrect answer; the message starts with ``where``.
+    """
+    question = (row["Question"] or "").strip()
+    incorrect = split_answers(row["Incorrect Answers"] or "")
+    if not question:
+        raise ValueError(f"{where}: empty `Question`.")
+    if not incorrect:
+        raise ValueError(f"{where}: no `Incorrect Answers` for {question!r}.")
+    return TruthfulQAItem(
+        question=question,
+        best_answer=(row["Best Answer"] or "").strip(),
+        correct_answers=split_answers(row["Correct Answers"] or ""),
+        incorrect_answers=incorrect,
+        category=(row["Category"] or "").strip(),
+        type=(row["Type"] or "").strip(),
+        source=(row["Source"] or "").strip(),
+    )
 
 
 def load_truthfulqa_csv(path: str | os.PathLike[str]) -> list[TruthfulQAItem]:
@@ -71,23 +99,7 @@ def load_truthfulqa_csv(path: str | os.PathLike[str]) -> list[TruthfulQAItem]:
         for lineno, row in enumerate(reader, start=2):
             if None in row:
                 raise ValueError(f"`truthfulqa` CSV {p}, line {lineno}: more cells than columns.")
-            question = (row["Question"] or "").strip()
-            incorrect = split_answers(row["Incorrect Answers"] or "")
-            if not question:
-                raise ValueError(f"`truthfulqa` CSV {p}, line {lineno}: empty `Question`.")
-            if not incorrect:
-                raise ValueError(f"`truthfulqa` CSV {p}, line {lineno}: no `Incorrect Answers` for {question!r}.")
-            items.append(
-                TruthfulQAItem(
-                    question=question,
-                    best_answer=(row["Best Answer"] or "").strip(),
-                    correct_answers=split_answers(row["Correct Answers"] or ""),
-                    incorrect_answers=incorrect,
-                    category=(row["Category"] or "").strip(),
-                    type=(row["Type"] or "").strip(),
-                    source=(row["Source"] or "").strip(),
-                )
-            )
+            items.append(item_from_row(row, where=f"`truthfulqa` CSV {p}, line {lineno}"))
     if not items:
         raise ValueError(f"`truthfulqa` CSV {p} holds no rows.")
     return items
@@ -117,14 +129,13 @@ def load_truthfulqa_hub() -> list[TruthfulQAItem]:  # pragma: no cover - needs n
 def load_truthfulqa(source: str | os.PathLike[str], limit: int | None = None) -> list[TruthfulQAItem]:
     """TruthfulQA from ``"hub"``, a CSV path, or ``"@standin"``; the first ``limit`` questions if given.
 
-    ``"@standin"`` is deltahall's small offline stand-in (:mod:`.standin`), for plumbing only.
+    ``"@standin"`` is deltahall's small offline stand-in (:mod:`.standin`, parsed by
+    :func:`item_from_row` like a CSV row), for plumbing only.
     """
     if str(source) == "hub":
         items = load_truthfulqa_hub()
-    elif str(source) == "@standin":
-        from deltahall.experiments.qa.standin import standin_items
-
-        items = standin_items()
+    elif str(source) == STANDIN:
+        items = [item_from_row(r, where=f"stand-in row {i}") for i, r in enumerate(standin_rows())]
     else:
         items = load_truthfulqa_csv(source)
     if limit is not None:

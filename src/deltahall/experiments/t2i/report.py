@@ -37,7 +37,7 @@ def _fmt_prompt(p: str) -> str:
 
 
 def build_section(run_dir: str | Path, *, title: str | None = None) -> Section:
-    """A report section from a ``t2i run`` directory (figures must exist: see ``save_t2i_figures``).
+    """A report section from a ``t2i run`` directory (figures must exist: see :func:`.results.save_figures`).
 
     Raises
     ------

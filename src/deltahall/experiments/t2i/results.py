@@ -1,4 +1,9 @@
-"""Reading a run directory back: metrics, losses, the result object.
+"""Reading a run directory back: metrics, losses, the figures drawn from them, the result object.
+
+:func:`save_figures` reads the run directory and hands rows and arrays to
+:mod:`deltahall.plotting.t2i`, which never reads files itself. It lives here rather than in
+:mod:`.report` because the pipeline draws the figures at the end of a run and the report runs
+the pipeline: here neither module imports the other.
 
 Files of a finished run (see ``docs/t2i.md``)::
 
@@ -20,7 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from deltahall.io.rundir import read_csv
+
+#: Threshold percentiles of the rate-vs-percentile figure.
+PERCENTILE_GRID = np.linspace(0.0, 50.0, 51)
 
 _INT = ("step", "prompt_index", "n_outside", "K")
 _BOOL = ("mean_embedding_inside", "mean_image_inside")
@@ -52,6 +63,71 @@ def read_losses(run_dir: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [{"step": int(r["step"]), "loss": float(r["loss"])} for r in read_csv(path)]
+
+
+def real_floor(holdout_coverage: npt.ArrayLike) -> float:
+    """Mean over classes of the held-out real fraction outside its own class's region.
+
+    >>> real_floor([0.9, 0.8])
+    0.15
+    """
+    return float(np.mean(1.0 - np.asarray(holdout_coverage, dtype=np.float64)))
+
+
+def save_figures(run_dir: str | Path) -> list[Path]:
+    """Draw Figures 5-7 (and rate vs percentile) of a run directory into ``figures/`` (PNG + SVG).
+
+    Reads ``metrics.csv``, ``loss.csv``, ``manifest.json`` (class names),
+    ``detector.safetensors`` and the last step's ``samples/step-*.npz`` (the rate-vs-percentile
+    figure is skipped when that file is missing).
+
+    Returns
+    -------
+    list of Path
+        The PNG files written.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``run_dir`` has no ``metrics.csv``, ``manifest.json`` or ``detector.safetensors``.
+    """
+    import json
+
+    from deltahall.detectors import HCDRDetector
+    from deltahall.io import RunDir
+    from deltahall.plotting import pyplot
+    from deltahall.plotting.t2i import figure5, figure6, figure7, rate_vs_percentile
+
+    root = Path(run_dir)
+    metrics, losses = read_metrics(root), read_losses(root)
+    for name in ("manifest.json", "detector.safetensors"):
+        if not (root / name).is_file():
+            raise FileNotFoundError(f"no {name} in {root}; is it a t2i run directory?")
+    classes = [str(c) for c in json.loads((root / "manifest.json").read_text(encoding="utf-8"))["config"]["classes"]]
+    det = HCDRDetector.load(root / "detector.safetensors")
+    floor = real_floor(det.holdout_coverage_)
+    steps = sorted({int(r["step"]) for r in metrics})
+    figures = [
+        ("fig5_rate_and_loss", lambda: figure5(metrics, losses, floor=floor)),
+        ("fig6_rate_per_prompt", lambda: figure6(metrics, floor=floor)),
+        ("fig7_calibration", lambda: figure7(det.calibration_scores_, det.thresholds_, class_names=classes,
+                                             percentile=det.percentile)),
+    ]
+    npz = root / "samples" / f"step-{steps[-1]:06d}.npz" if steps else None
+    if npz is not None and npz.is_file():
+        prompts = {int(r["prompt_index"]): str(r["prompt"]) for r in metrics}
+        with np.load(npz, allow_pickle=False) as f:
+            curves = {prompts[p]: det.rate_curve(f[f"embeddings_p{p}"].astype(np.float64), PERCENTILE_GRID)
+                      for p in sorted(prompts) if f"embeddings_p{p}" in f}
+        figures.append(("rate_vs_percentile", lambda: rate_vs_percentile(
+            PERCENTILE_GRID, curves, threshold_percentile=det.percentile, step=steps[-1])))
+    rd, plt = RunDir(root), pyplot()
+    out: list[Path] = []
+    for name, draw in figures:
+        fig = draw()
+        out.append(rd.save_figure(fig, name)[0])
+        plt.close(fig)
+    return out
 
 
 @dataclass(frozen=True)
