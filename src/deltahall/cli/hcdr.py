@@ -6,7 +6,10 @@ Defaults come from :class:`deltahall.detectors.HCDRDetector` itself (one place).
 from __future__ import annotations
 
 import argparse
-import json
+import csv
+import io
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,20 +17,57 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+_NPY_MAGIC = b"\x93NUMPY"
+_MAX_PERCENTILES = 10_001
+
+
+def _not_npy_kind(head: bytes) -> str:
+    """What a file that lacks the .npy magic looks like, for the error message."""
+    if head.startswith(b"PK"):
+        return "it is a zip archive (.npz or torch.save?)"
+    if head[:1] == b"\x80":
+        return "it is a Python pickle"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"it starts with {head[:8]!r}"
+    return f"it looks like text ({text[:24]!r}...; a CSV?)"
+
 
 def _load_npy(path: str, what: str, ndim: int) -> npt.NDArray[Any]:
+    """Load one plain ``.npy`` array; every failure is one line naming ``what`` and the file."""
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{what} {path!r} is a directory, not a .npy file.")
     if not p.is_file():
         raise FileNotFoundError(f"{what} file not found: {path!r}.")
+    with p.open("rb") as fh:  # an unreadable file raises an OSError naming it (exit 1)
+        head = fh.read(64)
+    if not head:
+        raise ValueError(f"{what} {path!r} is empty (0 bytes), not a .npy file.")
+    if not head.startswith(_NPY_MAGIC):
+        raise ValueError(
+            f"{what} {path!r} is not a .npy file: {_not_npy_kind(head)}; a .npy file starts with "
+            "\\x93NUMPY (write it with numpy.save)."
+        )
     try:
         arr = np.load(p, allow_pickle=False)
     except ValueError as exc:
-        raise ValueError(f"cannot load {what} {path!r} without pickle ({exc}); save a plain numeric .npy.") from None
-    if isinstance(arr, np.lib.npyio.NpzFile):
-        raise ValueError(f"{what} {path!r} is an .npz archive; pass a single .npy array.")
+        if "allow_pickle" in str(exc) or "pickled" in str(exc):
+            raise ValueError(
+                f"{what} {path!r} holds Python objects (an object array), which deltahall never "
+                "unpickles; save a plain numeric array (labels may be str or int)."
+            ) from None
+        raise ValueError(f"{what} {path!r} is a truncated or corrupt .npy file ({exc}).") from None
+    except (EOFError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        raise ValueError(f"{what} {path!r} is a truncated or corrupt .npy file ({exc or type(exc).__name__}).") from None
     if arr.ndim != ndim:
         shape = "(n_samples, n_features)" if ndim == 2 else "(n_samples,)"
         raise ValueError(f"{what} {path!r} must have shape {shape}; got shape {arr.shape}.")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{what} {path!r} has no rows (shape {arr.shape}).")
     return arr
 
 
@@ -40,16 +80,64 @@ def _pca_dim(s: str) -> int | None:
         raise argparse.ArgumentTypeError(f"--pca-dim must be an integer or 'none'; got {s!r}.") from None
 
 
-def _percentiles(s: str) -> npt.NDArray[np.float64]:
-    try:
-        if ":" in s:
-            lo, hi, step = (float(v) for v in s.split(":"))
-            return np.arange(lo, hi + step / 2, step)
-        return np.array([float(v) for v in s.split(",")])
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--percentiles must be 'start:stop:step' or a comma list; got {s!r}."
-        ) from None
+def parse_percentiles(s: str) -> npt.NDArray[np.float64]:
+    """``"start:stop:step"`` (stop included when reached) or ``"p1,p2,..."``, values in [0, 100].
+
+    Raises
+    ------
+    ValueError
+        Naming ``--percentiles``, the rule and the value: a step <= 0, start > stop, a value
+        outside [0, 100] or not finite, or more than 10001 percentiles.
+    """
+    rule = f"`--percentiles` must be 'start:stop:step' or a comma list of numbers in [0, 100]; got {s!r}"
+
+    def num(v: str) -> float:
+        try:
+            return float(v)
+        except ValueError:
+            raise ValueError(f"{rule}.") from None
+
+    if ":" in s:
+        parts = s.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"{rule}.")
+        lo, hi, step = (num(v) for v in parts)
+        if not all(np.isfinite([lo, hi, step])):
+            raise ValueError(f"{rule} (values must be finite).")
+        if step <= 0:
+            raise ValueError(f"{rule} (step must be > 0).")
+        if hi < lo:
+            raise ValueError(f"{rule} (start must be <= stop).")
+        n = math.floor((hi - lo) / step + 1e-9) + 1
+        if n > _MAX_PERCENTILES:
+            raise ValueError(f"{rule} ({n} values; at most {_MAX_PERCENTILES}).")
+        p = np.asarray(lo + step * np.arange(n), dtype=np.float64)
+    else:
+        p = np.array([num(v) for v in s.split(",")])
+    if p.size > _MAX_PERCENTILES:
+        raise ValueError(f"{rule} ({p.size} values; at most {_MAX_PERCENTILES}).")
+    if not np.isfinite(p).all() or (p < 0).any() or (p > 100).any():
+        raise ValueError(f"{rule} (values must be finite and in [0, 100]).")
+    return p
+
+
+def _outputs(args: argparse.Namespace, outs: list[tuple[str, str | None]], inputs: list[tuple[str, str]]) -> None:
+    """Refuse every output that is an input, inside one, a folder, or another output."""
+    from deltahall._validation import check_output_path
+
+    given = [(name, path) for name, path in outs if path]
+    for name, path in given:
+        check_output_path(path, name, inputs=inputs)
+    for i, (name, path) in enumerate(given):
+        for other, opath in given[i + 1 :]:
+            if os.path.realpath(path) == os.path.realpath(opath):
+                raise ValueError(f"`{other}` must differ from `{name}`; both are {path!r}.")
+
+
+def _print_json(obj: Any) -> None:
+    from deltahall.io.rundir import dumps_json
+
+    sys.stdout.write(dumps_json(obj, indent=None))
 
 
 def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
@@ -93,8 +181,8 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     c = hs.add_parser("curve", help="hallucination rate as a function of the threshold percentile")
     c.add_argument("--detector", required=True)
     c.add_argument("--embeddings", required=True)
-    c.add_argument("--percentiles", type=_percentiles, default=_percentiles("0:50:1"),
-                   help="'start:stop:step' or comma list (default 0:50:1)")
+    c.add_argument("--percentiles", default="0:50:1",
+                   help="'start:stop:step' (stop included) or comma list, in [0, 100] (default 0:50:1)")
     c.add_argument("--out", help="CSV of percentile, nominal mass, rate")
     c.add_argument("--png", help="also plot the curve to this PNG")
     c.add_argument("--json", action="store_true")
@@ -106,6 +194,7 @@ def _fit(args: argparse.Namespace) -> int:
     from deltahall.detectors import HCDRDetector
     from deltahall.detectors.diagnostics import coverage_report
 
+    _outputs(args, [("--out", args.out)], [("--embeddings", args.embeddings), ("--labels", args.labels)])
     X = _load_npy(args.embeddings, "embeddings", 2)
     y = _load_npy(args.labels, "labels", 1)
     det = HCDRDetector(
@@ -113,12 +202,12 @@ def _fit(args: argparse.Namespace) -> int:
         percentile=args.percentile, holdout_fraction=args.holdout_fraction, normalize=not args.no_normalize,
         min_holdout=args.min_holdout, reg_covar=args.reg_covar, random_state=args.seed,
     ).fit(X, y)
-    det.save(args.out)
+    det.save(args.out)  # the only write, atomic
     rows = coverage_report(det).rows()
     for r, t in zip(rows, det.thresholds_, strict=True):
         r["threshold"] = float(t)
     if args.json:
-        print(json.dumps({"detector": args.out, "states": rows}, default=str))
+        _print_json({"detector": args.out, "states": rows})
         return 0
     print(f"fitted on {X.shape[0]} x {X.shape[1]} embeddings, {len(rows)} states; saved {args.out}")
     print(f"{'state':>12} {'threshold':>12} {'n_holdout':>9} {'coverage':>9} {'nominal':>8}")
@@ -128,30 +217,38 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_csv(states: list[str], inside: npt.NDArray[np.bool_], dec: npt.NDArray[np.float64],
+               scores: npt.NDArray[np.float64]) -> str:
+    """One row per embedding; header and labels quoted by the csv module alike."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["row", "inside", "decision", *[f"log_density_{s}" for s in states]])
+    for i in range(dec.shape[0]):
+        w.writerow([i, int(inside[i]), repr(float(dec[i])), *[repr(float(v)) for v in scores[i]]])
+    return buf.getvalue()
+
+
 def _score(args: argparse.Namespace) -> int:
     from deltahall.detectors import HCDRDetector
     from deltahall.io import atomic_write_text
 
+    _outputs(args, [("--out", args.out)], [("--detector", args.detector), ("--embeddings", args.embeddings)])
     det = HCDRDetector.load(args.detector)
     X = _load_npy(args.embeddings, "embeddings", 2)
-    scores = det.score_samples(X)
+    scores = det.score_samples(X)  # a non-finite log-density is an error here, never a hallucination
     dec = (scores - det.thresholds_).max(axis=1)
     inside = dec >= 0
-    rate = float(1.0 - inside.mean()) if inside.size else float("nan")
+    rate = float(1.0 - inside.mean())
     states = [str(c) for c in det.classes_]
     if args.out:
-        lines = [",".join(["row", "inside", "decision", *[f"log_density_{s}" for s in states]])]
-        for i in range(X.shape[0]):
-            lines.append(",".join([str(i), str(int(inside[i])), repr(float(dec[i])),
-                                   *[repr(float(v)) for v in scores[i]]]))
-        atomic_write_text(args.out, "\n".join(lines) + "\n")
+        atomic_write_text(args.out, _score_csv(states, inside, dec, scores))
     if args.json:
         out = {"n": int(X.shape[0]), "hallucination_rate": rate, "states": states,
                "thresholds": det.thresholds_.tolist()}
         if not args.out:
             out["inside"] = inside.astype(int).tolist()
             out["log_densities"] = scores.tolist()
-        print(json.dumps(out))
+        _print_json(out)
         return 0
     print(f"{X.shape[0]} embeddings; hallucination rate (outside the HCDR): {rate:.4f}")
     if args.out:
@@ -162,16 +259,18 @@ def _score(args: argparse.Namespace) -> int:
 def _curve(args: argparse.Namespace) -> int:
     from deltahall.detectors import HCDRDetector
     from deltahall.detectors.diagnostics import rate_curve
-    from deltahall.io import atomic_write_text
+    from deltahall.io import atomic_write_bytes, atomic_write_text
+    from deltahall.io.rundir import rows_to_csv
 
+    percentiles = parse_percentiles(args.percentiles)
+    _outputs(args, [("--out", args.out), ("--png", args.png)],
+             [("--detector", args.detector), ("--embeddings", args.embeddings)])
     det = HCDRDetector.load(args.detector)
     X = _load_npy(args.embeddings, "embeddings", 2)
-    curve = rate_curve(det, X, args.percentiles)
+    curve = rate_curve(det, X, percentiles)
     rows = curve.rows()
-    if args.out:
-        atomic_write_text(args.out, "percentile,nominal_mass,rate\n" + "".join(
-            f"{r['percentile']:g},{r['nominal_mass']:g},{r['rate']!r}\n" for r in rows))
-    if args.png:
+    png: bytes | None = None
+    if args.png:  # rendered in memory first: nothing is written unless everything succeeded
         from deltahall.plotting import pyplot
 
         plt = pyplot()
@@ -182,11 +281,16 @@ def _curve(args: argparse.Namespace) -> int:
         ax.set_ylabel("hallucination rate")
         ax.legend()
         fig.tight_layout()
-        Path(args.png).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.png, dpi=120)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120)
         plt.close(fig)
+        png = buf.getvalue()
+    if args.out:
+        atomic_write_text(args.out, rows_to_csv(rows, ["percentile", "nominal_mass", "rate"]))
+    if png is not None:
+        atomic_write_bytes(args.png, png)
     if args.json:
-        print(json.dumps(rows))
+        _print_json(rows)
         return 0
     print(f"{'percentile':>10} {'mass':>6} {'rate':>8}")
     for r in rows:

@@ -119,6 +119,11 @@ def _check_header(path: Path) -> None:
         (n_header,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{" and n_header + 8 <= size:
             return
+        if head[8:9] == b"{" and n_header < 100_000_000:
+            raise ValueError(
+                f"{str(path)!r} is truncated: its .safetensors header announces {n_header + 8} bytes "
+                f"but the file has {size}."
+            )
     if head[:1] == b"\x80":
         raise ValueError(
             f"{str(path)!r} looks like a Python pickle; deltahall never loads pickles "
@@ -157,7 +162,7 @@ def load_detector(cls: type[HCDRDetector], path: str | os.PathLike[str]) -> HCDR
             meta = dict(fh.metadata() or {})
         arrays = load_file(str(path))
     except (SafetensorError, OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{str(path)!r} is not a readable .safetensors file: {exc}") from None
+        raise ValueError(f"{str(path)!r} is truncated or corrupt (not a readable .safetensors file: {exc}).") from None
     if meta.get("format") != FORMAT_NAME:
         raise ValueError(
             f"{str(path)!r} is not an HCDR detector file: metadata `format` is "
@@ -203,8 +208,8 @@ def load_detector(cls: type[HCDRDetector], path: str | os.PathLike[str]) -> HCDR
             det.mixtures_.append(m)
         det.calibration_scores_ = [arrays[f"state{i}.calibration_scores"] for i in range(n_states)]
         det.train_scores_ = [arrays[f"state{i}.train_scores"] for i in range(n_states)]
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{str(path)!r} is an inconsistent HCDR detector file: {exc!r}.") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{str(path)!r} is an inconsistent HCDR detector file: {exc}") from None
     if det.classes_.shape != (n_states,) or det.thresholds_.shape != (n_states,):
         raise ValueError(f"{str(path)!r} is inconsistent: {n_states} states but classes {det.classes_.shape}.")
     det._build_affine()

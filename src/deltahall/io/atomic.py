@@ -12,6 +12,7 @@ Every OS error names the destination (not the temporary name), e.g.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -32,6 +33,14 @@ def _named(exc: OSError, path: Path) -> OSError:
     if exc.errno is None:
         return exc
     return OSError(exc.errno, exc.strerror or str(exc), os.fspath(path))
+
+
+def _make_parent(path: Path) -> None:
+    """Create ``path``'s folder; a file in the way is ENOTDIR for ``path`` (not "File exists")."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", os.fspath(path)) from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -58,7 +67,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     path = Path(path)
     tmp: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         # mkstemp creates 0600 files; give results the usual permissions (0666 & ~umask).
         os.chmod(tmp, 0o666 & ~_umask())
@@ -138,7 +147,7 @@ def atomic_dir(path: str | os.PathLike[str], *, remove_stale: bool = False, fsyn
         for old in stale_temps(path):
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700 folders
     except OSError as exc:
