@@ -111,3 +111,13 @@ def test_reduced_sweep_section_end_to_end(tmp_path: Path) -> None:
     assert not [w for w in VERDICT_WORDS if w in own.lower()]
     assert "−0.890 (1e-4)" in html and html.count("data:image/png;base64") == 2
     assert (cfg.out_dir / "figures" / "figure3_mse_M120.png").is_file()
+
+
+def test_wide_tables_and_commands_scroll_inside_the_page() -> None:
+    from deltahall.io import Report
+
+    css = re.search(r"<style>(.*?)</style>", Report("t").render(), re.S)
+    assert css is not None
+    rules = dict(re.findall(r"(?:^|})\s*([a-z]+)\{([^}]*)\}", css.group(1)))
+    assert {"display:block", "overflow-x:auto", "max-width:100%"} <= set(rules["table"].split(";"))
+    assert "overflow-x:auto" in rules["pre"]
