@@ -13,6 +13,18 @@ import pytest
 CLASSES = ("cat", "dog")
 
 
+def _cfg(**kw):
+    """A T2IConfig whose run options (out_dir, device, progress, ...) go into its RunOptions."""
+    import dataclasses as _dc
+
+    from deltahall.experiments._run import RunOptions as _RO
+    from deltahall.experiments.t2i import T2IConfig as _C
+
+    names = {f.name for f in _dc.fields(_RO)}
+    run = {k: kw.pop(k) for k in list(kw) if k in names}
+    return _C(run=_RO(**run), **kw)
+
+
 def build_tiny_sd(folder: Path) -> Path:
     """unet/ text_encoder/ tokenizer/ vae/ scheduler/ with random tiny weights (SD layout)."""
     import torch
@@ -111,14 +123,13 @@ def digits_embedder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained digits embedder folder (seed 0, resolution 8) to copy into run dirs."""
     import torch
 
-    from deltahall.experiments.t2i import T2IConfig
     from deltahall.experiments.t2i.digits_embedder import ensure_digits_embedder
 
     root = tmp_path_factory.mktemp("digits_embedder")
     old = torch.get_num_threads()
     torch.set_num_threads(1)  # session fixtures run before the autouse one
     try:
-        ensure_digits_embedder(root / "embedder", T2IConfig(out_dir=root), "cpu")
+        ensure_digits_embedder(root / "embedder", _cfg(out_dir=root), "cpu")
     finally:
         torch.set_num_threads(old)
     return root / "embedder"

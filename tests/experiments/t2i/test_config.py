@@ -6,12 +6,24 @@ from pathlib import Path
 
 import pytest
 
-from deltahall.experiments.t2i import PRESETS, T2IConfig
-from deltahall.experiments.t2i.config import PAPER_PROMPTS, RESUME_FREE
+from deltahall.experiments.t2i import PRESETS
+from deltahall.experiments.t2i.config import PAPER_PROMPTS
+
+
+def _cfg(**kw):
+    """A T2IConfig whose run options (out_dir, device, progress, ...) go into its RunOptions."""
+    import dataclasses as _dc
+
+    from deltahall.experiments._run import RunOptions as _RO
+    from deltahall.experiments.t2i import T2IConfig as _C
+
+    names = {f.name for f in _dc.fields(_RO)}
+    run = {k: kw.pop(k) for k in list(kw) if k in names}
+    return _C(run=_RO(**run), **kw)
 
 
 def test_digits_preset_fills_every_none_field() -> None:
-    cfg = T2IConfig()
+    cfg = _cfg()
     for name, value in PRESETS["digits"].items():
         assert getattr(cfg, name) == value, name
     assert cfg.run_dir == Path("runs/t2i_digits")
@@ -19,7 +31,7 @@ def test_digits_preset_fills_every_none_field() -> None:
 
 
 def test_afhq_preset_uses_paper_prompts_and_keeps_explicit_values() -> None:
-    cfg = T2IConfig(preset="afhq-sd15", data="/data/afhq", train_steps=50, checkpoint_every=10)
+    cfg = _cfg(preset="afhq-sd15", data="/data/afhq", train_steps=50, checkpoint_every=10)
     assert cfg.prompts == PAPER_PROMPTS
     assert cfg.captions == ("a photo of a cat", "a photo of a dog")
     assert cfg.caption_dropout == 0.1 and cfg.percentile == 10.0 and cfg.holdout_fraction == 0.2
@@ -42,7 +54,7 @@ def test_afhq_preset_uses_paper_prompts_and_keeps_explicit_values() -> None:
         (dict(caption_dropout=1.0), ValueError, r"caption_dropout"),
         (dict(num_samples=0), ValueError, r"num_samples"),
         (dict(guidance_scale=0.5), ValueError, r"guidance_scale"),
-        (dict(device="tpu"), ValueError, r"`device` must be 'auto', 'cpu' or 'cuda'; got 'tpu'"),
+        (dict(device="tpu"), ValueError, r"`device` must be 'auto', 'cpu', 'cuda', 'cuda:i' or 'mps'; got 'tpu'"),
         (dict(device="cpu", mixed_precision="fp16"), ValueError, r"'fp16' needs a GPU"),
         (dict(progress="yes"), TypeError, r"`progress` must be a bool"),
         (dict(preset="afhq-sd15", data="x", resolution=500), ValueError, r"multiple of 8"),
@@ -52,12 +64,13 @@ def test_afhq_preset_uses_paper_prompts_and_keeps_explicit_values() -> None:
 )
 def test_config_errors_name_the_parameter(kwargs: dict, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):
-        T2IConfig(**kwargs)
+        _cfg(**kwargs)
 
 
 def test_fingerprint_ignores_only_resume_free_fields() -> None:
-    a = T2IConfig()
+    a = _cfg()
     b = a.replace(out_dir=Path("elsewhere"), train_steps=2400, progress=False, resume_from_checkpoint="latest")
     assert a.fingerprint() == b.fingerprint()
-    assert not set(RESUME_FREE) & set(a.fingerprint())
+    assert not {"train_steps", "num_workers", "run", "out_dir", "progress"} & set(a.fingerprint())
+    assert {"learning_rate", "seed", "prompts"} <= set(a.fingerprint())
     assert a.fingerprint() != a.replace(learning_rate=5e-4).fingerprint()

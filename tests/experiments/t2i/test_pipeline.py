@@ -11,8 +11,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from deltahall.experiments.t2i import T2IConfig, run
+from deltahall.experiments.t2i import run
 from deltahall.experiments.t2i.results import read_metrics
+
+
+def _cfg(**kw):
+    """A T2IConfig whose run options (out_dir, device, progress, ...) go into its RunOptions."""
+    import dataclasses as _dc
+
+    from deltahall.experiments._run import RunOptions as _RO
+    from deltahall.experiments.t2i import T2IConfig as _C
+
+    names = {f.name for f in _dc.fields(_RO)}
+    run = {k: kw.pop(k) for k in list(kw) if k in names}
+    return _C(run=_RO(**run), **kw)
+
 
 TINY_DIGITS = dict(train_steps=4, checkpoint_every=2, num_samples=6, sample_batch_size=4, inference_steps=2,
                    progress=False, device="cpu", grid_max=4)
@@ -31,7 +44,7 @@ def _no_pickles(root: Path) -> None:
 def test_paper_scale_code_path_end_to_end_from_local_folders(tmp_path: Path, sd_assets: dict[str, Path]) -> None:
     from deltahall.detectors import HCDRDetector
 
-    cfg = T2IConfig(
+    cfg = _cfg(
         preset="afhq-sd15", model=str(sd_assets["model"]), embedder=str(sd_assets["clip"]), data=str(sd_assets["data"]),
         resolution=16, train_steps=2, checkpoint_every=1, checkpoints_total_limit=1, train_batch_size=4,
         num_samples=4, sample_batch_size=3, inference_steps=2, pca_dim=4, n_components=1, holdout_fraction=0.5,
@@ -71,7 +84,7 @@ def _inside(root: Path, step: int, prompt: int) -> list[bool]:
 
 
 def test_digits_reduced_run_writes_every_output(digits_dir: Path) -> None:
-    res = run(T2IConfig(out_dir=digits_dir, **TINY_DIGITS))
+    res = run(_cfg(out_dir=digits_dir, **TINY_DIGITS))
     assert res.steps == [0, 2, 4]
     assert len(res.metrics) == 3 * 4
     losses = [r["loss"] for r in res.losses]
@@ -85,7 +98,7 @@ def test_digits_reduced_run_writes_every_output(digits_dir: Path) -> None:
     flagged = [r for r in res.metrics if r["n_outside"]]
     assert flagged and all((digits_dir / "grids" / f"step-{r['step']:06d}_p{r['prompt_index']}.png").is_file() for r in flagged)
     summary = json.loads((digits_dir / "summary.json").read_text())
-    assert summary["final_step"] == 4 and set(summary["final"]) == set(T2IConfig().prompts)
+    assert summary["final_step"] == 4 and set(summary["final"]) == set(_cfg().prompts)
     assert (digits_dir / "figures" / "rate_vs_percentile.png").is_file()
     _no_pickles(digits_dir)
     from deltahall.experiments.t2i.report import build_section
@@ -103,9 +116,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path: Path, digi
         dirs[name] = tmp_path / name
         shutil.copytree(digits_embedder_dir, dirs[name] / "embedder")
     base = dict(TINY_DIGITS, eval_initial=False, num_samples=4)
-    run(T2IConfig(out_dir=dirs["straight"], **base))
-    run(T2IConfig(out_dir=dirs["resumed"], **dict(base, train_steps=2)))
-    res = run(T2IConfig(out_dir=dirs["resumed"], resume_from_checkpoint="latest", **base))
+    run(_cfg(out_dir=dirs["straight"], **base))
+    run(_cfg(out_dir=dirs["resumed"], **dict(base, train_steps=2)))
+    res = run(_cfg(out_dir=dirs["resumed"], resume_from_checkpoint="latest", **base))
     assert res.steps == [2, 4]
     a = load_file(str(dirs["straight"] / "checkpoint-4" / "model.safetensors"))
     b = load_file(str(dirs["resumed"] / "checkpoint-4" / "model.safetensors"))
@@ -123,23 +136,25 @@ def test_keyboard_interrupt_leaves_a_usable_checkpoint(digits_dir: Path, monkeyp
             raise KeyboardInterrupt
         return real(ctx, step, loss)
 
-    cfg = T2IConfig(out_dir=digits_dir, **dict(TINY_DIGITS, train_steps=6, eval_initial=False, num_samples=4))
+    cfg = _cfg(out_dir=digits_dir, **dict(TINY_DIGITS, train_steps=6, eval_initial=False, num_samples=4))
     monkeypatch.setattr(train_mod, "evaluate", interrupt_at_4)
     with pytest.raises(KeyboardInterrupt):
         run(cfg)
     assert (digits_dir / "checkpoint-4" / "state.json").is_file()
     assert sorted({r["step"] for r in read_metrics(digits_dir)}) == [2]
     monkeypatch.setattr(train_mod, "evaluate", real)
-    with pytest.raises(ValueError, match="already holds checkpoint-4"):
-        run(cfg)  # a fresh run never overwrites checkpoints
+    before = {q: q.read_bytes() for q in digits_dir.rglob("*") if q.is_file()}
+    with pytest.raises(ValueError, match="already holds a run; pass --resume-from-checkpoint latest"):
+        run(cfg)  # a fresh run never overwrites a run
+    assert {q: q.read_bytes() for q in digits_dir.rglob("*") if q.is_file()} == before
     res = run(cfg.replace(resume_from_checkpoint="latest"))
     assert res.steps == [2, 4, 6]
 
 
 def test_resume_errors(digits_dir: Path) -> None:
-    cfg = T2IConfig(out_dir=digits_dir, **dict(TINY_DIGITS, train_steps=2, eval_initial=False, num_samples=4))
+    cfg = _cfg(out_dir=digits_dir, **dict(TINY_DIGITS, train_steps=2, eval_initial=False, num_samples=4))
     run(cfg)
     with pytest.raises(FileNotFoundError, match="`resume_from_checkpoint` must be 'latest' or a checkpoint folder"):
         run(cfg.replace(resume_from_checkpoint=str(digits_dir / "checkpoint-99")))
-    with pytest.raises(ValueError, match=r"settings differ from the original run in \['learning_rate'\]"):
+    with pytest.raises(ValueError, match=r"settings differ in 1 key: learning_rate: 0.001 -> 0.0001"):
         run(cfg.replace(resume_from_checkpoint="latest", learning_rate=1e-4))

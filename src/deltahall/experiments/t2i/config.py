@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deltahall._validation import check_choice, check_int, check_real
+from deltahall.experiments._run import RESUME_FREE, RunOptions, free
 
 #: Builds the tiny offline text-to-image model (:mod:`.tiny`) instead of loading one.
 TINY_MODEL = "@tiny"
@@ -52,7 +53,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         learning_rate=1e-3, lr_warmup_steps=100, checkpoint_every=150,
         num_samples=200, sample_batch_size=200, inference_steps=15, guidance_scale=2.0,
         embed_batch_size=512, pca_dim=8, n_components=2, mixed_precision="no",
-        out_dir=Path("runs/t2i_digits"), torch_threads=1,
     ),
     "afhq-sd15": dict(
         model=SD15, embedder=CLIP_B32, data=None,
@@ -63,13 +63,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         learning_rate=1e-5, lr_warmup_steps=0, checkpoint_every=500,
         num_samples=200, sample_batch_size=25, inference_steps=25, guidance_scale=7.5,
         embed_batch_size=64, pca_dim=50, n_components=6, mixed_precision="fp16",
-        out_dir=Path("runs/t2i_afhq"), torch_threads=0,
     ),
 }
 
-#: Fields that may change between a run and its resumption (they do not change results).
-RESUME_FREE = ("resume_from_checkpoint", "out_dir", "progress", "device", "num_workers",
-               "train_steps", "torch_threads")
+#: Run options each preset fills when left unset. Digits: one torch thread per process, faster
+#: than two on its small tensors and far faster on a busy machine.
+PRESET_RUN: dict[str, dict[str, Any]] = {
+    "digits": {"out_dir": Path("runs/t2i_digits"), "threads": 1},
+    "afhq-sd15": {"out_dir": Path("runs/t2i_afhq"), "threads": None},
+}
 
 
 def _h(text: str) -> dict[str, str]:
@@ -94,7 +96,7 @@ class T2IConfig:
     resolution: int | None = field(default=None, metadata=_h("training and sampling image size in pixels"))
     random_flip: bool | None = field(default=None, metadata=_h("random horizontal flips of training images"))
     max_train_images: int | None = field(default=None, metadata=_h("use at most this many images per class for training"))
-    train_steps: int | None = field(default=None, metadata=_h("optimizer steps in total (may be raised when resuming)"))
+    train_steps: int | None = field(default=None, metadata=free("optimizer steps in total (may be raised when resuming)"))
     train_batch_size: int | None = field(default=None, metadata=_h("images per device per micro-batch"))
     gradient_accumulation_steps: int = field(default=1, metadata=_h("micro-batches per optimizer step"))
     learning_rate: float | None = field(default=None, metadata=_h("AdamW learning rate (constant after warm-up)"))
@@ -103,7 +105,6 @@ class T2IConfig:
     max_grad_norm: float = field(default=1.0, metadata=_h("gradient clipping norm"))
     checkpoint_every: int | None = field(default=None, metadata=_h("save checkpoint-{step}/ and evaluate every S steps (and at the last step)"))
     checkpoints_total_limit: int = field(default=3, metadata=_h("keep at most this many checkpoint folders (0 = keep all); metrics of every checkpoint are kept"))
-    resume_from_checkpoint: str | None = field(default=None, metadata=_h("'latest' or a checkpoint folder (a missing folder is an error)"))
     eval_initial: bool = field(default=True, metadata=_h("also evaluate the model before the first step (step 0)"))
     num_samples: int | None = field(default=None, metadata=_h("K: images drawn per prompt per checkpoint"))
     sample_batch_size: int | None = field(default=None, metadata=_h("images per sampling call (doubled inside for classifier-free guidance)"))
@@ -119,12 +120,9 @@ class T2IConfig:
     holdout_fraction: float = field(default=0.2, metadata=_h("detector held-out fraction per class (paper: 0.2)"))
     grid_max: int = field(default=36, metadata=_h("at most this many flagged samples per grid image"))
     seed: int = field(default=0, metadata=_h("seed of data order, noise, dropout, sampling and the detector"))
-    out_dir: Path | None = field(default=None, metadata=_h("run directory (default: runs/t2i_<preset>)"))
-    device: str = field(default="auto", metadata=_h("'auto', 'cpu' or 'cuda' (accelerate launch picks the GPU per process)"))
     mixed_precision: Literal["no", "fp16", "bf16"] | None = field(default=None, metadata=_h("autocast for the frozen parts and the forward pass; trainable weights stay float32"))
-    num_workers: int = field(default=0, metadata=_h("data-loader worker processes"))
-    progress: bool = field(default=True, metadata=_h("show progress bars"))
-    torch_threads: int | None = field(default=None, metadata=_h("torch CPU threads during the run (0 = leave torch's default); digits: 1, which is faster than 2 on small tensors and far faster on a busy machine"))
+    num_workers: int = field(default=0, metadata=free("data-loader worker processes"))
+    run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
 
     def __post_init__(self) -> None:
         check_choice(self.preset, "preset", tuple(PRESETS))
@@ -136,8 +134,11 @@ class T2IConfig:
             if isinstance(v, str):
                 raise TypeError(f"`{name}` must be a sequence of strings; got the string {v!r}.")
             object.__setattr__(self, name, tuple(str(s) for s in v))
-        if self.out_dir is not None and not isinstance(self.out_dir, Path):
-            object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if isinstance(self.run, dict):
+            object.__setattr__(self, "run", RunOptions(**self.run))
+        if not isinstance(self.run, RunOptions):
+            raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
+        object.__setattr__(self, "run", self.run.with_defaults(**PRESET_RUN[self.preset]))
         self._check_sources()
         self._check_numbers()
 
@@ -171,15 +172,13 @@ class T2IConfig:
             raise ValueError("`prompts` must list at least one prompt; got ().")
         if len(set(self.prompts)) != len(self.prompts):  # type: ignore[arg-type]
             raise ValueError(f"`prompts` must not repeat; got {self.prompts}.")
-        if self.resume_from_checkpoint is not None and not str(self.resume_from_checkpoint).strip():
-            raise ValueError("`resume_from_checkpoint` must be 'latest' or a checkpoint folder; got ''.")
 
     def _check_numbers(self) -> None:
         for name in ("resolution", "train_steps", "train_batch_size", "gradient_accumulation_steps",
                      "checkpoint_every", "num_samples", "sample_batch_size", "inference_steps",
                      "embed_batch_size", "n_components", "grid_max"):
             check_int(getattr(self, name), name, low=1)
-        for name in ("lr_warmup_steps", "checkpoints_total_limit", "pca_dim", "num_workers", "seed", "torch_threads"):
+        for name in ("lr_warmup_steps", "checkpoints_total_limit", "pca_dim", "num_workers", "seed"):
             check_int(getattr(self, name), name, low=0)
         for name in ("max_train_images", "detector_max_per_class"):
             if getattr(self, name) is not None:
@@ -196,12 +195,10 @@ class T2IConfig:
         check_choice(self.sampler, "sampler", ("dpm", "ddim"))
         check_choice(self.covariance_type, "covariance_type", ("full", "diag", "tied", "spherical"))
         check_choice(self.mixed_precision, "mixed_precision", ("no", "fp16", "bf16"))
-        for name in ("random_flip", "eval_initial", "progress"):
+        for name in ("random_flip", "eval_initial"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool; got {getattr(self, name)!r}.")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"`device` must be 'auto', 'cpu' or 'cuda'; got {self.device!r}.")
-        if self.device == "cpu" and self.mixed_precision == "fp16":
+        if self.run.device == "cpu" and self.mixed_precision == "fp16":
             raise ValueError("`mixed_precision` 'fp16' needs a GPU; got device 'cpu' (use 'no' or 'bf16').")
         if self.checkpoint_every > self.train_steps:  # type: ignore[operator]
             raise ValueError(
@@ -211,21 +208,37 @@ class T2IConfig:
     # ------------------------------------------------------------------ helpers
     @property
     def run_dir(self) -> Path:
-        """The run directory (``out_dir``, always set after construction)."""
-        return Path(self.out_dir)  # type: ignore[arg-type]
+        """The run directory (``run.out_dir``, always set after construction)."""
+        return Path(self.run.out_dir)  # type: ignore[arg-type]
+
+    @property
+    def progress(self) -> bool:
+        """Progress bars on (``run.progress``)."""
+        return self.run.progress
+
+    @property
+    def device(self) -> str:
+        """The requested device (``run.device``)."""
+        return self.run.device
 
     def replace(self, **changes: Any) -> T2IConfig:
-        """A copy with ``changes`` applied and re-checked (resolved preset values are kept)."""
+        """A copy with ``changes`` applied and re-checked (resolved preset values are kept).
+
+        Names of :class:`~deltahall.experiments._run.RunOptions` fields (``out_dir``,
+        ``resume_from_checkpoint``, ``device``, ``threads``, ``progress``) change ``run``.
+        """
+        run_names = {f.name for f in dataclasses.fields(RunOptions)}
+        run_changes = {k: changes.pop(k) for k in list(changes) if k in run_names}
+        if run_changes:
+            changes["run"] = dataclasses.replace(changes.get("run", self.run), **run_changes)
         return dataclasses.replace(self, **changes)
 
     def fingerprint(self) -> dict[str, Any]:
-        """The settings a run's files depend on; a resumed run must match them exactly."""
-        from deltahall.io.rundir import to_jsonable
+        """The settings a run's files depend on (fields not marked resume-free); see
+        :func:`deltahall.experiments._run.fingerprint`."""
+        from deltahall.experiments._run import fingerprint
 
-        d = to_jsonable(self)
-        for k in RESUME_FREE:
-            d.pop(k, None)
-        return d  # type: ignore[no-any-return]
+        return fingerprint(self)
 
     @property
     def uses_vae(self) -> bool:

@@ -1,6 +1,7 @@
 """``run(config) -> T2IResult``: the whole Section 7.3 experiment for one config.
 
-1. Check the run directory (resume or fresh; a fresh run never overwrites checkpoints).
+1. Accept the run (:func:`deltahall.experiments._run.open_run`: resume or fresh, one fingerprint
+   policy, the manifest written by the main process only after acceptance).
 2. Load (or build, for ``digits``) the model; load the training images.
 3. Main process: load the embedder, embed the real images, fit and save the HCDR detector.
 4. Train, checkpointing and evaluating every ``checkpoint_every`` steps (:mod:`.train`).
@@ -9,74 +10,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from deltahall.experiments._checkpoint import list_checkpoints, resolve_resume
+from deltahall.experiments._run import make_accelerator, open_run, torch_threads, world_of
 from deltahall.experiments.t2i.config import TINY_MODEL, T2IConfig
 from deltahall.experiments.t2i.results import T2IResult, read_losses, read_metrics
 from deltahall.io import RunDir
 
 logger = logging.getLogger(__name__)
-
-
-def _check_run_dir(config: T2IConfig, rd: RunDir) -> Path | None:
-    """The checkpoint to resume from, after checking the run directory allows it."""
-    try:
-        resume = resolve_resume(rd.root, config.resume_from_checkpoint)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(
-            "`resume_from_checkpoint` must be 'latest' or a checkpoint folder with state.json; "
-            f"got {config.resume_from_checkpoint!r}."
-        ) from exc
-    if resume is None:
-        existing = list_checkpoints(rd.root)
-        if existing:
-            raise ValueError(
-                f"`out_dir` {rd.root} already holds {existing[-1].name}; pass "
-                "`resume_from_checkpoint` 'latest' to continue it, or choose another `out_dir`."
-            )
-        return None
-    manifest = rd.root / "manifest.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"cannot resume: {manifest} (the run's settings) is missing.")
-    old = rd.read_json("manifest.json").get("fingerprint")
-    new = config.fingerprint()
-    if old != new:
-        diff = sorted(k for k in set(old or {}) | set(new) if (old or {}).get(k) != new.get(k))
-        raise ValueError(f"cannot resume {rd.root}: settings differ from the original run in {diff}.")
-    return resume
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _accelerator(config: T2IConfig, run_dir: Path) -> Any:
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
-
-    acc = Accelerator(
-        mixed_precision=str(config.mixed_precision), cpu=config.device == "cpu",
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
-    )
-    if config.device == "cuda" and acc.device.type != "cuda":
-        raise ValueError(f"`device` 'cuda' was asked for but accelerate chose {acc.device}.")
-    return acc
 
 
 def run(config: T2IConfig) -> T2IResult:
@@ -95,26 +39,26 @@ def run(config: T2IConfig) -> T2IResult:
     from deltahall.experiments.t2i.train import History, train
 
     t_start = time.perf_counter()
-    rd = RunDir(config.run_dir)
-    resume = _check_run_dir(config, rd)
-    with _threads(config.torch_threads):
-        acc = _accelerator(config, rd.root)
-        main = acc.is_main_process
+    with torch_threads(config.run.threads):
+        acc = make_accelerator(config.run, mixed_precision=str(config.mixed_precision),
+                               gradient_accumulation_steps=config.gradient_accumulation_steps,
+                               project_dir=config.run_dir)
+        world = world_of(acc)
+        opened = open_run(config, world=world, experiment="t2i",
+                          extra={"preset": config.preset, "num_processes": acc.num_processes})
+        rd, resume = opened.rd, opened.checkpoint
+        main = world.is_main
         if main and resume is None:
             _clear_outputs(rd.root)
-        if main:
-            rd.write_manifest(config, seed=config.seed, extra={
-                "fingerprint": config.fingerprint(), "resumed_from": str(resume) if resume else None,
-                "num_processes": acc.num_processes,
-            })
         model = str(config.model)
         if model == TINY_MODEL:
             from deltahall.experiments.t2i.tiny import ensure_tiny_model
 
-            with acc.main_process_first():
+            with world.main_first():  # built once, atomically, by the main process; then loaded by all
                 texts = [*(config.captions or ()), *(config.prompts or ())]
-                model = str(ensure_tiny_model(rd.root / "base_model", texts, resolution=int(config.resolution or 8), seed=config.seed))
-        with acc.main_process_first():  # downloads / dataset caches are made once
+                model = str(ensure_tiny_model(rd.root / "base_model", texts, resolution=int(config.resolution or 8),
+                                              seed=config.seed))
+        with world.main_first():  # downloads / dataset caches are made once
             components = load_components(model, use_vae=config.uses_vae)
             data = load_training_images(config)
         embedder = detector = None
@@ -129,9 +73,9 @@ def run(config: T2IConfig) -> T2IResult:
     seconds = {"setup": t_setup, **history.seconds}
     figures: list[Path] = []
     if main:
-        from deltahall.plotting.t2i import save_t2i_figures
+        from deltahall.experiments.t2i.results import save_figures
 
-        figures = save_t2i_figures(rd.root)
+        figures = save_figures(rd.root)
         seconds["total"] = time.perf_counter() - t_start
         _write_summary(rd, config, history, detector, embedder, seconds)
     acc.end_training()

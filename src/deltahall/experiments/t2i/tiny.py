@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from deltahall.io.atomic import atomic_dir
+
 logger = logging.getLogger(__name__)
 
 MARKER = "deltahall_tiny.json"
@@ -114,8 +116,10 @@ def ensure_tiny_model(folder: str | os.PathLike[str], texts: Iterable[str], *, r
     if folder.exists():
         logger.info("tiny model in %s was built for other settings; rebuilding", folder)
         shutil.rmtree(folder)
-    _build(folder, spec)
-    marker.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    # Built under a temporary name and renamed: a kill at any instant leaves no folder or a whole one.
+    with atomic_dir(folder, remove_stale=True) as tmp:
+        _build(tmp, spec)
+        (tmp / MARKER).write_text(json.dumps(spec, indent=2), encoding="utf-8")
     return folder
 
 
