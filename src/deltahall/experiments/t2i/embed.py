@@ -7,7 +7,7 @@ returns a float64 array ``(n, d)``, computed in batches of ``batch_size``.
 - :class:`CLIPEmbedder` (paper scale): CLIP ViT-B/32 image embeddings
   (``CLIPVisionModelWithProjection.image_embeds``), preprocessed in torch with the
   ``CLIPImageProcessor``'s size, crop, mean and std, so generated tensors need no PIL
-  round trip.
+  round trip; the model code lives in :mod:`deltahall.models.embedders`.
 - :class:`deltahall.experiments.t2i.digits_embedder.DigitsEmbedder` (offline).
 """
 
@@ -35,19 +35,11 @@ class Embedder(Protocol):
         ...
 
 
-def _size(d: Any, key: str) -> int:
-    """``size``/``crop_size`` of an image processor: a dict, a ``SizeDict`` or an int."""
-    if isinstance(d, (int, float)):
-        return int(d)
-    for k in (key, "shortest_edge", "height"):
-        v = d.get(k) if hasattr(d, "get") else getattr(d, k, None)
-        if v is not None:
-            return int(v)
-    raise ValueError(f"CLIP image processor size {d!r} has no {key!r}.")
-
-
 class CLIPEmbedder:
-    """CLIP image embeddings (Section 7.3: CLIP ViT-B/32).
+    """CLIP image embeddings (Section 7.3: CLIP ViT-B/32), as float64.
+
+    A thin wrapper of :class:`deltahall.models.embedders.CLIPVisionEmbedder` (which
+    preprocesses in torch with the ``CLIPImageProcessor``'s size, crop, mean and std).
 
     Parameters
     ----------
@@ -59,42 +51,20 @@ class CLIPEmbedder:
     """
 
     def __init__(self, model: str, device: Any, batch_size: int) -> None:
-        import torch
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+        from deltahall.models.embedders import CLIPVisionEmbedder
+        from deltahall.models.registry import resolve_model
 
+        self._clip = CLIPVisionEmbedder(resolve_model(model), device=str(device), batch_size=batch_size)
         self.name = f"clip:{model}"
-        self.device = torch.device(device)
+        self.device = self._clip.device
         self.batch_size = batch_size
-        clip: Any = CLIPVisionModelWithProjection.from_pretrained(model, use_safetensors=True)
-        self.model = clip.to(self.device).eval()
-        self.model.requires_grad_(False)
-        proc = CLIPImageProcessor.from_pretrained(model)
-        self.resize = _size(proc.size, "shortest_edge")
-        self.crop = _size(proc.crop_size, "height")
-        self.mean = torch.tensor(proc.image_mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(proc.image_std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.model = self._clip.model
 
     def _preprocess(self, x: Any) -> Any:
-        import torch.nn.functional as F
-
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        h, w = x.shape[-2:]
-        s = self.resize / min(h, w)
-        nh, nw = max(self.resize, round(h * s)), max(self.resize, round(w * s))
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
-        top, left = (nh - self.crop) // 2, (nw - self.crop) // 2
-        x = x[..., top: top + self.crop, left: left + self.crop].clamp(0.0, 1.0)
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+        return self._clip._preprocess(x)
 
     def embed(self, images: Any) -> npt.NDArray[np.float64]:
-        import torch
-
-        out = []
-        with torch.no_grad():
-            for i in range(0, images.shape[0], self.batch_size):
-                x = self._preprocess(images[i: i + self.batch_size].to(self.device, torch.float32))
-                out.append(self.model(pixel_values=x).image_embeds.float().cpu().numpy())
+        out = self._clip.embed_tensor(images)
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 0))
 
 
