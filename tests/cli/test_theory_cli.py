@@ -48,7 +48,7 @@ def test_as_written_shows_failure(capsys) -> None:
     rc, out, _ = _run(capsys, "witness", "--theorem", "C.1", "--delta", "0.01", "--states", "2", "--as-written", "--json")
     res = json.loads(out)
     assert rc == 0 and res["hallucinates"] is False
-    assert res["extra"]["paper_formula_density"] == pytest.approx(0.01712, rel=1e-3)
+    assert res["details"]["paper_formula_density"] == pytest.approx(0.01712, rel=1e-3)
 
 
 def test_corollary_lists_inputs(capsys) -> None:
@@ -63,7 +63,7 @@ def test_corollary_lists_inputs(capsys) -> None:
         (["--delta", "1.5", "--states", "2"], r"`delta` must be in \(0, 1\]; got 1.5"),
         (["--delta", "0", "--states", "2"], r"`delta` must be in \(0, 1\]"),
         (["--delta", "nan", "--states", "2"], "`delta` must be finite"),
-        (["--delta", "0.1", "--states", "1"], "`n_states` must be >= 2"),
+        (["--delta", "0.1", "--states", "1"], "`states` must be >= 2"),
         (["--delta", "0.1", "--states", "2", "--weights", "0.5", "0.6"], "`weights` must sum to 1"),
         (["--delta", "0.1", "--states", "2", "--weights", "nan", "0.5"], "`weights` must be finite"),
         (["--delta", "0.1", "--states", "2", "--dim", "2", "--cov", "1", "2", "2", "1"], "must be positive definite"),
@@ -101,3 +101,120 @@ def test_help_teaches(capsys) -> None:
         main(["theory", "witness", "--help"])
     out = capsys.readouterr().out
     assert "Definition 4.2" in out and "examples:" in out
+
+
+def _strict_loads(text: str):
+    def refuse(name: str):
+        raise ValueError(f"non-strict JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+# (sub-command argv, exit code, regex the one stderr line must match). Every row is a bad
+# input or an input whose size or scale cannot be handled: one line, no traceback.
+BAD = [
+    (["witness", "--theorem", "5.1", "--delta", "0.1", "--states", "1000000"], 2, "`states` must be <= 10000"),
+    (["witness", "--theorem", "5.1", "--delta", "0.1", "--states", "2", "--dim", "1000000"], 2, "`dim` must be <= 1024"),
+    (["witness", "--theorem", "5.2", "--delta", "0.1", "--states", "5000", "--dim", "100"], 2, r"`states` \* `dim`\*\*2 must be <= 4194304"),
+    (["witness", "--theorem", "C.1", "--delta", "0.1", "--states", "1000"], 2, r"`states` \* `dim \(classes\)`\*\*2"),
+    (["witness", "--theorem", "C.1", "--delta", "1e-300", "--states", "2", "--scale", "1e200"], 2,
+     r"`scale` = 1e\+200 .*outside \[1e-300, 1e\+300\].*use `scale` in \[5.28e-299, 2.51e\+150\]"),
+    (["witness", "--theorem", "C.1", "--delta", "1e-301", "--states", "2", "--scale", "1e250"], 2, "`scale` = 1e[+]250"),
+    (["witness", "--theorem", "5.1", "--delta", "0.1", "--states", "2", "--scale", "1e-310"], 2, r"`scale` must be in \[1e-300, 1e\+300\]"),
+    (["witness", "--theorem", "5.2", "--delta", "0.1", "--states", "3", "--scale", "1e300"], 2, "puts a mean at distance"),
+    (["witness", "--theorem", "5.2", "--delta", "0.1", "--states", "2", "--eps", "1e308"], 2, "`eps`|puts a mean"),
+    (["witness", "--theorem", "5.3", "--delta", "0.1", "--states", "2", "--lipschitz", "1e200", "--hint-bound", "1e200"], 2, "must be finite"),
+    (["witness", "--theorem", "5.2.1", "--delta", "0.1", "--states", "2", "--inputs", "1000000"], 2, "`n_inputs` must be <= 1000"),
+    (["witness", "--theorem", "5.3", "--delta", "0.1", "--states", "2", "--as-written"], 2, "`--as-written` exists for"),
+    (["witness", "--theorem", "C.1", "--delta", "0.1", "--states", "2", "--as-written", "--weights", "0.5", "0.5"], 2,
+     "`--weights` does not apply to Theorem C.1 as written"),
+    (["witness", "--theorem", "5.1", "--delta", "0.1", "--states", "2", "--dim", "2", "--cov", "1", "0", "1"], 2, "`cov` must have dim"),
+    (["witness", "--delta", "0.1", "--states", "2"], 2, "required: --theorem"),
+    (["witness", "--theorem", "5.9", "--delta", "0.1", "--states", "2"], 2, "invalid choice"),
+    (["witness", "--theorem", "5.1", "--delta", "0.1", "--states", "2", "--lipschitz", "1"], 2, "`--lipschitz` does not apply"),
+    (["witness", "--theorem", "5.1", "--delta", "inf", "--states", "2"], 2, "`delta` must be finite"),
+    (["bound", "--delta", "0.5", "--within-scale", "0"], 2, r"`within_scale` must be in \(0, inf\); got 0"),
+    (["bound", "--delta", "0.5", "--within-scale", "-1", "1"], 2, "`within_scale` must be in"),
+    (["bound", "--delta", "0.5", "--states", "3", "--within-scale", "1", "1"], 2, "`within_scale` must have 1 or N = 3"),
+    (["bound", "--delta", "0.5", "--mean-scale", "0"], 2, "`mean_scale` must be in"),
+    (["bound", "--delta", "0.5", "--states", "1000000"], 2, "`states` must be <= 10000"),
+    (["bound", "--delta", "0.5", "--dim", "1000000"], 2, "`dim` must be <= 1024"),
+    (["bound", "--delta", "0.5", "--mc-samples", "1000000000000"], 2, "`mc_samples` must be <= 100000000"),
+    (["bound", "--delta", "0.5", "--mean-law", "student_t", "--law-param", "3"], 2, "`law_param \\(nu of student_t\\)`"),
+    (["bound", "--delta", "0.5", "--confidence", "1"], 2, r"`confidence` must be in \(0, 1\)"),
+    (["bound", "--delta", "2"], 2, r"`delta` must be in \(0, 1\]"),
+    (["bound", "--delta", "0.5", "--weights", "0.5", "0.5", "0.0"], 2, "`weights` must have N = 2"),
+    (["check", "--instances", "1000000"], 2, "`instances` must be <= 10000"),
+    (["check", "--instances", "10000", "--mc-samples", "1000000"], 2, r"`instances` \* `mc_samples` must be <= 1e\+09"),
+    (["check", "--instances", "0"], 2, "`instances` must be >= 1"),
+    (["check", "--confidence", "nan"], 2, "`confidence` must be finite"),
+]
+
+
+@pytest.mark.parametrize(("argv", "code", "match"), BAD, ids=[" ".join(a[0:1] + a[-2:]) for a, _, _ in BAD])
+def test_bad_inputs_one_line_no_traceback(capsys, tmp_path, argv, code, match) -> None:
+    import re
+
+    keep = tmp_path / "keep.txt"
+    keep.write_text("untouched")
+    try:
+        rc, out, err = _run(capsys, *argv, "--out-dir", str(tmp_path))
+    except SystemExit as exc:  # argparse's own refusal (unknown choice): usage + one error line
+        rc, err = exc.code, capsys.readouterr().err
+        out = ""
+    assert rc == code and out == ""
+    assert "Traceback" not in err
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("usage:") and not ln.startswith("  ")]
+    assert len(lines) == 1 and re.search(match, lines[0]), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]  # nothing written before refusing
+    assert keep.read_text() == "untouched"
+
+
+def test_extreme_scales_now_verified(capsys) -> None:
+    # 5.2 at 1e-200 with eps 3e-201 used to say "does NOT δ-hallucinate" (exit 1);
+    # 5.3 at 1e-180 used to refuse with "x must contain only finite values".
+    rc, out, _ = _run(capsys, "witness", "--theorem", "5.2", "--delta", "0.01", "--states", "2", "--scale", "1e-200",
+                      "--eps", "3e-201", "--json")
+    res = _strict_loads(out)
+    assert rc == 0 and res["hallucinates"] and res["log_margin"] > 0
+    rc, out, _ = _run(capsys, "witness", "--theorem", "5.3", "--delta", "0.01", "--states", "2", "--scale", "1e-180",
+                      "--hint-bound", "1e-181", "--json")
+    res = _strict_loads(out)
+    assert rc == 0 and res["hallucinates"] and res["details"]["example_hallucinates"]
+    rc, out, _ = _run(capsys, "witness", "--theorem", "C.1", "--delta", "1e-300", "--states", "2", "--scale", "2e150", "--json")
+    assert rc == 0 and _strict_loads(out)["hallucinates"]
+
+
+def test_json_is_strict_with_reasons_for_nulls(capsys) -> None:
+    # not applicable: the bound and the alphas are null and a field says why
+    rc, out, _ = _run(capsys, "bound", "--delta", "0.5", "--states", "2", "--weights", "0.9", "0.1", "--within-scale", "0.5",
+                      "--mc-samples", "2000", "--json")
+    res = _strict_loads(out)
+    assert rc == 0 and res["applicable"] is False and res["bound"] is None and res["holds"] is None
+    assert "no alpha > 1" in res["null_fields"]["bound"] and res["states"][0]["alpha_i"] is None
+    # densities below the float64 range: log_density null with a note
+    rc, out, _ = _run(capsys, "witness", "--theorem", "C.1", "--delta", "0.01", "--states", "2", "--scale", "1e-200", "--json")
+    res = _strict_loads(out)
+    assert rc == 0 and res["states"][0]["log_density"] is None and "underflows" in res["states"][0]["log_density_note"]
+
+
+def test_defaults_live_in_one_place(capsys) -> None:
+    import dataclasses
+
+    from deltahall.experiments.theory_checks import CheckConfig
+    from deltahall.theory.bound import check_theorem_6_1
+
+    assert CheckConfig().confidence == 0.99 == __import__("inspect").signature(check_theorem_6_1).parameters["confidence"].default
+    with pytest.raises(SystemExit):
+        main(["theory", "check", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for f in dataclasses.fields(CheckConfig):
+        assert f"--{f.name.replace('_', '-')}" in out and f"(default: {f.default})" in out
+
+
+def test_config_file_and_command_line(capsys, tmp_path) -> None:
+    cfg = tmp_path / "w.toml"
+    cfg.write_text('theorem = "5.2"\ndelta = 0.01\nstates = 3\neps = 0.5\n')
+    rc, out, _ = _run(capsys, "witness", "--config", str(cfg), "--eps", "2", "--json")
+    res = _strict_loads(out)
+    assert rc == 0 and res["theorem"] == "5.2" and res["eps"] == 2.0 and res["n_states"] == 3

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from deltahall.theory.bound import (
     IndependentMeans,
@@ -13,6 +14,7 @@ from deltahall.theory.bound import (
     StateMeanLaw,
     check_theorem_6_1,
     estimate_hallucination_probability,
+    supremum_of_stated_bound,
     theorem_6_1_bound,
     wilson_interval,
 )
@@ -31,19 +33,24 @@ def test_law_moments_match_sampling(kind, param) -> None:
 
 def test_bound_as_stated_by_hand() -> None:
     w, s, k, r = np.array([0.5, 0.5]), np.array([1.0, 1.0]), np.array([1.0, 1.0]), 0.0
-    b = theorem_6_1_bound(w, s, k, r)
-    assert b.applicable and b.d == pytest.approx(math.sqrt(0.5))
+    b = theorem_6_1_bound(w, s, kurtosis_ratios=k, radius=r)
+    assert b.applicable and b.optimum_spread == pytest.approx(math.sqrt(0.5))
     # (1 - 1/x)(1 - x/2)^2 with x = α², maximised at x = 1 + 1/sqrt(2)... check against a dense grid
     x = np.linspace(1, 2, 200_001)[1:-1]
     best = np.max((1 - 1 / x) * (1 - x / 2) ** 2)
-    np.testing.assert_allclose(b.P, best, rtol=1e-8)
-    assert b.product == pytest.approx(best**2, rel=1e-7)
-    np.testing.assert_allclose(b.thetas, b.alphas**2 * b.d**2, rtol=1e-9)
+    np.testing.assert_allclose(b.state_factors, best, rtol=1e-8)
+    assert b.stated_bound == pytest.approx(best**2, rel=1e-7)
+    np.testing.assert_allclose(b.thetas, b.alphas**2 * b.optimum_spread**2, rtol=1e-9)
+    # ... and it is the numerical supremum of the stated bound over all instances (about 8.04e-4)
+    sup, where = supremum_of_stated_bound(4, grid=41)
+    assert sup == pytest.approx(best**2, rel=1e-6) and where["n_states"] == 2
 
 
 def test_bound_not_applicable_is_reported() -> None:
-    b = theorem_6_1_bound([0.9, 0.1], [1.0, 1.0], [1.0, 1.0], 0.5)
-    assert not b.applicable and "no alpha > 1" in b.reason and math.isnan(b.product)
+    b = theorem_6_1_bound([0.9, 0.1], [1.0, 1.0], kurtosis_ratios=[1.0, 1.0], radius=0.5)
+    assert not b.applicable and "no alpha > 1" in b.reason and b.stated_bound is None
+    assert [st.alpha for st in b.states] == [None, None] and b.union_bound == 0.0
+    assert b.states[0].to_dict()["alpha_i"] is None
 
 
 def test_monte_carlo_matches_closed_form() -> None:
@@ -57,7 +64,8 @@ def test_monte_carlo_matches_closed_form() -> None:
     est2 = estimate_hallucination_probability([0.5, 0.5], within, 0.5, sampler, 40_000, 2)
     assert est2.ci_low <= 0.5 <= est2.ci_high
     s, k = sampler.moments(20_000, np.random.default_rng(0))
-    np.testing.assert_allclose(s, 1.0) and np.testing.assert_allclose(k, 1.0)
+    np.testing.assert_allclose(s, 1.0)
+    np.testing.assert_allclose(k, 1.0)
 
 
 def test_wilson() -> None:
@@ -65,22 +73,38 @@ def test_wilson() -> None:
     assert lo < 0.5 < hi and hi - lo == pytest.approx(0.19, abs=0.01)
 
 
+@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (0, 10), (3, 10), (50, 100), (999, 1000), (7, 200_000), (123_456, 200_000)])
+@pytest.mark.parametrize("confidence", [0.5, 0.95, 0.99])
+def test_wilson_matches_scipy(k, n, confidence) -> None:
+    ref = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    np.testing.assert_allclose(wilson_interval(k, n, confidence=confidence), (ref.low, ref.high), rtol=1e-10, atol=1e-12)
+
+
 def test_check_runs_and_reports() -> None:
-    res = check_theorem_6_1(3, 2000, 0)
+    seen = []
+    res = check_theorem_6_1(3, 2000, rng=0, progress=lambda done, tried: seen.append((done, tried)))
     assert res.n_applicable == 3 and res.n_tried >= 3
+    assert [d for d, _ in seen] == [1, 2, 3] and seen[-1][1] == res.n_tried
     assert res.n_held + len(res.counterexamples) <= res.n_applicable
     for row in res.rows:
-        assert row["ci_low"] <= row["p_hat"] <= row["ci_high"]
-        assert 0 <= row["bound"] <= 1
+        assert row.ci_low <= row.p_hat <= row.ci_high
+        assert 0 <= row.stated_bound <= 1
+        assert row.to_dict()["holds"] == (row.p_hat >= row.stated_bound)
 
 
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: theorem_6_1_bound([0.5, 0.6], [1, 1], [1, 1], 0), "must sum to 1"),
-        (lambda: theorem_6_1_bound([0.5, 0.5], [1, -1], [1, 1], 0), "`sigmas` must be positive"),
-        (lambda: theorem_6_1_bound([0.5, 0.5], [1, 1], [1, 2], 0), r"`kurtosis` must be in \(0, 1\]"),
-        (lambda: theorem_6_1_bound([0.5, 0.5], [1, 1], [1, 1], float("nan")), "`radius` must be finite"),
+        (lambda: theorem_6_1_bound([0.5, 0.6], [1, 1], kurtosis_ratios=[1, 1], radius=0), "must sum to 1"),
+        (lambda: theorem_6_1_bound([0.5, 0.5], [1, -1], kurtosis_ratios=[1, 1], radius=0), "`mean_variances` must be positive"),
+        (lambda: theorem_6_1_bound([0.5, 0.5], [1, 1], kurtosis_ratios=[1, 2], radius=0), r"`kurtosis_ratios` must be in \(0, 1\]"),
+        (lambda: theorem_6_1_bound([0.5, 0.5], [1, 1], kurtosis_ratios=[1, 1], radius=float("nan")), "`radius` must be finite"),
+        (lambda: check_theorem_6_1(1_000_000, 1000), "`n_instances` must be <= 10000"),
+        (lambda: check_theorem_6_1(10_000, 1_000_000), r"`n_instances` \* `mc_samples` must be <= 1e\+09"),
+        (lambda: check_theorem_6_1(10, 10**9), "`mc_samples` must be <= 100000000"),
+        (lambda: wilson_interval(5, 3), "`k` must be <= 3"),
+        (lambda: wilson_interval(0, 0), "`n` must be >= 1"),
+        (lambda: wilson_interval(1, 2, confidence=1.0), r"`confidence` must be in \(0, 1\)"),
         (lambda: StateMeanLaw("student_t", 1.0, 1, 3.0), "nu"),
         (lambda: StateMeanLaw("poisson", 1.0, 1), "`kind` must be one of"),
     ],

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from deltahall.theory import witnesses as W
-from deltahall.theory.mixtures import GaussianState
+from deltahall.theory.mixtures import GaussianState, scaled_norm
 
 deltas = st.one_of(st.sampled_from([1.0, 1e-300, 5e-324]), st.floats(1e-12, 1.0))
 weights_st = st.integers(2, 6).flatmap(
@@ -37,13 +37,13 @@ def _direct_check(res: W.WitnessResult) -> None:
 @settings(max_examples=40, deadline=None)
 @given(delta=deltas, w=weights_st, dim=st.integers(1, 8), scale=scales)
 def test_theorem_5_1(delta, w, dim, scale) -> None:
-    _direct_check(W.theorem_5_1(delta, len(w), dim, w, scale))
+    _direct_check(W.theorem_5_1(delta, len(w), dim=dim, weights=w, scale=scale))
 
 
 @settings(max_examples=40, deadline=None)
 @given(delta=deltas, w=weights_st, dim=st.integers(1, 6), scale=st.floats(1e-50, 1e50), eps_rel=st.floats(0, 100))
 def test_theorem_5_2_ball(delta, w, dim, scale, eps_rel) -> None:
-    res = W.theorem_5_2(delta, len(w), dim, w, eps=eps_rel * scale, scale=scale)
+    res = W.theorem_5_2(delta, len(w), eps=eps_rel * scale, dim=dim, weights=w, scale=scale)
     _direct_check(res)
 
 
@@ -52,22 +52,22 @@ def test_theorem_5_2_ball(delta, w, dim, scale, eps_rel) -> None:
 # a ball of radius 3e-28: the maximiser's distance is only resolved to float64 coordinate precision
 @example(delta=1.0, w=[0.8707482993197279, 0.1292517006802721], dim=1, lip=1.0, hb=3.177712580849402e-28)
 def test_theorem_5_3(delta, w, dim, lip, hb) -> None:
-    res = W.theorem_5_3(delta, len(w), dim, w, lipschitz=lip, hint_bound=hb)
+    res = W.theorem_5_3(delta, len(w), lipschitz=lip, hint_bound=hb, dim=dim, weights=w)
     _direct_check(res)
     assert res.eps == pytest.approx(lip * hb)
-    assert res.extra["example_hallucinates"]
+    assert res.example_hallucinates
 
 
 @settings(max_examples=30, deadline=None)
 @given(delta=deltas, w=weights_st, extra_c=st.integers(0, 3), scale=st.floats(1e-3, 1e3))
 def test_theorem_c_1(delta, w, extra_c, scale) -> None:
-    res = W.theorem_c_1(delta, len(w), max(2, len(w) - 1) + extra_c, w, scale)
+    res = W.theorem_c_1(delta, len(w), n_classes=max(2, len(w) - 1) + extra_c, weights=w, scale=scale)
     _direct_check(res)
     np.testing.assert_allclose(res.estimate.sum(), 1.0)  # a probability vector
 
 
 def test_corollary_5_2_1() -> None:
-    res = W.corollary_5_2_1(1e-4, 5, 3, 2, [0.2, 0.3, 0.5])
+    res = W.corollary_5_2_1(1e-4, 3, n_inputs=5, dim=2, weights=[0.2, 0.3, 0.5])
     assert res.hallucinates and len(res.witnesses) == 5
     for w in res.witnesses:
         _direct_check(w)
@@ -75,7 +75,7 @@ def test_corollary_5_2_1() -> None:
 
 def test_general_covariance_and_scipy_agreement() -> None:
     cov = [[4.0, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 0.1]]
-    res = W.theorem_5_2(0.01, 4, 3, eps=5.0, cov=cov)
+    res = W.theorem_5_2(0.01, 4, eps=5.0, dim=3, cov=cov)
     _direct_check(res)
     for s, lf in zip(res.mixture.states, res.log_densities, strict=True):
         ref = stats.multivariate_normal(s.loc, s.cov).logpdf(res.argmax[list(res.mixture.states).index(s)])
@@ -112,10 +112,11 @@ def test_paper_slips_reproduced() -> None:
     assert W.theorem_5_1_as_written(0.1, 2).hallucinates  # equal weights happen to work
     c = W.theorem_5_2_as_written(0.01, 4, weights=[0.25, 0.4, 0.25, 0.1], eps=0.5)
     assert not c.hallucinates and c.densities[1] == pytest.approx(1 / math.sqrt(2 * math.pi), rel=1e-9)
-    assert c.extra["log_density_state_N_at_0"] > math.log(0.01)
+    assert c.log_density_last_state_at_zero > math.log(0.01) and c.optimum_norm > 1
     e = W.theorem_c_1_as_written(0.01, 2)
     assert not e.hallucinates
-    assert e.extra["paper_formula_density"] == pytest.approx(0.017122, rel=1e-4)
+    assert e.paper_formula_density == pytest.approx(0.017122, rel=1e-4)
+    assert e.variance_bound == pytest.approx(1 / (4 * math.log(100)), rel=1e-12)
     assert e.densities[0] == pytest.approx(0.029317, rel=1e-4)
 
 
@@ -139,5 +140,100 @@ def test_paper_slips_reproduced() -> None:
     ],
 )
 def test_bad_inputs(call, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+BUILDERS = [
+    (W.theorem_5_1, (0.1, 2, 1)),
+    (W.theorem_5_2, (0.1, 2, 0.5)),
+    (W.theorem_5_3, (0.1, 2, 1.0)),
+    (W.corollary_5_2_1, (0.1, 2, 3)),
+    (W.theorem_c_1, (0.1, 2, 3)),
+    (W.theorem_5_1_as_written, (0.1, 2, 1)),
+    (W.theorem_5_2_as_written, (0.1, 2, 0.5)),
+    (W.theorem_c_1_as_written, (0.1, 2, 0.3)),
+]
+
+
+@pytest.mark.parametrize(("builder", "args"), BUILDERS, ids=lambda x: getattr(x, "__name__", ""))
+def test_builders_are_keyword_only_after_delta_and_n_states(builder, args) -> None:
+    with pytest.raises(TypeError, match="positional argument"):
+        builder(*args)
+    builder(*args[:2])  # the two positional ones are enough
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e-180, 1e-160, 1e-100, 1.0, 1e100, 1e200, 1e290])
+def test_5_2_and_5_3_hold_at_extreme_scales(scale) -> None:
+    # 1e-200 with eps 3e-201 used to report "does NOT hallucinate" (norm underflow in the ball
+    # maximisation); 5.3 at 1e-180 used to refuse with "x must contain only finite values".
+    r2 = W.theorem_5_2(0.01, 3, eps=0.3 * scale, dim=2, scale=scale)
+    assert r2.hallucinates and r2.log_margin > 0
+    dist = scaled_norm(r2.argmax - r2.estimate, axis=1)
+    assert np.all(dist <= 0.3 * scale * (1 + 1e-9)) and np.all(dist > 0.29 * scale)  # on the sphere
+    r3 = W.theorem_5_3(1e-300, 2, lipschitz=3.0, hint_bound=0.1 * scale, scale=scale)
+    assert r3.hallucinates and r3.example_hallucinates
+    assert np.all(np.isfinite(r3.hints)) and np.allclose(np.abs(r3.hints), 0.1 * scale, rtol=1e-12)
+
+
+def test_ball_maximum_at_tiny_scale_is_exact() -> None:
+    s = 1e-200
+    g = GaussianState.isotropic([3 * s], s)
+    lf, x = W.max_log_density_in_ball(g, [0.0], s)
+    # the ball [-s, s] is closest to μ = 3s at x = s: Mahalanobis distance 2, log f = log peak - 2
+    assert x[0] == pytest.approx(s, rel=1e-12)
+    assert lf == pytest.approx(g.log_peak - 2.0, rel=1e-12)
+
+
+def test_c_1_refuses_scales_beyond_float64_with_the_usable_range() -> None:
+    with pytest.raises(ValueError, match=r"`scale` = 1e\+200 .* outside \[1e-300, 1e\+300\] .* use `scale` in \["):
+        W.theorem_c_1(1e-300, 2, scale=1e200)
+    with pytest.raises(ValueError, match="`scale` = 1e-300"):
+        W.theorem_c_1(0.5, 2, scale=1e-300)
+    ok = W.theorem_c_1(1e-300, 2, scale=1e140)
+    assert ok.hallucinates
+
+
+def test_tiny_scale_log_density_underflow_is_strict_json() -> None:
+    import json
+
+    res = W.theorem_c_1(0.01, 3, scale=1e-200)
+    assert res.hallucinates and np.all(np.isneginf(res.log_densities))
+    d = res.to_dict()
+    text = json.dumps(d, allow_nan=False)  # raises on NaN/inf
+    assert d["states"][0]["log_density"] is None and "underflows" in d["states"][0]["log_density_note"]
+    assert d["log_margin"] is None and "log_margin_note" in d
+    assert json.loads(text)["details"]["n_classes"] == 3
+
+
+def test_c_1_valid_variances_are_the_two_tails() -> None:
+    # δ = 0.01, N = 2: the density at p_X is <= δ exactly for v <= v_lo or v >= v_hi.
+    res = W.theorem_c_1(0.01, 2)
+    v_lo, v_hi = math.exp(res.log_variance_low), math.exp(res.log_variance_high)
+    assert v_lo == pytest.approx(0.0421, abs=5e-5) and v_lo < 1 / (4 * math.log(100))  # paper: 0.0543
+
+    def logf(v: float) -> float:
+        return -math.log(2 * math.pi * v) - 0.25 / v
+
+    assert logf(v_lo) <= math.log(0.01) < logf(v_lo * 1.01)
+    assert logf(v_hi) <= math.log(0.01) < logf(v_hi / 1.01)
+    assert logf(1 / (4 * math.log(100))) > math.log(0.01)  # the paper's stated threshold fails
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: W.theorem_5_1(0.1, 1_000_000), "`n_states` must be <= 10000"),
+        (lambda: W.theorem_5_1(0.1, 2, dim=1_000_000), "`dim` must be <= 1024"),
+        (lambda: W.theorem_5_2(0.1, 5000, dim=100), r"`n_states` \* `dim`\*\*2 must be <= 4194304"),
+        (lambda: W.theorem_c_1(0.1, 1000), r"`n_states` \* `n_classes`\*\*2 must be <= 4194304"),
+        (lambda: W.corollary_5_2_1(0.1, 2, n_inputs=10**6), "`n_inputs` must be <= 1000"),
+        (lambda: W.theorem_5_1(0.1, 2, scale=1e-310), r"`scale` must be in \[1e-300, 1e\+300\]"),
+        (lambda: W.theorem_5_1(0.1, 2, weights=[0.2, 0.8], scale=1e300), "puts a mean at distance 4e[+]300"),
+        (lambda: W.theorem_5_3(0.1, 2, lipschitz=1e200, hint_bound=1e200), "must be finite"),
+        (lambda: W.theorem_c_1_as_written(1e-300, 2, variance=0.0), r"`variance` must be in \(0, inf\)"),
+    ],
+)
+def test_sizes_and_scales_refused_up_front(call, match) -> None:
     with pytest.raises(ValueError, match=match):
         call()

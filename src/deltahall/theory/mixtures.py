@@ -35,19 +35,90 @@ import numpy.typing as npt
 from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
-from deltahall._validation import check_finite_array, check_probability_vector, check_spd
+from deltahall._validation import check_finite_array, check_int, check_probability_vector, check_spd
 
 __all__ = [
+    "MAX_DIM",
+    "MAX_FACTOR_ENTRIES",
+    "MAX_STATES",
     "ConditionalLaw",
     "DiscreteState",
     "GaussianState",
     "LatentMixture",
     "ScipyState",
     "as_points",
+    "check_problem_size",
+    "scaled_norm",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 LOG_2PI = math.log(2.0 * math.pi)
+
+#: Largest number of latent states a builder or calculator accepts (a witness with 10 000
+#: states takes about 2 s on one core; the cost is linear in N).
+MAX_STATES = 10_000
+#: Largest output dimension (one d x d Cholesky factor, its inverse and an SVD per state).
+MAX_DIM = 1_024
+#: Largest ``N * d**2``: the entries of all covariance factors together (2**22 floats = 32 MiB
+#: per copy; a few copies are alive at once). Keeps every theory command under a few seconds
+#: and far below the memory of a laptop: ``--dim 1000000`` would ask for 7 TiB.
+MAX_FACTOR_ENTRIES = 2**22
+
+
+def check_problem_size(n_states: Any, dim: Any, *, states_name: str = "n_states", dim_name: str = "dim") -> tuple[int, int]:
+    """Refuse problem sizes that cannot fit in memory or finish in seconds, before allocating.
+
+    Parameters
+    ----------
+    n_states, dim : int
+        Number of latent states ``N >= 2`` and output dimension ``d >= 1``.
+    states_name, dim_name : str
+        Parameter names used in the error message (e.g. ``"states"`` for the CLI).
+
+    Returns
+    -------
+    (int, int)
+        ``n_states`` and ``dim`` as ints.
+
+    Raises
+    ------
+    ValueError
+        ``N > MAX_STATES``, ``d > MAX_DIM`` or ``N d² > MAX_FACTOR_ENTRIES``.
+    TypeError
+        A non-integer.
+
+    Examples
+    --------
+    >>> check_problem_size(3, 2)
+    (3, 2)
+    """
+    n = check_int(n_states, states_name, low=2, high=MAX_STATES)
+    d = check_int(dim, dim_name, low=1, high=MAX_DIM)
+    if n * d * d > MAX_FACTOR_ENTRIES:
+        raise ValueError(
+            f"`{states_name}` * `{dim_name}`**2 must be <= {MAX_FACTOR_ENTRIES} (the entries of all covariance "
+            f"factors); got {n} * {d}**2 = {n * d * d}."
+        )
+    return n, d
+
+
+def scaled_norm(v: Any, axis: int | None = None) -> Any:
+    """Euclidean norm that neither underflows nor overflows: ``m * ||v / m||`` with ``m = max |v|``.
+
+    ``np.linalg.norm`` squares its input, so a vector of size ``1e-200`` has norm 0 and one of
+    size ``1e200`` has norm inf. This helper rescales first.
+
+    Examples
+    --------
+    >>> float(scaled_norm([3e-200, 4e-200]))
+    5e-200
+    """
+    a = np.asarray(v, dtype=np.float64)
+    m = np.max(np.abs(a), axis=axis, keepdims=axis is not None)
+    safe = np.where(m > 0, m, 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.linalg.norm(a / safe, axis=axis, keepdims=axis is not None) * m
+    return out if axis is None else np.squeeze(out, axis=axis)
 
 
 def as_points(x: Any, dim: int, name: str = "x") -> FloatArray:
