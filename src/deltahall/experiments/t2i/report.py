@@ -20,8 +20,9 @@ logger = logging.getLogger(__name__)
 #: The reduced digits run of the main job (everything else: the digits preset).
 MAIN_JOB_OVERRIDES: dict[str, Any] = dict(
     train_steps=300, checkpoint_every=100, num_samples=64, sample_batch_size=64, inference_steps=10,
-    progress=False, device="cpu",
 )
+#: Run options of the main job's digits run (``RunOptions`` fields; the out dir is the step's).
+MAIN_JOB_RUN: dict[str, Any] = dict(device="cpu", progress=False)
 
 TOY_NOTE = (
     "This is the offline digits preset at reduced size: a tiny UNet (about 1 M parameters) trained "
@@ -139,16 +140,30 @@ def _verdict(metrics: list[dict[str, Any]], losses: list[dict[str, Any]], floor:
     )
 
 
+def main_job_config(run_dir: Path, seed: int) -> Any:
+    """The main job's reduced digits config (a ``T2IConfig``) writing into ``run_dir``."""
+    from deltahall.experiments._run import RunOptions
+    from deltahall.experiments.t2i import T2IConfig
+
+    return T2IConfig(preset="digits", seed=seed, run=RunOptions(out_dir=Path(run_dir), **MAIN_JOB_RUN),
+                     **MAIN_JOB_OVERRIDES)
+
+
+def reproduce_command(seed: int, out_dir: str = "DIR") -> str:
+    """The ``deltahall t2i run`` command line of :func:`main_job_config` (without its progress bars off)."""
+    return (
+        f"deltahall t2i run --preset digits --out-dir {out_dir} "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in MAIN_JOB_OVERRIDES.items())
+        + f" --device {MAIN_JOB_RUN['device']} --seed {seed}"
+    )
+
+
 def main_job_section(run_dir: Path, seed: int) -> Section:
     """Run the digits preset at reduced size into ``run_dir`` and describe it."""
-    from deltahall.experiments.t2i import T2IConfig, run
+    from deltahall.experiments.t2i import run
 
-    cfg = T2IConfig(preset="digits", out_dir=Path(run_dir), seed=seed, **MAIN_JOB_OVERRIDES)
-    res = run(cfg)
+    res = run(main_job_config(run_dir, seed))
     sec = build_section(res.run_dir, title="Text-to-image (Section 7.3, Figures 5-7) — digits preset, reduced")
-    sec.code(
-        "reproduce: deltahall t2i run --preset digits --out-dir DIR "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in MAIN_JOB_OVERRIDES.items() if k not in ("progress",))
-        + f" --seed {seed}\nfull preset: deltahall t2i run --preset digits --out-dir runs/t2i_digits"
-    )
+    sec.code(f"reproduce: {reproduce_command(seed)}\n"
+             "full preset: deltahall t2i run --preset digits --out-dir runs/t2i_digits")
     return sec
