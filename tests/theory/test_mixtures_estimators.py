@@ -71,10 +71,10 @@ def test_cross_entropy_optimum_is_mean_of_targets() -> None:
     q = rng.dirichlet(np.ones(4), size=30)
     w = rng.dirichlet(np.ones(30))
     p = cross_entropy_optimal_estimate(q, w)
-    best = expected_cross_entropy(p, q, w)
+    best = expected_cross_entropy(p, q, weights=w)
     for _ in range(50):
         other = rng.dirichlet(np.ones(4))
-        assert expected_cross_entropy(other, q, w) >= best - 1e-12
+        assert expected_cross_entropy(other, q, weights=w) >= best - 1e-12
 
 
 @settings(max_examples=20, deadline=None)
@@ -93,10 +93,10 @@ def test_delta_test_matches_direct_evaluation(seed: int, n: int, d: int, logd: f
 def test_delta_test_generic_states() -> None:
     mix = LatentMixture([0.5, 0.5], [ScipyState(stats.t(df=3, loc=-3)), ScipyState(stats.laplace(loc=3))])
     x = np.array([[0.0], [3.0]])
-    assert delta_hallucinates(mix, x, 0.05).tolist() == [True, False]
+    assert delta_hallucinates(mix, x, delta=0.05).tolist() == [True, False]
     disc = LatentMixture([0.3, 0.7], [DiscreteState([[0.0], [1.0]], [0.5, 0.5]), DiscreteState([[2.0]], [1.0])])
     assert disc.mean()[0] == pytest.approx(0.3 * 0.5 + 0.7 * 2)
-    assert delta_hallucinates(disc, [[disc.mean()[0]], [2.0]], 0.1).tolist() == [True, False]
+    assert delta_hallucinates(disc, [[disc.mean()[0]], [2.0]], delta=0.1).tolist() == [True, False]
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ def test_covering_radius_encloses_region(seed: int, d: int, logd: float, scale: 
     g = _gauss(rng, d, scale)
     delta = math.exp(logd)
     r = covering_radius(g, delta)
-    pts = sample_state_region(g, delta, 4000, rng)
+    pts = sample_state_region(g, delta, n=4000, rng=rng)
     if r.radius == 0.0:
         assert pts.shape[0] == 0
         return
@@ -74,9 +74,9 @@ def test_covering_radius_encloses_region(seed: int, d: int, logd: float, scale: 
 def test_region_membership_and_hcdr() -> None:
     mix = LatentMixture([0.5, 0.5], [GaussianState([-3.0], [[1.0]]), GaussianState([3.0], [[1.0]])])
     x = np.array([[-3.0], [0.0], [3.0]])
-    assert in_state_region(mix, x, 0.05, 0).tolist() == [True, False, False]
-    assert in_hcdr(mix, x, 0.05).tolist() == [True, False, True]
+    assert in_state_region(mix, x, delta=0.05, state=0).tolist() == [True, False, False]
+    assert in_hcdr(mix, x, delta=0.05).tolist() == [True, False, True]
     with pytest.raises(ValueError, match="must be <= 1"):
-        in_state_region(mix, x, 0.05, 2)
+        in_state_region(mix, x, delta=0.05, state=2)
     with pytest.raises(ValueError, match=r"`mass` must be in \(0, 1\)"):
         hdr_threshold(mix.states[0], 1.0)

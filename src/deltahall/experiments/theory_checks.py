@@ -52,6 +52,7 @@ __all__ = [
     "BoundConfig",
     "BoundReport",
     "CheckConfig",
+    "check_payload",
     "WitnessConfig",
     "main_job_section",
     "paper_rows",
@@ -72,7 +73,21 @@ def _default(fn: Callable[..., Any], name: str) -> Any:
 
 
 def strict_json(obj: Any, path: str = "$", nulls: dict[str, str] | None = None) -> Any:
-    """Replace every non-finite float by None and record where in ``nulls`` (path -> why).
+    """Replace every non-finite float by None and record where in ``nulls`` (path -> what it was).
+
+    Parameters
+    ----------
+    obj : any
+        Dicts, lists, tuples, floats, numpy scalars and other JSON values.
+    path : str
+        JSON path of ``obj`` (for the record).
+    nulls : dict, optional
+        Filled with ``path -> repr(value)`` for each replaced number.
+
+    Returns
+    -------
+    any
+        A copy that ``json.dumps(..., allow_nan=False)`` accepts.
 
     Examples
     --------
@@ -187,7 +202,22 @@ class WitnessConfig:
 
 
 def run_witness(config: WitnessConfig) -> list[W.WitnessResult]:
-    """Build the witness(es) ``config`` asks for (one per input for Corollary 5.2.1)."""
+    """Build the witness(es) ``config`` asks for.
+
+    Parameters
+    ----------
+    config : WitnessConfig
+
+    Returns
+    -------
+    list of WitnessResult
+        One, or one per input for Corollary 5.2.1.
+
+    Raises
+    ------
+    ValueError
+        What the builder refuses (sizes, scales, weights; see :mod:`deltahall.theory.witnesses`).
+    """
     kw = config.kwargs()
     th = config.theorem
     if th == "5.2.1":
@@ -244,6 +274,7 @@ class BoundConfig:
         check_int(self.seed, "seed", low=0)
 
     def per_state(self, name: str) -> list[float]:
+        """``within_scale`` or ``mean_scale`` as N values (a single value is repeated)."""
         vals = list(getattr(self, name))
         return vals * self.states if len(vals) == 1 else vals
 
@@ -279,7 +310,17 @@ class BoundReport:
 
 
 def run_bound(config: BoundConfig) -> BoundReport:
-    """Evaluate Theorem 6.1 and estimate ``P_H^δ`` for the instance ``config`` describes."""
+    """Evaluate Theorem 6.1 and estimate ``P_H^δ`` for the instance ``config`` describes.
+
+    Parameters
+    ----------
+    config : BoundConfig
+        Validated on construction.
+
+    Returns
+    -------
+    BoundReport
+    """
     n, d = config.states, config.dim
     w = np.full(n, 1.0 / n) if config.weights is None else np.asarray(config.weights, dtype=np.float64)
     within = [GaussianState.isotropic(np.zeros(d), s) for s in config.per_state("within_scale")]
@@ -318,13 +359,34 @@ class CheckConfig:
 
 
 def run_check(config: CheckConfig, *, progress: Callable[[int, int], None] | None = None) -> CheckResult:
-    """Run :func:`~deltahall.theory.bound.check_theorem_6_1` with ``config``."""
+    """Run :func:`~deltahall.theory.bound.check_theorem_6_1` with ``config``.
+
+    Parameters
+    ----------
+    config : CheckConfig
+        Validated on construction (limits included).
+    progress : callable, optional
+        ``progress(n_applicable, n_tried)`` after each applicable instance.
+
+    Returns
+    -------
+    CheckResult
+    """
     return check_theorem_6_1(config.instances, config.mc_samples, rng=config.seed, confidence=config.confidence,
                              progress=progress)
 
 
 def check_payload(res: CheckResult) -> dict[str, Any]:
-    """Strict-JSON-ready summary of a check."""
+    """Strict-JSON-ready summary of a check (``null_fields`` says why a value is null).
+
+    Parameters
+    ----------
+    res : CheckResult
+
+    Returns
+    -------
+    dict
+    """
     out: dict[str, Any] = {
         "n_tried": res.n_tried, "n_applicable": res.n_applicable, "n_held": res.n_held,
         "n_counterexamples": len(res.counterexamples), "min_ratio_p_hat_over_bound": res.min_ratio,
@@ -385,7 +447,20 @@ def paper_rows() -> list[dict[str, Any]]:
 
 
 def main_job_section(run_dir: Path, seed: int) -> Section:
-    """Run the theory checks into ``run_dir`` (about 20 s on 2 cores) and describe them."""
+    """Run the theory checks into ``run_dir`` (about 10-20 s on 2 cores) and describe them.
+
+    Parameters
+    ----------
+    run_dir : Path
+        Created if missing; receives the manifest, CSVs, ``summary.json`` and figures.
+    seed : int
+        Seed of the Theorem 6.1 check.
+
+    Returns
+    -------
+    Section
+        The report section.
+    """
     from deltahall.plotting.theory import save_theory_figures
 
     cfg = CheckConfig(seed=seed, **MAIN_JOB_CHECK)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from deltahall._validation import check_delta
 from deltahall.plotting import pyplot
 from deltahall.theory.mixtures import GaussianState, LatentMixture
 
@@ -28,12 +29,33 @@ def _segments(mask: np.ndarray, x: np.ndarray) -> list[tuple[float, float]]:
     return out
 
 
-def figure_8(delta_hdr: float = 0.10, delta_hcdr: float = 0.05) -> tuple[Any, dict[str, float]]:
-    """Figure 8: HDR ``{f > δ}`` of a two-normal mixture vs the HCDR ``∪_i {f(·|Z_i) > δ_1}``.
+def figure_8(*, delta_hdr: float = 0.10, delta_hcdr: float = 0.05) -> tuple[Any, dict[str, float]]:
+    r"""Figure 8: the HDR of a two-normal mixture vs the HCDR (Appendix A, Definition 6.2).
 
-    Returns the figure and the masses of both regions (grid integration).
+    .. math:: \text{HDR} = \{a : f(a) > δ\},\qquad \text{HCDR} = \bigcup_i \{a : f(a \mid Z_i) > δ_1\}.
+
     Panel (b) uses ``δ_1 = 0.2 > δ``: then the HDR is not inside the HCDR.
+
+    Parameters
+    ----------
+    delta_hdr : float in (0, 1]
+        δ of the HDR.
+    delta_hcdr : float in (0, 1]
+        δ_1 of the HCDR in panel (a).
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    info : dict
+        ``hdr_mass_a/b`` and ``hcdr_mass_a/b``: masses of both regions (grid integration).
+
+    Raises
+    ------
+    ValueError
+        δ outside (0, 1].
     """
+    check_delta(delta_hdr, "delta_hdr")
+    check_delta(delta_hcdr, "delta_hcdr")
     plt = pyplot()
     mix = LatentMixture([0.6, 0.4], [GaussianState([-2.0], [[1.0]]), GaussianState([2.0], [[1.44]])])
     x = np.linspace(-6, 6, 4001)
@@ -71,7 +93,25 @@ def figure_2(delta: float = 0.02) -> tuple[Any, dict[str, float]]:
     Two latent states in a 2-d feature space; the mean (Lemma B.1) sits between
     them with a low density under both, while an output inside the cat mode has a
     high ``max_i f(a | Z_i)``.
+
+    Parameters
+    ----------
+    delta : float in (0, 1]
+        The tolerance drawn as a line.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    info : dict
+        Both states' densities at the optimum and at the cat-like output, and whether the
+        optimum δ-hallucinates.
+
+    Raises
+    ------
+    ValueError
+        δ outside (0, 1].
     """
+    check_delta(delta)
     plt = pyplot()
     cat = GaussianState([-2.0, 0.0], [[0.6, 0.2], [0.2, 0.5]])
     dog = GaussianState([2.0, 0.3], [[0.7, -0.2], [-0.2, 0.6]])
@@ -113,7 +153,23 @@ def figure_2(delta: float = 0.02) -> tuple[Any, dict[str, float]]:
 
 
 def save_theory_figures(run_dir: Any) -> dict[str, Any]:
-    """Write ``figures/figure_8.{png,svg}`` and ``figures/figure_2.{png,svg}`` into ``run_dir``."""
+    """Write ``figures/figure_8.{png,svg}`` and ``figures/figure_2.{png,svg}`` into ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir : path or RunDir
+        Created if missing.
+
+    Returns
+    -------
+    dict
+        Per figure: ``paths`` written and the numbers its builder returned.
+
+    Raises
+    ------
+    OSError
+        The folder cannot be written.
+    """
     from deltahall.io import RunDir
 
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)

@@ -133,6 +133,18 @@ class StateMeanLaw:
         return self.sigma**2 / self.fourth_moment
 
     def sample(self, n: int, rng: np.random.Generator) -> FloatArray:
+        """Draws of ``μ_i - μ_0``.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        rng : numpy Generator
+
+        Returns
+        -------
+        ndarray, shape (n, d)
+        """
         d, t = self.dim, self.scale
         if self.kind == "gaussian":
             return t * rng.standard_normal((n, d))
@@ -161,13 +173,16 @@ class IndependentMeans:
 
     @property
     def sigmas(self) -> FloatArray:
+        """``σ_i^d = E||μ_i - μ_0||²`` per state, shape (N,)."""
         return np.array([law.sigma for law in self.laws])
 
     @property
     def kurtosis(self) -> FloatArray:
+        """``K_i^μ`` per state, shape (N,)."""
         return np.array([law.kurtosis_ratio for law in self.laws])
 
     def sample(self, n: int, rng: np.random.Generator) -> FloatArray:
+        """``n`` draws of ``(μ_1, ..., μ_N)``, shape ``(n, N, d)``, from the Generator ``rng``."""
         out = np.stack([law.sample(n, rng) for law in self.laws], axis=1)
         return out + np.asarray(self.mu0)
 
@@ -183,10 +198,29 @@ class SampledMeans:
     mu0: tuple[float, ...]
 
     def sample(self, n: int, rng: np.random.Generator) -> FloatArray:
+        """``sampler(n, rng)``, checked to be a finite ``(n, N, d)`` array.
+
+        Raises
+        ------
+        ValueError
+            A non-finite or non-3-d sampler output.
+        """
         return check_finite_array(self.sampler(n, rng), "sampler output", ndim=3)
 
     def moments(self, n: int, rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
-        """Monte-Carlo ``σ_i^d`` and ``K_i^μ`` from ``n`` draws."""
+        """Monte-Carlo ``σ_i^d`` and ``K_i^μ``.
+
+        Parameters
+        ----------
+        n : int
+            Draws.
+        rng : numpy Generator
+
+        Returns
+        -------
+        sigmas : ndarray, shape (N,)
+        kurtosis_ratios : ndarray, shape (N,)
+        """
         sq = np.sum((self.sample(n, rng) - np.asarray(self.mu0)) ** 2, axis=2)
         return sq.mean(axis=0), sq.mean(axis=0) ** 2 / (sq**2).mean(axis=0)
 

@@ -12,7 +12,6 @@
 
 Examples
 --------
->>> from deltahall.theory.mixtures import LatentMixture, GaussianState
 >>> mix = LatentMixture([0.5, 0.5], [GaussianState([-3.0], [[1.0]]), GaussianState([3.0], [[1.0]])])
 >>> test = DeltaTest(mix, delta=0.05)
 >>> test.hallucinates([[0.0], [3.0]]).tolist()
@@ -51,15 +50,59 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def quadratic_optimal_estimate(mixture: LatentMixture) -> FloatArray:
-    """Lemma B.1: ``argmin_a E||a - A(X)||² = E[A(X)] = Σ_i p_i μ_i``."""
+    r"""The minimiser of the expected quadratic loss (Definition 3.1), by Lemma B.1.
+
+    .. math:: A^*(X) = \arg\min_a E\|a - A(X)\|_2^2 = E[A(X)] = \sum_i p_i μ_i .
+
+    Parameters
+    ----------
+    mixture : LatentMixture
+        The target ``A(X)``; every state must offer ``mean()``.
+
+    Returns
+    -------
+    ndarray, shape (d,)
+
+    Raises
+    ------
+    TypeError
+        A state whose mean cannot be read.
+
+    Examples
+    --------
+    >>> mix = LatentMixture([0.25, 0.75], [GaussianState([-3.0], [[1.0]]), GaussianState([1.0], [[1.0]])])
+    >>> quadratic_optimal_estimate(mix).tolist()
+    [0.0]
+    """
     return mixture.mean()
 
 
 def quadratic_risk(estimate: Any, samples: Any) -> FloatArray:
-    """Monte-Carlo expected quadratic loss (Definition 3.1) of each row of ``estimate``.
+    r"""Monte-Carlo expected quadratic loss (Definition 3.1) of each row of ``estimate``.
 
-    ``samples`` are draws of A(X), shape ``(m, d)``; returns shape ``(n,)``.
-    Uses ``E||a - A||² = ||a - Ā||² + mean ||A - Ā||²`` (exact for the sample).
+    .. math:: \hat\ell(a) = \frac1m \sum_k \|a - A_k\|^2 = \|a - \bar A\|^2 + \frac1m \sum_k \|A_k - \bar A\|^2 .
+
+    Parameters
+    ----------
+    estimate : array_like, shape (n, d) or (d,)
+        Candidate estimates.
+    samples : array_like, shape (m, d) or (m,)
+        Draws of ``A(X)``.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        The empirical risk of each estimate (exact for the sample).
+
+    Raises
+    ------
+    ValueError
+        Non-finite values or mismatched dimensions.
+
+    Examples
+    --------
+    >>> quadratic_risk([[0.0], [1.0]], [[-1.0], [1.0]]).tolist()
+    [1.0, 2.0]
     """
     s = check_finite_array(samples, "samples")
     s = s.reshape(-1, 1) if s.ndim == 1 else s
@@ -70,7 +113,9 @@ def quadratic_risk(estimate: Any, samples: Any) -> FloatArray:
 
 
 def cross_entropy_optimal_estimate(targets: Any, weights: Any = None) -> FloatArray:
-    """Appendix C: the cross-entropy minimiser is ``p_X(t) = E_a[q_X^a(t)]``.
+    r"""The minimiser of the expected cross-entropy (Definition C.1), by Gibbs' inequality (Appendix C).
+
+    .. math:: p_X(t) = E_a\, q_X^a(t), \quad t \in [C].
 
     Parameters
     ----------
@@ -78,6 +123,20 @@ def cross_entropy_optimal_estimate(targets: Any, weights: Any = None) -> FloatAr
         Target distributions ``q_X^a`` (rows).
     weights : array_like, shape (m,), optional
         Their probabilities (uniform by default).
+
+    Returns
+    -------
+    ndarray, shape (C,)
+
+    Raises
+    ------
+    ValueError
+        Non-finite targets, weights that are not a probability vector, mismatched lengths.
+
+    Examples
+    --------
+    >>> cross_entropy_optimal_estimate([[1.0, 0.0], [0.0, 1.0]], [0.25, 0.75]).tolist()
+    [0.25, 0.75]
     """
     q = check_finite_array(targets, "targets", ndim=2)
     w = np.full(q.shape[0], 1.0 / q.shape[0]) if weights is None else check_probability_vector(weights)
@@ -86,8 +145,37 @@ def cross_entropy_optimal_estimate(targets: Any, weights: Any = None) -> FloatAr
     return w @ q
 
 
-def expected_cross_entropy(p: Any, targets: Any, weights: Any = None) -> float:
-    """``E_a[-Σ_t q_X^a(t) log p(t)]`` (Definition C.1) for a predicted distribution ``p``."""
+def expected_cross_entropy(p: Any, targets: Any, *, weights: Any = None) -> float:
+    r"""The expected cross-entropy of Definition C.1 for a predicted distribution ``p``.
+
+    .. math:: E_a\, \mathcal L(q_X^a, p) = -\sum_t E_a[q_X^a(t)] \log p(t)
+
+    (classes that no target uses contribute 0, so ``p(t) = 0`` there is allowed).
+
+    Parameters
+    ----------
+    p : array_like, shape (C,)
+        Predicted distribution.
+    targets : array_like, shape (m, C)
+        Target distributions.
+    weights : array_like, shape (m,), optional
+        Their probabilities (uniform by default).
+
+    Returns
+    -------
+    float
+        ``inf`` if ``p`` puts 0 on a class some target uses.
+
+    Raises
+    ------
+    ValueError
+        Non-finite inputs or weights that are not a probability vector.
+
+    Examples
+    --------
+    >>> round(expected_cross_entropy([0.5, 0.5], [[1.0, 0.0], [0.0, 1.0]]), 6)
+    0.693147
+    """
     q = check_finite_array(targets, "targets", ndim=2)
     pv = check_finite_array(p, "p", ndim=1)
     w = np.full(q.shape[0], 1.0 / q.shape[0]) if weights is None else check_probability_vector(weights)
@@ -109,6 +197,11 @@ class DeltaTest:
         Rows per block (keeps the work in cache).
     n_threads : int
         Worker threads over blocks (numpy releases the GIL in the kernels).
+
+    Raises
+    ------
+    ValueError
+        δ outside (0, 1]; ``chunk_size`` or ``n_threads`` below 1.
 
     Notes
     -----
@@ -177,19 +270,99 @@ class DeltaTest:
         return np.max(self._log_peak - 0.5 * m, axis=0)
 
     def hallucinates(self, x: Any) -> npt.NDArray[np.bool_]:
-        """``True`` where the estimate δ-hallucinates (Definition 4.2), shape ``(n,)``."""
+        """``True`` where the estimate δ-hallucinates (Definition 4.2).
+
+        Parameters
+        ----------
+        x : array_like, shape (n, d)
+            Estimates.
+
+        Returns
+        -------
+        ndarray of bool, shape (n,)
+
+        Raises
+        ------
+        ValueError
+            Non-finite entries or the wrong dimension.
+        """
         return self._run(x, self._halluc_kernel, bool)
 
     def max_log_density(self, x: Any) -> FloatArray:
-        """The score ``log max_i f(a | Z_i)`` of each row (the paper's key insight)."""
+        """The score ``log max_i f(a | Z_i)`` of each row (the paper's key insight).
+
+        Parameters
+        ----------
+        x : array_like, shape (n, d)
+            Estimates.
+
+        Returns
+        -------
+        ndarray, shape (n,)
+
+        Raises
+        ------
+        ValueError
+            Non-finite entries or the wrong dimension.
+        """
         return self._run(x, self._score_kernel, np.float64)
 
 
-def delta_hallucinates(mixture: LatentMixture, x: Any, delta: float) -> npt.NDArray[np.bool_]:
-    """Functional form of :meth:`DeltaTest.hallucinates` (single thread)."""
+def delta_hallucinates(mixture: LatentMixture, x: Any, *, delta: float) -> npt.NDArray[np.bool_]:
+    r"""Definition 4.2 for each row of ``x`` (single-threaded :meth:`DeltaTest.hallucinates`).
+
+    .. math:: f(a \mid Z_i) \le δ \quad \text{for every } i \in [N].
+
+    Parameters
+    ----------
+    mixture : LatentMixture
+        The target.
+    x : array_like, shape (n, d)
+        Estimates.
+    delta : float in (0, 1]
+        Tolerance δ.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        δ outside (0, 1], non-finite ``x`` or the wrong dimension.
+
+    Examples
+    --------
+    >>> mix = LatentMixture([0.5, 0.5], [GaussianState([-3.0], [[1.0]]), GaussianState([3.0], [[1.0]])])
+    >>> delta_hallucinates(mix, [[0.0], [3.0]], delta=0.05).tolist()
+    [True, False]
+    """
     return DeltaTest(mixture, delta, n_threads=1).hallucinates(x)
 
 
 def max_conditional_log_density(mixture: LatentMixture, x: Any) -> FloatArray:
-    """``log max_i f(x | Z_i)`` for each row of ``x``."""
+    """The score ``log max_i f(x | Z_i)`` for each row of ``x`` (any kind of state).
+
+    Parameters
+    ----------
+    mixture : LatentMixture
+        The target.
+    x : array_like, shape (n, d)
+        Points.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        Non-finite ``x`` or the wrong dimension.
+
+    Examples
+    --------
+    >>> mix = LatentMixture([1.0], [GaussianState([0.0], [[1.0]])])
+    >>> round(float(max_conditional_log_density(mix, [0.0])[0]), 6)
+    -0.918939
+    """
     return np.max(mixture.log_component_pdf(x), axis=1)

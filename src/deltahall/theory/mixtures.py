@@ -108,6 +108,18 @@ def scaled_norm(v: Any, axis: int | None = None) -> Any:
     ``np.linalg.norm`` squares its input, so a vector of size ``1e-200`` has norm 0 and one of
     size ``1e200`` has norm inf. This helper rescales first.
 
+    Parameters
+    ----------
+    v : array_like
+        Finite entries.
+    axis : int, optional
+        Reduce along this axis (default: the whole array).
+
+    Returns
+    -------
+    float or ndarray
+        The norm(s); inf only when the true norm exceeds 1.8e308.
+
     Examples
     --------
     >>> float(scaled_norm([3e-200, 4e-200]))
@@ -122,7 +134,31 @@ def scaled_norm(v: Any, axis: int | None = None) -> Any:
 
 
 def as_points(x: Any, dim: int, name: str = "x") -> FloatArray:
-    """Return ``x`` as a finite ``(n, dim)`` float64 array (see module notes)."""
+    """Return ``x`` as a finite ``(n, dim)`` float64 array (see module notes).
+
+    Parameters
+    ----------
+    x : array_like
+        A scalar, ``(n,)`` (n points if ``dim == 1``, else one point) or ``(n, dim)``.
+    dim : int
+        The dimension ``d``.
+    name : str
+        Parameter name for error messages.
+
+    Returns
+    -------
+    ndarray, shape (n, dim)
+
+    Raises
+    ------
+    ValueError
+        Non-finite entries or the wrong shape.
+
+    Examples
+    --------
+    >>> as_points([1.0, 2.0], 1).shape, as_points([1.0, 2.0], 2).shape
+    ((2, 1), (1, 2))
+    """
     arr = check_finite_array(x, name)
     if arr.ndim == 0:
         arr = arr.reshape(1, 1)
@@ -198,12 +234,29 @@ class GaussianState:
 
     @classmethod
     def isotropic(cls, mean: Any, scale: float) -> GaussianState:
-        """:math:`\\mathcal N(\\mu, s^2 I)` without forming ``s**2`` (no overflow)."""
+        """:math:`\\mathcal N(\\mu, s^2 I)` without forming ``s**2`` (no overflow).
+
+        Parameters
+        ----------
+        mean : array_like, shape (d,)
+        scale : float > 0
+            Standard deviation ``s`` of every coordinate.
+
+        Returns
+        -------
+        GaussianState
+
+        Raises
+        ------
+        ValueError
+            Non-finite values or ``scale <= 0``.
+        """
         mu = np.asarray(mean, dtype=np.float64).reshape(-1)
         return cls(mu, scale_tril=float(scale) * np.eye(mu.size))
 
     @property
     def dim(self) -> int:
+        """The dimension ``d`` of a point."""
         return int(self._mean.size)
 
     @property
@@ -213,6 +266,7 @@ class GaussianState:
 
     @property
     def scale_tril(self) -> FloatArray:
+        """The lower-triangular Cholesky factor ``L`` of Σ (read-only)."""
         return self._tril
 
     @property
@@ -232,6 +286,7 @@ class GaussianState:
         return self._log_norm
 
     def mean(self) -> FloatArray:
+        """The mean vector, shape ``(d,)``."""
         return self._mean.copy()
 
     def cov_eigvals(self) -> FloatArray:
@@ -241,22 +296,54 @@ class GaussianState:
             return np.sort(s**2)
 
     def mahalanobis_sq(self, x: Any) -> FloatArray:
-        """:math:`(x-\\mu)^\\top \\Sigma^{-1} (x-\\mu)` for each row of ``x``."""
+        """:math:`(x-\\mu)^\\top \\Sigma^{-1} (x-\\mu)` for each row of ``x``.
+
+        Parameters
+        ----------
+        x : array_like, shape (n, d)
+
+        Returns
+        -------
+        ndarray, shape (n,)
+            ``inf`` where the distance exceeds the float64 range.
+
+        Raises
+        ------
+        ValueError
+            Non-finite ``x`` or the wrong dimension.
+        """
         pts = as_points(x, self.dim)
         z = solve_triangular(self._tril, (pts - self._mean).T, lower=True)
         with np.errstate(over="ignore"):
             return np.einsum("ij,ij->j", z, z)
 
     def logpdf(self, x: Any) -> FloatArray:
-        """Log-density of each row of ``x``; ``-inf`` where the distance overflows."""
+        r"""Log-density of each row of ``x``; ``-inf`` where the distance overflows.
+
+        .. math:: \log f(x) = -\tfrac d2 \log 2π - \tfrac12 \log\det Σ - \tfrac12 (x-μ)^\top Σ^{-1} (x-μ).
+
+        Parameters
+        ----------
+        x : array_like, shape (n, d)
+
+        Returns
+        -------
+        ndarray, shape (n,)
+
+        Raises
+        ------
+        ValueError
+            Non-finite ``x`` or the wrong dimension.
+        """
         return self._log_norm - 0.5 * self.mahalanobis_sq(x)
 
     def sample(self, n: int, rng: np.random.Generator) -> FloatArray:
+        """``n`` draws, shape ``(n, d)``, from the Generator ``rng``."""
         z = rng.standard_normal((int(n), self.dim))
         return self._mean + z @ self._tril.T
 
     def shifted(self, mean: Any) -> GaussianState:
-        """The same covariance around a new mean."""
+        """The same covariance around a new mean ``mean`` (shape ``(d,)``)."""
         return GaussianState(mean, scale_tril=self._tril)
 
     def __repr__(self) -> str:
@@ -286,23 +373,28 @@ class ScipyState:
 
     @property
     def dim(self) -> int:
+        """The dimension ``d`` of a point."""
         return self._dim
 
     @property
     def discrete(self) -> bool:
+        """True for a law with a pmf (``logpmf``) rather than a density."""
         return self._discrete
 
     def logpdf(self, x: Any) -> FloatArray:
+        """Log-density (log-pmf for discrete laws) of each row of ``x``, shape ``(n,)``."""
         pts = as_points(x, self._dim)
         arg = pts[:, 0] if self._dim == 1 else pts
         f = self.dist.logpmf if self._discrete else self.dist.logpdf
         return np.asarray(f(arg), dtype=np.float64).reshape(pts.shape[0])
 
     def sample(self, n: int, rng: np.random.Generator) -> FloatArray:
+        """``n`` draws, shape ``(n, d)``, from the Generator ``rng``."""
         draw = np.asarray(self.dist.rvs(size=int(n), random_state=rng), dtype=np.float64)
         return draw.reshape(int(n), self._dim)
 
     def mean(self) -> FloatArray:
+        """The mean vector, shape ``(d,)``."""
         m = self.dist.mean() if callable(getattr(self.dist, "mean", None)) else getattr(self.dist, "mean", None)
         if m is None:
             m = getattr(self.dist, "loc", None)
@@ -328,6 +420,7 @@ class DiscreteState:
 
     @property
     def dim(self) -> int:
+        """The dimension ``d`` of a point."""
         return int(self.support.shape[1])
 
     def logpdf(self, x: Any) -> FloatArray:
@@ -338,9 +431,11 @@ class DiscreteState:
             return np.log(hit.astype(np.float64) @ self.pmf)
 
     def sample(self, n: int, rng: np.random.Generator) -> FloatArray:
+        """``n`` draws, shape ``(n, d)``, from the Generator ``rng``."""
         return self.support[rng.choice(self.pmf.size, size=int(n), p=self.pmf)]
 
     def mean(self) -> FloatArray:
+        """The mean vector, shape ``(d,)``."""
         return self.pmf @ self.support
 
 
@@ -380,7 +475,23 @@ class LatentMixture:
 
     @classmethod
     def gaussian(cls, weights: Any, means: Any, covs: Any) -> LatentMixture:
-        """Gaussian states from ``means (N, d)`` and ``covs (N, d, d)`` or one shared ``(d, d)``."""
+        """A mixture of Gaussian states.
+
+        Parameters
+        ----------
+        weights : array_like, shape (N,)
+        means : array_like, shape (N, d) or (N,)
+        covs : array_like, shape (N, d, d) or one shared (d, d)
+
+        Returns
+        -------
+        LatentMixture
+
+        Raises
+        ------
+        ValueError
+            Bad weights, non-finite values, covariances that are not positive definite.
+        """
         mu = check_finite_array(means, "means")
         mu = mu.reshape(-1, 1) if mu.ndim == 1 else mu
         c = check_finite_array(covs, "covs")
@@ -390,33 +501,81 @@ class LatentMixture:
 
     @property
     def n_states(self) -> int:
+        """The number of latent states ``N``."""
         return len(self.states)
 
     @property
     def dim(self) -> int:
+        """The dimension ``d`` of a point."""
         return int(self.states[0].dim)
 
     @property
     def is_gaussian(self) -> bool:
+        """True when every state is a :class:`GaussianState` (the fast δ-test applies)."""
         return all(isinstance(s, GaussianState) for s in self.states)
 
     def log_component_pdf(self, x: Any) -> FloatArray:
-        """``log f(x | Z_i)`` for each row and state, shape ``(n, N)``."""
+        """``log f(x | Z_i)`` for each row and state.
+
+        Parameters
+        ----------
+        x : array_like, shape (n, d)
+
+        Returns
+        -------
+        ndarray, shape (n, N)
+
+        Raises
+        ------
+        ValueError
+            Non-finite ``x`` or the wrong dimension.
+        """
         pts = as_points(x, self.dim)
         return np.stack([s.logpdf(pts) for s in self.states], axis=1)
 
     def component_pdf(self, x: Any) -> FloatArray:
+        """``f(x | Z_i)``, shape ``(n, N)`` (may underflow to 0: prefer :meth:`log_component_pdf`)."""
         return np.exp(self.log_component_pdf(x))
 
     def logpdf(self, x: Any) -> FloatArray:
-        """Marginal log-density ``log sum_i p_i f(x | Z_i)`` (log-sum-exp, stable)."""
+        r"""Marginal log-density (log-sum-exp, stable).
+
+        .. math:: \log f(x) = \log \sum_i p_i f(x \mid Z_i).
+
+        Parameters
+        ----------
+        x : array_like, shape (n, d)
+
+        Returns
+        -------
+        ndarray, shape (n,)
+
+        Raises
+        ------
+        ValueError
+            Non-finite ``x`` or the wrong dimension.
+        """
         return logsumexp(self.log_component_pdf(x) + self._log_w, axis=1)
 
     def pdf(self, x: Any) -> FloatArray:
+        """Marginal density ``f(x)``, shape ``(n,)``."""
         return np.exp(self.logpdf(x))
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[FloatArray, npt.NDArray[np.int64]]:
-        """``n`` draws and their latent labels (``labels[k] = i`` means Z = Z_i)."""
+        """Draws and their latent labels.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        rng : seed or Generator
+
+        Returns
+        -------
+        x : ndarray, shape (n, d)
+        labels : ndarray of int64, shape (n,)
+            ``labels[k] = i`` means ``Z = Z_i`` for draw ``k``.
+        """
         rng = np.random.default_rng(rng)
         labels = rng.choice(self.n_states, size=int(n), p=self.weights)
         out = np.empty((int(n), self.dim))

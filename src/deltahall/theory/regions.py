@@ -49,20 +49,101 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 
 
-def in_state_region(mixture: LatentMixture, x: Any, delta: float, i: int) -> npt.NDArray[np.bool_]:
-    """Membership of each row of ``x`` in ``U_i^δ = {a : f(a | Z_i) > δ}`` (Definition 6.2)."""
+def in_state_region(mixture: LatentMixture, x: Any, *, delta: float, state: int) -> npt.NDArray[np.bool_]:
+    r"""Membership of each row of ``x`` in the high conditional density region of one state (Definition 6.2).
+
+    .. math:: U_i^δ = \{a : f(a \mid Z_i) > δ\}.
+
+    Parameters
+    ----------
+    mixture : LatentMixture
+        The target.
+    x : array_like, shape (n, d)
+        Points.
+    delta : float in (0, 1]
+        Tolerance δ.
+    state : int in [0, N)
+        The state ``i`` (0-based).
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        δ outside (0, 1], ``state`` out of range, non-finite ``x``.
+
+    Examples
+    --------
+    >>> mix = LatentMixture([0.5, 0.5], [GaussianState([-3.0], [[1.0]]), GaussianState([3.0], [[1.0]])])
+    >>> in_state_region(mix, [[-3.0], [3.0]], delta=0.05, state=0).tolist()
+    [True, False]
+    """
     d = check_delta(delta)
-    i = check_int(i, "i", low=0, high=mixture.n_states - 1)
+    i = check_int(state, "state", low=0, high=mixture.n_states - 1)
     return mixture.states[i].logpdf(as_points(x, mixture.dim)) > math.log(d)
 
 
-def in_hcdr(mixture: LatentMixture, x: Any, delta: float) -> npt.NDArray[np.bool_]:
-    """Membership in the HCDR ``∪_i U_i^δ``; the complement of δ-hallucination (Remark 6.1)."""
+def in_hcdr(mixture: LatentMixture, x: Any, *, delta: float) -> npt.NDArray[np.bool_]:
+    r"""Membership in the HCDR, the complement of δ-hallucination (Definition 6.2, Remark 6.1).
+
+    .. math:: a \in \bigcup_{i \in [N]} U_i^δ \iff \max_i f(a \mid Z_i) > δ .
+
+    Parameters
+    ----------
+    mixture : LatentMixture
+        The target.
+    x : array_like, shape (n, d)
+        Points.
+    delta : float in (0, 1]
+        Tolerance δ.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        δ outside (0, 1], non-finite ``x``.
+
+    Examples
+    --------
+    >>> mix = LatentMixture([0.5, 0.5], [GaussianState([-3.0], [[1.0]]), GaussianState([3.0], [[1.0]])])
+    >>> in_hcdr(mix, [[0.0], [3.0]], delta=0.05).tolist()
+    [False, True]
+    """
     return ~DeltaTest(mixture, delta, n_threads=1).hallucinates(x)
 
 
 def region_threshold_sq(state: GaussianState, delta: float) -> float:
-    """``t`` with ``U^δ = {a : (a-μ)ᵀΣ⁻¹(a-μ) < t}``; ``t <= 0`` means ``U^δ`` is empty."""
+    r"""The squared Mahalanobis radius of a Gaussian state's ``U^δ`` (Definition 6.2).
+
+    .. math:: U^δ = \{a : (a-μ)^\top Σ^{-1} (a-μ) < t\},\qquad t = 2(\log\text{peak} - \log δ).
+
+    Parameters
+    ----------
+    state : GaussianState
+        The law ``N(μ, Σ)``.
+    delta : float in (0, 1]
+        Tolerance δ.
+
+    Returns
+    -------
+    float
+        ``t``; ``t <= 0`` means ``U^δ`` is empty (the peak density is at most δ).
+
+    Raises
+    ------
+    ValueError
+        δ outside (0, 1].
+
+    Examples
+    --------
+    >>> round(region_threshold_sq(GaussianState([0.0], [[1.0]]), 0.1), 6)
+    2.767293
+    """
     return 2.0 * (state.log_peak - math.log(check_delta(delta)))
 
 
@@ -70,9 +151,15 @@ def region_threshold_sq(state: GaussianState, delta: float) -> float:
 class CoveringRadius:
     """Minimal covering radius ``r_i`` of Definition 6.3.
 
-    ``exact`` is True for Gaussian states; otherwise ``radius`` is the largest
-    distance from the mean among ``n_samples`` sampled points that fell in
-    ``U_i^δ`` -- a lower estimate of ``r_i``.
+    Attributes
+    ----------
+    radius : float
+        ``r_i``.
+    exact : bool
+        True for Gaussian states; otherwise ``radius`` is the largest distance from the
+        mean among ``n_samples`` sampled points that fell in ``U_i^δ`` -- a lower estimate.
+    n_samples : int
+        Draws used (0 when exact).
     """
 
     radius: float
@@ -83,14 +170,34 @@ class CoveringRadius:
 def covering_radius(
     state: Any, delta: float, *, rng: Any = None, n_samples: int = 200_000
 ) -> CoveringRadius:
-    """The smallest ``r`` with ``U^δ ⊂ B(μ, r)`` (Definition 6.3).
+    r"""The minimal covering radius of Definition 6.3.
+
+    .. math:: r_i = \inf\{r \ge 0 : U_i^δ \subset B(μ_i, r)\} = \sqrt{t\, λ_{\max}(Σ_i)} \text{ (Gaussian)} .
 
     Parameters
     ----------
     state : GaussianState or any conditional law
+        The law; a non-Gaussian one needs ``sample``, ``logpdf`` and ``mean``.
     delta : float in (0, 1]
-    rng, n_samples
+        Tolerance δ.
+    rng : seed or Generator, optional
         Used only for non-Gaussian laws.
+    n_samples : int >= 1
+        Draws, only for non-Gaussian laws.
+
+    Returns
+    -------
+    CoveringRadius
+
+    Raises
+    ------
+    ValueError
+        δ outside (0, 1], ``n_samples < 1``.
+
+    Examples
+    --------
+    >>> round(covering_radius(GaussianState([0.0], [[4.0]]), 0.1).radius, 6)
+    2.350318
     """
     dl = check_delta(delta)
     if isinstance(state, GaussianState):
@@ -108,8 +215,37 @@ def covering_radius(
     return CoveringRadius(r, False, n)
 
 
-def sample_state_region(state: GaussianState, delta: float, n: int, rng: Any) -> FloatArray:
-    """``n`` points uniform in the ellipsoid ``U^δ`` of a Gaussian state (empty array if empty)."""
+def sample_state_region(state: GaussianState, delta: float, *, n: int, rng: Any) -> FloatArray:
+    """Points drawn uniformly from the ellipsoid ``U^δ`` of a Gaussian state (Definition 6.2).
+
+    Parameters
+    ----------
+    state : GaussianState
+        The law.
+    delta : float in (0, 1]
+        Tolerance δ.
+    n : int >= 0
+        Number of points.
+    rng : seed or Generator
+        Randomness.
+
+    Returns
+    -------
+    ndarray, shape (n, d)
+        Empty ``(0, d)`` when ``U^δ`` is empty.
+
+    Raises
+    ------
+    ValueError
+        δ outside (0, 1], ``n < 0``.
+
+    Examples
+    --------
+    >>> g = GaussianState([0.0], [[1.0]])
+    >>> pts = sample_state_region(g, 0.1, n=100, rng=0)
+    >>> bool(np.all(g.logpdf(pts) > np.log(0.1)))
+    True
+    """
     t = region_threshold_sq(state, delta)
     n = check_int(n, "n", low=0)
     if t <= 0:
@@ -152,11 +288,40 @@ class HDRThreshold:
 def hdr_threshold(
     law: Any, mass: float, *, rng: Any = None, n_samples: int = 200_000, confidence: float = 0.95
 ) -> HDRThreshold:
-    """Threshold of the highest-density region of mass ``mass`` (Hyndman 1996).
+    r"""Threshold of the highest-density region of mass ``mass`` (Appendix A; Hyndman 1996).
 
-    Exact for :class:`GaussianState` (chi-square quantile); otherwise by
-    sampling ``n_samples`` draws from ``law`` (anything with ``sample`` and
-    ``logpdf``, e.g. a :class:`LatentMixture`).
+    .. math:: \text{HDR}_m = \{a : f(a) \ge c_m\},\qquad \Pr_{Y \sim f}[f(Y) \ge c_m] = m .
+
+    Exact for :class:`GaussianState` (``log c_m = log peak - χ²_d(m)/2``); otherwise by
+    sampling ``n_samples`` draws from ``law`` (anything with ``sample`` and ``logpdf``,
+    e.g. a :class:`LatentMixture`).
+
+    Parameters
+    ----------
+    law : GaussianState or any law with ``sample`` and ``logpdf``
+        The density ``f``.
+    mass : float in (0, 1)
+        ``m``.
+    rng : seed or Generator, optional
+        Randomness (sampling path only).
+    n_samples : int >= 10
+        Draws (sampling path only).
+    confidence : float in (0, 1)
+        Level of the order-statistic interval for ``log c_m``.
+
+    Returns
+    -------
+    HDRThreshold
+
+    Raises
+    ------
+    ValueError
+        ``mass`` or ``confidence`` outside (0, 1), ``n_samples < 10``.
+
+    Examples
+    --------
+    >>> round(hdr_threshold(GaussianState([0.0], [[1.0]]), 0.95).log_threshold, 6)
+    -2.839668
     """
     m = check_real(mass, "mass", low=0.0, high=1.0, low_open=True, high_open=True)
     conf = check_real(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
@@ -178,7 +343,38 @@ def hdr_threshold(
 
 
 def hdr_mass(law: Any, log_threshold: float, *, rng: Any = None, n_samples: int = 200_000) -> tuple[float, float]:
-    """Monte-Carlo mass of ``{a : log f(a) >= log_threshold}`` and its standard error."""
+    r"""Monte-Carlo mass of a density super-level set (Appendix A).
+
+    .. math:: m = \Pr_{Y \sim f}[\log f(Y) \ge \log c].
+
+    Parameters
+    ----------
+    law : any law with ``sample`` and ``logpdf``
+        The density ``f``.
+    log_threshold : float
+        ``log c``.
+    rng : seed or Generator, optional
+        Randomness.
+    n_samples : int >= 1
+        Draws.
+
+    Returns
+    -------
+    (float, float)
+        The mass and its standard error ``sqrt(m (1 - m) / n)``.
+
+    Raises
+    ------
+    ValueError
+        ``n_samples < 1``.
+
+    Examples
+    --------
+    >>> g = GaussianState([0.0], [[1.0]])
+    >>> m, se = hdr_mass(g, hdr_threshold(g, 0.9).log_threshold, rng=0, n_samples=20_000)
+    >>> abs(m - 0.9) < 5 * se
+    True
+    """
     n = check_int(n_samples, "n_samples", low=1)
     gen = np.random.default_rng(rng)
     draws = law.sample(n, gen)
