@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     r.add_argument("--config", help="TOML or JSON file with option values")
     add_dataclass_arguments(r, QAConfig)
     r.add_argument("--json", action="store_true", help="print the score rows as JSON")
-    r.set_defaults(handler=_handle_run, _parser=r)
+    r.set_defaults(handler=_handle_run)
 
     v = qsub.add_parser("validate", help="check a question dataset against the schema and the bounds")
     v.add_argument("--data", help="JSONL file (default: the packaged dataset)")
@@ -66,13 +66,16 @@ def _handle_run(args: argparse.Namespace) -> int:
     from deltahall.experiments.qa.pipeline import run
     from deltahall.experiments.qa.results import markdown_table, table1
 
-    parser: argparse.ArgumentParser = args._parser
+    from deltahall.cli.config_args import _UNSET
+
+    # Values come from (lowest first): the preset < the config file < the command line.
     preset = PRESETS[args.preset]()
     file_keys = set(load_config_file(args.config)) if args.config else set()
     overrides: dict[str, Any] = {}
     for f in dataclasses.fields(QAConfig):
-        given = getattr(args, f.name) is not parser.get_default(f.name)
-        if not given and f.name not in file_keys:
+        if f.name == "run":
+            overrides["run"] = preset.run  # run options given on the command line or in the file win
+        elif getattr(args, f.name, _UNSET) is _UNSET and f.name not in file_keys:
             overrides[f.name] = getattr(preset, f.name)
     cfg = config_from_args(QAConfig, args, config_file=args.config, **overrides)
     res = run(cfg)

@@ -105,6 +105,16 @@ class RunOptions:
         if not isinstance(self.progress, bool):
             raise TypeError(f"`progress` must be a bool; got {self.progress!r}.")
 
+    @classmethod
+    def pop_from(cls, changes: dict[str, Any]) -> dict[str, Any]:
+        """Remove and return the entries of ``changes`` named like a :class:`RunOptions` field.
+
+        Lets ``Config.replace(out_dir=..., progress=False, lr=...)`` and presets take run options
+        by their usual names.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        return {k: changes.pop(k) for k in list(changes) if k in names}
+
     def with_defaults(self, **defaults: Any) -> RunOptions:
         """A copy where each field still at ``None`` takes the given default."""
         changes = {k: v for k, v in defaults.items() if getattr(self, k) is None and v is not None}

@@ -44,7 +44,7 @@ def test_tiny_preset() -> None:
 )
 def test_post_init_rejects(changes: dict, message: str) -> None:
     with pytest.raises((ValueError, TypeError), match=message):
-        QAConfig(**changes)
+        QAConfig.paper(**changes)
 
 
 def test_training_fingerprint_tracks_training_settings() -> None:

@@ -48,10 +48,11 @@ def _cfg(tmp: Path, **kw) -> QAConfig:  # noqa: ANN003
 
 
 def _train(tiny_model_dir: Path, out: Path, cfg: QAConfig):  # noqa: ANN202
-    from deltahall.experiments.qa.modeling import load_model_and_tokenizer, make_accelerator
+    from deltahall.experiments._run import RunOptions, make_accelerator
+    from deltahall.experiments.qa.modeling import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(str(tiny_model_dir), device="cpu")
-    return finetune(cfg, model, tok, PAIRS, out, seed=5, model_id="tiny", accelerator=make_accelerator("cpu"))
+    return finetune(cfg, model, tok, PAIRS, out, seed=5, model_id="tiny", accelerator=make_accelerator(RunOptions(device="cpu")))
 
 
 def test_finetune_writes_adapters_and_losses_and_resumes_exactly(tiny_model_dir: Path, tmp_path: Path,
@@ -88,8 +89,8 @@ def test_finetune_writes_adapters_and_losses_and_resumes_exactly(tiny_model_dir:
     with pytest.raises(ValueError, match="already holds fine-tuning checkpoints"):
         _train(tiny_model_dir, part, _cfg(tmp_path))
     with pytest.raises(ValueError, match="made with other settings"):
-        _train(tiny_model_dir, part, _cfg(tmp_path, resume=True, learning_rate=1e-3))
-    _train(tiny_model_dir, part, _cfg(tmp_path, resume=True))
+        _train(tiny_model_dir, part, _cfg(tmp_path, resume_from_checkpoint="latest", learning_rate=1e-3))
+    _train(tiny_model_dir, part, _cfg(tmp_path, resume_from_checkpoint="latest"))
     assert read_csv(part / "loss_steps.csv") == steps
     a = load_file(str(full / "epoch-2" / "adapter_model.safetensors"))
     b = load_file(str(part / "epoch-2" / "adapter_model.safetensors"))

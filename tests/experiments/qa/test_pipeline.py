@@ -86,10 +86,14 @@ def test_resume_reuses_finished_work_and_refuses_other_settings(tiny_run, tmp_pa
 
     copy = tmp_path / "copy"
     shutil.copytree(tiny_run.run_dir, copy)
-    again = run(_cfg(copy, resume=True))
+    again = run(_cfg(copy, resume_from_checkpoint="latest"))
     assert [r["resemblance_incorrect"] for r in again.scores] == [r["resemblance_incorrect"] for r in tiny_run.scores]
-    with pytest.raises(ValueError, match="generated with other settings"):
-        run(_cfg(copy, resume=True, temperature=0.5))
+    before = {q: q.read_bytes() for q in copy.rglob("*") if q.is_file()}
+    with pytest.raises(ValueError, match=r"settings differ in 1 key: temperature: 0.7 -> 0.5"):
+        run(_cfg(copy, resume_from_checkpoint="latest", temperature=0.5))
+    with pytest.raises(ValueError, match="already holds a run"):
+        run(_cfg(copy, learning_rate=1e-3))
+    assert {q: q.read_bytes() for q in copy.rglob("*") if q.is_file()} == before  # the manifest too
 
 
 def test_section_from_run_is_labelled_plumbing(tiny_run) -> None:  # noqa: ANN001

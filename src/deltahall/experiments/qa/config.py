@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from deltahall._validation import check_choice, check_int, check_real
+from deltahall.experiments._run import RESUME_FREE, RunOptions
 
 #: Model entry that builds the tiny offline Qwen2 model (see :mod:`.tiny`) instead of loading one.
 TINY_MODEL = "@tiny"
@@ -53,13 +54,9 @@ class QAConfig:
     score_includes_prompt: bool = field(default=False, metadata={"help": "headline score on the whole decoded output incl. the prompt (authors' bug); both are always saved"})
     system_prompt: str | None = field(default=None, metadata={"help": "optional system message for the chat template"})
     embedding_model: str | None = field(default=None, metadata={"help": "sentence-transformers model for an extra embedding similarity (optional)"})
-    out_dir: Path = field(default=Path("runs/qa"), metadata={"help": "run directory"})
-    device: str = field(default="auto", metadata={"help": "'auto', 'cpu', 'cuda', 'cuda:1', ... (accelerate launch picks per process)"})
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(default="auto", metadata={"help": "base model dtype ('auto': bfloat16 on CUDA, float32 on CPU); LoRA weights stay float32"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model repositories to run their own code"})
-    resume: bool = field(default=False, metadata={"help": "resume each fine-tuning from its last finished epoch and reuse finished answer files"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
-    torch_threads: int | None = field(default=None, metadata={"help": "torch CPU threads during the run (restored after); default: leave as is"})
+    run: RunOptions = field(default_factory=lambda: RunOptions(out_dir=Path("runs/qa")), metadata=RESUME_FREE)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -76,7 +73,7 @@ class QAConfig:
             check_int(s, "seeds", low=0)
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"`seeds` must not repeat; got {self.seeds}.")
-        for name in ("truthfulqa_limit", "max_train_examples", "torch_threads"):
+        for name in ("truthfulqa_limit", "max_train_examples"):
             v = getattr(self, name)
             if v is not None:
                 check_int(v, name, low=1)
@@ -95,16 +92,43 @@ class QAConfig:
         check_choice(self.dtype, "dtype", ("auto", "float32", "bfloat16", "float16"))
         if not self.target_modules:
             raise ValueError("`target_modules` must name at least one module; got ().")
-        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
-            raise ValueError(f"`device` must be 'auto', 'cpu', 'mps' or 'cuda[:i]'; got {self.device!r}.")
         if str(self.truthfulqa) != "hub" and not str(self.truthfulqa).strip():
             raise ValueError("`truthfulqa` must be 'hub' or a CSV path; got an empty string.")
-        if not isinstance(self.out_dir, Path):
-            object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if isinstance(self.run, dict):
+            object.__setattr__(self, "run", RunOptions(**self.run))
+        if not isinstance(self.run, RunOptions):
+            raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
+        object.__setattr__(self, "run", self.run.with_defaults(out_dir=Path("runs/qa")))
+        resume = self.run.resume_from_checkpoint
+        if resume is not None and resume != "latest":
+            raise ValueError(
+                "`resume_from_checkpoint` must be 'latest' for qa (each fine-tuning resumes from its own "
+                f"newest epoch checkpoint and finished answer files are reused); got {resume!r}."
+            )
         for name in ("models", "epochs", "seeds", "target_modules"):
             v = getattr(self, name)
             if not isinstance(v, tuple):
                 object.__setattr__(self, name, tuple(v))
+
+    @property
+    def out_dir(self) -> Path:
+        """The run directory (``run.out_dir``)."""
+        return Path(self.run.out_dir)  # type: ignore[arg-type]
+
+    @property
+    def device(self) -> str:
+        """The requested device (``run.device``)."""
+        return self.run.device
+
+    @property
+    def progress(self) -> bool:
+        """Progress bars on (``run.progress``)."""
+        return self.run.progress
+
+    @property
+    def resume(self) -> bool:
+        """Continue the run in ``out_dir`` (``run.resume_from_checkpoint == 'latest'``)."""
+        return self.run.resume_from_checkpoint == "latest"
 
     @property
     def max_epoch(self) -> int:
@@ -112,7 +136,10 @@ class QAConfig:
         return max(self.epochs)
 
     def replace(self, **changes: object) -> QAConfig:
-        """A copy with ``changes`` applied (re-checked)."""
+        """A copy with ``changes`` applied (re-checked); run-option names change ``run``."""
+        run_changes = RunOptions.pop_from(changes)  # type: ignore[arg-type]
+        if run_changes:
+            changes["run"] = dataclasses.replace(changes.get("run", self.run), **run_changes)  # type: ignore[arg-type]
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def training_fingerprint(self, model: str, seed: int) -> dict[str, object]:
@@ -128,7 +155,9 @@ class QAConfig:
     @classmethod
     def paper(cls, **changes: object) -> QAConfig:
         """Section 7.2 at full scale: both Qwen models, epochs 2/3/4, seeds 1/2, all of TruthfulQA."""
-        return cls(**changes)  # type: ignore[arg-type]
+        run = RunOptions.pop_from(changes)  # type: ignore[arg-type]
+        base = changes.pop("run", RunOptions(out_dir=Path("runs/qa")))
+        return cls(run=dataclasses.replace(base, **run), **changes)  # type: ignore[arg-type]
 
     @classmethod
     def tiny(cls, **changes: object) -> QAConfig:
@@ -140,11 +169,12 @@ class QAConfig:
         base: dict[str, object] = dict(
             models=(TINY_MODEL,), epochs=(1, 2), seeds=(0,), truthfulqa="@standin", truthfulqa_limit=48,
             max_train_examples=256, lora_r=4, lora_alpha=8, learning_rate=2e-2, warmup_ratio=0.0,
-            batch_size=16, max_length=96, max_new_tokens=24, gen_batch_size=16, device="cpu",
-            out_dir=Path("runs/qa-tiny"), progress=False, torch_threads=1,
+            batch_size=16, max_length=96, max_new_tokens=24, gen_batch_size=16,
         )
+        run = RunOptions.pop_from(changes)  # type: ignore[arg-type]
+        run_base = changes.pop("run", RunOptions(out_dir=Path("runs/qa-tiny"), device="cpu", progress=False, threads=1))
         base.update(changes)
-        return cls(**base)  # type: ignore[arg-type]
+        return cls(run=dataclasses.replace(run_base, **run), **base)  # type: ignore[arg-type]
 
 
 PRESETS = {"paper": QAConfig.paper, "tiny": QAConfig.tiny}

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from deltahall.experiments._checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from deltahall.experiments._run import changed_keys
 from deltahall.experiments.qa.config import QAConfig
 from deltahall.experiments.qa.generate import build_prompt
 from deltahall.io.rundir import RunDir, read_csv, to_jsonable
@@ -44,17 +45,32 @@ class FinetuneResult:
 
 
 def encode_pair(tokenizer: Any, question: str, answer: str, max_length: int,
-                system_prompt: str | None = None) -> dict[str, list[int]]:
+                system_prompt: str | None = None, *, prompt_format: str = "chat") -> dict[str, list[int]]:
     """Token ids and labels of one (question, answer) pair; labels are ``-100`` on the prompt.
 
-    The completion is the chat-templated conversation minus the generation prompt,
-    so it includes the template's end-of-turn tokens (the model learns to stop).
+    ``prompt_format="chat"``: the completion is the chat-templated conversation minus
+    the generation prompt, so it includes the template's end-of-turn tokens (the model
+    learns to stop). ``prompt_format="qa"`` (base models): the prompt is
+    ``"Question: ...\nAnswer:"`` with the tokenizer's usual special tokens, and the
+    completion is ``" <answer>\n"``, so the model learns to stop at the newline where
+    :func:`~deltahall.experiments.qa.generate.generate_answers` stops.
 
     Raises
     ------
     ValueError
-        If the template's text with the answer does not start with its generation prompt.
+        If the template's text with the answer does not start with its generation prompt,
+        or ``prompt_format`` is neither ``"chat"`` nor ``"qa"``.
     """
+    if prompt_format == "qa":
+        from deltahall.experiments.qa.generate import QA_STOP
+
+        p_ids = tokenizer(build_prompt(tokenizer, question, "qa"), add_special_tokens=True)["input_ids"]
+        c_ids = tokenizer(" " + answer.strip() + QA_STOP, add_special_tokens=False)["input_ids"]
+        ids = (p_ids + c_ids)[:max_length]
+        labels = ([IGNORE_INDEX] * len(p_ids) + c_ids)[:max_length]
+        return {"input_ids": ids, "labels": labels}
+    if prompt_format != "chat":
+        raise ValueError(f"`prompt_format` must be 'chat' or 'qa' for training; got {prompt_format!r}.")
     prompt = build_prompt(tokenizer, question, "chat", system_prompt)
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
@@ -150,8 +166,8 @@ def finetune(
     existing = list_checkpoints(ckpt_root)
     if existing and not config.resume:
         raise ValueError(
-            f"`out_dir` already holds fine-tuning checkpoints in {ckpt_root}; pass resume=True "
-            "(--resume true) to continue them, or choose another --out-dir."
+            f"`out_dir` already holds fine-tuning checkpoints in {ckpt_root}; pass "
+            "--resume-from-checkpoint latest to continue them, or choose another --out-dir."
         )
 
     examples = [encode_pair(tokenizer, q, a, config.max_length, config.system_prompt) for q, a in pairs]
@@ -187,10 +203,8 @@ def finetune(
         state = load_checkpoint(ckpt, optimizer=optimizer, generator=order_gen)
         extra = state["extra"]
         if extra.get("fingerprint") != fingerprint:
-            raise ValueError(
-                f"cannot resume from {ckpt}: it was made with other settings "
-                f"({extra.get('fingerprint')}) than this run ({fingerprint})."
-            )
+            diff = changed_keys(extra.get("fingerprint") or {}, fingerprint)
+            raise ValueError(f"cannot resume from {ckpt}: it was made with other settings: " + "; ".join(diff) + ".")
         set_peft_model_state_dict(peft_model, load_file(str(ckpt / "model.safetensors")))
         scheduler.load_state_dict(extra["scheduler"])
         torch.set_rng_state(torch.tensor(extra["torch_rng"], dtype=torch.uint8))

@@ -1,4 +1,5 @@
-"""Load a causal chat model and its tokenizer, and build the ``Accelerator``.
+"""Load a causal chat model and its tokenizer (the ``Accelerator`` comes from
+:func:`deltahall.experiments._run.make_accelerator`, shared by every experiment).
 
 ``trust_remote_code`` is off unless the config asks for it. The base model is
 loaded in bfloat16 on CUDA (``dtype="auto"``) and float32 on CPU; LoRA weights are
@@ -11,20 +12,6 @@ import logging
 from typing import Any
 
 logger = logging.getLogger(__name__)
-
-
-def make_accelerator(device: str = "auto") -> Any:
-    """An ``accelerate.Accelerator`` for ``device`` ('auto', 'cpu', 'cuda', 'cuda:i', 'mps').
-
-    Under ``accelerate launch`` the launcher decides each process's device; an
-    explicit ``cuda:i`` only applies to a single-process run.
-    """
-    import torch
-    from accelerate import Accelerator
-
-    if device.startswith("cuda:"):
-        torch.cuda.set_device(int(device.split(":", 1)[1]))
-    return Accelerator(cpu=device == "cpu")
 
 
 def resolve_dtype(dtype: str, device_type: str) -> Any:

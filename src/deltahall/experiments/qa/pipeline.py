@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deltahall.experiments._run import make_accelerator, open_run, torch_threads, world_of
 from deltahall.experiments.qa.config import TINY_MODEL, QAConfig
 from deltahall.io.rundir import RunDir, to_jsonable
 
@@ -102,16 +103,16 @@ def _evaluate(model: Any, tok: Any, items: Sequence[Any], *, config: QAConfig, r
 
 
 def run(config: QAConfig) -> QAResult:
-    """Fine-tune, generate, score and tabulate as configured; see the module docstring for the files."""
-    import torch
+    """Fine-tune, generate, score and tabulate as configured; see the module docstring for the files.
 
-    old_threads = torch.get_num_threads()
-    if config.torch_threads is not None:
-        torch.set_num_threads(config.torch_threads)
-    try:
+    The run is accepted (or refused, before anything is written) by
+    :func:`deltahall.experiments._run.open_run`; ``run.resume_from_checkpoint="latest"`` resumes
+    each fine-tuning from its newest epoch and reuses finished answer files.
+    """
+    if not isinstance(config, QAConfig):
+        raise TypeError(f"`config` must be a QAConfig; got {type(config).__name__}.")
+    with torch_threads(config.run.threads):
         return _run(config)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _run(config: QAConfig) -> QAResult:
@@ -121,7 +122,7 @@ def _run(config: QAConfig) -> QAResult:
 
     from deltahall.experiments.qa.dataset import load_dataset
     from deltahall.experiments.qa.finetune import finetune
-    from deltahall.experiments.qa.modeling import load_model_and_tokenizer, make_accelerator
+    from deltahall.experiments.qa.modeling import load_model_and_tokenizer
     from deltahall.experiments.qa.results import model_slug, write_results
     from deltahall.experiments.qa.truthfulqa import load_truthfulqa
 
@@ -131,16 +132,18 @@ def _run(config: QAConfig) -> QAResult:
 
         transformers.utils.logging.disable_progress_bar()
     plumbing = TINY_MODEL in config.models
-    rd = RunDir(config.out_dir)
-    accelerator = make_accelerator(config.device)
-    main = accelerator.is_main_process
-    if main:
-        rd.write_manifest(config, extra={"plumbing": plumbing})
+    accelerator = make_accelerator(config.run)
+    world = world_of(accelerator)
+    # Inputs are read (and bad input refused) before the run is accepted and anything is written.
     rows = load_dataset(config.data)
     pairs = [p for r in rows for p in r.pairs()]
     if config.max_train_examples is not None:
         pairs = pairs[: config.max_train_examples]
     items = load_truthfulqa(config.truthfulqa, config.truthfulqa_limit)
+    opened = open_run(config, world=world, experiment="qa",
+                      extra={"plumbing": plumbing, "num_processes": accelerator.num_processes})
+    rd = opened.rd
+    main = world.is_main
     logger.info("%d training pairs, %d TruthfulQA questions", len(pairs), len(items))
 
     score_rows: list[dict[str, Any]] = []
@@ -150,12 +153,12 @@ def _run(config: QAConfig) -> QAResult:
             from deltahall.experiments.qa.tiny import build_tiny_model
 
             path = str(rd.root / "tiny-model")
-            reuse = config.resume and (rd.root / "tiny-model" / "config.json").is_file()
-            if main and not reuse:
-                texts = [t for q, a in pairs for t in (q, a)]
-                texts += [t for it in items for t in (it.question, *it.correct_answers, *it.incorrect_answers)]
-                build_tiny_model(path, texts, seed=min(config.seeds))
-            accelerator.wait_for_everyone()
+            # Built atomically (temporary name, then rename): the folder exists only when complete.
+            with world.main_first():
+                if main and not (rd.root / "tiny-model").is_dir():
+                    texts = [t for q, a in pairs for t in (q, a)]
+                    texts += [t for it in items for t in (it.question, *it.correct_answers, *it.incorrect_answers)]
+                    build_tiny_model(path, texts, seed=min(config.seeds))
         for seed in config.seeds:
             model, tok = load_model_and_tokenizer(path, device=accelerator.device, dtype=config.dtype,
                                                   trust_remote_code=config.trust_remote_code)

@@ -18,6 +18,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from deltahall.io.atomic import atomic_dir
+
 logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -63,6 +65,18 @@ def build_tiny_model(
     pathlib.Path
         ``folder``.
     """
+    final = Path(folder)
+    if final.is_dir() and not any(final.iterdir()):
+        final.rmdir()  # an empty placeholder folder (e.g. a test's temporary dir)
+    # Built under a temporary name and renamed: a kill at any instant leaves no folder or a whole one.
+    with atomic_dir(final, remove_stale=True) as tmp:
+        _build(tmp, list(texts), seed=seed, vocab_size=vocab_size, hidden_size=hidden_size,
+               num_layers=num_layers, num_heads=num_heads, initializer_range=initializer_range)
+    return final
+
+
+def _build(folder: Path, texts: list[str], *, seed: int, vocab_size: int, hidden_size: int, num_layers: int,
+           num_heads: int, initializer_range: float) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
@@ -72,9 +86,6 @@ def build_tiny_model(
         Qwen2ForCausalLM,
     )
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    texts = list(texts)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -121,5 +132,4 @@ def build_tiny_model(
         encoding="utf-8",
     )
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("tiny model: %d parameters, vocab %d, saved to %s", n_params, len(hf_tok), folder)
-    return folder
+    logger.info("tiny model: %d parameters, vocab %d, built in %s", n_params, len(hf_tok), folder)

@@ -227,8 +227,7 @@ class T2IConfig:
         Names of :class:`~deltahall.experiments._run.RunOptions` fields (``out_dir``,
         ``resume_from_checkpoint``, ``device``, ``threads``, ``progress``) change ``run``.
         """
-        run_names = {f.name for f in dataclasses.fields(RunOptions)}
-        run_changes = {k: changes.pop(k) for k in list(changes) if k in run_names}
+        run_changes = RunOptions.pop_from(changes)
         if run_changes:
             changes["run"] = dataclasses.replace(changes.get("run", self.run), **run_changes)
         return dataclasses.replace(self, **changes)
