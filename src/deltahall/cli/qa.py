@@ -62,11 +62,10 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
 def _handle_run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from deltahall.cli.config_args import _UNSET
     from deltahall.experiments.qa.config import PRESETS, QAConfig
     from deltahall.experiments.qa.pipeline import run
     from deltahall.experiments.qa.results import markdown_table, table1
-
-    from deltahall.cli.config_args import _UNSET
 
     # Values come from (lowest first): the preset < the config file < the command line.
     preset = PRESETS[args.preset]()
