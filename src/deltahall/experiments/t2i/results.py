@@ -68,8 +68,8 @@ def read_losses(run_dir: str | Path) -> list[dict[str, Any]]:
 def real_floor(holdout_coverage: npt.ArrayLike) -> float:
     """Mean over classes of the held-out real fraction outside its own class's region.
 
-    >>> real_floor([0.9, 0.8])
-    0.15
+    >>> real_floor([0.75, 0.5])
+    0.375
     """
     return float(np.mean(1.0 - np.asarray(holdout_coverage, dtype=np.float64)))
 
