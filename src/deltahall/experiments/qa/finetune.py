@@ -103,6 +103,17 @@ def collate(examples: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, 
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def shard(chunk: Sequence[int], rank: int, world: int) -> list[int]:
+    """This process's examples of one global batch: every ``world``-th from ``rank``.
+
+    The shards of the ranks are disjoint and together cover ``chunk``. Only when the last,
+    short batch leaves a rank without an example does that rank reuse the batch's last
+    example (DDP needs every process to step); its gradient then counts that example twice.
+    """
+    mine = list(chunk[rank::world])
+    return mine or list(chunk[-1:])
+
+
 def _lr_lambda(total: int, warmup: int) -> Any:
     def f(step: int) -> float:
         if step < warmup:
@@ -227,8 +238,7 @@ def finetune(
             batches = tqdm(batches, desc=f"{model_id} seed {seed} epoch {epoch}", unit="step")
         losses = []
         for k in batches:
-            chunk = perm[k * global_bs:(k + 1) * global_bs]
-            mine = chunk[rank::world] or chunk[-1:]
+            mine = shard(perm[k * global_bs:(k + 1) * global_bs], rank, world)
             batch = collate([kept[i] for i in mine], pad_id)
             batch = {n: t.to(accelerator.device) for n, t in batch.items()}
             loss = wrapped(**batch).loss
