@@ -89,10 +89,9 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
     from deltahall.experiments.qa.truthfulqa import load_truthfulqa
 
     source = _truthfulqa_source()
-    # The step's own scratch outputs are rebuilt on every report run (a rerun must not trip
-    # over the previous run's checkpoints, nor reuse them with a changed dataset).
-    for sub in ("tiny-model", "train", "answers"):
-        shutil.rmtree(Path(run_dir) / sub, ignore_errors=True)
+    # The step's folder is the main job's scratch space, rebuilt on every report run (seconds):
+    # a rerun must not reuse a previous run's checkpoints with a changed dataset or TruthfulQA source.
+    shutil.rmtree(Path(run_dir), ignore_errors=True)
     cfg = QAConfig.tiny(out_dir=Path(run_dir), seeds=(int(seed),), truthfulqa=source)
     res = run(cfg)
     sec = section_from_run(res.run_dir)

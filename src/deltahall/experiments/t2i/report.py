@@ -145,8 +145,10 @@ def main_job_config(run_dir: Path, seed: int) -> Any:
     from deltahall.experiments._run import RunOptions
     from deltahall.experiments.t2i import T2IConfig
 
-    return T2IConfig(preset="digits", seed=seed, run=RunOptions(out_dir=Path(run_dir), **MAIN_JOB_RUN),
-                     **MAIN_JOB_OVERRIDES)
+    # A rerun of the main job continues (or just re-reports) the run it finds in ``run_dir``.
+    resume = "latest" if (Path(run_dir) / "manifest.json").is_file() else None
+    return T2IConfig(preset="digits", seed=seed, run=RunOptions(out_dir=Path(run_dir), resume_from_checkpoint=resume,
+                                                                **MAIN_JOB_RUN), **MAIN_JOB_OVERRIDES)
 
 
 def reproduce_command(seed: int, out_dir: str = "DIR") -> str:
