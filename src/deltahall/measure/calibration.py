@@ -282,27 +282,41 @@ def measure_embeddings(
     )
 
 
+def prompt_codes(prompts: list[str]) -> tuple[list[str], npt.NDArray[np.int64]]:
+    """Distinct prompts in first-seen order and each row's index into them."""
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(p, len(index)) for p in prompts), dtype=np.int64, count=len(prompts))
+    return list(index), codes
+
+
+def _group_means(G: npt.NDArray[Any], codes: npt.NDArray[np.int64], n_groups: int) -> npt.NDArray[np.float64]:
+    """Mean row of each group, chunk by chunk (a sparse one-hot product; no copy of ``G``)."""
+    from scipy import sparse
+
+    sums = np.zeros((n_groups, G.shape[1]))
+    step = 1 << 16
+    for s in range(0, G.shape[0], step):
+        c = codes[s : s + step]
+        onehot = sparse.csr_matrix((np.ones(c.size), (c, np.arange(c.size))), shape=(n_groups, c.size))
+        sums += onehot @ np.asarray(G[s : s + step], dtype=np.float64)
+    counts = np.bincount(codes, minlength=n_groups)
+    return np.asarray(sums / np.maximum(counts, 1)[:, None])
+
+
 def _per_prompt(det: ConformalHCDR, G: npt.NDArray[Any], prompts: list[str], flagged: npt.NDArray[np.bool_]) -> list[dict[str, Any]]:
-    arr = np.asarray(prompts, dtype=object)
+    names, codes = prompt_codes(prompts)
+    n = np.bincount(codes, minlength=len(names))
+    k = np.bincount(codes, weights=flagged.astype(np.float64), minlength=len(names)).round().astype(np.int64)
+    means = _group_means(G, codes, len(names))
+    S = det.score_samples(means)
+    p_mean = det.p_values_from_scores(S)
+    inside = ~det.flagged_from_scores(S, p_mean)
     out = []
-    for pr in dict.fromkeys(prompts):
-        rows = np.flatnonzero(arr == pr)
-        est = rate_estimate(int(flagged[rows].sum()), int(rows.size))
-        mean = np.asarray(G[rows], dtype=np.float64).mean(axis=0, keepdims=True) if rows.size < G.shape[0] else \
-            _chunked_mean(G)
-        S = det.score_samples(mean)
-        p_mean = float(det.p_values_from_scores(S)[0])
-        inside = not bool(det.flagged_from_scores(S, np.array([p_mean]))[0])
+    for j, pr in enumerate(names):
+        est = rate_estimate(int(k[j]), int(n[j]))
         out.append({"prompt": pr, "n": est.n, "n_flagged": est.k, "rate": est.rate, "rate_ci": list(est.ci),
-                    "mean_embedding_inside": inside, "mean_embedding_p_value": p_mean})
+                    "mean_embedding_inside": bool(inside[j]), "mean_embedding_p_value": float(p_mean[j])})
     return out
-
-
-def _chunked_mean(G: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-    total = np.zeros(G.shape[1])
-    for s in range(0, G.shape[0], 1 << 16):
-        total += np.asarray(G[s : s + (1 << 16)], dtype=np.float64).sum(axis=0)
-    return (total / G.shape[0])[None, :]
 
 
 def _curve(det: ConformalHCDR, S_gen: Any, p_gen: Any, S_test: Any, p_test: Any) -> dict[str, list[float]]:

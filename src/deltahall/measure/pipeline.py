@@ -250,18 +250,13 @@ def write_samples_csv(path: Path, m: Measurement, gen: Samples, selection: Selec
     if gen.texts is not None:
         header.append("text")
     w.writerow(header)
-    states = np.asarray(m.states, dtype=object)
-    near = states[m.gen_nearest]
-    p = m.gen_p.tolist()
-    flag = m.gen_flagged.tolist()
-    S = m.gen_scores.tolist()
-    kept = selection.kept.tolist() if selection is not None else None
-    for i in range(len(p)):
-        row: list[Any] = [gen.ids[i], m.prompts[i], repr(p[i]), near[i], flag[i]]
-        if kept is not None:
-            row.append(kept[i])
-        row += [repr(v) for v in S[i]]
-        if gen.texts is not None:
-            row.append(gen.texts[i])
-        w.writerow(row)
+    near = np.asarray(m.states, dtype=object)[m.gen_nearest].tolist()
+    flag = ["True" if f else "False" for f in m.gen_flagged.tolist()]
+    cols: list[list[Any]] = [gen.ids, m.prompts, list(map(repr, m.gen_p.tolist())), near, flag]
+    if selection is not None:
+        cols.append(["True" if k else "False" for k in selection.kept.tolist()])
+    cols += [list(map(repr, m.gen_scores[:, j].tolist())) for j in range(m.gen_scores.shape[1])]
+    if gen.texts is not None:
+        cols.append(gen.texts)
+    w.writerows(zip(*cols, strict=True))
     atomic_write_text(path, buf.getvalue())

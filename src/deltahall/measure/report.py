@@ -81,9 +81,12 @@ def _figures(summary: dict[str, Any], test_p: Any, rd: RunDir, prefix: str) -> l
     return out
 
 
-def measurement_section(summary: dict[str, Any], test_p: Any, rd: RunDir, *, title: str, prefix: str = "") -> Section:
+def measurement_section(summary: dict[str, Any], test_p: Any, rd: RunDir, *, title: str, prefix: str = "",
+                        intro: str | None = None) -> Section:
     """A report section from a measurement's summary (``measure.json``) and its real-test p-values."""
     sec = Section(title)
+    if intro:
+        sec.text(intro)
     sec.text(headline(summary))
     sec.table(
         [{"state": s["name"], "reference": s["size"], "fit": s["fit"], "calibration": s["calibration"], "test": s["test"]}

@@ -140,11 +140,15 @@ def select_candidates(
         if k is None:
             raise ValueError("`select_k` is required with `select`='top-k'.")
         k = check_int(k, "select_k", low=1)
+    from deltahall.measure.calibration import prompt_codes
+
     kept = np.zeros(n, dtype=bool)
-    arr = np.asarray(prompts, dtype=object)
+    names, codes = prompt_codes(prompts)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     per_prompt = []
-    for pr in dict.fromkeys(prompts):
-        rows = np.flatnonzero(arr == pr)
+    for j, pr in enumerate(names):
+        rows = order[bounds[j] : bounds[j + 1]]
         if mode == "hcdr":
             keep = rows[p[rows] > alpha]
         else:
