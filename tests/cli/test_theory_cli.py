@@ -148,9 +148,28 @@ BAD = [
     (["check", "--instances", "10000", "--mc-samples", "1000000"], 2, r"`instances` \* `mc_samples` must be <= 1e\+09"),
     (["check", "--instances", "0"], 2, "`instances` must be >= 1"),
     (["check", "--confidence", "nan"], 2, "`confidence` must be finite"),
+    (["witness", "--theorem", "5.1", "--delta", "0.1", "--states", "2", "--as-written", "--scale", "1e-300"], 2,
+     "`cov_scale` = 1e-300 puts the means at 3.72e[+]301"),
+    (["witness", "--theorem", "5.1", "--delta", "0.1", "--states", "2", "--as-written", "--scale", "1e10"], 2,
+     "radicand is .* < 0 .*`cov_scale` = 1e[+]10 is too large"),
+    (["witness", "--theorem", "5.2", "--delta", "0.1", "--states", "4", "--as-written", "--eps", "1e307"], 2,
+     "`eps` = 1e[+]307 with `c_const` = 2 puts the means beyond"),
+    (["witness", "--theorem", "C.1", "--delta", "1", "--states", "2", "--as-written"], 2, "undefined at `delta` = 1"),
+    (["witness", "--theorem", "C.1", "--delta", "0.1", "--states", "2", "--dim", "1"], 2, "`n_classes` must be >= 2"),
+    (["witness", "--theorem", "5.1", "--delta", "0.1", "--states", "2", "--weights", "-0.5", "1.5"], 2, "`weights` must be non-negative"),
+    (["witness", "--theorem", "5.1", "--delta", "0.1", "--states", "2", "--dim", "2", "--cov", "1", "0", "0", "-1"], 2,
+     r"`cov\[0\]` must be positive definite"),
+    (["witness", "--theorem", "5.1", "--delta", "0.1", "--states", "2", "--dim", "2", "--cov", "1e300", "0", "0", "1e300",
+      "--scale", "1e200"], 2, "`scale` = 1e[+]200 times the Cholesky factor"),
+    (["witness", "--theorem", "5.1", "--delta", "0.1", "--states", "2", "--config", "/nonexistent/w.toml"], 2, "`--config` file not found"),
+    (["bound", "--delta", "0.5", "--weights", "0.3", "0.3"], 2, "`weights` must sum to 1"),
+    (["bound", "--delta", "0.5", "--law-param", "nan"], 2, "`law_param` must be finite"),
+    (["bound", "--delta", "0.5", "--seed", "-1"], 2, "`seed` must be >= 0"),
+    (["check", "--mc-samples", "0"], 2, "`mc_samples` must be >= 1"),
 ]
 
 
+@pytest.mark.filterwarnings("error")  # a numerical warning on the way to the refusal is a failure too
 @pytest.mark.parametrize(("argv", "code", "match"), BAD, ids=[" ".join(a[0:1] + a[-2:]) for a, _, _ in BAD])
 def test_bad_inputs_one_line_no_traceback(capsys, tmp_path, argv, code, match) -> None:
     import re
@@ -218,3 +237,18 @@ def test_config_file_and_command_line(capsys, tmp_path) -> None:
     rc, out, _ = _run(capsys, "witness", "--config", str(cfg), "--eps", "2", "--json")
     res = _strict_loads(out)
     assert rc == 0 and res["theorem"] == "5.2" and res["eps"] == 2.0 and res["n_states"] == 3
+
+
+def test_config_file_errors_and_output_that_is_a_file(capsys, tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("delta = 0.1\nbogus = 1\n")
+    rc, out, err = _run(capsys, "witness", "--theorem", "5.1", "--states", "2", "--config", str(bad))
+    assert rc == 2 and out == "" and "unknown key" in err and "bogus" in err and len(err.strip().splitlines()) == 1
+    broken = tmp_path / "broken.toml"
+    broken.write_text("delta = \n")
+    rc, _, err = _run(capsys, "witness", "--theorem", "5.1", "--states", "2", "--config", str(broken))
+    assert rc == 2 and "broken.toml" in err and "Traceback" not in err
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    rc, out, err = _run(capsys, "witness", "--theorem", "5.1", "--delta", "0.1", "--states", "2", "--out-dir", str(a_file))
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "a_file" in err and a_file.read_text() == "keep"

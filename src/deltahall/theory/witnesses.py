@@ -940,12 +940,19 @@ def theorem_5_1_as_written(
     n, d = check_problem_size(n_states, dim)
     w = _weights(weights, n)
     cs = _scale(cov_scale, "cov_scale")
-    radicand = (-2 * math.log(dl) - 2 * d * math.log(cs)) / (d * cs**2)
-    if radicand < 0:
+    numerator = -2 * math.log(dl) - 2 * d * math.log(cs)  # -2 ln δ - ln det Σ_i
+    if numerator < 0:
         raise ValueError(
-            f"as written, m_i = sqrt((-2 ln δ - ln det Σ_i) / 1ᵀΣ_i1) is undefined: the radicand is {radicand:.6g} < 0."
+            "as written, m_i = sqrt((-2 ln δ - ln det Σ_i) / 1ᵀΣ_i1) is undefined: the radicand is "
+            f"{numerator / d / cs / cs:.6g} < 0 (`cov_scale` = {cs:g} is too large for `delta` = {dl:g})."
         )
-    m = math.sqrt(radicand)
+    m = math.sqrt(numerator / d) / cs  # 1ᵀΣ_i1 = d cs², without forming cs² (no underflow)
+    far = m * max(1.0, float(np.sum(w[:-1])) / float(w[-1]))
+    if not far <= SCALE_MAX:
+        raise ValueError(
+            f"as written, `cov_scale` = {cs:g} puts the means at {far:.3g} > {SCALE_MAX:g} (float64 range); "
+            "use a larger `cov_scale` or less skewed `weights`."
+        )
     means = [np.full(d, m) for _ in range(w.size - 1)]
     mu_n = -sum(w[i] / w[-1] * means[i] for i in range(w.size - 1))
     states = [GaussianState.isotropic(mu, cs) for mu in means]
@@ -1008,9 +1015,10 @@ def theorem_5_2_as_written(
     e = check_real(eps, "eps", low=0.0)
     cc = check_real(c_const, "c_const", low=1.0, low_open=True)
     k = math.sqrt(-2 * math.log(dl)) + e
-    means = [np.full(d, cc * i * (n - i) * k / w[n - i - 1]) for i in range(1, n)] + [np.zeros(d)]
-    if not all(np.all(np.isfinite(mu)) and float(np.abs(mu).max()) <= SCALE_MAX for mu in means):
+    coefs = [cc * i * (n - i) * k / float(w[n - i - 1]) for i in range(1, n)]
+    if not all(c <= SCALE_MAX for c in coefs):  # also False for inf/nan
         raise ValueError(f"`eps` = {e:g} with `c_const` = {cc:g} puts the means beyond {SCALE_MAX:g}; use smaller values.")
+    means = [np.full(d, c) for c in coefs] + [np.zeros(d)]
     mix = LatentMixture(w, [GaussianState(mu, np.eye(d)) for mu in means])
     notes = (
         "mu_N = 0 because i(N-i) = 0 at i = N, and p_0 is undefined.",
