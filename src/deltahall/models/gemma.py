@@ -80,12 +80,16 @@ def _convert(resolved: ResolvedModel, folder: Path) -> None:
     tok = transformers.AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    mask = os.umask(0)
+    os.umask(mask)
     try:
         save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         model.config.save_pretrained(tmp)
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        for f in (tmp, *tmp.iterdir()):  # mkdtemp makes 0700: give the usual permissions
+            os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~mask)
         info = {"source": gguf_name, "source_sha256": resolved.sha256, "dtype": "float32",
                 "transformers": package_version("transformers"), "torch": package_version("torch"),
                 "seconds": round(time.perf_counter() - t0, 1)}
