@@ -50,7 +50,7 @@ and independent conditional means μ_i = μ_0 + (offset from --mean-law). Prints
 the best α_i, P_i, K_i^μ and the product bound exactly as stated, a union bound that the
 lemmas do justify, and a Monte-Carlo estimate of the true P_H^δ with a confidence interval.
 
-Limits: as for witness; --mc-samples <= 1e8.
+Limits: as for witness; --mc-samples <= 1e8, mc-samples * N <= 1e8, mc-samples * N * d^2 <= 1e10.
 
 example:
   deltahall theory bound --delta 0.5 --states 2 --within-scale 0.05 --mean-law cube --mean-scale 1

@@ -8,8 +8,9 @@ every default lives here or, for the witness options, in the builder's signature
 
 Limits (documented in ``docs/theory.md``): N <= 10 000 states, d <= 1 024,
 ``N d² <= 2**22`` (:func:`deltahall.theory.mixtures.check_problem_size`); at most
-1e8 Monte-Carlo draws per estimate; ``theory check`` at most 10 000 instances and
-1e9 draws in all.
+1e8 Monte-Carlo draws per estimate, ``draws * N <= 1e8`` and ``draws * N * d² <= 1e10``
+(:func:`deltahall.theory.bound.check_mc_work`); ``theory check`` at most 10 000 instances
+and 1e9 draws in all.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from deltahall.theory.bound import (
     IndependentMeans,
     MCEstimate,
     StateMeanLaw,
+    check_mc_work,
     check_theorem_6_1,
     estimate_hallucination_probability,
     theorem_6_1_bound,
@@ -270,6 +272,7 @@ class BoundConfig:
         if self.mean_law == "spike":
             check_real(self.law_param, "law_param (q of spike)", low=0.0, high=1.0, low_open=True)
         check_int(self.mc_samples, "mc_samples", low=1, high=MAX_MC_SAMPLES)
+        check_mc_work(self.mc_samples, n, d, samples_name="mc_samples")
         check_real(self.confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
         check_int(self.seed, "seed", low=0)
 

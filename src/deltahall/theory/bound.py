@@ -56,7 +56,9 @@ from deltahall.theory.regions import covering_radius, region_threshold_sq
 __all__ = [
     "MAX_CHECK_DRAWS",
     "MAX_CHECK_INSTANCES",
+    "MAX_MC_FLOPS",
     "MAX_MC_SAMPLES",
+    "MAX_MC_STATE_DRAWS",
     "BoundResult",
     "CheckResult",
     "CheckRow",
@@ -65,6 +67,7 @@ __all__ = [
     "SampledMeans",
     "StateBound",
     "StateMeanLaw",
+    "check_mc_work",
     "check_theorem_6_1",
     "estimate_hallucination_probability",
     "supremum_of_stated_bound",
@@ -505,6 +508,41 @@ class MCEstimate:
 MAX_MC_SAMPLES = 100_000_000
 #: Floats per chunk of draws (``chunk * N * d``): 2**22 = 32 MiB per array.
 _CHUNK_FLOATS = 2**22
+#: Largest ``n_samples * N`` (state means drawn; ~15 s at the measured ~7e6 per second).
+MAX_MC_STATE_DRAWS = 100_000_000
+#: Largest ``n_samples * N * d**2`` (multiply-adds of the Mahalanobis distances; ~10-20 s).
+MAX_MC_FLOPS = 10_000_000_000
+
+
+def check_mc_work(n_samples: int, n_states: int, dim: int, *, samples_name: str = "n_samples") -> None:
+    """Refuse a Monte-Carlo estimate that cannot finish in well under a minute, before drawing.
+
+    Parameters
+    ----------
+    n_samples, n_states, dim : int
+        Draws, states ``N`` and dimension ``d``.
+    samples_name : str
+        Parameter name for the message (``"mc_samples"`` in the CLI).
+
+    Raises
+    ------
+    ValueError
+        ``n_samples * N > MAX_MC_STATE_DRAWS`` or ``n_samples * N * d² > MAX_MC_FLOPS``.
+
+    Examples
+    --------
+    >>> check_mc_work(200_000, 2, 1)
+    """
+    if n_samples * n_states > MAX_MC_STATE_DRAWS:
+        raise ValueError(
+            f"`{samples_name}` * N must be <= {MAX_MC_STATE_DRAWS:.0e} state means drawn; got "
+            f"{n_samples} * {n_states} = {n_samples * n_states:.3g}."
+        )
+    if n_samples * n_states * dim * dim > MAX_MC_FLOPS:
+        raise ValueError(
+            f"`{samples_name}` * N * d**2 must be <= {MAX_MC_FLOPS:.0e}; got {n_samples} * {n_states} * {dim}**2 = "
+            f"{n_samples * n_states * dim * dim:.3g}."
+        )
 
 
 def estimate_hallucination_probability(
@@ -535,7 +573,8 @@ def estimate_hallucination_probability(
     means : IndependentMeans, SampledMeans or anything with ``sample(n, rng) -> (n, N, d)``
         Law of the conditional means.
     n_samples : int, 1 <= n <= MAX_MC_SAMPLES
-        Draws.
+        Draws; also ``n N <= MAX_MC_STATE_DRAWS`` and ``n N d² <= MAX_MC_FLOPS``
+        (:func:`check_mc_work`).
     rng : seed or numpy Generator
         Randomness (normalised with ``np.random.default_rng``).
     confidence : float in (0, 1)
@@ -568,6 +607,7 @@ def estimate_hallucination_probability(
     chunk = check_int(chunk_size, "chunk_size", low=1)
     if len(within) != w.size:
         raise ValueError(f"`within` must have one law per weight ({w.size}); got {len(within)}.")
+    check_mc_work(n, w.size, within[0].dim)
     gen = np.random.default_rng(rng)
     W = np.stack([g.precision_factor for g in within])  # (N, d, d)
     chunk = max(1, min(chunk, _CHUNK_FLOATS // (w.size * W.shape[1])))
