@@ -164,3 +164,14 @@ def test_unknown_alias_and_missing_extra_are_one_line(tmp_path: Path, capsys: py
     monkeypatch.setitem(ALIASES, "@minilm", dataclasses.replace(ALIASES["@minilm"], module="deltahall_no_such_pkg"))
     rc, _, err = _run(capsys, "--embedder", "@minilm", "--texts", str(src), "--out", str(tmp_path / "E.npy"))
     assert rc == 1 and "pip install 'deltahall[text]'" in err and err.count("\n") == 1
+
+
+def test_a_hub_id_not_in_the_cache_says_pass_a_local_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    src = tmp_path / "t.jsonl"
+    src.write_text('{"text": "a"}\n')
+    rc, _, err = _run(capsys, "--embedder", "nobody-xyz/not-cached", "--texts", str(src), "--out", str(tmp_path / "E.npy"))
+    assert rc == 1 and err.count("\n") == 1
+    assert "'nobody-xyz/not-cached'" in err and "offline" in err and "pass a local folder" in err
+    assert not (tmp_path / "E.npy").exists()

@@ -128,3 +128,9 @@ def test_a_hub_id_that_is_not_cached_is_one_line_saying_pass_a_folder(monkeypatc
 def test_a_causal_lm_alias_is_not_an_embedder() -> None:
     with pytest.raises(ValueError, match=r"'@gemma3-270m' is a causal-lm, not an embedder; embedders: @minilm"):
         load_embedder("@gemma3-270m")
+
+
+def test_a_folder_of_no_known_family_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="cannot tell which embedder family"):
+        load_embedder(str(tmp_path))

@@ -53,17 +53,24 @@ def _fp32_folder(resolved: ResolvedModel) -> Path:
     """The cached fp32 conversion of the GGUF (built on first use)."""
     assert resolved.path is not None and resolved.sha256 is not None
     folder = cache_dir() / "gemma3-270m" / f"fp32-{resolved.sha256[:16]}"
-    marker = folder / _MARKER
-    if marker.is_file() and (folder / "model.safetensors").is_file():
-        try:
-            info = json.loads(marker.read_text(encoding="utf-8"))
-        except ValueError:
-            info = {}
-        if info.get("source_sha256") == resolved.sha256:
-            return folder
-        logger.info("%s was converted from other weights; converting again", folder)
+    if _is_current(folder, resolved.sha256):
+        return folder
+    if folder.exists():
+        logger.info("%s is incomplete or was converted from other weights; converting again", folder)
     _convert(resolved, folder)
     return folder
+
+
+def _is_current(folder: Path, sha256: str) -> bool:
+    """Whether ``folder`` holds a complete conversion of the GGUF with this SHA-256."""
+    marker = folder / _MARKER
+    if not (marker.is_file() and (folder / "model.safetensors").is_file()):
+        return False
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except ValueError:
+        return False
+    return bool(info.get("source_sha256") == sha256)
 
 
 def _convert(resolved: ResolvedModel, folder: Path) -> None:
@@ -72,7 +79,7 @@ def _convert(resolved: ResolvedModel, folder: Path) -> None:
 
     transformers = require("transformers", "real-lm", what="model '@gemma3-270m'")
     require("gguf", "real-lm", what="model '@gemma3-270m'")
-    assert resolved.path is not None
+    assert resolved.path is not None and resolved.sha256 is not None
     gguf_dir, gguf_name = str(resolved.path.parent), resolved.path.name
     t0 = time.perf_counter()
     logger.info("dequantising %s (about a minute, once)", gguf_name)
@@ -94,11 +101,14 @@ def _convert(resolved: ResolvedModel, folder: Path) -> None:
                 "transformers": package_version("transformers"), "torch": package_version("torch"),
                 "seconds": round(time.perf_counter() - t0, 1)}
         (tmp / _MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
-        if folder.exists():  # a stale conversion: move it aside, then swap in the new one
+        if folder.exists() and not _is_current(folder, resolved.sha256):
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, old / "x")
+            os.replace(folder, old / "x")  # a stale conversion: move it aside, then swap in
             shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, folder)
+        if folder.exists():  # another process finished the same conversion first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
