@@ -71,6 +71,11 @@ class MeasureConfig:
     def __post_init__(self) -> None:
         check_choice(self.states, "states", ("labels", "auto"))
         check_int(self.max_states, "max_states", low=2)
+        if self.states == "auto" and self.reference_labels is not None:
+            raise ValueError(
+                "`reference_labels` and `states`='auto' exclude each other: pass labels, or let "
+                "--states auto discover the states."
+            )
         if self.select is not None:
             check_choice(self.select, "select", SELECT_MODES)
             if self.select == "top-k" and self.select_k is None:

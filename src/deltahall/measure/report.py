@@ -67,8 +67,8 @@ def _figures(summary: dict[str, Any], test_p: Any, rd: RunDir, prefix: str) -> l
     c = summary["curve"]
     for name, fig, cap in (
         ("rate_vs_alpha", rate_vs_alpha(c["alphas"], c["rate"], c["floor"], alpha=summary["alpha"]),
-         "Flagged fraction of generated and held-out real samples as the level α varies; on real data it stays "
-         "at or below the dotted line y = α (the conformal guarantee)."),
+         "Flagged fraction of generated and held-out real samples as the level α varies; on real data its "
+         "expectation is at most the dotted line y = α (the conformal guarantee; the held-out curve is one noisy draw)."),
         ("per_prompt", per_prompt_rates(summary["per_prompt"], floor=summary["floor"], floor_ci=summary["floor_ci"]),
          "Rate per prompt with its Wilson 95% interval; shaded: the real floor's interval."),
         ("p_values_real", p_value_histogram(test_p, alpha=summary["alpha"]),
