@@ -166,6 +166,7 @@ BAD = [
     (["bound", "--delta", "0.5", "--law-param", "nan"], 2, "`law_param` must be finite"),
     (["bound", "--delta", "0.5", "--seed", "-1"], 2, "`seed` must be >= 0"),
     (["check", "--mc-samples", "0"], 2, "`mc_samples` must be >= 1"),
+    (["witness", "--theorem", "5.3", "--delta", "0.5", "--states", "3000"], 2, "`n_states` must be <= 2048 for Theorem 5.3"),
     (["bound", "--delta", "0.5", "--states", "10000"], 2, r"`mc_samples` \* N must be <= 1e\+08 .* 200000 \* 10000"),
     (["bound", "--delta", "0.5", "--dim", "1024"], 2, r"`mc_samples` \* N \* d\*\*2 must be <= 1e\+10"),
 ]

@@ -69,6 +69,7 @@ from deltahall.theory.mixtures import (
 from deltahall.theory.regions import region_threshold_sq
 
 __all__ = [
+    "MAX_STATES_5_3",
     "SCALE_MAX",
     "SCALE_MIN",
     "CrossEntropyWitness",
@@ -96,6 +97,8 @@ FloatArray = npt.NDArray[np.float64]
 #: this range the precision factors ``1/s`` and the means stay finite float64 numbers.
 SCALE_MIN = 1e-300
 SCALE_MAX = 1e300
+#: Theorem 5.3 evaluates every state's density at every hinted output: N x N values.
+MAX_STATES_5_3 = 2_048
 _LOG_SCALE_MIN = math.log(SCALE_MIN)
 _LOG_SCALE_MAX = math.log(SCALE_MAX)
 
@@ -366,15 +369,22 @@ class LipschitzWitness(WitnessResult):
         """Every output of the concrete estimator δ-hallucinates under every state."""
         return bool(np.all(self.example_log_densities <= self.log_delta))
 
-    def details(self) -> dict[str, Any]:
-        return {
+    def details(self, *, max_matrix_states: int = 32) -> dict[str, Any]:
+        """JSON-ready evidence; the N x N matrix only for ``N <= max_matrix_states`` (else its row maxima)."""
+        out: dict[str, Any] = {
             "lipschitz": self.lipschitz,
             "hint_bound": self.hint_bound,
             "hints": self.hints.tolist(),
             "example_outputs": self.example_outputs.tolist(),
-            "example_log_densities": [[_json_float(v) for v in row] for row in self.example_log_densities.tolist()],
             "example_hallucinates": self.example_hallucinates,
         }
+        if self.example_log_densities.shape[0] <= max_matrix_states:
+            out["example_log_densities"] = [[_json_float(v) for v in row] for row in self.example_log_densities.tolist()]
+        else:
+            out["example_max_log_density"] = [_json_float(v) for v in self.example_log_densities.max(axis=1).tolist()]
+            out["example_note"] = (f"N > {max_matrix_states}: per hint, the largest log density over the states "
+                                   "instead of the N x N matrix")
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -698,7 +708,7 @@ def theorem_5_3(
     ----------
     delta : float in (0, 1]
         Tolerance δ.
-    n_states : int, 2 <= N <= MAX_STATES
+    n_states : int, 2 <= N <= MAX_STATES_5_3 (2 048)
         Number of latent states.
     lipschitz : float >= 0
         Lipschitz constant ``L``.
@@ -725,6 +735,12 @@ def theorem_5_3(
     >>> w.eps, w.hallucinates, w.example_hallucinates
     (1.0, True, True)
     """
+    n_ok = check_int(n_states, "n_states", low=2)
+    if n_ok > MAX_STATES_5_3:
+        raise ValueError(
+            f"`n_states` must be <= {MAX_STATES_5_3} for Theorem 5.3 (its concrete estimator is evaluated at "
+            f"N x N points); got {n_ok}."
+        )
     lip = check_real(lipschitz, "lipschitz", low=0.0)
     hb = check_real(hint_bound, "hint_bound", low=0.0)
     radius = lip * hb
