@@ -106,6 +106,7 @@ def test_delta_test_generic_states() -> None:
         (lambda: LatentMixture([1.0, 0.0], [GaussianState([0.0], [[1.0]])] * 2), "must be positive"),
         (lambda: GaussianState([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]]), "positive definite"),
         (lambda: GaussianState([np.nan], [[1.0]]), "finite"),
+        (lambda: GaussianState.isotropic([0.0], 0.0), r"`scale` must be in \(0, inf\); got 0"),
         (lambda: DeltaTest(LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]), 0.0), r"\(0, 1\]"),
         (lambda: DeltaTest(LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]), 2.0), r"\(0, 1\]"),
         (lambda: LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]).logpdf([[np.nan]]), "finite"),

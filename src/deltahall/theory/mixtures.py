@@ -35,7 +35,7 @@ import numpy.typing as npt
 from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
-from deltahall._validation import check_finite_array, check_int, check_probability_vector, check_spd
+from deltahall._validation import check_finite_array, check_int, check_probability_vector, check_real, check_spd
 
 __all__ = [
     "MAX_DIM",
@@ -252,7 +252,8 @@ class GaussianState:
             Non-finite values or ``scale <= 0``.
         """
         mu = np.asarray(mean, dtype=np.float64).reshape(-1)
-        return cls(mu, scale_tril=float(scale) * np.eye(mu.size))
+        s = check_real(scale, "scale", low=0.0, low_open=True)
+        return cls(mu, scale_tril=s * np.eye(mu.size))
 
     @property
     def dim(self) -> int:
