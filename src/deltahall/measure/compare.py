@@ -77,31 +77,54 @@ def synthetic_known_truth(
     )
 
 
-def digits_known_truth(rng: Any = 0, *, alpha: float = 0.1, eval_fraction: float = 0.25) -> KnownTruth:
-    """sklearn digits: held-out real digits (inside) vs pixel averages of two different digits (outside)."""
+def digits_known_truth(rng: Any = 0, *, alpha: float = 0.1, eval_fraction: float = 0.25,
+                       embedder: Any = None) -> KnownTruth:
+    """sklearn digits: held-out real digits (inside) vs pixel averages of two different digits (outside).
+
+    Parameters
+    ----------
+    embedder : Embedder, optional
+        Embed the (blended) 8x8 images with it, e.g. ``load_embedder("@digits-cnn")``; the
+        digits that trained ``@digits-cnn`` are then left out. Default: the 64 pixels.
+    """
     from sklearn.datasets import load_digits
 
     rng = np.random.default_rng(rng)
     d = load_digits()
-    X = d.data.astype(np.float64) / 16.0
+    images = d.images.astype(np.float32) / 16.0
     y = d.target.astype(np.int64)
+    space = "64 pixels as the embedding"
+    if embedder is not None:
+        from deltahall.models.digits_cnn import ALIAS_SEED, embedder_split
+
+        if getattr(embedder, "name", "") == "@digits-cnn":
+            keep = ~embedder_split(y, ALIAS_SEED)
+            images, y = images[keep], y[keep]
+        space = f"{getattr(embedder, 'name', 'embedder')} embeddings (digits that trained it left out)"
     ev = np.zeros(y.size, dtype=bool)
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
         ev[idx[: int(eval_fraction * idx.size)]] = True
-    real = X[ev]
+    real = images[ev]
     ye = y[ev]
     i = rng.integers(0, real.shape[0], real.shape[0])
     j = rng.integers(0, real.shape[0], real.shape[0])
     ok = ye[i] != ye[j]
-    blends = 0.5 * (real[i[ok]] + real[j[ok]])
-    E = np.vstack([real, blends])
-    truth = np.concatenate([np.zeros(real.shape[0], bool), np.ones(blends.shape[0], bool)])
+    blended = 0.5 * (real[i[ok]] + real[j[ok]])
+    E = np.concatenate([real, blended])
+    R = images[~ev]
+    if embedder is None:
+        E, R = E.reshape(E.shape[0], -1), R.reshape(R.shape[0], -1)
+    else:
+        E, R = embedder.embed(E), embedder.embed(R)
+    truth = np.concatenate([np.zeros(real.shape[0], bool), np.ones(blended.shape[0], bool)])
     return KnownTruth(
-        name="digits", ref_X=X[~ev], ref_y=y[~ev], eval_X=E, truth_outside=truth,
+        name="digits" if embedder is None else f"digits ({getattr(embedder, 'name', 'embedder')})",
+        ref_X=np.asarray(R, dtype=np.float64), ref_y=y[~ev], eval_X=np.asarray(E, dtype=np.float64),
+        truth_outside=truth,
         settings=DetectorSettings(alpha=alpha, pca_dim=10, normalize=True, n_components=1, covariance_type="full"),
-        description=(f"scikit-learn digits, 10 states, 64 pixels as the embedding; reference {int((~ev).sum())} digits; "
-                     f"evaluation: {real.shape[0]} held-out real digits and {blends.shape[0]} pixel averages of two "
+        description=(f"scikit-learn digits, 10 states, {space}; reference {int((~ev).sum())} digits; "
+                     f"evaluation: {real.shape[0]} held-out real digits and {blended.shape[0]} pixel averages of two "
                      "digits of different states (the paper's averaging failure)."),
     )
 
