@@ -35,7 +35,13 @@ import numpy.typing as npt
 from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
-from deltahall._validation import check_finite_array, check_int, check_probability_vector, check_real, check_spd
+from deltahall._validation import (
+    check_finite_array,
+    check_int,
+    check_probability_vector,
+    check_real,
+    check_spd,
+)
 
 __all__ = [
     "MAX_DIM",
