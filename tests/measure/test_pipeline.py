@@ -192,6 +192,7 @@ def test_bad_inputs(cli, npy_inputs, tmp_path: Path, capsys, monkeypatch) -> Non
     assert "not found" in _err(cli, capsys, [*base, "--generated", str(tmp_path / "nope.npy"), *out])
     assert "`reference_labels` is required" in _err(cli, capsys, ["--reference", str(p["ref"]), "--generated", str(p["gen"]), *out])
     (tmp_path / "imgs").mkdir()
+    assert "`generated` is required" in _err(cli, capsys, base)
     assert "exclude each other" in _err(cli, capsys, [*base, "--generated", str(p["gen"]), "--states", "auto", *out])
     bad = np.load(p["gen"])
     bad[3, 1] = np.nan

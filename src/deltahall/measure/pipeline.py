@@ -42,8 +42,8 @@ def _h(text: str) -> dict[str, str]:
 class MeasureConfig:
     """Everything one measurement needs; ``run(config)`` executes it."""
 
-    reference: Path = field(default=Path("reference.npy"), metadata=_h("real samples with their states: .npy embeddings (+ --reference-labels), a folder with one image subfolder per state, or JSONL with text and state"))
-    generated: Path = field(default=Path("generated.npy"), metadata=_h("generated samples: .npy embeddings (+ --generated-prompts), a folder of images (optionally one subfolder per prompt), or JSONL with text and optional prompt"))
+    reference: Path | None = field(default=None, metadata=_h("real samples with their states: .npy embeddings (+ --reference-labels), a folder with one image subfolder per state, or JSONL with text and state"))
+    generated: Path | None = field(default=None, metadata=_h("generated samples: .npy embeddings (+ --generated-prompts), a folder of images (optionally one subfolder per prompt), or JSONL with text and optional prompt"))
     reference_labels: Path | None = field(default=None, metadata=_h(".npy state label per reference row (.npy reference only)"))
     generated_prompts: Path | None = field(default=None, metadata=_h(".npy prompt per generated row (.npy generated only)"))
     embedder: str = field(default=PRECOMPUTED, metadata=_h("'precomputed' for .npy inputs, or an alias (@minilm, @efficientnet-lite0, @digits-cnn), hub id or model folder"))
@@ -69,6 +69,9 @@ class MeasureConfig:
     batch_size: int = field(default=64, metadata=_h("embedder batch size"))
 
     def __post_init__(self) -> None:
+        for name in ("reference", "generated"):
+            if getattr(self, name) is None:
+                raise ValueError(f"`{name}` is required (--{name} PATH: a .npy file, a JSONL file or an image folder).")
         check_choice(self.states, "states", ("labels", "auto"))
         check_int(self.max_states, "max_states", low=2)
         if self.states == "auto" and self.reference_labels is not None:
@@ -138,24 +141,27 @@ def run(config: MeasureConfig) -> MeasureResult:
         A missing input.
     """
     t0 = time.perf_counter()
+    if config.reference is None or config.generated is None:  # refused by MeasureConfig already
+        raise ValueError("`reference` and `generated` are required.")
+    ref_path, gen_path = Path(config.reference), Path(config.generated)
     out = check_output_path(config.out_dir, "out_dir", inputs=_inputs(config), allow_dir=True)
     if out.exists() and not out.is_dir():
         raise ValueError(f"`out_dir` must be a folder; got the existing file {os.fspath(out)!r}.")
     if config.embedder == PRECOMPUTED:
-        for name, path in (("reference", config.reference), ("generated", config.generated)):
-            if Path(path).is_dir() or Path(path).suffix.lower() in (".jsonl", ".ndjson"):
+        for name, path in (("reference", ref_path), ("generated", gen_path)):
+            if path.is_dir() or path.suffix.lower() in (".jsonl", ".ndjson"):
                 raise ValueError(
                     f"`{name}` {os.fspath(path)!r} needs an embedder; pass `--embedder` (e.g. @minilm, "
                     "@digits-cnn or a model folder) or give .npy embeddings."
                 )
     emb, cache = _embedder(config)
     auto = config.states == "auto"
-    ref = load_reference(config.reference, labels=config.reference_labels, embedder=emb, cache_dir=cache,
+    ref = load_reference(ref_path, labels=config.reference_labels, embedder=emb, cache_dir=cache,
                          require_labels=not auto)
-    gen = load_generated(config.generated, prompts=config.generated_prompts, embedder=emb, cache_dir=cache)
+    gen = load_generated(gen_path, prompts=config.generated_prompts, embedder=emb, cache_dir=cache)
     t_embed = time.perf_counter() - t0
     if gen.embeddings.shape[0] == 0:
-        raise ValueError(f"`generated` must contain at least one sample; {os.fspath(config.generated)!r} has none.")
+        raise ValueError(f"`generated` must contain at least one sample; {os.fspath(gen_path)!r} has none.")
     if gen.embeddings.shape[1] != ref.embeddings.shape[1]:
         raise ValueError(
             f"`generated` embeddings must have the reference's dimension {ref.embeddings.shape[1]}; got "
@@ -215,8 +221,8 @@ def _summary(config: MeasureConfig, m: Measurement, ref: Samples, gen: Samples, 
              discovery: Any, baselines: list[dict[str, Any]] | None) -> dict[str, Any]:
     s = m.summary()
     s["embedder"] = config.embedder
-    s["reference"] = os.fspath(config.reference)
-    s["generated"] = os.fspath(config.generated)
+    s["reference"] = str(config.reference)
+    s["generated"] = str(config.generated)
     s["curve"] = m.curve
     s["states_source"] = config.states
     if discovery is not None:
