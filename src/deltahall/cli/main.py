@@ -73,7 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     known = {n for n, _, _ in _SUBCOMMANDS}
     parser = build_parser(only=chosen if chosen in known else None)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help / --version (0) or a usage error already printed as one line (2)
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",

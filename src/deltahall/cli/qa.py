@@ -154,6 +154,11 @@ def _handle_table(args: argparse.Namespace) -> int:
     from deltahall.experiments.qa.results import rescore_run, tables_markdown, write_results
 
     root = Path(args.run_dir)
+    from deltahall.experiments.qa.results import TABLES
+
+    metrics = [m for m, _ in TABLES]
+    if args.metric not in metrics:
+        raise ValueError(f"`metric` must be one of {', '.join(metrics)}; got {args.metric!r}.")
     rows = rescore_run(root)
     plumbing = False
     if (root / "manifest.json").is_file():

@@ -239,8 +239,14 @@ def make_accelerator(
     if project_dir is not None:
         kwargs["project_config"] = ProjectConfiguration(project_dir=str(project_dir),
                                                         logging_dir=str(project_dir / "logs"))
-    acc = Accelerator(**kwargs)
     launched = launched_world_size()
+    if launched == 1:
+        # One process: a previous run in this process (another experiment, a notebook cell) may
+        # have set accelerate's shared state with other options; start from a clean one.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+    acc = Accelerator(**kwargs)
     if acc.num_processes != launched:
         raise RunFailure(
             f"the launcher started {launched} processes but accelerate joined {acc.num_processes} "
@@ -314,29 +320,24 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
     return data
 
 
-def open_run(
-    config: Any,
-    *,
-    checkpoints: str = "",
-    world: World = SINGLE,
-    experiment: str,
-    extra: Mapping[str, Any] | None = None,
-) -> OpenRun:
-    """Accept (or refuse) a run of ``config`` and write its manifest; see the module docstring.
+@dataclass(frozen=True)
+class RunDecision:
+    """What :func:`check_run` decided, before anything is written (every process decides alike)."""
 
-    Parameters
-    ----------
-    config : dataclass
-        An experiment config with a :class:`RunOptions` field ``run`` whose ``out_dir`` is set.
-    checkpoints : str
-        The folder (relative to the run directory) holding ``checkpoint-{step}`` folders;
-        ``""`` for the run directory itself.
-    world : World
-        The processes of this run; only the main one writes.
-    experiment : str
-        Name recorded in the manifest (``"coinflip"``, ``"t2i"``, ``"qa"``, ...).
-    extra : mapping, optional
-        More JSON-able entries for the manifest.
+    config: Any
+    out_dir: Path
+    experiment: str
+    checkpoint: Path | None
+    resumed: bool
+    fingerprint: dict[str, Any]
+    manifest: dict[str, Any] | None
+
+
+def check_run(config: Any, *, checkpoints: str = "", experiment: str, quiet: bool = False) -> RunDecision:
+    """Decide whether ``config`` may run in its ``run.out_dir``; read-only (see the module docstring).
+
+    Call it before any expensive set-up (an ``Accelerator``, a model download), so that a refused
+    run costs nothing and changes nothing.
 
     Raises
     ------
@@ -371,7 +372,7 @@ def open_run(
     else:
         if resume == "latest":
             if manifest is None and not list_checkpoints(ckpt_root):
-                if world.is_main:
+                if not quiet:
                     logger.warning("no run in %s yet: --resume-from-checkpoint latest starts a fresh one there.", out)
             else:
                 ckpts = list_checkpoints(ckpt_root)
@@ -394,7 +395,14 @@ def open_run(
                 f"{len(diff)} key{'s' if len(diff) != 1 else ''}: " + "; ".join(diff)
                 + ". Undo the change, or start a new run in another --out-dir."
             )
-    # Accepted on every process. Only now does anything get written.
+    resumed = resume is not None and (manifest is not None or checkpoint is not None)
+    return RunDecision(config=config, out_dir=out, experiment=experiment, checkpoint=checkpoint,
+                       resumed=resumed, fingerprint=fp, manifest=manifest)
+
+
+def accept_run(decision: RunDecision, *, world: World = SINGLE, extra: Mapping[str, Any] | None = None) -> OpenRun:
+    """Write the manifest of an accepted run (main process only; the others wait at barriers)."""
+    config, out, checkpoint, manifest = decision.config, decision.out_dir, decision.checkpoint, decision.manifest
     world.barrier()
     if world.is_main:
         rd = RunDir(out)
@@ -402,14 +410,14 @@ def open_run(
         sessions.append({
             "argv": sys.argv, "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "resumed_from": os.fspath(checkpoint) if checkpoint is not None else None,
-            "world_size": world.size, "run": to_jsonable(run),
+            "world_size": world.size, "run": to_jsonable(config.run),
         })
         seed = getattr(config, "seed", None)
         body = {
-            "experiment": experiment,
+            "experiment": decision.experiment,
             "config": to_jsonable(config),
             "config_type": f"{type(config).__module__}.{type(config).__qualname__}",
-            "fingerprint": fp,
+            "fingerprint": decision.fingerprint,
             "seed": seed if isinstance(seed, int) else None,
             "world_size": world.size,
             "resumed_from": os.fspath(checkpoint) if checkpoint is not None else None,
@@ -422,8 +430,41 @@ def open_run(
     world.barrier()
     if not world.is_main:
         rd = RunDir(out)  # the folder exists now: nothing is created or written
-    return OpenRun(rd=rd, checkpoint=checkpoint, resumed=resume is not None and (manifest is not None or checkpoint is not None),
-                   world=world, fingerprint=fp)
+    return OpenRun(rd=rd, checkpoint=checkpoint, resumed=decision.resumed, world=world,
+                   fingerprint=decision.fingerprint)
+
+
+def open_run(
+    config: Any,
+    *,
+    checkpoints: str = "",
+    world: World = SINGLE,
+    experiment: str,
+    extra: Mapping[str, Any] | None = None,
+) -> OpenRun:
+    """:func:`check_run` then :func:`accept_run`: accept (or refuse) a run and write its manifest.
+
+    Parameters
+    ----------
+    config : dataclass
+        An experiment config with a :class:`RunOptions` field ``run`` whose ``out_dir`` is set.
+    checkpoints : str
+        The folder (relative to the run directory) holding ``checkpoint-{step}`` folders;
+        ``""`` for the run directory itself.
+    world : World
+        The processes of this run; only the main one writes.
+    experiment : str
+        Name recorded in the manifest (``"coinflip"``, ``"t2i"``, ``"qa"``, ...).
+    extra : mapping, optional
+        More JSON-able entries for the manifest.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, PermissionError
+        As :func:`check_run`.
+    """
+    decision = check_run(config, checkpoints=checkpoints, experiment=experiment, quiet=not world.is_main)
+    return accept_run(decision, world=world, extra=extra)
 
 
 def _checkpoint_fingerprint(ckpt: Path) -> dict[str, Any] | None:

@@ -52,7 +52,15 @@ class MainJobResult:
 
 
 def run(config: MainJobConfig) -> MainJobResult:
-    """Run the selected steps and write ``<out_dir>/report.html``."""
+    """Run the selected steps and write ``<out_dir>/report.html``.
+
+    Raises
+    ------
+    ValueError
+        If ``out_dir`` is an existing file.
+    """
+    if config.out_dir.exists() and not config.out_dir.is_dir():
+        raise ValueError(f"`out_dir` must be a folder; got the existing file {str(config.out_dir)!r}.")
     rd = RunDir(config.out_dir)
     rd.write_manifest(config, seed=config.seed)
     report = Report("deltahall: δ-hallucination, reproduced offline")

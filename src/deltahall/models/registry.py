@@ -358,3 +358,44 @@ def describe(resolved: ResolvedModel) -> dict[str, Any]:
     if resolved.alias is not None:
         out["packages"] = {p: package_version(p) for p in resolved.alias.packages}
     return out
+
+
+def check_loadable(spec: str, *, marker: str = "config.json", folder_marker: str | None = None) -> ResolvedModel:
+    """Resolve ``spec`` and check, without loading weights, that it can be loaded here.
+
+    A folder must hold ``folder_marker`` (default ``marker``); a hub id must be in the local
+    Hugging Face cache or, when the hub is not switched off (``HF_HUB_OFFLINE``), answer a
+    short metadata request. Run it before a run writes anything, so that a model that cannot
+    be loaded is one clear line and no half-started run.
+
+    Raises
+    ------
+    FileNotFoundError
+        A folder without the expected file (or a missing folder).
+    ModelUnavailableError
+        A hub id that is neither cached nor reachable (names the id, why, and what to pass).
+    """
+    resolved = resolve_model(spec)
+    if resolved.kind == "folder":
+        need = folder_marker or marker
+        if not (Path(resolved.path) / need).is_file():  # type: ignore[arg-type]
+            raise FileNotFoundError(f"model folder {spec!r} has no {need}; is it a model folder of the right kind?")
+        return resolved
+    if resolved.kind != "hub":
+        return resolved
+    try:
+        from huggingface_hub import HfApi, try_to_load_from_cache
+    except ImportError:  # pragma: no cover - comes with transformers
+        return resolved
+    cached = try_to_load_from_cache(spec, marker)
+    if isinstance(cached, str):
+        return resolved
+    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes")
+                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    if offline:
+        raise hub_unavailable(spec, FileNotFoundError(marker))
+    try:
+        HfApi().model_info(spec, timeout=10)
+    except Exception as exc:  # no network, unknown repo, gated repo: all mean "cannot load it here"
+        raise hub_unavailable(spec, exc) from None
+    return resolved

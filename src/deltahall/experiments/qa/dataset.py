@@ -106,7 +106,9 @@ def parse_jsonl(text: str) -> tuple[list[QARow], list[Problem]]:
     """Parse JSONL text into rows; schema violations become :class:`Problem` s (never raised)."""
     rows: list[QARow] = []
     problems: list[Problem] = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: U+2028 and friends are legal inside JSON strings.
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
         if not raw.strip():
             continue
         try:
@@ -248,7 +250,13 @@ def validate(
     p = Path(path) if path is not None else packaged_path()
     if not p.is_file():
         raise FileNotFoundError(f"`data` file not found: {p}")
-    rows, problems = parse_jsonl(p.read_text(encoding="utf-8"))
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"`data` file {p} is not UTF-8 text (line {line}, byte {exc.start}).") from None
+    rows, problems = parse_jsonl(text)
     problems += check_rows(rows, truthfulqa_questions)
     if not rows and not problems:
         problems.append(Problem(None, None, "empty", "the file holds no rows."))

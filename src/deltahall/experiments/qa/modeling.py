@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from deltahall._validation import require
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,9 +32,17 @@ def load_model_and_tokenizer(model_id: str, *, device: Any, dtype: str = "auto",
     The tokenizer gets a pad token (its eos token) when it has none.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = torch.device(device)
+    if model_id.startswith("@"):  # a registry alias (e.g. '@gemma3-270m'): pinned weights, cached conversion
+        from deltahall.models import load_causal_lm
+
+        model, tokenizer = load_causal_lm(model_id, device=str(device), dtype=resolve_dtype(dtype, device.type))
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model, tokenizer
+    transformers = require("transformers", "qa", what="the QA experiment")
+    AutoModelForCausalLM, AutoTokenizer = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -47,3 +57,13 @@ def load_model_and_tokenizer(model_id: str, *, device: Any, dtype: str = "auto",
     model.to(device)
     logger.info("loaded %s on %s (%s)", model_id, device, next(model.parameters()).dtype)
     return model, tokenizer
+
+
+def check_models(config: Any) -> None:
+    """Refuse, before a run writes anything, a model that cannot be loaded here (one line each)."""
+    from deltahall.experiments.qa.config import TINY_MODEL
+    from deltahall.models.registry import check_loadable
+
+    for spec in config.models:
+        if spec != TINY_MODEL:
+            check_loadable(spec)

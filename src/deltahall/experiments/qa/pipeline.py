@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deltahall.experiments._run import make_accelerator, open_run, torch_threads, world_of
+from deltahall.experiments._run import accept_run, check_run, make_accelerator, torch_threads, world_of
 from deltahall.experiments.qa.config import TINY_MODEL, QAConfig
 from deltahall.io.rundir import RunDir, to_jsonable
 
@@ -122,7 +122,7 @@ def _run(config: QAConfig) -> QAResult:
 
     from deltahall.experiments.qa.dataset import load_dataset
     from deltahall.experiments.qa.finetune import finetune
-    from deltahall.experiments.qa.modeling import load_model_and_tokenizer
+    from deltahall.experiments.qa.modeling import check_models, load_model_and_tokenizer
     from deltahall.experiments.qa.results import model_slug, write_results
     from deltahall.experiments.qa.truthfulqa import load_truthfulqa
 
@@ -132,16 +132,19 @@ def _run(config: QAConfig) -> QAResult:
 
         transformers.utils.logging.disable_progress_bar()
     plumbing = TINY_MODEL in config.models
-    accelerator = make_accelerator(config.run)
-    world = world_of(accelerator)
-    # Inputs are read (and bad input refused) before the run is accepted and anything is written.
+    # Inputs are read (and bad input refused) and the run directory checked before anything is
+    # set up or written.
     rows = load_dataset(config.data)
     pairs = [p for r in rows for p in r.pairs()]
     if config.max_train_examples is not None:
         pairs = pairs[: config.max_train_examples]
     items = load_truthfulqa(config.truthfulqa, config.truthfulqa_limit)
-    opened = open_run(config, world=world, experiment="qa",
-                      extra={"plumbing": plumbing, "num_processes": accelerator.num_processes})
+    check_models(config)
+    decision = check_run(config, experiment="qa")
+    accelerator = make_accelerator(config.run)
+    world = world_of(accelerator)
+    opened = accept_run(decision, world=world,
+                        extra={"plumbing": plumbing, "num_processes": accelerator.num_processes})
     rd = opened.rd
     main = world.is_main
     logger.info("%d training pairs, %d TruthfulQA questions", len(pairs), len(items))

@@ -188,6 +188,36 @@ def _looks_like_path(s: str) -> bool:
     return s.startswith((".", "/", "~")) or s.count("/") >= 2 or os.sep != "/" and os.sep in s
 
 
+def check_sources(config: T2IConfig) -> None:
+    """Refuse, before a run writes anything, data and models that cannot be used.
+
+    Scans a data folder (every class subfolder must hold at least one image) and checks that
+    the model and the embedder can be loaded here (:func:`deltahall.models.registry.check_loadable`:
+    a local folder of the right kind, or a hub id that is cached or reachable).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        A missing data folder or class subfolder, a class with no images, a model folder of
+        the wrong kind.
+    deltahall.models.registry.ModelUnavailableError
+        A hub id that is neither cached nor reachable.
+    """
+    from deltahall.experiments.t2i.config import DIGITS_CNN, TINY_MODEL
+    from deltahall.models.registry import check_loadable
+
+    data = str(config.data)
+    if data != SKLEARN_DIGITS:
+        if Path(data).expanduser().is_dir():
+            _folder(Path(data).expanduser(), config)
+        elif _looks_like_path(data):
+            raise FileNotFoundError(f"`data` folder not found: {data!r}.")
+    if config.model != TINY_MODEL:
+        check_loadable(str(config.model), marker="model_index.json", folder_marker="unet/config.json")
+    if config.embedder != DIGITS_CNN:
+        check_loadable(str(config.embedder))
+
+
 def load_training_images(config: T2IConfig) -> ImageData:
     """The training images of ``config.classes`` (at most ``max_train_images`` per class).
 

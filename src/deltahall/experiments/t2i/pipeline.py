@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deltahall.experiments._run import make_accelerator, open_run, torch_threads, world_of
+from deltahall.experiments._run import accept_run, check_run, make_accelerator, torch_threads, world_of
 from deltahall.experiments.t2i.config import TINY_MODEL, T2IConfig
 from deltahall.experiments.t2i.results import T2IResult, read_losses, read_metrics
 from deltahall.io import RunDir
@@ -34,18 +34,20 @@ def run(config: T2IConfig) -> T2IResult:
     FileNotFoundError
         If an explicit ``resume_from_checkpoint`` or the ``data`` folder does not exist.
     """
-    from deltahall.experiments.t2i.data import load_training_images
+    from deltahall.experiments.t2i.data import check_sources, load_training_images
     from deltahall.experiments.t2i.modeling import load_components
     from deltahall.experiments.t2i.train import History, train
 
     t_start = time.perf_counter()
+    check_sources(config)  # bad data / model specs are refused before anything is written
+    decision = check_run(config, experiment="t2i")
     with torch_threads(config.run.threads):
         acc = make_accelerator(config.run, mixed_precision=str(config.mixed_precision),
                                gradient_accumulation_steps=config.gradient_accumulation_steps,
                                project_dir=config.run_dir)
         world = world_of(acc)
-        opened = open_run(config, world=world, experiment="t2i",
-                          extra={"preset": config.preset, "num_processes": acc.num_processes})
+        opened = accept_run(decision, world=world,
+                            extra={"preset": config.preset, "num_processes": acc.num_processes})
         rd, resume = opened.rd, opened.checkpoint
         main = world.is_main
         if main and resume is None:
