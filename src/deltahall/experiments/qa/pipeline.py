@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deltahall.experiments._run import accept_run, check_run, make_accelerator, torch_threads, world_of
+from deltahall.experiments._run import (
+    accept_run,
+    check_run,
+    make_accelerator,
+    torch_threads,
+    world_of,
+)
 from deltahall.experiments.qa.config import TINY_MODEL, QAConfig
 from deltahall.io.rundir import RunDir, to_jsonable
 

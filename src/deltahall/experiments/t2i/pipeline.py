@@ -15,7 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deltahall.experiments._run import accept_run, check_run, make_accelerator, torch_threads, world_of
+from deltahall.experiments._run import (
+    accept_run,
+    check_run,
+    make_accelerator,
+    torch_threads,
+    world_of,
+)
 from deltahall.experiments.t2i.config import TINY_MODEL, T2IConfig
 from deltahall.experiments.t2i.results import T2IResult, read_losses, read_metrics
 from deltahall.io import RunDir
