@@ -42,7 +42,6 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     add_dataclass_arguments(ps, SweepConfig, exclude=("base",))
     add_dataclass_arguments(ps, CoinFlipConfig, exclude=(*_SWEEP_VARIED, "run"))
     ps.add_argument("--no-report", action="store_true", help="skip figures and report.html")
-    ps.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(ps)
     ps.set_defaults(handler=_handle_sweep)
 
@@ -97,11 +96,14 @@ def _sweep_config(args: argparse.Namespace) -> Any:
     bad = sorted(set(base_file) & set(_SWEEP_VARIED))
     if bad:
         raise ValueError(f"`[base]` in {args.config} must not set {bad}: the sweep varies them (use ns, ms, objectives).")
-    base_args = argparse.Namespace(**{k: v for k, v in vars(args).items()
-                                      if k not in {f.name for f in dataclasses.fields(SweepConfig)}})
+    from deltahall.experiments._run import RunOptions
+
+    run_names = {f.name for f in dataclasses.fields(RunOptions)}
+    sweep_names = {f.name for f in dataclasses.fields(SweepConfig)}
+    base_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in sweep_names | run_names})
     base = config_from_args(CoinFlipConfig, base_args, **_merge(base_file, base_args, CoinFlipConfig))
     sweep_vals = _merge(file_vals, args, SweepConfig)
-    unknown = sorted(set(file_vals) - {f.name for f in dataclasses.fields(SweepConfig)})
+    unknown = sorted(set(file_vals) - sweep_names - run_names)
     if unknown:
         raise ValueError(f"config file {args.config} has unknown keys {unknown}.")
     return config_from_args(SweepConfig, args, base=base, **sweep_vals)
@@ -111,11 +113,11 @@ def _merge(file_vals: dict[str, Any], args: argparse.Namespace, cls: type) -> di
     """File values for fields of ``cls`` not given on the command line (the CLI wins)."""
     from deltahall.cli.config_args import _UNSET
 
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls)} - {"run", "base"}
     out = {}
     for k, v in file_vals.items():
         if k in names and getattr(args, k, _UNSET) is _UNSET:
-            out[k] = tuple(v) if isinstance(v, list) else (Path(v) if k == "out_dir" else v)
+            out[k] = tuple(v) if isinstance(v, list) else v
     return out
 
 
@@ -124,7 +126,7 @@ def _handle_sweep(args: argparse.Namespace) -> int:
 
     cfg = _sweep_config(args)
     _entry_point_torch()
-    res = run_sweep(cfg, progress=not args.no_progress)
+    res = run_sweep(cfg)
     report = None
     if not args.no_report:
         from deltahall.experiments.coinflip.report import write_sweep_report

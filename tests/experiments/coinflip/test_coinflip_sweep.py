@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from deltahall.experiments._run import RunOptions
 from deltahall.experiments.coinflip.config import CoinFlipConfig
 from deltahall.experiments.coinflip.report import section_from_sweep
 from deltahall.experiments.coinflip.sweep import SweepConfig, round_seed, run_sweep
@@ -10,8 +11,9 @@ from deltahall.io.rundir import read_csv
 
 def _sweep(tmp_path, **kw):
     base = CoinFlipConfig(m=120, epochs=4, batch_size=32, n_layers=1, d_model=8, n_heads=2, d_ff=16)
-    args = dict(out_dir=tmp_path / "s", ns=(2,), ms=(120,), rounds=2, objectives=("mse", "ce"),
-                workers=0, n_permutations=99, base=base)
+    resume = kw.pop("resume", None)
+    args = dict(ns=(2,), ms=(120,), rounds=2, objectives=("mse", "ce"), workers=0, n_permutations=99, base=base,
+                run=RunOptions(out_dir=tmp_path / "s", resume_from_checkpoint=resume, progress=False))
     args.update(kw)
     return SweepConfig(**args)
 
@@ -31,12 +33,14 @@ def test_sweep_runs_rounds_with_own_seeds_and_writes_tables(tmp_path):
     html = "".join(sec.parts)
     assert html.count("data:image/png;base64") == 4 and "Pearson" in html
     # rerunning skips finished runs; another config into the same dir is refused
-    again = run_sweep(cfg)
+    with pytest.raises(ValueError, match="already holds a run"):
+        run_sweep(cfg)
+    again = run_sweep(_sweep(tmp_path, resume="latest"))
     assert [r["train_mse"] for r in again.runs] == [r["train_mse"] for r in res.runs]
     timing = json.loads((cfg.out_dir / "sweep_timing.json").read_text())
     assert [s["runs_trained"] for s in timing["sessions"]] == [4, 0]
-    with pytest.raises(ValueError, match="different config"):
-        run_sweep(_sweep(tmp_path, rounds=3))
+    with pytest.raises(ValueError, match="settings differ in 1 key: rounds: 2 -> 3"):
+        run_sweep(_sweep(tmp_path, rounds=3, resume="latest"))
 
 
 def test_sweep_config_errors():

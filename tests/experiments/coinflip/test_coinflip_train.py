@@ -25,7 +25,7 @@ def test_tiny_run_writes_every_column(tmp_path, tiny, objective):
     cols = metric_columns(cfg)
     assert len(rows) == 2 and list(rows[0]) == cols
     assert all(rows[i][c] != "" for i in range(2) for c in cols)
-    for name in ("manifest.json", "reference.json", "summary.json", "predictions.csv", "timing.json"):
+    for name in ("manifest.json", "reference.json", "result.json", "predictions.csv", "timing.json"):
         assert (tmp_path / "r" / name).is_file()
     f = res.final
     assert f["cp_raw"] == 0.0 and f["hall_raw_d0.1"] == 1.0  # a real-valued output is never a count

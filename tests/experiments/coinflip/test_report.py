@@ -103,8 +103,10 @@ def test_reduced_sweep_section_end_to_end(tmp_path: Path) -> None:
     from deltahall.experiments.coinflip.sweep import SweepConfig, run_sweep
 
     base = CoinFlipConfig(m=120, epochs=2, batch_size=32, n_layers=1, d_model=8, n_heads=2, d_ff=16)
-    cfg = SweepConfig(out_dir=tmp_path / "s", ns=(2,), ms=(120,), rounds=2, objectives=("mse",), workers=0,
-                      n_permutations=9, base=base)
+    from deltahall.experiments._run import RunOptions
+
+    cfg = SweepConfig(ns=(2,), ms=(120,), rounds=2, objectives=("mse",), workers=0,
+                      n_permutations=9, base=base, run=RunOptions(out_dir=tmp_path / "s", progress=False))
     run_sweep(cfg)
     html = " ".join(R.section_from_sweep(cfg.out_dir, n_permutations=9).parts)
     own = html.split("Paper-scale sweep, quoted")[0]

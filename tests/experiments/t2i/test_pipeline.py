@@ -97,7 +97,7 @@ def test_digits_reduced_run_writes_every_output(digits_dir: Path) -> None:
         assert r["mean_embedding_inside"] == (r["mean_embedding_score"] >= 0)
     flagged = [r for r in res.metrics if r["n_outside"]]
     assert flagged and all((digits_dir / "grids" / f"step-{r['step']:06d}_p{r['prompt_index']}.png").is_file() for r in flagged)
-    summary = json.loads((digits_dir / "summary.json").read_text())
+    summary = json.loads((digits_dir / "result.json").read_text())
     assert summary["final_step"] == 4 and set(summary["final"]) == set(_cfg().prompts)
     assert (digits_dir / "figures" / "rate_vs_percentile.png").is_file()
     _no_pickles(digits_dir)

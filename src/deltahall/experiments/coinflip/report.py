@@ -230,8 +230,14 @@ def write_sweep_report(sweep_dir: str | Path, *, n_permutations: int = 9999, see
 def main_job_section(run_dir: Path, seed: int) -> Section:
     """Run the reduced sweep (:data:`MAIN_JOB_SWEEP`) into ``run_dir`` and describe it."""
     t0 = time.perf_counter()
-    cfg = SweepConfig(out_dir=Path(run_dir), base_seed=seed, base=CoinFlipConfig(**MAIN_JOB_BASE),  # type: ignore[arg-type]
-                      **MAIN_JOB_SWEEP)  # type: ignore[arg-type]
+    from deltahall.experiments._run import RunOptions
+
+    # A rerun of the main job continues (or just re-reports) the sweep it finds in ``run_dir``.
+    resume = "latest" if (Path(run_dir) / "manifest.json").is_file() else None
+    cfg = SweepConfig(base_seed=seed, base=CoinFlipConfig(**MAIN_JOB_BASE),  # type: ignore[arg-type]
+                      run=RunOptions(out_dir=Path(run_dir), resume_from_checkpoint=resume, progress=False,
+                                     threads=MAIN_JOB_SWEEP.get("threads")),
+                      **{k: v for k, v in MAIN_JOB_SWEEP.items() if k != "threads"})  # type: ignore[arg-type]
     run_sweep(cfg)
     sec = section_from_sweep(run_dir, n_permutations=cfg.n_permutations, seed=seed)
     sec.text(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from deltahall._validation import check_choice, check_int
-from deltahall.experiments._run import RunOptions
+from deltahall.experiments._run import RESUME_FREE, RunOptions, free, open_run
 from deltahall.experiments.coinflip.config import OBJECTIVES, CoinFlipConfig
 from deltahall.experiments.coinflip.stats import permutation_correlation
 from deltahall.io import RunDir
@@ -38,20 +38,18 @@ CORRELATION_PAIRS: tuple[tuple[str, str], ...] = (("train_loss", "cp_est"), ("tr
 class SweepConfig:
     """The grid of runs; every other setting comes from ``base`` (a :class:`CoinFlipConfig`)."""
 
-    out_dir: Path = field(default=Path("runs/coinflip_sweep"), metadata={"help": "sweep directory (resumable)"})
     ns: tuple[int, ...] = field(default=(2, 3, 5), metadata={"help": "values of N"})
     ms: tuple[int, ...] = field(default=(20000,), metadata={"help": "values of M (paper: 20000 to 40000)"})
     rounds: int = field(default=5, metadata={"help": "rounds (independent seeds) per (N, M)"})
     objectives: tuple[str, ...] = field(default=("mse", "ce"), metadata={"help": "objectives: mse ce"})
     base_seed: int = field(default=0, metadata={"help": "seed the round seeds are derived from"})
     workers: int = field(
-        default=2, metadata={"help": "worker processes training runs in parallel; 0 trains in this process with its torch settings"}
+        default=2, metadata=free("worker processes training runs in parallel; 0 trains in this process")
     )
-    threads: int = field(
-        default=1, metadata={"help": "torch threads per worker process (1 is fastest on a busy machine: more threads than free cores slow small models down many-fold)"}
-    )
-    n_permutations: int = field(default=9999, metadata={"help": "permutations for the correlation p-values"})
+    n_permutations: int = field(default=9999, metadata=free("permutations for the correlation p-values"))
     base: CoinFlipConfig = field(default_factory=CoinFlipConfig, metadata={"help": "settings shared by all runs"})
+    run: RunOptions = field(default_factory=lambda: RunOptions(out_dir=Path("runs/coinflip_sweep")),
+                            metadata=RESUME_FREE)
 
     def __post_init__(self) -> None:
         if not self.ns or not self.ms or not self.objectives:
@@ -63,9 +61,22 @@ class SweepConfig:
         check_int(self.rounds, "rounds", low=1)
         check_int(self.base_seed, "base_seed", low=0)
         check_int(self.workers, "workers", low=0)
-        check_int(self.threads, "threads", low=1)
+        if isinstance(self.run, dict):
+            object.__setattr__(self, "run", RunOptions(**self.run))
+        object.__setattr__(self, "run", self.run.with_defaults(out_dir=Path("runs/coinflip_sweep")))
         check_int(self.n_permutations, "n_permutations", low=1)
         self.run_configs()  # every run's config must be valid (raises otherwise)
+
+    @property
+    def out_dir(self) -> Path:
+        """The sweep directory (``run.out_dir``)."""
+        return Path(self.run.out_dir)  # type: ignore[arg-type]
+
+    @property
+    def threads(self) -> int:
+        """torch threads per run (``run.threads``; default 1: more threads than free cores slow
+        these small models down many-fold)."""
+        return self.run.threads or 1
 
     def run_configs(self) -> dict[str, CoinFlipConfig]:
         """Name -> config of every run, largest N first."""
@@ -118,31 +129,26 @@ def _worker(cfg_dict: dict[str, Any], run_dir: str, threads: int, entry: bool = 
     return run_dir, time.perf_counter() - t0
 
 
-def run_sweep(config: SweepConfig, *, progress: bool = False) -> SweepResult:
+def run_sweep(config: SweepConfig) -> SweepResult:
     """Train every run of ``config`` (skipping finished ones) and write the tables.
+
+    The sweep is one run of the shared lifecycle (:func:`deltahall.experiments._run.open_run`):
+    ``run.resume_from_checkpoint="latest"`` continues it (finished runs are skipped, started
+    ones resumed from their last epoch).
 
     Raises
     ------
     ValueError
-        If ``out_dir`` holds a sweep made with a different config.
+        If ``out_dir`` holds a sweep and no resume was asked for, or one made with other
+        settings (the changed keys are named).
     """
     from tqdm.auto import tqdm
 
-    rd = RunDir(config.out_dir)
-    cfg_json = _sweep_json(config)
-    if rd.path("sweep_config.json").is_file():
-        old = rd.read_json("sweep_config.json")
-        if old != cfg_json:
-            raise ValueError(
-                f"`out_dir` {rd.root} holds a sweep with a different config; use a new directory. "
-                f"Saved: {old}; requested: {cfg_json}."
-            )
-    else:
-        rd.write_json("sweep_config.json", cfg_json)
-    rd.write_manifest(config, seed=config.base_seed)
+    rd = open_run(config, experiment="coinflip-sweep").rd
+    progress = config.run.progress
     todo = {
         name: cfg for name, cfg in config.run_configs().items()
-        if not (rd.root / "runs" / name / "summary.json").is_file()
+        if not (rd.root / "runs" / name / "result.json").is_file()
     }
     total = len(config.run_configs())
     t0 = time.perf_counter()
@@ -177,19 +183,14 @@ def run_sweep(config: SweepConfig, *, progress: bool = False) -> SweepResult:
     return SweepResult(rd.root, res[0], res[1], timing["total_wall_seconds"])
 
 
-def _sweep_json(config: SweepConfig) -> dict[str, Any]:
-    d = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in ("out_dir", "workers", "threads")}
-    d["base"] = config.base.to_dict()
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-
 
 def load_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """Every finished run under ``sweep_dir/runs``: config, history (floats), reference, predictions."""
     out = []
     for d in sorted((Path(sweep_dir) / "runs").glob("*")):
-        if not (d / "summary.json").is_file():
+        if not (d / "result.json").is_file():
             continue
-        summary = RunDir(d).read_json("summary.json")
+        summary = RunDir(d).read_json("result.json")
         cfg = CoinFlipConfig.from_dict(summary["config"])
         hist = [{k: float(v) for k, v in row.items()} for row in read_csv(d / "metrics.csv")]
         preds = read_csv(d / "predictions.csv")

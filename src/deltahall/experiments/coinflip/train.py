@@ -11,7 +11,7 @@ The run lifecycle (acceptance, resume, manifest) is :func:`deltahall.experiments
 Files in ``config.run.out_dir`` (none when it is ``None``): ``manifest.json``, ``metrics.csv``, ``reference.json`` (what the exact
 truth scores), ``predictions.csv`` (the final model on every distinct validation coin set),
 ``timing.json`` (seconds per epoch; kept out of the CSV so that reruns give identical CSVs),
-``summary.json`` and ``checkpoints/``.
+``result.json`` and ``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def _run(config: CoinFlipConfig) -> CoinFlipResult:
     reference = reference_metrics(data, config)
     if rd is not None:
         rd.write_csv("predictions.csv", predictions)
-        rd.write_json("summary.json", {"config": config, "final": history[-1], "reference": reference})
+        rd.write_json("result.json", {"config": config, "final": history[-1], "reference": reference})
     return CoinFlipResult(config, history, reference, predictions, seconds, rd.root if rd else None)
 
 

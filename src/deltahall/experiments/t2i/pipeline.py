@@ -5,7 +5,7 @@
 2. Load (or build, for ``digits``) the model; load the training images.
 3. Main process: load the embedder, embed the real images, fit and save the HCDR detector.
 4. Train, checkpointing and evaluating every ``checkpoint_every`` steps (:mod:`.train`).
-5. Main process: Figures 5-7 and ``summary.json``.
+5. Main process: Figures 5-7 and ``result.json``.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def _clear_outputs(root: Path) -> None:
     for sub in ("samples", "grids"):
         for p in sorted((root / sub).glob("step-*")):
             p.unlink()
-    for name in ("metrics.csv", "loss.csv", "summary.json"):
+    for name in ("metrics.csv", "loss.csv", "result.json"):
         (root / name).unlink(missing_ok=True)
 
 
@@ -120,7 +120,7 @@ def _fit_detector(config: T2IConfig, rd: RunDir, data: Any, device: Any) -> tupl
 def _write_summary(rd: RunDir, config: T2IConfig, history: Any, detector: Any, embedder: Any, seconds: dict[str, float]) -> None:
     last = max((int(r["step"]) for r in history.metrics), default=0)
     final = [r for r in history.metrics if int(r["step"]) == last]
-    rd.write_json("summary.json", {
+    rd.write_json("result.json", {
         "preset": config.preset, "final_step": last,
         "final": {r["prompt"]: {"rate": r["rate"], "mean_embedding_inside": r["mean_embedding_inside"],
                                 "mean_image_inside": r["mean_image_inside"]} for r in final},

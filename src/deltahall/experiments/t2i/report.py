@@ -52,7 +52,7 @@ def build_section(run_dir: str | Path, *, title: str | None = None) -> Section:
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     cfg = manifest.get("config", {})
     det = json.loads((root / "detector.json").read_text(encoding="utf-8")) if (root / "detector.json").is_file() else {}
-    summary = json.loads((root / "summary.json").read_text(encoding="utf-8")) if (root / "summary.json").is_file() else {}
+    summary = json.loads((root / "result.json").read_text(encoding="utf-8")) if (root / "result.json").is_file() else {}
     preset = cfg.get("preset", "?")
     sec = Section(title or f"Text-to-image (Section 7.3, Figures 5-7) — preset {preset}")
     if preset == "digits":

@@ -10,7 +10,7 @@ Files of a finished run (see ``docs/t2i.md``)::
     manifest.json          resolved config, fingerprint, seed, versions
     metrics.csv            one row per checkpoint x prompt
     loss.csv               training loss of every optimizer step
-    summary.json           headline numbers and timings
+    result.json            headline numbers and timings
     detector.safetensors   the fitted HCDR detector
     samples/step-*.csv|npz per-sample scores and embeddings
     grids/step-*_p*.png    samples flagged as hallucinations
