@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deltahall.detectors.conformal import ConformalHCDR, conformal_p_values, stratified_split
 
@@ -119,3 +121,19 @@ def test_the_papers_percentile_rule_overshoots_alpha_at_small_m() -> None:
             det = _det(0.1, calibration=cal, random_state=r).fit_split(Xf, yf, Xc, yc)
             fr[cal].append(np.mean(det.predict(Xt) == -1))
     assert np.mean(fr["percentile"]) > 0.115 > 0.1 > np.mean(fr["conformal"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cal=st.lists(st.lists(st.integers(-5, 5), min_size=1, max_size=12), min_size=1, max_size=3),
+    scores=st.lists(st.integers(-6, 6), min_size=1, max_size=8),
+)
+def test_p_values_property(cal: list[list[int]], scores: list[int]) -> None:
+    """Against the definition, with ties (integer scores): p_i = (1 + #{s_ij <= t}) / (m_i + 1)."""
+    sorted_cal = [np.sort(np.asarray(c, dtype=float)) for c in cal]
+    S = np.tile(np.asarray(scores, dtype=float)[:, None], (1, len(cal)))
+    P = conformal_p_values(sorted_cal, S)
+    for r, t in enumerate(scores):
+        for i, c in enumerate(cal):
+            assert P[r, i] == (1 + sum(v <= t for v in c)) / (len(c) + 1)
+    assert ((P > 0) & (P <= 1)).all()
