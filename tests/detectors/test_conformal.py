@@ -137,3 +137,14 @@ def test_p_values_property(cal: list[list[int]], scores: list[int]) -> None:
         for i, c in enumerate(cal):
             assert P[r, i] == (1 + sum(v <= t for v in c)) / (len(c) + 1)
     assert ((P > 0) & (P <= 1)).all()
+
+
+def test_input_validation() -> None:
+    X, y = _draw(np.random.default_rng(0), 50)
+    X[7, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        _det().fit(X, y)
+    with pytest.raises(TypeError, match="Sparse data"):
+        from scipy import sparse
+
+        _det().fit(sparse.csr_matrix(np.abs(X[:10])), y[:10])

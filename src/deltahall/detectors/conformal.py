@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from deltahall.detectors.hcdr import HCDRDetector
 
@@ -195,9 +195,7 @@ class ConformalHCDR(BaseEstimator):  # type: ignore[misc]
             ``max(n_components, 2) + 1``; anything :class:`HCDRDetector` refuses.
         """
         self._check_params()
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(f"`X` must be 2-dimensional (n_samples, n_features); got shape {X.shape}.")
+        X = np.asarray(validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2))
         labels = np.asarray(y).ravel()
         if labels.shape[0] != X.shape[0]:
             raise ValueError(f"`X` and `y` must have the same number of rows; got {X.shape[0]} and {labels.shape[0]}.")
@@ -235,7 +233,8 @@ class ConformalHCDR(BaseEstimator):  # type: ignore[misc]
     ) -> ConformalHCDR:
         """Fit the mixtures on ``(X_fit, y_fit)`` and calibrate on ``(X_cal, y_cal)`` (explicit split)."""
         self._check_params()
-        X_fit, X_cal = np.asarray(X_fit), np.asarray(X_cal)
+        X_fit = np.asarray(validate_data(self, X_fit, dtype=[np.float64, np.float32], ensure_min_samples=2))
+        X_cal = np.asarray(check_array(X_cal, dtype=[np.float64, np.float32], input_name="X_cal"))
         y_fit, y_cal = np.asarray(y_fit).ravel(), np.asarray(y_cal).ravel()
         classes = np.unique(y_fit)
         if classes.size < 2:
