@@ -146,6 +146,7 @@ def test_jsonl_end_to_end_with_cache(cli, monkeypatch, tmp_path: Path, capsys) -
 
 def test_image_folders_end_to_end(cli, monkeypatch, tmp_path: Path) -> None:
     _fake(monkeypatch, FakeImageEmbedder())
+    monkeypatch.setattr("deltahall.measure.inputs._LOAD_BATCH", 7)  # images are opened batch by batch
     rng = np.random.default_rng(0)
     for s, q in (("zero", 0), ("one", 1), ("two", 2)):
         for i in range(34):

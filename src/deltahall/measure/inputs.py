@@ -34,6 +34,7 @@ __all__ = ["IMAGE_SUFFIXES", "Samples", "content_hash", "input_kind", "load_gene
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 PRECOMPUTED = "precomputed"
+_LOAD_BATCH = 256  # images opened at once
 
 
 @dataclass
@@ -144,7 +145,11 @@ def _read_jsonl(path: Path, name: str, required: tuple[str, ...]) -> list[dict[s
 def _embed_cached(
     embedder: Any, items: list[Any], *, key_source: str, cache_dir: Path | None, loader: Any = None
 ) -> npt.NDArray[np.float32]:
-    """Embed ``items`` (or ``loader()``'s items) unless the cache holds them; atomic cache writes."""
+    """Embed ``items`` unless the cache holds them; atomic cache writes.
+
+    ``loader(batch)`` turns a batch of ``items`` into what the embedder takes (e.g. image
+    paths into opened images), so only one batch of images is in memory at a time.
+    """
     from deltahall.io import atomic_write_bytes
 
     fp = json.dumps(getattr(embedder, "fingerprint", {"name": getattr(embedder, "name", "?")}), sort_keys=True, default=str)
@@ -158,8 +163,12 @@ def _embed_cached(
                 return np.asarray(arr, dtype=np.float32)
         except (ValueError, OSError) as exc:  # a damaged cache entry is recomputed
             logger.warning("ignoring unreadable cache file %s (%s)", path, exc)
-    data = loader() if loader is not None else items
-    E = np.asarray(embedder.embed(data), dtype=np.float32)
+    if loader is None:
+        E = np.asarray(embedder.embed(items), dtype=np.float32)
+    else:
+        parts = [np.asarray(embedder.embed(loader(items[s : s + _LOAD_BATCH])), dtype=np.float32)
+                 for s in range(0, len(items), _LOAD_BATCH)]
+        E = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
     if E.ndim != 2 or E.shape[0] != len(items):
         from deltahall._validation import RunFailure
 
@@ -198,7 +207,7 @@ def _open_images(paths: list[Path]) -> list[Any]:
 def _embed_images(embedder: Any, paths: list[Path], root: Path, name: str, cache_dir: Path | None) -> npt.NDArray[np.float32]:
     _check_modality(embedder, "image", name, root)
     return _embed_cached(embedder, paths, key_source="images:" + content_hash(root), cache_dir=cache_dir,
-                         loader=lambda: _open_images(paths))
+                         loader=_open_images)
 
 
 def _embed_texts(embedder: Any, texts: list[str], path: Path, name: str, cache_dir: Path | None) -> npt.NDArray[np.float32]:
