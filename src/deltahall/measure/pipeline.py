@@ -179,7 +179,8 @@ def run(config: MeasureConfig) -> MeasureResult:
             "--states auto: %d states discovered by BIC (sizes %s); they are an estimate of the paper's "
             "latent variable, and the rate is relative to them.", discovery.n_states, discovery.sizes,
         )
-    assert labels is not None  # load_reference requires labels unless auto
+    if labels is None:  # load_reference requires labels unless auto; kept for type narrowing
+        raise ValueError("`reference_labels` is required unless `states`='auto'.")
     t1 = time.perf_counter()
     m = measure_embeddings(ref.embeddings, labels, gen.embeddings, prompts=gen.prompts, settings=config.settings())
     t_measure = time.perf_counter() - t1
