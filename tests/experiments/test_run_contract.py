@@ -70,7 +70,26 @@ def _run(argv: list[str], out: Path, cache: Path, *extra: str) -> subprocess.Com
 
 
 def _digest(root: Path, names: list[str]) -> dict[str, str]:
-    return {n: hashlib.sha256((root / n).read_bytes()).hexdigest() for n in names}
+    return {n: _content_sha(root / n) for n in names}
+
+
+def _content_sha(path: Path) -> str:
+    """SHA-256 of a file's bytes; for safetensors, of its sorted metadata and tensors (the
+    library writes the metadata map in a per-process random order, so equal files may differ
+    in their header bytes)."""
+    if path.suffix != ".safetensors":
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    import json
+
+    from safetensors import safe_open
+
+    h = hashlib.sha256()
+    with safe_open(str(path), "np") as f:
+        h.update(json.dumps(f.metadata() or {}, sort_keys=True).encode())
+        for k in sorted(f.keys()):
+            t = f.get_tensor(k)
+            h.update(k.encode() + str(t.dtype).encode() + str(t.shape).encode() + t.tobytes())
+    return h.hexdigest()
 
 
 def _snapshot(root: Path) -> dict[str, str]:
