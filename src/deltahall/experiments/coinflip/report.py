@@ -236,7 +236,7 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
     resume = "latest" if (Path(run_dir) / "manifest.json").is_file() else None
     cfg = SweepConfig(base_seed=seed, base=CoinFlipConfig(**MAIN_JOB_BASE),  # type: ignore[arg-type]
                       run=RunOptions(out_dir=Path(run_dir), resume_from_checkpoint=resume, progress=False,
-                                     threads=MAIN_JOB_SWEEP.get("threads")),
+                                     threads=int(MAIN_JOB_SWEEP["threads"])),  # type: ignore[call-overload]
                       **{k: v for k, v in MAIN_JOB_SWEEP.items() if k != "threads"})  # type: ignore[arg-type]
     run_sweep(cfg)
     sec = section_from_sweep(run_dir, n_permutations=cfg.n_permutations, seed=seed)

@@ -139,7 +139,8 @@ class QAConfig:
         """A copy with ``changes`` applied (re-checked); run-option names change ``run``."""
         run_changes = RunOptions.pop_from(changes)  # type: ignore[arg-type]
         if run_changes:
-            changes["run"] = dataclasses.replace(changes.get("run", self.run), **run_changes)  # type: ignore[arg-type]
+            base: RunOptions = changes.get("run", self.run)  # type: ignore[assignment]
+            changes["run"] = dataclasses.replace(base, **run_changes)
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def training_fingerprint(self, model: str, seed: int) -> dict[str, object]:
@@ -156,7 +157,7 @@ class QAConfig:
     def paper(cls, **changes: object) -> QAConfig:
         """Section 7.2 at full scale: both Qwen models, epochs 2/3/4, seeds 1/2, all of TruthfulQA."""
         run = RunOptions.pop_from(changes)  # type: ignore[arg-type]
-        base = changes.pop("run", RunOptions(out_dir=Path("runs/qa")))
+        base: RunOptions = changes.pop("run", RunOptions(out_dir=Path("runs/qa")))  # type: ignore[assignment]
         return cls(run=dataclasses.replace(base, **run), **changes)  # type: ignore[arg-type]
 
     @classmethod
@@ -172,7 +173,8 @@ class QAConfig:
             batch_size=16, max_length=96, max_new_tokens=24, gen_batch_size=16,
         )
         run = RunOptions.pop_from(changes)  # type: ignore[arg-type]
-        run_base = changes.pop("run", RunOptions(out_dir=Path("runs/qa-tiny"), device="cpu", progress=False, threads=1))
+        run_base: RunOptions = changes.pop(  # type: ignore[assignment]
+            "run", RunOptions(out_dir=Path("runs/qa-tiny"), device="cpu", progress=False, threads=1))
         base.update(changes)
         return cls(run=dataclasses.replace(run_base, **run), **base)  # type: ignore[arg-type]
 
