@@ -122,3 +122,20 @@ def test_run_options_with_defaults_fills_only_unset():
     r = RunOptions(threads=None).with_defaults(threads=1, out_dir=Path("x"))
     assert r.threads == 1 and r.out_dir == Path("x")
     assert dataclasses.replace(r, threads=3).with_defaults(threads=1).threads == 3
+
+
+@pytest.mark.parametrize(("argv", "missing", "extra"), [
+    (["qa", "run", "--preset", "tiny"], "peft", "qa"),
+    (["t2i", "run", "--train-steps", "2", "--checkpoint-every", "2"], "diffusers", "t2i"),
+])
+def test_missing_package_names_the_extra(argv, missing, extra, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from deltahall.cli.main import main
+
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` now raises ImportError
+    rc = main([*argv, "--out-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err and "Traceback" not in err
+    assert f"`{missing}` is not installed" in err and f"pip install 'deltahall[{extra}]'" in err
+    assert not (tmp_path / "r").exists()

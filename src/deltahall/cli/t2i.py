@@ -45,7 +45,10 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
 def _handle_run(args: argparse.Namespace) -> int:
     from deltahall.experiments.t2i import T2IConfig, run
 
+    from deltahall.experiments._run import require_extra
+
     cfg = config_from_args(T2IConfig, args, config_file=args.config)
+    require_extra("t2i")
     _quiet_loading_bars()
     res = run(cfg)
     if not res.metrics:  # a non-main process under accelerate launch

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deltahall._validation import RunFailure, check_int
+from deltahall._validation import RunFailure, check_int, require
 from deltahall.experiments._checkpoint import list_checkpoints
 from deltahall.io.rundir import RunDir, package_versions, to_jsonable
 
@@ -119,6 +119,26 @@ class RunOptions:
         """A copy where each field still at ``None`` takes the given default."""
         changes = {k: v for k, v in defaults.items() if getattr(self, k) is None and v is not None}
         return dataclasses.replace(self, **changes) if changes else self
+
+
+#: The packages each experiment needs, by pip extra (``pip install 'deltahall[EXTRA]'``).
+EXTRAS: Mapping[str, tuple[str, ...]] = {
+    "coinflip": ("torch",),
+    "t2i": ("torch", "diffusers", "transformers", "accelerate"),
+    "qa": ("torch", "transformers", "peft", "accelerate"),
+}
+
+
+def require_extra(extra: str) -> None:
+    """Import every package of ``extra`` or raise one line naming the extra to install.
+
+    Raises
+    ------
+    deltahall._validation.MissingExtraError
+        ``"`peft` is not installed for the qa experiment; install it with: pip install 'deltahall[qa]'."``
+    """
+    for module in EXTRAS[extra]:
+        require(module, extra, what=f"the {extra} experiment")
 
 
 # --------------------------------------------------------------------------- fingerprint

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from deltahall.experiments._checkpoint import load_checkpoint, save_checkpoint
-from deltahall.experiments._run import open_run, torch_threads
+from deltahall.experiments._run import open_run, require_extra, torch_threads
 from deltahall.experiments.coinflip.config import CoinFlipConfig
 from deltahall.experiments.coinflip.data import CoinFlipData, derive_seeds, make_dataset
 from deltahall.experiments.coinflip.evaluate import (
@@ -97,6 +97,7 @@ def run(config: CoinFlipConfig) -> CoinFlipResult:
     """
     if not isinstance(config, CoinFlipConfig):
         raise TypeError(f"`config` must be a CoinFlipConfig; got {type(config).__name__}.")
+    require_extra("coinflip")
     threads = config.run.threads or DEFAULT_THREADS
     with torch_threads(threads):
         return _run(config)

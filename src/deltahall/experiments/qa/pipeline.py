@@ -33,6 +33,7 @@ from deltahall.experiments._run import (
     accept_run,
     check_run,
     make_accelerator,
+    require_extra,
     torch_threads,
     world_of,
 )
@@ -117,6 +118,7 @@ def run(config: QAConfig) -> QAResult:
     """
     if not isinstance(config, QAConfig):
         raise TypeError(f"`config` must be a QAConfig; got {type(config).__name__}.")
+    require_extra("qa")
     with torch_threads(config.run.threads):
         return _run(config)
 

@@ -24,6 +24,9 @@ from deltahall.experiments.t2i.results import T2IResult
 
 def run(config: T2IConfig) -> T2IResult:
     """Run the experiment; see :func:`deltahall.experiments.t2i.pipeline.run`."""
+    from deltahall.experiments._run import require_extra
+
+    require_extra("t2i")
     from deltahall.experiments.t2i.pipeline import run as _run
 
     return _run(config)
