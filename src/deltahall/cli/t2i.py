@@ -43,9 +43,8 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
 
 
 def _handle_run(args: argparse.Namespace) -> int:
-    from deltahall.experiments.t2i import T2IConfig, run
-
     from deltahall.experiments._run import require_extra
+    from deltahall.experiments.t2i import T2IConfig, run
 
     cfg = config_from_args(T2IConfig, args, config_file=args.config)
     require_extra("t2i")
