@@ -136,9 +136,11 @@ def _run(config: QAConfig) -> QAResult:
 
     t0 = time.perf_counter()
     if not config.progress:
+        import huggingface_hub
         import transformers
 
-        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars
+        huggingface_hub.utils.disable_progress_bars()  # "Writing model shards" bars
     plumbing = TINY_MODEL in config.models
     # Inputs are read (and bad input refused) and the run directory checked before anything is
     # set up or written.
