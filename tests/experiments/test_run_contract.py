@@ -131,13 +131,17 @@ def test_run_contract(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
     instants: list[float | None] = [rng.uniform(0.5, span) for _ in range(spec["kills"])]
     if spec["artefact"] is not None:
         instants.append(None)  # while the artefact is being built
+    hows = []
     for i, after in enumerate(instants):
         out = tmp_path / f"killed-{i}"
         how = _kill_at(spec["argv"], out, cache, after=after, artefact=spec["artefact"])
+        hows.append(how)
         resumed = _run(spec["argv"], out, cache, "--resume-from-checkpoint", "latest")
         assert resumed.returncode == 0, f"{how}: {resumed.stderr[-2000:]}"
         assert "Traceback" not in resumed.stderr
         assert _digest(out, spec["outputs"]) == want, how
+    print(f"{name}: uninterrupted {span:.1f} s; " + "; ".join(hows))
+    assert sum(h.startswith("killed") for h in hows) >= 2, hows  # most instants really interrupted a run
 
     # Another config: refused with the key named, one line, nothing changed (in-process: fast).
     from deltahall.cli.main import main
