@@ -140,7 +140,8 @@ def test_run_contract(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert resumed.returncode == 0, f"{how}: {resumed.stderr[-2000:]}"
         assert "Traceback" not in resumed.stderr
         assert _digest(out, spec["outputs"]) == want, how
-    print(f"{name}: uninterrupted {span:.1f} s; " + "; ".join(hows))
+    with capsys.disabled():  # shown with -s: what each instant interrupted
+        print(f"\n{name}: uninterrupted {span:.1f} s; " + "; ".join(hows))
     assert sum(h.startswith("killed") for h in hows) >= 2, hows  # most instants really interrupted a run
 
     # Another config: refused with the key named, one line, nothing changed (in-process: fast).
