@@ -1,17 +1,22 @@
-"""Batched vs one-question-per-call generation for the QA experiment (Section 7.2).
+"""Generation and LoRA-training speed of the QA experiment (issue 9, item 5).
 
-The authors' script called ``generate`` once per TruthfulQA question; ``deltahall``
-generates in left-padded batches. This script times both with the same sampling
-(temperature 0.7, top-p 0.9, ``--max-new-tokens``) and prints the speed-up.
+Generation: left-padded batches, KV cache, the paper's sampling (temperature 0.7, exact
+top-p 0.9 through :class:`deltahall.experiments.qa.generate.NucleusFromTopK`), a fixed
+number of new tokens per row (``min_new_tokens = max_new_tokens``, so every batch size
+generates the same work); tokens per second = rows x new tokens / wall time.
 
-Offline (default): builds the tiny Qwen2 model on CPU::
+LoRA training: the arms' step (:func:`deltahall.experiments.qa.arms.answer_loss`, rank 8 on
+the attention projections, AdamW) on batches of ``--train-batch`` "Question/Answer"
+examples from the packaged dataset; tokens per second counts non-padding tokens.
 
-    python benchmarks/bench_qa_generation.py --n-questions 64 --batch-size 16
+Real model on CPU (what docs/qa.md reports)::
 
-Unchanged on a GPU with a real model (needs hub access or a local folder)::
+    OMP_NUM_THREADS=2 python benchmarks/bench_qa_generation.py --model @gemma3-270m \
+        --truthfulqa TruthfulQA.csv --batch-sizes 1 16 --threads 2
 
-    python benchmarks/bench_qa_generation.py --model Qwen/Qwen1.5-1.8B-Chat --device cuda \
-        --truthfulqa TruthfulQA.csv --n-questions 128 --batch-size 32 --max-new-tokens 80
+Offline plumbing (default, tiny random Qwen2)::
+
+    python benchmarks/bench_qa_generation.py
 
 Timings are the best of ``--repeat`` runs; on a shared machine they are noisy.
 """
@@ -21,60 +26,99 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 from _timing import best_of  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="@tiny", help="hub id or local folder; '@tiny' builds the offline tiny model")
-    ap.add_argument("--truthfulqa", default="@standin", help="TruthfulQA CSV, 'hub' or '@standin'")
-    ap.add_argument("--n-questions", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--model", default="@tiny", help="'@gemma3-270m', a local folder, or '@tiny' (offline tiny model)")
+    ap.add_argument("--truthfulqa", default="@standin", help="TruthfulQA CSV or '@standin' (prompts)")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--train-batch", type=int, default=8)
+    ap.add_argument("--train-steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
 
     import torch
+    from transformers import LogitsProcessorList
 
-    from deltahall.experiments.qa.generate import SamplingParams, generate_answers
-    from deltahall.experiments.qa.modeling import load_model_and_tokenizer
+    from deltahall.experiments.qa.arms import answer_loss
+    from deltahall.experiments.qa.dataset import load_dataset
+    from deltahall.experiments.qa.finetune import collate, encode_pair
+    from deltahall.experiments.qa.generate import NucleusFromTopK, build_prompt
     from deltahall.experiments.qa.truthfulqa import load_truthfulqa
+    from deltahall.models import load_causal_lm
 
     if args.threads:
         torch.set_num_threads(args.threads)
     items = load_truthfulqa(args.truthfulqa)
-    questions = [items[i % len(items)].question for i in range(args.n_questions)]
-    path = args.model
-    if path == "@tiny":
+    rows = load_dataset(None)
+    spec = args.model
+    if spec == "@tiny":
         from deltahall.experiments.qa.tiny import build_tiny_model
 
-        texts = [t for it in items for t in (it.question, *it.correct_answers, *it.incorrect_answers)]
-        path = str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", texts, seed=0))
-    model, tok = load_model_and_tokenizer(path, device=args.device, dtype=args.dtype)
-    sampling = SamplingParams(max_new_tokens=args.max_new_tokens)
+        texts = [t for it in items for t in (it.question, *it.correct_answers)] + [t for r in rows for t in (r.question, *r.answers)]
+        spec = str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", texts, seed=0))
+    t0 = time.perf_counter()
+    model, tok = load_causal_lm(spec, device=args.device, dtype="float32")
+    load_s = time.perf_counter() - t0
+    tok.padding_side = "left"
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    n = args.max_new_tokens
+    result: dict[str, Any] = {"model": args.model, "device": args.device, "threads": torch.get_num_threads(),
+                              "max_new_tokens": n, "load_s": round(load_s, 1), "generation": {}}
 
-    def gen(bs: int):  # noqa: ANN202
-        out = generate_answers(model, tok, questions, seed=0, sampling=sampling, batch_size=bs)
+    def generate(bs: int) -> None:
+        prompts = [build_prompt(tok, items[i % len(items)].question, "qa") for i in range(bs)]
+        enc = tok(prompts, return_tensors="pt", padding=True).to(args.device)
+        with torch.no_grad():
+            model.generate(**enc, do_sample=True, temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=n,
+                           min_new_tokens=n, pad_token_id=pad, logits_processor=LogitsProcessorList([NucleusFromTopK(0.9)]))
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
-        return out
 
-    gen(args.batch_size)  # warm-up
-    batched = best_of(lambda: gen(args.batch_size), args.repeat)
-    single = best_of(lambda: gen(1), args.repeat)
-    print(json.dumps({
-        "model": args.model, "device": args.device, "threads": torch.get_num_threads(),
-        "n_questions": args.n_questions, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
-        "batched_s": round(batched, 3), "one_at_a_time_s": round(single, 3),
-        "questions_per_s_batched": round(args.n_questions / batched, 2),
-        "questions_per_s_one_at_a_time": round(args.n_questions / single, 2),
-        "speedup": round(single / batched, 2),
-    }, indent=2))
+    model.eval()
+    generate(2)  # warm-up
+    for bs in args.batch_sizes:
+        s = best_of(lambda bs=bs: generate(bs), args.repeat)
+        result["generation"][str(bs)] = {"seconds": round(s, 2), "tokens_per_s": round(bs * n / s, 2)}
+    gen = result["generation"]
+    if len(args.batch_sizes) > 1:
+        lo, hi = str(min(args.batch_sizes)), str(max(args.batch_sizes))
+        result["speedup_tokens_per_s"] = round(gen[hi]["tokens_per_s"] / gen[lo]["tokens_per_s"], 2)
+
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    pm = get_peft_model(model, lora)
+    opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=5e-4)
+    ex = [encode_pair(tok, r.question, a, 128, prompt_format="qa") for r in rows for a in r.answers]
+    pm.train()
+    times, tokens = [], []
+    for k in range(args.train_steps + 1):  # the first step is a warm-up
+        batch = collate(ex[k * args.train_batch:(k + 1) * args.train_batch], pad)
+        batch = {key: v.to(args.device) for key, v in batch.items()}
+        t0 = time.perf_counter()
+        loss = answer_loss(pm, batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if k:
+            times.append(time.perf_counter() - t0)
+            tokens.append(int(batch["attention_mask"].sum()))
+    result["lora_training"] = {"batch": args.train_batch, "steps": len(times), "seconds_per_step": round(sum(times) / len(times), 2),
+                               "tokens_per_s": round(sum(tokens) / sum(times), 1)}
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
