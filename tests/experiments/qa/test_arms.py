@@ -144,13 +144,21 @@ def test_too_many_questions_is_refused(tmp_path: Path) -> None:
 
 
 def test_documented_cpu_real_command_parses(capsys: pytest.CaptureFixture[str]) -> None:
+    """The `qa arms` command of docs/qa.md builds the cpu-real config (without running it)."""
+    import shlex
+
     from deltahall.cli.main import main
 
-    rc = main(["qa", "arms", "--preset", "cpu-real", "--truthfulqa", "TruthfulQA.csv", "--print-config"])
-    cfg = json.loads(capsys.readouterr().out)
-    assert rc == 0
-    assert cfg["model"] == "@gemma3-270m" and cfg["truthfulqa"] == "TruthfulQA.csv"
-    assert cfg["arms"] == list(ARMS) and cfg["k_samples"] >= 4 and cfg["prompt_format"] == "qa"
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "qa.md").read_text(encoding="utf-8")
+    lines = [ln.split("deltahall", 1)[1].strip() for ln in doc.splitlines()
+             if "qa arms --preset cpu-real" in ln and not ln.startswith(("`", "|"))]
+    assert lines
+    for line in lines:
+        rc = main([*shlex.split(line.rstrip("\\ ")), "--print-config"])
+        cfg = json.loads(capsys.readouterr().out)
+        assert rc == 0
+        assert cfg["model"] == "@gemma3-270m" and cfg["truthfulqa"].endswith("TruthfulQA.csv")
+        assert cfg["arms"] == list(ARMS) and cfg["k_samples"] >= 4 and cfg["prompt_format"] == "qa"
 
 
 @pytest.mark.slow
