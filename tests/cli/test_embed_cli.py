@@ -102,7 +102,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path: Path, capsys: pytes
     out = tmp_path / "E.npy"
     cases = {
         "empty": ("", "has no records"),
-        "badjson": ('{"text": "ok"}\n{"text": \n', r"bad\.jsonl:2: not valid JSON"),
+        "badjson": ('{"text": "ok"}\n{"text": \n', r"bad\.jsonl:2: invalid JSON"),
         "notext": ('{"text": "ok"}\n{"txt": "x"}\n', r"notext\.jsonl:2: has no 'text' field"),
         "notobj": ('["a"]\n', r"notobj\.jsonl:1: must be a JSON object"),
     }

@@ -62,20 +62,11 @@ def read_texts_jsonl(path: Path) -> tuple[list[str], list[int], str]:
         if path.exists():
             raise ValueError(f"`--texts` must be a JSONL file; got the folder {os.fspath(path)!r}.")
         raise FileNotFoundError(f"`--texts` file not found: {os.fspath(path)!r}.")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{os.fspath(path)}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    from deltahall.io.jsonl import iter_jsonl
+
     texts: list[str] = []
     ids: list[int] = []
-    for i, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{os.fspath(path)}:{i}: not valid JSON ({exc.msg}, column {exc.colno}).") from None
+    for i, obj in iter_jsonl(path):  # "\n"-only lines; bad UTF-8 / JSON name the file and line
         if not isinstance(obj, dict):
             raise ValueError(f"{os.fspath(path)}:{i}: must be a JSON object with a 'text' field; got {type(obj).__name__}.")
         if "text" not in obj:
@@ -84,6 +75,7 @@ def read_texts_jsonl(path: Path) -> tuple[list[str], list[int], str]:
             raise ValueError(f"{os.fspath(path)}:{i}: 'text' must be a string; got {type(obj['text']).__name__}.")
         texts.append(obj["text"])
         ids.append(i)
+    data = path.read_bytes()
     if not texts:
         raise ValueError(f"`--texts` {os.fspath(path)!r} has no records (it is empty or blank).")
     return texts, ids, _sha256_bytes(data)

@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from deltahall.io.atomic import atomic_write_text
+from deltahall.io.jsonl import iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -242,13 +243,9 @@ def load_answers(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not p.is_file():
         raise FileNotFoundError(f"`answers` file not found: {p}")
     rows = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"`answers` file {p}, line {lineno}: not valid JSON ({exc.msg}).") from exc
+    for lineno, r in iter_jsonl(p):  # "\n"-only lines; bad UTF-8 / JSON name the file and line
+        if not isinstance(r, dict):
+            raise ValueError(f"`answers` file {p}, line {lineno}: must be a JSON object; got {type(r).__name__}.")
         missing = [k for k in REQUIRED_ANSWER_KEYS if k not in r]
         if missing:
             raise ValueError(f"`answers` file {p}, line {lineno}: missing key(s) {missing}.")
