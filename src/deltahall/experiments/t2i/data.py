@@ -21,6 +21,9 @@ import numpy as np
 import numpy.typing as npt
 
 from deltahall.experiments.t2i.config import SKLEARN_DIGITS, T2IConfig
+from deltahall.models.digits_cnn import (
+    load_digits_arrays,  # one loader for the digits, shared with the embedder
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,22 +119,6 @@ class HubImages(ImageData):
 
 
 # --------------------------------------------------------------------------- loaders
-def load_digits_arrays(resolution: int) -> tuple[Any, npt.NDArray[np.int64]]:
-    """All 1797 bundled digits as ``(n, 1, R, R)`` float tensors in [0, 1] and labels 0-9.
-
-    The 8x8 images (values 0-16) are divided by 16 and, for ``R != 8``, resized bilinearly.
-    """
-    import torch
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
-    if resolution != 8:
-        x = torch.nn.functional.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
-        x = x.clamp(0.0, 1.0)
-    return x, d.target.astype(np.int64)
-
-
 def _limit(labels: npt.NDArray[np.int64], n_classes: int, limit: int | None, rng: np.random.Generator) -> npt.NDArray[np.int64]:
     """Indices keeping at most ``limit`` items per class (a seeded choice), sorted."""
     keep = []
