@@ -265,3 +265,16 @@ def test_image_folder_with_digits_cnn(cli, tmp_path: Path) -> None:
     s = json.loads((out / "measure.json").read_text())
     pp = {r["prompt"]: r for r in s["per_prompt"]}
     assert pp["blend"]["rate"] > pp["zero"]["rate"]
+
+
+def test_bad_jsonl_is_named_with_its_line(cli, monkeypatch, tmp_path: Path, capsys) -> None:
+    _fake(monkeypatch, FakeTextEmbedder())
+    ref = _jsonl(tmp_path / "ref.jsonl", [{"text": "a x", "state": "a"}, {"text": "b y"}])
+    gen = _jsonl(tmp_path / "gen.jsonl", [{"text": "a z"}])
+    err = _err(cli, capsys, ["--reference", str(ref), "--generated", str(gen), "--embedder", "fake",
+                             "--out-dir", str(tmp_path / "o")])
+    assert "ref.jsonl:2: needs a string 'state' field" in err
+    (tmp_path / "gen.jsonl").write_text('{"text": "a"}\n{oops\n', encoding="utf-8")
+    ref = _jsonl(tmp_path / "ref.jsonl", [{"text": "a x", "state": "a"}])
+    assert "gen.jsonl:2" in _err(cli, capsys, ["--reference", str(ref), "--generated", str(gen), "--embedder",
+                                               "fake", "--out-dir", str(tmp_path / "o")])

@@ -120,24 +120,20 @@ def _image_files(folder: Path, *, recursive: bool) -> list[Path]:
 
 
 def _read_jsonl(path: Path, name: str, required: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows of a JSON Lines file (:func:`deltahall.io.jsonl.iter_jsonl`), each an object with ``required`` strings."""
+    from deltahall.io.jsonl import iter_jsonl
+
     rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"`{name}` {os.fspath(path)!r} line {i} is not valid JSON ({exc.msg}).") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"`{name}` {os.fspath(path)!r} line {i} must be a JSON object; got {type(obj).__name__}.")
-            for key in required:
-                if not isinstance(obj.get(key), str):
-                    raise ValueError(
-                        f"`{name}` {os.fspath(path)!r} line {i} must have a string {key!r} field; got {obj.get(key)!r}."
-                    )
-            obj.setdefault("_line", i)
-            rows.append(obj)
+    for i, obj in iter_jsonl(path):
+        if not isinstance(obj, dict):
+            raise ValueError(f"`{name}` {os.fspath(path)}:{i}: each line must be a JSON object; got {type(obj).__name__}.")
+        for key in required:
+            if not isinstance(obj.get(key), str):
+                raise ValueError(
+                    f"`{name}` {os.fspath(path)}:{i}: needs a string {key!r} field; got {obj.get(key)!r}."
+                )
+        obj.setdefault("_line", i)
+        rows.append(obj)
     return rows
 
 
