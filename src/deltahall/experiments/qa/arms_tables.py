@@ -47,9 +47,12 @@ def jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON Lines file of a run (none if the run has not written it yet)."""
+    from deltahall.io.jsonl import iter_jsonl
+
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in iter_jsonl(path)]
 
 
 def _unit(x: Any) -> npt.NDArray[np.float64]:
