@@ -171,3 +171,30 @@ def test_gemma_arms_smoke(tmp_path: Path) -> None:
                                   n_eval_questions=4, epochs=1, max_new_tokens=8, out_dir=tmp_path / "g"))
     assert res.plumbing is False
     assert {r["arm"] for r in res.summary["table1"]} == set(ARMS)
+
+
+def test_runs_of_other_seeds_pool_and_mismatches_are_refused(tiny_run: Path, tmp_path: Path) -> None:
+    from deltahall.experiments.qa.arms import run
+    from deltahall.experiments.qa.arms_tables import merge_runs
+
+    with pytest.raises(ValueError, match="must use distinct seeds"):
+        merge_runs([tiny_run, tiny_run], tmp_path / "same")
+    other = run(ArmsConfig.tiny(data=str(OPEN_QA_SMALL), truthfulqa=str(TRUTHFULQA_SMALL), epochs=2, seeds=(1,),
+                                out_dir=tmp_path / "seed1")).run_dir
+    s = merge_runs([tiny_run, other], tmp_path / "both")
+    pooled = [r for r in s["delta"] if r["seed"] == "all"]
+    assert {(r["arm"], r["epoch"]) for r in pooled} == {(a, e) for a in ("two_answer", "single_answer") for e in (1, 2)}
+    per_seed = {(r["arm"], r["epoch"], r["seed"]): r["n"] for r in s["delta"] if r["seed"] != "all"}
+    assert all(r["n"] == per_seed[(r["arm"], r["epoch"], 0)] + per_seed[(r["arm"], r["epoch"], 1)] for r in pooled)
+    assert all(r["seeds"] == 2 for r in s["table1"] if r["arm"] != "original")
+    with pytest.raises(ValueError, match="already holds a run"):
+        merge_runs([tiny_run, other], tmp_path / "both")
+    import shutil
+
+    odd = tmp_path / "odd"
+    shutil.copytree(other, odd)
+    m = json.loads((odd / "manifest.json").read_text())
+    m["config"].update(seeds=[2], k_samples=5)
+    (odd / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match=r"differs from .* in \['k_samples'\]"):
+        merge_runs([tiny_run, odd], tmp_path / "bad")

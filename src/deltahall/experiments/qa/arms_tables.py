@@ -175,7 +175,8 @@ def delta_table(rows: Sequence[Mapping[str, Any]], calib: npt.NDArray[np.bool_],
     by: dict[tuple[int, int], list[Mapping[str, Any]]] = defaultdict(list)
     for r in rows:
         by[(int(r["epoch"]), int(r["seed"]))].append(r)
-    out = []
+    out: list[dict[str, Any]] = []
+    pooled: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
     for (epoch, seed), grp in sorted(by.items()):
         cal_rows = [r for r in grp if r["arm"] == "single_answer" and calib[int(r["question_index"])]]
         if not cal_rows:
@@ -195,6 +196,15 @@ def delta_table(rows: Sequence[Mapping[str, Any]], calib: npt.NDArray[np.bool_],
             for r, fl in zip(ev, cal.flags(sims, "margin"), strict=True):
                 per_q[int(r["question_index"])].append(bool(fl))
             per_arm[arm] = per_q
+            acc = pooled[epoch].setdefault(arm, {"margin": [], "plain": [], "per_q": defaultdict(list),
+                                                 "seeds": [], "n_calibration": 0, "sims": [], "cals": []})
+            acc["margin"] += cal.flags(sims, "margin").tolist()
+            acc["plain"] += cal.flags(sims, "plain").tolist()
+            for q, fl in per_q.items():
+                acc["per_q"][q].append(float(np.mean(fl)))
+            acc["seeds"].append(seed)
+            acc["n_calibration"] += cal.n
+            acc["splits"] = {k: acc.get("splits", {}).get(k, 0) + v for k, v in split_counts(sims, cal).items()}
             out.append({"epoch": epoch, "seed": seed, "arm": arm, "n_calibration": cal.n, "tau": cal.tau,
                         "tau_margin": cal.tau_margin, "mu": cal.mu, "n": blend.n,
                         "rate": blend.rate, "wilson_low": blend.low, "wilson_high": blend.high,
@@ -210,7 +220,88 @@ def delta_table(rows: Sequence[Mapping[str, Any]], calib: npt.NDArray[np.bool_],
                     if rec["epoch"] == epoch and rec["seed"] == seed and rec["arm"] == "two_answer":
                         rec.update({"minus_floor": t.mean_diff, "minus_floor_low": t.low,
                                     "minus_floor_high": t.high, "minus_floor_p": t.p_value})
+    out += _pooled_rows(pooled, n_boot=n_boot, n_perm=n_perm, rng=rng)
     return out
+
+
+def _pooled_rows(pooled: Mapping[int, Mapping[str, Mapping[str, Any]]], *, n_boot: int, n_perm: int,
+                 rng: Any) -> list[dict[str, Any]]:
+    """Rows with ``seed = "all"`` for epochs measured under several seeds (each seed with its own thresholds).
+
+    Rates pool the seeds' samples; the test pairs per-question flagged shares averaged over seeds.
+    """
+    out: list[dict[str, Any]] = []
+    for epoch, arms in sorted(pooled.items()):
+        if any(len(a["seeds"]) < 2 for a in arms.values()):
+            continue
+        for arm, a in arms.items():
+            blend, plain = Rate.of(a["margin"]), Rate.of(a["plain"])
+            out.append({"epoch": epoch, "seed": "all", "arm": arm, "n_calibration": a["n_calibration"],
+                        "tau": None, "tau_margin": None, "mu": None, "n": blend.n, "rate": blend.rate,
+                        "wilson_low": blend.low, "wilson_high": blend.high, "rate_plain": plain.rate,
+                        "plain_low": plain.low, "plain_high": plain.high, "mean_max_sim": None, **a["splits"]})
+        if "two_answer" in arms and "single_answer" in arms:
+            fa, fb = arms["two_answer"]["per_q"], arms["single_answer"]["per_q"]
+            qs = sorted(set(fa) & set(fb))
+            if len(qs) >= 2:
+                t = paired_test([np.mean(fa[q]) for q in qs], [np.mean(fb[q]) for q in qs], rng=rng,
+                                n_perm=n_perm, n_boot=n_boot)
+                for rec in out:
+                    if rec["epoch"] == epoch and rec["arm"] == "two_answer":
+                        rec.update({"minus_floor": t.mean_diff, "minus_floor_low": t.low,
+                                    "minus_floor_high": t.high, "minus_floor_p": t.p_value})
+    return out
+
+
+MERGE_KEYS = ("train_questions", "truthfulqa_indices", "control_answer", "calibration_questions")
+
+
+def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Pool finished (or partial) runs of the same design and other seeds into ``out_dir``; return its summary.
+
+    The runs must share the config (all but ``seeds``, ``out_dir``, ``progress``, ``torch_threads``),
+    the chosen questions, the control's answers and the calibration split, and use distinct seeds.
+
+    Raises
+    ------
+    ValueError
+        If the runs differ in any of these, share a seed, or ``out_dir`` already holds a run.
+    """
+    from deltahall.io.rundir import RunDir, read_csv
+
+    out = Path(out_dir)
+    if (out / "manifest.json").exists():
+        raise ValueError(f"`out_dir` {out} already holds a run; choose another.")
+    if len(run_dirs) < 2:
+        raise ValueError(f"`run_dirs` must name at least two runs; got {len(run_dirs)}.")
+    manifests = []
+    for d in run_dirs:
+        mp = Path(d) / "manifest.json"
+        if not mp.is_file():
+            raise FileNotFoundError(f"`run_dirs`: {d} holds no manifest.json (not a `qa arms` run).")
+        manifests.append(json.loads(mp.read_text(encoding="utf-8")))
+    free = {"seeds", "out_dir", "progress", "torch_threads"}
+    first = manifests[0]
+    seeds: list[int] = []
+    for d, m in zip(run_dirs, manifests, strict=True):
+        diff = sorted(k for k in set(first["config"]) | set(m["config"])
+                      if k not in free and first["config"].get(k) != m["config"].get(k))
+        diff += [k for k in MERGE_KEYS if first.get(k) != m.get(k)]
+        if diff:
+            raise ValueError(f"`run_dirs`: {d} differs from {run_dirs[0]} in {diff}; only runs of one design pool.")
+        seeds += list(m["config"]["seeds"])
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"`run_dirs` must use distinct seeds; got {seeds}.")
+    merged = dict(first)
+    merged["config"] = {**first["config"], "seeds": seeds, "out_dir": str(out)}
+    merged["merged_from"] = [str(d) for d in run_dirs]
+    rd = RunDir(out)
+    for name in ("items_truthfulqa.jsonl", "delta_samples.jsonl"):
+        rd.write_text(name, jsonl(r for d in run_dirs for r in read_jsonl(Path(d) / name)))
+    loss = [r for d in run_dirs if (Path(d) / "loss.csv").is_file() for r in read_csv(Path(d) / "loss.csv")]
+    rd.write_csv("loss.csv", loss, ["arm", "seed", "epoch", "loss", "steps", "examples"])
+    rd.write_json("manifest.json", merged)
+    return summarise(out)
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
