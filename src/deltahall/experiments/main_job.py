@@ -35,7 +35,7 @@ STEPS: tuple[tuple[str, str], ...] = (
 class MainJobConfig:
     out_dir: Path = field(default=Path("runs/report"), metadata={"help": "run directory for the report and every step's files"})
     seed: int = field(default=0, metadata={"help": "seed passed to every step"})
-    only: tuple[str, ...] = field(default=(), metadata={"help": "run only these steps (theory coinflip t2i qa); empty = all"})
+    only: tuple[str, ...] = field(default=(), metadata={"help": "run only these steps (theory coinflip t2i qa measure real); empty = all"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar over the steps on stderr"})
 
     def __post_init__(self) -> None:
