@@ -27,6 +27,7 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("coinflip", "deltahall.experiments.coinflip.report"),
     ("t2i", "deltahall.experiments.t2i.report"),
     ("qa", "deltahall.experiments.qa.report"),
+    ("real", "deltahall.experiments.qa.real_report"),
     ("measure", "deltahall.experiments.measure_digits"),
 )
 
