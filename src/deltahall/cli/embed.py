@@ -190,7 +190,8 @@ def run_embed(args: argparse.Namespace) -> int:
     atomic_write_text(sidecar, text + "\n")
     if args.json:
         print(json.dumps({k: v for k, v in meta.items() if k != "ids"} | {"out": os.fspath(out),
-                                                                         "sidecar": os.fspath(sidecar)}))
+                                                                         "sidecar": os.fspath(sidecar)},
+                         allow_nan=False))
     else:
         print(f"wrote {os.fspath(out)} ({n} x {embedder.dim} float32) and {os.fspath(sidecar)}")
     return 0

@@ -9,10 +9,11 @@ question dataset), ``score`` (recompute scores from saved answers), ``table``
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from typing import Any
 
 from deltahall.cli.config_args import add_dataclass_arguments, config_from_args, load_config_file
+from deltahall.io.rundir import dumps_json
 
 
 def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
@@ -107,14 +108,14 @@ def _handle_validate(args: argparse.Namespace) -> int:
         rows = validate(args.data, truthfulqa_questions=tq)
     except DatasetError as exc:
         if args.json:
-            print(json.dumps({"source": source, "ok": False, "problems": [str(p) for p in exc.problems]}, indent=2))
+            sys.stdout.write(dumps_json({"source": source, "ok": False, "problems": [str(p) for p in exc.problems]}))
             return 1
         raise ValueError(str(exc)) from None
     topics = Counter(r.topic for r in rows)
     summary = {"source": source, "ok": True, "questions": len(rows), "pairs": 2 * len(rows),
                "topics": len(topics), "checked_against_truthfulqa": tq is not None}
     if args.json:
-        print(json.dumps(summary, indent=2))
+        sys.stdout.write(dumps_json(summary))
     else:
         print(f"{source}: OK — {len(rows)} questions, {2 * len(rows)} question-answer pairs, {len(topics)} topics"
               + ("; no TruthfulQA overlap" if tq is not None else "; TruthfulQA overlap not checked (pass --truthfulqa)"))
@@ -137,7 +138,7 @@ def _handle_score(args: argparse.Namespace) -> int:
                 rec.update(emb)
         out.append(rec)
     if args.json:
-        print(json.dumps(out, indent=2))
+        sys.stdout.write(dumps_json(out))  # strict: a NaN score is null, with the reason
         return 0
     for rec in out:
         print(f"{rec['answers']}: n={rec['n']}")
@@ -176,7 +177,7 @@ def _handle_baselines(args: argparse.Namespace) -> int:
 
     rows = reference_baselines(load_truthfulqa(args.truthfulqa))
     if args.json:
-        print(json.dumps(rows, indent=2))
+        sys.stdout.write(dumps_json(rows))
     else:
         print(markdown_table(["text", "n", "resemblance_incorrect", "resemblance_correct", "gap"], rows), end="")
     return 0

@@ -55,7 +55,7 @@ def _handle_arms(args: argparse.Namespace) -> int:
 
     cfg = resolve_config(args)
     if args.print_config:
-        print(json.dumps(to_jsonable(cfg), indent=2))
+        print(json.dumps(to_jsonable(cfg), indent=2, allow_nan=False))
         return 0
     res = run(cfg)
     if args.json:

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from deltahall.io.rundir import to_jsonable
+
 logger = logging.getLogger(__name__)
 
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -121,7 +123,9 @@ def save_checkpoint(
         state["torch_generator"] = generator.get_state().tolist()
     if numpy_rng is not None:
         state["numpy_rng"] = numpy_rng.bit_generator.state
-    (tmp / "state.json").write_text(json.dumps(state, default=_json_default), encoding="utf-8")
+    # Strict JSON: a non-finite number (e.g. a NaN interval loss) is stored as null.
+    state = to_jsonable(json.loads(json.dumps(state, default=_json_default)))
+    (tmp / "state.json").write_text(json.dumps(state, allow_nan=False), encoding="utf-8")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

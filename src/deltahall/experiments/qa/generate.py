@@ -222,7 +222,7 @@ def answer_rows(items: Sequence[Any], generations: Sequence[Mapping[str, str]],
 
 def save_answers(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write answer rows as JSON Lines (atomic); scores can be recomputed from this file alone."""
-    text = "".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in rows)
+    text = "".join(json.dumps(dict(r), ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
     return atomic_write_text(Path(path), text)
 
 

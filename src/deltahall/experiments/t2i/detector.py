@@ -76,7 +76,7 @@ def real_embeddings(config: T2IConfig, run_dir: Path, embedder: Any, train_data:
     buf = io.BytesIO()
     np.savez(buf, embeddings=X, labels=y)
     atomic_write_bytes(npz, buf.getvalue())
-    atomic_write_text(meta, json.dumps(spec, indent=2))
+    atomic_write_text(meta, json.dumps(spec, indent=2, allow_nan=False))
     logger.info("embedded %d real images (%d dims)", X.shape[0], X.shape[1])
     return X, y
 

@@ -119,7 +119,7 @@ def ensure_tiny_model(folder: str | os.PathLike[str], texts: Iterable[str], *, r
     # Built under a temporary name and renamed: a kill at any instant leaves no folder or a whole one.
     with atomic_dir(folder, remove_stale=True) as tmp:
         _build(tmp, spec)
-        (tmp / MARKER).write_text(json.dumps(spec, indent=2), encoding="utf-8")
+        (tmp / MARKER).write_text(json.dumps(spec, indent=2, allow_nan=False), encoding="utf-8")
     return folder
 
 

@@ -147,7 +147,8 @@ def train(
     if resume is not None:
         state = load_checkpoint(resume, model=accelerator.unwrap_model(unet), optimizer=raw_opt)
         start = int(state["step"])
-        resume_loss = float(state.get("extra", {}).get("loss", math.nan))
+        saved_loss = state.get("extra", {}).get("loss")  # null when the interval had no steps
+        resume_loss = math.nan if saved_loss is None else float(saved_loss)
         logger.info("resumed from %s at step %d", resume, start)
     history.truncate(start)
     total = int(cfg.train_steps or 0)
