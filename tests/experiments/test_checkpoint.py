@@ -6,7 +6,6 @@ torch = pytest.importorskip("torch")
 from deltahall.experiments._checkpoint import (  # noqa: E402
     list_checkpoints,
     load_checkpoint,
-    resolve_resume,
     save_checkpoint,
 )
 
@@ -43,7 +42,7 @@ def test_resume_reproduces_uninterrupted_training(tmp_path):
     m2, o2 = _model_and_opt()
     g2 = torch.Generator()
     rng2 = np.random.default_rng(0)
-    state = load_checkpoint(resolve_resume(tmp_path, "latest"), model=m2, optimizer=o2, generator=g2, numpy_rng=rng2)
+    state = load_checkpoint(list_checkpoints(tmp_path)[-1], model=m2, optimizer=o2, generator=g2, numpy_rng=rng2)
     assert state["extra"] == {"epoch": 3} and state["step"] == 3
     for _ in range(3):
         _step(m2, o2, g2)
@@ -57,14 +56,8 @@ def test_total_limit_and_latest(tmp_path):
     for step in (1, 2, 3):
         save_checkpoint(tmp_path, step, model_state=m.state_dict(), total_limit=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-3"]
-    assert resolve_resume(tmp_path, "latest").name == "checkpoint-3"
-    assert resolve_resume(tmp_path / "empty", "latest") is None
-    assert resolve_resume(tmp_path, None) is None
-
-
-def test_explicit_missing_checkpoint_is_an_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="`resume_from` must be 'latest' or a checkpoint folder"):
-        resolve_resume(tmp_path, str(tmp_path / "checkpoint-99"))
+    assert list_checkpoints(tmp_path)[-1].name == "checkpoint-3"
+    assert list_checkpoints(tmp_path / "empty") == []
 
 
 def test_half_written_checkpoint_is_ignored(tmp_path):

@@ -43,30 +43,6 @@ def list_checkpoints(root: str | os.PathLike[str]) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def resolve_resume(root: str | os.PathLike[str], resume_from: str | None) -> Path | None:
-    """Which checkpoint to resume from.
-
-    ``None`` -> start fresh; ``"latest"`` -> newest under ``root`` (``None`` if there is
-    none yet); any other value is a path that must exist.
-
-    Raises
-    ------
-    FileNotFoundError
-        If an explicit path does not hold a finished checkpoint.
-    """
-    if resume_from is None:
-        return None
-    if resume_from == "latest":
-        ckpts = list_checkpoints(root)
-        return ckpts[-1] if ckpts else None
-    p = Path(resume_from)
-    if not (p / "state.json").is_file():
-        raise FileNotFoundError(
-            f"`resume_from` must be 'latest' or a checkpoint folder with state.json; got {resume_from!r}."
-        )
-    return p
-
-
 def prune_checkpoints(root: str | os.PathLike[str], total_limit: int | None) -> None:
     """Delete the oldest checkpoints beyond ``total_limit`` (``None`` keeps all)."""
     if total_limit is None:
