@@ -7,7 +7,7 @@ The layers, top to bottom (an import may point to its own layer or any layer bel
     5  measure                     the measurement instrument
     4  plotting                    figures from data it is given; never reads run directories
     3  models | detectors | theory registry + embedders | fitted estimators | pure numpy/scipy math
-    2  io                          atomic writes, run directories, the HTML report
+    2  io | stats                  atomic writes, run directories, the HTML report | intervals and tests
     1  _validation                 argument checks and error types
     0  deltahall (the root)        ``deltahall/__init__.py``: ``__version__`` only
 
@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "detectors": 3,
     "theory": 3,
     "io": 2,
+    "stats": 2,
     "_validation": 1,
 }
 #: Allowed imports between different layers of the same level, as (importer, imported).

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deltahall.measure import DetectorSettings, measure_embeddings, wilson_interval
+from deltahall.measure import DetectorSettings, measure_embeddings
+from deltahall.stats import proportion_ci
 
 from .conftest import MEANS, blends, draw
 
@@ -62,7 +63,7 @@ def test_wilson_interval_covers_the_rate_of_a_known_generator() -> None:
     hits = 0
     for _ in range(400):
         k = int((det.predict(gen(n)) == -1).sum())
-        lo, hi = wilson_interval(k, n)
+        lo, hi = proportion_ci(k, n)
         hits += lo <= truth <= hi
     assert 0.92 <= hits / 400 <= 0.98, (truth, hits)
 

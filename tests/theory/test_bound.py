@@ -16,7 +16,6 @@ from deltahall.theory.bound import (
     estimate_hallucination_probability,
     supremum_of_stated_bound,
     theorem_6_1_bound,
-    wilson_interval,
 )
 from deltahall.theory.mixtures import GaussianState
 
@@ -68,18 +67,6 @@ def test_monte_carlo_matches_closed_form() -> None:
     np.testing.assert_allclose(k, 1.0)
 
 
-def test_wilson() -> None:
-    lo, hi = wilson_interval(50, 100)
-    assert lo < 0.5 < hi and hi - lo == pytest.approx(0.19, abs=0.01)
-
-
-@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (0, 10), (3, 10), (50, 100), (999, 1000), (7, 200_000), (123_456, 200_000)])
-@pytest.mark.parametrize("confidence", [0.5, 0.95, 0.99])
-def test_wilson_matches_scipy(k, n, confidence) -> None:
-    ref = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    np.testing.assert_allclose(wilson_interval(k, n, confidence=confidence), (ref.low, ref.high), rtol=1e-10, atol=1e-12)
-
-
 def test_check_runs_and_reports() -> None:
     seen = []
     res = check_theorem_6_1(3, 2000, rng=0, progress=lambda done, tried: seen.append((done, tried)))
@@ -102,9 +89,6 @@ def test_check_runs_and_reports() -> None:
         (lambda: check_theorem_6_1(1_000_000, 1000), "`n_instances` must be <= 10000"),
         (lambda: check_theorem_6_1(10_000, 1_000_000), r"`n_instances` \* `mc_samples` must be <= 1e\+09"),
         (lambda: check_theorem_6_1(10, 10**9), "`mc_samples` must be <= 100000000"),
-        (lambda: wilson_interval(5, 3), "`k` must be <= 3"),
-        (lambda: wilson_interval(0, 0), "`n` must be >= 1"),
-        (lambda: wilson_interval(1, 2, confidence=1.0), r"`confidence` must be in \(0, 1\)"),
         (lambda: StateMeanLaw("student_t", 1.0, 1, 3.0), "nu"),
         (lambda: StateMeanLaw("poisson", 1.0, 1), "`kind` must be one of"),
     ],

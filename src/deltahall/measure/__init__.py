@@ -10,7 +10,6 @@ generated rate with a Wilson interval against the floor of a held-out real part
 
 from deltahall.measure.calibration import DetectorSettings, Measurement, measure_embeddings
 from deltahall.measure.pipeline import MeasureConfig, MeasureResult, run
-from deltahall.measure.rates import RateEstimate, excess_p_value, rate_estimate, wilson_interval
 from deltahall.measure.selection import Selection, select_candidates
 
 __all__ = [
@@ -18,12 +17,8 @@ __all__ = [
     "MeasureConfig",
     "MeasureResult",
     "Measurement",
-    "RateEstimate",
-    "excess_p_value",
     "measure_embeddings",
-    "rate_estimate",
     "run",
     "select_candidates",
     "Selection",
-    "wilson_interval",
 ]

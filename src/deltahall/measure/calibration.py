@@ -21,13 +21,7 @@ import numpy.typing as npt
 
 from deltahall._validation import check_choice, check_int, check_real
 from deltahall.detectors.conformal import CALIBRATIONS, ConformalHCDR, stratified_split
-from deltahall.measure.rates import (
-    CI_METHOD,
-    EXCESS_TEST,
-    RateEstimate,
-    excess_p_value,
-    rate_estimate,
-)
+from deltahall.stats import CI_METHOD, EXCESS_TEST, Proportion, excess_test, proportion
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +82,7 @@ class Measurement:
     gen_nearest : ndarray of int (n_gen,)
         Nearest state: largest :math:`p_i`, ties broken by the log-density above the state's median.
     test_p, test_flagged, test_labels : the held-out real test part
-    rate, floor : RateEstimate
+    rate, floor : Proportion
     excess_p_value : float
     per_prompt : list of dict
     curve : dict
@@ -107,8 +101,8 @@ class Measurement:
     test_p: npt.NDArray[np.float64]
     test_flagged: npt.NDArray[np.bool_]
     test_labels: npt.NDArray[np.int64]
-    rate: RateEstimate
-    floor: RateEstimate
+    rate: Proportion
+    floor: Proportion
     excess_p_value: float
     per_prompt: list[dict[str, Any]]
     curve: dict[str, list[float]]
@@ -266,11 +260,11 @@ def measure_embeddings(
     p_test = det.p_values_from_scores(S_test)
     flag_gen = det.flagged_from_scores(S_gen, p_gen)
     flag_test = det.flagged_from_scores(S_test, p_test)
-    rate = rate_estimate(int(flag_gen.sum()), int(flag_gen.size))
+    rate = proportion(int(flag_gen.sum()), int(flag_gen.size))
     if flag_test.size == 0:
         raise ValueError("the reference's test part is empty; add reference samples or raise `test_fraction`.")
-    floor = rate_estimate(int(flag_test.sum()), int(flag_test.size))
-    excess = excess_p_value(rate.k, rate.n, floor.k, floor.n)
+    floor = proportion(int(flag_test.sum()), int(flag_test.size))
+    excess = excess_test(rate.k, rate.n, floor.k, floor.n)
     per_prompt = _per_prompt(det, G, n_prompts, flag_gen)
     curve = _curve(det, S_gen, p_gen, S_test, p_test)
     logger.info("rate %.4f [%.4f, %.4f], floor %.4f, excess p %.3g", rate.rate, *rate.ci, floor.rate, excess)
@@ -313,7 +307,7 @@ def _per_prompt(det: ConformalHCDR, G: npt.NDArray[Any], prompts: list[str], fla
     inside = ~det.flagged_from_scores(S, p_mean)
     out = []
     for j, pr in enumerate(names):
-        est = rate_estimate(int(k[j]), int(n[j]))
+        est = proportion(int(k[j]), int(n[j]))
         out.append({"prompt": pr, "n": est.n, "n_flagged": est.k, "rate": est.rate, "rate_ci": list(est.ci),
                     "mean_embedding_inside": bool(inside[j]), "mean_embedding_p_value": float(p_mean[j])})
     return out

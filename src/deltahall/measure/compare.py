@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from deltahall.detectors.baselines import BASELINES, fit_baseline
 from deltahall.measure.calibration import DetectorSettings, Measurement
-from deltahall.measure.rates import rate_estimate
+from deltahall.stats import proportion
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +192,6 @@ def baselines_on_measurement(
              "floor": m.floor.rate, "floor_ci": list(m.floor.ci)}]
     for name, b in base.items():
         g, t = b.flagged(Z_gen), b.flagged(Z_test)
-        rg, rt = rate_estimate(int(g.sum()), int(g.size)), rate_estimate(int(t.sum()), int(t.size))
+        rg, rt = proportion(int(g.sum()), int(g.size)), proportion(int(t.sum()), int(t.size))
         rows.append({"method": name, "rate": rg.rate, "rate_ci": list(rg.ci), "floor": rt.rate, "floor_ci": list(rt.ci)})
     return rows

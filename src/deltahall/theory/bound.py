@@ -50,6 +50,7 @@ from deltahall._validation import (
     check_probability_vector,
     check_real,
 )
+from deltahall.stats import proportion_ci
 from deltahall.theory.mixtures import GaussianState
 from deltahall.theory.regions import covering_radius, region_threshold_sq
 
@@ -72,7 +73,6 @@ __all__ = [
     "estimate_hallucination_probability",
     "supremum_of_stated_bound",
     "theorem_6_1_bound",
-    "wilson_interval",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -432,51 +432,6 @@ def theorem_6_1_bound(weights: Any, mean_variances: Any, *, kurtosis_ratios: Any
 # ----------------------------------------------------------------------------- Monte-Carlo P_H
 
 
-def wilson_interval(k: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    r"""Wilson score interval for a binomial proportion ``k / n``.
-
-    .. math::
-
-        \frac{\hat p + \frac{z^2}{2n} \pm z \sqrt{\frac{\hat p(1-\hat p)}{n} + \frac{z^2}{4n^2}}}{1 + z^2/n},
-        \qquad z = Φ^{-1}\Big(\frac{1 + \text{confidence}}{2}\Big).
-
-    Parameters
-    ----------
-    k : int, 0 <= k <= n
-        Successes.
-    n : int >= 1
-        Trials.
-    confidence : float in (0, 1)
-        Two-sided level.
-
-    Returns
-    -------
-    (float, float)
-        Lower and upper end, clipped to [0, 1].
-
-    Raises
-    ------
-    ValueError
-        ``n < 1``, ``k`` outside [0, n], ``confidence`` outside (0, 1).
-    TypeError
-        Non-integer ``k`` or ``n``.
-
-    Examples
-    --------
-    >>> tuple(round(x, 4) for x in wilson_interval(50, 100))
-    (0.4038, 0.5962)
-    """
-    n = check_int(n, "n", low=1)
-    k = check_int(k, "k", low=0, high=n)
-    conf = check_real(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
-    z = float(stats.norm.ppf(0.5 + conf / 2))
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
-
-
 @dataclass(frozen=True)
 class MCEstimate:
     """Monte-Carlo estimate of ``P_H^δ`` with a Wilson confidence interval.
@@ -622,7 +577,7 @@ def estimate_hallucination_probability(
         maha = np.einsum("mij,mij->mi", z, z)
         hits += int(np.count_nonzero(np.all(maha >= t, axis=1)))
         done += m
-    lo, hi = wilson_interval(hits, n, confidence=conf)
+    lo, hi = proportion_ci(hits, n, confidence=conf)
     return MCEstimate(hits / n, lo, hi, n, hits, conf)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deltahall.experiments.qa.scoring import resemblance
-from deltahall.experiments.qa.stats import bootstrap_mean_ci, paired_test
+from deltahall.stats import bootstrap_mean_ci, paired_permutation_test
 from deltahall.experiments.qa.textdelta import (
     Rate,
     calibrate,
@@ -129,7 +129,7 @@ def table1(rows: Sequence[Mapping[str, Any]], *, n_boot: int, rng: Any) -> list[
     for (arm, epoch), grp in sorted(_groups(rows).items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 9))):
         rec: dict[str, Any] = {"arm": arm, "epoch": epoch, "seeds": len({r["seed"] for r in grp})}
         for m in METRICS:
-            ci = bootstrap_mean_ci(list(_per_question(grp, m).values()), rng=rng, n_boot=n_boot)
+            ci = bootstrap_mean_ci(list(_per_question(grp, m).values()), rng=rng, n_resamples=n_boot)
             rec.update({"n": ci.n, m: ci.mean, f"{m}_low": ci.low, f"{m}_high": ci.high})
         out.append(rec)
     return out
@@ -155,7 +155,7 @@ def paired_tests(rows: Sequence[Mapping[str, Any]], *, n_boot: int, n_perm: int,
                 qs = sorted(set(xa) & set(xb))
                 if len(qs) < 2:
                     continue
-                t = paired_test([xa[q] for q in qs], [xb[q] for q in qs], rng=rng, n_perm=n_perm, n_boot=n_boot)
+                t = paired_permutation_test([xa[q] for q in qs], [xb[q] for q in qs], rng=rng, n_resamples=n_perm, n_boot=n_boot)
                 out.append({"comparison": f"{a} - {b}", "epoch": epoch, "metric": m, "n": t.n,
                             "mean_diff": t.mean_diff, "low": t.low, "high": t.high, "p_value": t.p_value,
                             "test": t.test})
@@ -214,8 +214,8 @@ def delta_table(rows: Sequence[Mapping[str, Any]], calib: npt.NDArray[np.bool_],
             fa, fb = per_arm["two_answer"], per_arm["single_answer"]
             qs = sorted(set(fa) & set(fb))
             if len(qs) >= 2:
-                t = paired_test([np.mean(fa[q]) for q in qs], [np.mean(fb[q]) for q in qs], rng=rng,
-                                n_perm=n_perm, n_boot=n_boot)
+                t = paired_permutation_test([np.mean(fa[q]) for q in qs], [np.mean(fb[q]) for q in qs], rng=rng,
+                                n_resamples=n_perm, n_boot=n_boot)
                 for rec in out:
                     if rec["epoch"] == epoch and rec["seed"] == seed and rec["arm"] == "two_answer":
                         rec.update({"minus_floor": t.mean_diff, "minus_floor_low": t.low,
@@ -244,8 +244,8 @@ def _pooled_rows(pooled: Mapping[int, Mapping[str, Mapping[str, Any]]], *, n_boo
             fa, fb = arms["two_answer"]["per_q"], arms["single_answer"]["per_q"]
             qs = sorted(set(fa) & set(fb))
             if len(qs) >= 2:
-                t = paired_test([np.mean(fa[q]) for q in qs], [np.mean(fb[q]) for q in qs], rng=rng,
-                                n_perm=n_perm, n_boot=n_boot)
+                t = paired_permutation_test([np.mean(fa[q]) for q in qs], [np.mean(fb[q]) for q in qs], rng=rng,
+                                n_resamples=n_perm, n_boot=n_boot)
                 for rec in out:
                     if rec["epoch"] == epoch and rec["arm"] == "two_answer":
                         rec.update({"minus_floor": t.mean_diff, "minus_floor_low": t.low,

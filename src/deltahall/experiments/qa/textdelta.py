@@ -53,7 +53,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deltahall._validation import check_int, check_real
-from deltahall.experiments.qa.stats import wilson_interval
+from deltahall.stats import proportion_ci
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class Rate:
     def of(cls, flags: Any) -> Rate:
         f = np.asarray(flags, dtype=bool).ravel()
         k, n = int(f.sum()), int(f.size)
-        lo, hi = wilson_interval(k, n)
+        lo, hi = proportion_ci(k, n) if n else (float("nan"), float("nan"))
         return cls(k, n, k / n if n else float("nan"), lo, hi)
 
 
