@@ -29,7 +29,7 @@ def test_blends_are_flagged_real_like_samples_sit_at_the_floor() -> None:
     assert m.excess_p_value < 1e-6
     assert m.floor.n == 90 and m.floor.rate < 0.25
     s = m.summary()
-    assert s["ci_method"] == "wilson" and s["excess_test"] == "fisher_exact_one_sided"
+    assert s["ci_method"] == "wilson" and s["excess_test"] == "stratified_exact_one_sided"
     assert [st["size"] for st in s["states"]] == [150, 150, 150]
     assert [st["calibration"] for st in s["states"]] == [45, 45, 45]
     # the curve is monotone in alpha and passes through the measured rate at alpha
@@ -57,12 +57,15 @@ def test_wilson_interval_covers_the_rate_of_a_known_generator() -> None:
         return np.vstack([draw(rng, n - k)[0], blends(rng, k)])
 
     m = measure_embeddings(X, y, gen(10), settings=S)
-    det = m.detector
-    truth = float((det.predict(gen(200_000)) == -1).mean())
+
+    def flagged(Z: np.ndarray) -> np.ndarray:
+        return m.calibrator.flags(m.scorer.score(Z))
+
+    truth = float(flagged(gen(200_000)).mean())
     n = 80
     hits = 0
     for _ in range(400):
-        k = int((det.predict(gen(n)) == -1).sum())
+        k = int(flagged(gen(n)).sum())
         lo, hi = proportion_ci(k, n)
         hits += lo <= truth <= hi
     assert 0.92 <= hits / 400 <= 0.98, (truth, hits)
@@ -87,7 +90,7 @@ def test_errors_are_one_line() -> None:
         (lambda: measure_embeddings(X, y, G[:, :3], settings=S), "must have the reference's dimension 4; got 3"),
         (lambda: measure_embeddings(X, y, G[:0], settings=S), "at least one sample"),
         (lambda: measure_embeddings(X[:60], np.repeat([0, 1, 2], 20), G, settings=S),
-         r"state 0 has m=6 calibration samples \(of its 20 reference samples\), so m\+1 < 1/alpha = 10"),
+         r"state '0' has m=6 calibration samples \(of its 20 reference samples\), so m\+1 < 1/alpha = 10"),
         (lambda: measure_embeddings(X, y, G, prompts=["a"], settings=S), "one entry per generated row"),
     ]
     for fn, msg in cases:

@@ -139,7 +139,7 @@ def _pr(flagged: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]) -> tuple[f
 
 
 def _standardised(m: Measurement, X: Any) -> npt.NDArray[np.float64]:
-    return np.asarray(m.detector.detector_.preprocess(np.asarray(X, dtype=np.float64)))
+    return np.asarray(m.scorer.transform(np.asarray(X, dtype=np.float64)))
 
 
 def _fitted_baselines(m: Measurement, ref_X: Any, labels: Any, methods: tuple[str, ...]) -> tuple[dict[str, Any], Any]:

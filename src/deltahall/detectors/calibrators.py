@@ -1,0 +1,181 @@
+r"""Calibrators: per-state scores of calibration samples in, p-values and flags out.
+
+A *scorer* gives every sample an ``(n, N_states)`` matrix of per-state scores (larger =
+more like the state: a log-density, a cosine similarity). ``allowed`` (same shape, boolean)
+says which states a sample may belong to (all of them for global states; only its prompt's
+states for per-prompt states). A calibrator turns scores into a p-value per sample (small =
+outside every allowed state) and a flag at level :math:`\alpha`:
+
+``"conformal"`` (default)
+    With :math:`s_{i,1..m_i}` the calibration scores of state :math:`i` (in-state samples
+    scored under state :math:`i`),
+    :math:`p_i(z) = (1 + \#\{j : s_{i,j} \le s_i(z)\}) / (m_i + 1)` and
+    :math:`p(z) = \max_{i \text{ allowed}} p_i(z)`; flagged iff :math:`p(z) \le \alpha`. For a
+    fresh sample of state :math:`j` exchangeable with state :math:`j`'s calibration samples,
+    :math:`\Pr[p(z) \le \alpha] \le \lfloor \alpha(m_j+1) \rfloor / (m_j + 1) \le \alpha`.
+``"percentile"`` (the paper's rule)
+    :math:`\tau_i` = the ``100 α``-th percentile of :math:`s_{i,\cdot}`; flagged iff
+    :math:`s_i(z) < \tau_i` for every allowed :math:`i`. No finite-sample statement.
+``"margin"`` (blend-aware)
+    Also asks a sample to be *closer* to its state than to the others. With the margin
+    :math:`\mu_i(z) = s_i(z) - \max_{j \ne i, \text{allowed}} s_j(z)` and the conformal
+    p-values :math:`p^s_i`, :math:`p^\mu_i` of the score and of the margin against the
+    calibration samples' own scores and margins, :math:`p_i = \min(1, 2\min(p^s_i, p^\mu_i))`:
+    a sample is inside state :math:`i` only if it passes *both* tests at :math:`\alpha/2`. A
+    fresh in-state sample fails one of them with probability at most
+    :math:`\alpha/2 + \alpha/2 = \alpha` (Bonferroni), so the guarantee carries over.
+
+Calibration scores may be given per state (a list of arrays) or pooled (one array used for
+every state: the per-prompt text scorer, whose states hold a handful of references each).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["CALIBRATIONS", "Calibrator", "conformal_p_values", "margins"]
+
+CALIBRATIONS = ("conformal", "percentile", "margin")
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def conformal_p_values(sorted_cal: FloatArray, scores: FloatArray) -> FloatArray:
+    """:math:`(1 + \\#\\{cal \\le s\\}) / (m + 1)` for every entry of ``scores`` against one sorted array.
+
+    Examples
+    --------
+    >>> conformal_p_values(np.array([0.0, 1.0, 2.0]), np.array([-1.0, 1.0, 5.0])).tolist()
+    [0.25, 0.75, 1.0]
+    """
+    counts = np.searchsorted(sorted_cal, scores, side="right")
+    return np.asarray((1.0 + counts) / (sorted_cal.size + 1.0))
+
+
+def margins(scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+    """:math:`s_i - \\max_{j \\ne i} s_j` over allowed states (``+inf`` where ``i`` is the only one).
+
+    Examples
+    --------
+    >>> margins(np.array([[0.9, 0.5, 0.1]])).tolist()
+    [[0.4, -0.4, -0.8]]
+    """
+    s = np.where(allowed, scores, -np.inf) if allowed is not None else np.asarray(scores, dtype=np.float64)
+    n, k = s.shape
+    if k == 1:
+        return np.full((n, 1), np.inf)
+    order = np.argsort(-s, axis=1)
+    top = np.take_along_axis(s, order[:, :1], axis=1)
+    second = np.take_along_axis(s, order[:, 1:2], axis=1)
+    other = np.where(np.arange(k)[None, :] == order[:, :1], second, top)
+    with np.errstate(invalid="ignore"):
+        out = s - other
+    out = np.where(np.isneginf(other), np.inf, out)
+    return np.asarray(out)
+
+
+def _per_state(cal: list[FloatArray] | FloatArray, n_states: int) -> list[FloatArray]:
+    if isinstance(cal, np.ndarray):
+        srt = np.sort(np.asarray(cal, dtype=np.float64).ravel())
+        return [srt] * n_states
+    return [np.sort(np.asarray(c, dtype=np.float64).ravel()) for c in cal]
+
+
+@dataclass
+class Calibrator:
+    """Scores to p-values and flags under one rule (see the module docstring).
+
+    Parameters
+    ----------
+    rule : {"conformal", "percentile", "margin"}
+    alpha : float in (0, 1)
+    """
+
+    rule: str = "conformal"
+    alpha: float = 0.1
+
+    def fit(self, cal_scores: list[FloatArray] | FloatArray, n_states: int,
+            cal_margins: list[FloatArray] | FloatArray | None = None) -> Calibrator:
+        """Store the calibration scores (and margins, for ``"margin"``) of each state, sorted."""
+        if self.rule not in CALIBRATIONS:
+            raise ValueError(f"`calibration` must be one of {CALIBRATIONS}; got {self.rule!r}.")
+        self.cal_ = _per_state(cal_scores, n_states)
+        self.n_calibration_ = np.array([c.size for c in self.cal_], dtype=np.int64)
+        if self.rule == "margin":
+            if cal_margins is None:
+                raise ValueError("the margin rule needs the calibration samples' margins.")
+            self.cal_margins_ = _per_state(cal_margins, n_states)
+        self.pooled_ = isinstance(cal_scores, np.ndarray)
+        self.thresholds_ = self.thresholds(self.alpha)
+        return self
+
+    def thresholds(self, alpha: float) -> FloatArray:
+        """Score thresholds equivalent to the rule at ``alpha`` (inside iff score >= threshold)."""
+        out = np.empty(len(self.cal_))
+        for i, cal in enumerate(self.cal_):
+            if cal.size == 0:
+                out[i] = np.inf
+            elif self.rule == "percentile":
+                out[i] = np.percentile(cal, 100.0 * alpha)
+            else:
+                a = alpha / 2.0 if self.rule == "margin" else alpha
+                k = int(math.floor(a * (cal.size + 1) + 1e-12))
+                out[i] = -np.inf if k <= 0 else (np.inf if k > cal.size else cal[k - 1])
+        return out
+
+    def state_p_values(self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+        """Per-state p-values (n, N); 0 for states a sample may not belong to."""
+        S = np.asarray(scores, dtype=np.float64)
+        n, N = S.shape
+        P = np.zeros((n, N))
+        M = margins(S, allowed) if self.rule == "margin" else None
+        if self.pooled_ and allowed is not None:
+            # One calibration array: score only the allowed entries (sparse per-prompt states).
+            rows, cols = np.nonzero(allowed)
+            P[rows, cols] = self._p(0, S[rows, cols], None if M is None else M[rows, cols])
+            return P
+        for i in range(N):
+            P[:, i] = self._p(i, S[:, i], None if M is None else M[:, i])
+        if allowed is not None:
+            P[~allowed] = 0.0
+        return P
+
+    def _p(self, i: int, s: FloatArray, m: FloatArray | None) -> FloatArray:
+        cal = self.cal_[i]
+        if cal.size == 0:
+            return np.zeros(s.shape)
+        p = conformal_p_values(cal, s)
+        if self.rule == "percentile":
+            # The paper's rule has no p-value; report the conformal one beside its flags.
+            return p
+        if self.rule == "margin" and m is not None:
+            pm = conformal_p_values(self.cal_margins_[i], m)
+            p = np.minimum(1.0, 2.0 * np.minimum(p, pm))
+        return p
+
+    def p_values(self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+        """:math:`p(z) = \\max_i p_i(z)` over allowed states, shape (n,)."""
+        return np.asarray(self.state_p_values(scores, allowed).max(axis=1))
+
+    def flags(self, scores: FloatArray, p: FloatArray | None = None, *, allowed: npt.NDArray[np.bool_] | None = None,
+              alpha: float | None = None) -> npt.NDArray[np.bool_]:
+        """Flagged (outside every allowed state) at ``alpha`` (default: the fitted one)."""
+        a = float(self.alpha if alpha is None else alpha)
+        if self.rule == "percentile":
+            thr = self.thresholds(a) if alpha is not None else self.thresholds_
+            inside = np.asarray(scores) >= thr[None, :] if not self.pooled_ else np.asarray(scores) >= thr[0]
+            if allowed is not None:
+                inside &= allowed
+            return np.asarray(~inside.any(axis=1))
+        if p is None:
+            p = self.p_values(scores, allowed)
+        return np.asarray(p <= a)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "alpha": self.alpha, "pooled": bool(self.pooled_),
+                "n_calibration": self.n_calibration_.tolist() if not self.pooled_ else int(self.n_calibration_[0])}
