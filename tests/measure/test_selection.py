@@ -54,3 +54,18 @@ def test_errors_and_tv() -> None:
         select_candidates([0.5], ["a"], [0], [False], states=["x"], reference_sizes=[1], mode="best")
     with pytest.raises(ValueError, match="at least one sample"):
         select_candidates([], [], [], [], states=["x"], reference_sizes=[1])
+
+
+def test_top_k_with_several_interleaved_prompts_keeps_k_of_each() -> None:
+    """Regression: the per-prompt loop used to overwrite the row order of the prompts."""
+    g = np.random.default_rng(5)
+    p = g.random(60)
+    prompts = ["a", "b", "c"] * 20
+    sel = select_candidates(p, prompts, np.zeros(60, dtype=int), p < 0.1, states=["x"], reference_sizes=[10],
+                            mode="top-k", k=4)
+    assert sel.n_kept == 12
+    for name in "abc":
+        rows = np.flatnonzero(np.array(prompts) == name)
+        assert sel.kept[rows].sum() == 4
+        assert set(rows[sel.kept[rows]]) == set(rows[np.argsort(-p[rows])[:4]])
+    assert [r["n_kept"] for r in sel.per_prompt] == [4, 4, 4]

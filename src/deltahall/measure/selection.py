@@ -152,8 +152,8 @@ def select_candidates(
         if mode == "hcdr":
             keep = rows[p[rows] > alpha]
         else:
-            order = np.argsort(-p[rows], kind="stable")
-            keep = rows[order[: k]]
+            best = np.argsort(-p[rows], kind="stable")
+            keep = rows[best[:k]]
         kept[keep] = True
         per_prompt.append({"prompt": pr, "n": int(rows.size), "n_kept": int(keep.size),
                            "acceptance_rate": keep.size / rows.size,
