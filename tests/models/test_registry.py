@@ -20,7 +20,7 @@ from deltahall.models import (
 
 
 def test_aliases_name_kind_extra_and_a_pinned_hash() -> None:
-    assert set(ALIASES) == {"@minilm", "@gemma3-270m", "@efficientnet-lite0", "@digits-cnn"}
+    assert set(ALIASES) == {"@minilm", "@gemma3-270m", "@smollm2-135m-instruct", "@efficientnet-lite0", "@digits-cnn"}
     assert ALIASES["@minilm"].sha256.startswith("53aa5117")
     assert ALIASES["@gemma3-270m"].extra == "real-lm"
     for a in ALIASES.values():

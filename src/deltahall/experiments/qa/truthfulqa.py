@@ -126,8 +126,34 @@ def load_truthfulqa_hub() -> list[TruthfulQAItem]:  # pragma: no cover - needs n
     ]
 
 
-def load_truthfulqa(source: str | os.PathLike[str], limit: int | None = None) -> list[TruthfulQAItem]:
-    """TruthfulQA from ``"hub"``, a CSV path, or ``"@standin"``; the first ``limit`` questions if given.
+def subset_indices(n: int, size: int, seed: int) -> list[int]:
+    """A seeded choice of ``size`` of ``n`` question indices, in the file's order.
+
+    ``numpy.random.default_rng(seed).choice(n, size, replace=False)``, sorted: the rule of
+    ``truthfulqa_subset_seed`` (and the same draw as the arms' first choice with that seed
+    when ``n`` and ``size`` agree).
+
+    Examples
+    --------
+    >>> subset_indices(817, 5, 0) == subset_indices(817, 5, 0)
+    True
+    >>> len(set(subset_indices(10, 10, 3)))
+    10
+    """
+    import numpy as np
+
+    if not 1 <= size <= n:
+        raise ValueError(f"`size` must be in [1, {n}] (the questions available); got {size}.")
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def load_truthfulqa(source: str | os.PathLike[str], limit: int | None = None, *,
+                    subset_seed: int | None = None) -> list[TruthfulQAItem]:
+    """TruthfulQA from ``"hub"``, a CSV path, or ``"@standin"``; ``limit`` questions if given.
+
+    Without ``subset_seed`` the first ``limit`` questions are kept; with it, a seeded random
+    choice of ``limit`` questions (:func:`subset_indices`, kept in the file's order), so a
+    subset covers every category rather than the file's first ones.
 
     ``"@standin"`` is deltahall's small offline stand-in (:mod:`.standin`, parsed by
     :func:`item_from_row` like a CSV row), for plumbing only.
@@ -138,7 +164,10 @@ def load_truthfulqa(source: str | os.PathLike[str], limit: int | None = None) ->
         items = [item_from_row(r, where=f"stand-in row {i}") for i, r in enumerate(standin_rows())]
     else:
         items = load_truthfulqa_csv(source)
-    if limit is not None:
+    if limit is not None and subset_seed is not None:
+        keep = subset_indices(len(items), min(limit, len(items)), subset_seed)
+        items = [items[i] for i in keep]
+    elif limit is not None:
         items = items[:limit]
     logger.info("TruthfulQA: %d questions from %s", len(items), source)
     return items
