@@ -1,8 +1,10 @@
 """Input checks shared by the whole package.
 
 Every error names the parameter, the rule and the value, e.g.
-``"`delta` must be in (0, 1]; got 1.5."``. ``ValueError`` for bad values,
-``TypeError`` for bad types.
+``"`delta` must be in (0, 1]; got 1.5."``. The checks raise :class:`BadInput` (a
+``ValueError``) for bad values and :class:`BadType` (a ``TypeError`` and a :class:`BadInput`)
+for bad types, so the command line can tell a refusal of the user's input (exit status 2)
+from a bug that happens to raise ``ValueError`` deep inside a library (an internal error).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "BadInput",
+    "BadType",
     "MissingExtraError",
     "RunFailure",
     "check_delta",
@@ -27,6 +31,17 @@ __all__ = [
     "check_spd",
     "check_choice",
 ]
+
+
+class BadInput(ValueError):
+    """The user's input breaks a stated rule; the message names the parameter, the rule and the value.
+
+    A ``ValueError``, so ``except ValueError`` and ``pytest.raises(ValueError)`` still catch it.
+    """
+
+
+class BadType(BadInput, TypeError):
+    """The user's input has the wrong type: both a ``TypeError`` and a :class:`BadInput`."""
 
 
 def check_real(
@@ -48,10 +63,10 @@ def check_real(
         If ``value`` is NaN/inf or outside the interval.
     """
     if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
-        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__} {value!r}.")
+        raise BadType(f"`{name}` must be a real number; got {type(value).__name__} {value!r}.")
     v = float(value)
     if not math.isfinite(v):
-        raise ValueError(f"`{name}` must be finite; got {v}.")
+        raise BadInput(f"`{name}` must be finite; got {v}.")
     lo_ok = low is None or (v > low if low_open else v >= low)
     hi_ok = high is None or (v < high if high_open else v <= high)
     if not (lo_ok and hi_ok):
@@ -59,7 +74,7 @@ def check_real(
         hb = "inf" if high is None else f"{high:g}"
         lbr = "(" if (low is None or low_open) else "["
         hbr = ")" if (high is None or high_open) else "]"
-        raise ValueError(f"`{name}` must be in {lbr}{lb}, {hb}{hbr}; got {v:g}.")
+        raise BadInput(f"`{name}` must be in {lbr}{lb}, {hb}{hbr}; got {v:g}.")
     return v
 
 
@@ -71,19 +86,19 @@ def check_delta(delta: Any, name: str = "delta") -> float:
 def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as an int within ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, (Integral, np.integer)):
-        raise TypeError(f"`{name}` must be an integer; got {type(value).__name__} {value!r}.")
+        raise BadType(f"`{name}` must be an integer; got {type(value).__name__} {value!r}.")
     v = int(value)
     if low is not None and v < low:
-        raise ValueError(f"`{name}` must be >= {low}; got {v}.")
+        raise BadInput(f"`{name}` must be >= {low}; got {v}.")
     if high is not None and v > high:
-        raise ValueError(f"`{name}` must be <= {high}; got {v}.")
+        raise BadInput(f"`{name}` must be <= {high}; got {v}.")
     return v
 
 
 def check_choice(value: Any, name: str, choices: tuple[str, ...] | list[str]) -> str:
     """``value`` must be one of ``choices``."""
     if value not in choices:
-        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+        raise BadInput(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}.")
     return str(value)
 
 
@@ -95,15 +110,18 @@ def check_finite_array(
     The error for a non-finite entry names the first offending index
     (the row, for 2-d input).
     """
-    arr = np.asarray(x, dtype=dtype)
+    try:
+        arr = np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"`{name}` must be an array of {np.dtype(dtype).name} numbers; {exc}.") from None
     if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"`{name}` must be {ndim}-dimensional; got shape {arr.shape}.")
+        raise BadInput(f"`{name}` must be {ndim}-dimensional; got shape {arr.shape}.")
     bad = ~np.isfinite(arr)
     if bad.any():
         idx = np.argwhere(bad)[0]
         where = f"row {int(idx[0])}" if arr.ndim == 2 else f"index {tuple(int(i) for i in idx)}"
         n_bad = int(bad.any(axis=tuple(range(1, arr.ndim))).sum()) if arr.ndim > 1 else int(bad.sum())
-        raise ValueError(
+        raise BadInput(
             f"`{name}` must contain only finite values; found NaN/inf at {where} "
             f"({n_bad} {'rows' if arr.ndim == 2 else 'entries'} affected)."
         )
@@ -114,12 +132,12 @@ def check_probability_vector(p: Any, name: str = "weights", *, atol: float = 1e-
     """A 1-d vector of non-negative, finite entries that sums to 1 (within ``atol``)."""
     arr = check_finite_array(p, name, ndim=1)
     if arr.size == 0:
-        raise ValueError(f"`{name}` must not be empty.")
+        raise BadInput(f"`{name}` must not be empty.")
     if (arr < 0).any():
-        raise ValueError(f"`{name}` must be non-negative; got {arr.tolist()}.")
+        raise BadInput(f"`{name}` must be non-negative; got {arr.tolist()}.")
     s = float(arr.sum())
     if abs(s - 1.0) > atol:
-        raise ValueError(f"`{name}` must sum to 1; got sum {s:.10g} for {arr.tolist()}.")
+        raise BadInput(f"`{name}` must sum to 1; got sum {s:.10g} for {arr.tolist()}.")
     return arr
 
 
@@ -127,14 +145,14 @@ def check_spd(cov: Any, name: str = "cov") -> npt.NDArray[np.float64]:
     """A symmetric positive-definite matrix; returns it as float64."""
     arr = check_finite_array(cov, name, ndim=2)
     if arr.shape[0] != arr.shape[1]:
-        raise ValueError(f"`{name}` must be square; got shape {arr.shape}.")
+        raise BadInput(f"`{name}` must be square; got shape {arr.shape}.")
     if not np.allclose(arr, arr.T, rtol=1e-10, atol=1e-12):
-        raise ValueError(f"`{name}` must be symmetric; got max asymmetry {np.abs(arr - arr.T).max():.3g}.")
+        raise BadInput(f"`{name}` must be symmetric; got max asymmetry {np.abs(arr - arr.T).max():.3g}.")
     try:
         np.linalg.cholesky(arr)
     except np.linalg.LinAlgError:
         eig = float(np.linalg.eigvalsh(arr).min())
-        raise ValueError(
+        raise BadInput(
             f"`{name}` must be positive definite; got smallest eigenvalue {eig:.6g}."
         ) from None
     return arr
@@ -194,10 +212,10 @@ def check_output_path(
             continue
         ri = Path(os.path.realpath(Path(in_path)))
         if rp == ri or ri in rp.parents:
-            raise ValueError(
+            raise BadInput(
                 f"`{name}` must not be an input of this command; got {os.fspath(p)!r}, "
                 f"which is {'the same as' if rp == ri else 'inside'} `{in_name}` {os.fspath(in_path)!r}."
             )
     if not allow_dir and p.is_dir():
-        raise ValueError(f"`{name}` must be a file path; got the existing directory {os.fspath(p)!r}.")
+        raise BadInput(f"`{name}` must be a file path; got the existing directory {os.fspath(p)!r}.")
     return p

@@ -3,23 +3,34 @@
 Each sub-command lives in its own module exposing ``register(subparsers)``;
 the chosen handler returns an exit code. One error policy for every command:
 
-- bad input (``ValueError``, ``TypeError``, ``FileNotFoundError``, :class:`UsageError`):
-  one line on stderr, exit status 2;
+- bad input: one line on stderr, exit status 2. That is a
+  :class:`~deltahall._validation.BadInput` (what every ``check_*`` helper raises), a
+  ``FileNotFoundError``, a :class:`UsageError`, or a ``ValueError``/``TypeError`` that a
+  ``raise`` statement in deltahall's own code raised (our refusals, which name the parameter,
+  the rule and the value) or in scikit-learn's input validation, which the detectors use as
+  theirs (``check_array``, ``n_features_in_``, ``_parameter_constraints``). A
+  ``ValueError``/``TypeError`` thrown from inside Python, numpy, torch or any other library --
+  or by a wrong call in our code -- is a bug, not bad input;
 - a runtime failure (any other ``OSError`` such as a read-only folder or a full disk,
   :class:`~deltahall._validation.MissingExtraError`,
   :class:`~deltahall._validation.RunFailure`, ``MemoryError``): one line, exit status 1;
+- anything else (a bug): ``deltahall <cmd>: internal error: <type>: <msg> (rerun with -v for
+  the traceback)``, exit status 1;
 - Ctrl-C: one line, exit status 130.
 
-No traceback reaches the user for these; ``-vv`` logs it at debug level.
+No traceback reaches the user for these; ``-v`` logs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from deltahall import __version__
@@ -85,17 +96,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    from deltahall._validation import MissingExtraError, RunFailure
+    from deltahall._validation import BadInput, MissingExtraError, RunFailure
 
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, UsageError) as exc:
+    except (BadInput, FileNotFoundError, UsageError) as exc:
         return _fail(args.command, exc, 2)
+    except (ValueError, TypeError) as exc:
+        if raised_by_deltahall(exc):
+            return _fail(args.command, exc, 2)
+        return _internal(args.command, exc)
     except (OSError, MissingExtraError, RunFailure, MemoryError) as exc:
         return _fail(args.command, exc, 1)
     except KeyboardInterrupt:
         print(f"deltahall {args.command}: interrupted; finished work is saved in the run directory.", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line, the traceback with -v
+        return _internal(args.command, exc)
+
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+#: scikit-learn modules whose ``raise`` statements validate the detectors' input.
+_SKLEARN_VALIDATION = ("utils/validation.py", "utils/_param_validation.py", "base.py")
+
+
+def raised_by_deltahall(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by a ``raise`` statement of deltahall's input validation.
+
+    The innermost frame of its traceback must be in a module of this package (or one of
+    scikit-learn's validation modules, :data:`_SKLEARN_VALIDATION`), at a line that belongs to a
+    ``raise`` statement: a deliberate refusal. An exception thrown anywhere else in a library,
+    or by Python itself on a line of ours that is not a ``raise`` (``int("x")``, a wrong call),
+    is not.
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    try:
+        path = Path(tb.tb_frame.f_code.co_filename).resolve()
+    except OSError:  # pragma: no cover
+        return False
+    ours = _PACKAGE in path.parents
+    sklearn = "sklearn" in path.parts and path.as_posix().split("/sklearn/")[-1] in _SKLEARN_VALIDATION
+    if not (ours or sklearn):
+        return False
+    return tb.tb_lineno in _raise_lines(str(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _raise_lines(path: str) -> frozenset[int]:
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):  # pragma: no cover
+        return frozenset()
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise):
+            lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    return frozenset(lines)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -115,6 +175,14 @@ def _fail(command: str, exc: BaseException, code: int) -> int:
     logging.getLogger("deltahall.cli").debug("error in %s", command, exc_info=exc)
     print(f"deltahall {command}: error: {_one_line(exc)}", file=sys.stderr)
     return code
+
+
+def _internal(command: str, exc: BaseException) -> int:
+    logging.getLogger("deltahall.cli").info("internal error in %s", command, exc_info=exc)
+    msg = " ".join(str(exc).split()) or "(no message)"
+    print(f"deltahall {command}: internal error: {type(exc).__name__}: {msg} (rerun with -v for the traceback)",
+          file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
