@@ -9,7 +9,10 @@ A checkpoint is a folder ``checkpoint-{step}/`` holding
   JSON-able ``extra`` the caller passes (epoch, config fingerprint, ...).
 
 Folders are written under a temporary name and renamed, so a killed run never
-leaves a half checkpoint that ``latest`` would pick up.
+leaves a half checkpoint that ``latest`` would pick up. A write that fails (a full disk, a
+read-only folder) raises an ``OSError`` naming the checkpoint file and leaves no folder behind;
+a file that cannot be read back (truncated, not JSON, not safetensors) is a
+:class:`~deltahall._validation.BadInput` naming it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from deltahall._validation import BadInput
 from deltahall.io.rundir import to_jsonable
 
 logger = logging.getLogger(__name__)
@@ -78,36 +82,99 @@ def save_checkpoint(
     extra: Mapping[str, Any] | None = None,
     total_limit: int | None = None,
 ) -> Path:
-    """Write ``root/checkpoint-{step}`` atomically and prune old ones."""
-    from safetensors.torch import save_file
+    """Write ``root/checkpoint-{step}`` atomically and prune old ones.
 
+    Raises
+    ------
+    OSError
+        Naming the checkpoint file that could not be written (``checkpoint-{step}/...``, e.g.
+        "No space left on device"); the temporary folder is removed.
+    """
     root = Path(root)
     final = root / f"checkpoint-{step}"
     tmp = root / f".tmp-checkpoint-{step}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
-    state: dict[str, Any] = {"step": int(step), "extra": dict(extra or {})}
-    if optimizer is not None:
-        sd = optimizer.state_dict()
-        tensors, scalars = _split_optimizer_state(sd)
-        if tensors:
-            save_file(tensors, str(tmp / "optimizer.safetensors"))
-        state["optimizer"] = {"param_groups": sd["param_groups"], "scalars": scalars}
-    if generator is not None:
-        state["torch_generator"] = generator.get_state().tolist()
-    if numpy_rng is not None:
-        state["numpy_rng"] = numpy_rng.bit_generator.state
-    # Strict JSON: a non-finite number (e.g. a NaN interval loss) is stored as null.
-    state = to_jsonable(json.loads(json.dumps(state, default=_json_default)))
-    (tmp / "state.json").write_text(json.dumps(state, allow_nan=False), encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    writing = final
+    try:
+        tmp.mkdir(parents=True)
+        writing = final / "model.safetensors"
+        _save_tensors({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, tmp / writing.name)
+        state: dict[str, Any] = {"step": int(step), "extra": dict(extra or {})}
+        if optimizer is not None:
+            sd = optimizer.state_dict()
+            tensors, scalars = _split_optimizer_state(sd)
+            if tensors:
+                writing = final / "optimizer.safetensors"
+                _save_tensors(tensors, tmp / writing.name)
+            state["optimizer"] = {"param_groups": sd["param_groups"], "scalars": scalars}
+        if generator is not None:
+            state["torch_generator"] = generator.get_state().tolist()
+        if numpy_rng is not None:
+            state["numpy_rng"] = numpy_rng.bit_generator.state
+        # Strict JSON: a non-finite number (e.g. a NaN interval loss) is stored as null.
+        state = to_jsonable(json.loads(json.dumps(state, default=_json_default)))
+        writing = final / "state.json"
+        (tmp / "state.json").write_text(json.dumps(state, allow_nan=False), encoding="utf-8")
+        writing = final
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(writing)) from None
     prune_checkpoints(root, total_limit)
     logger.info("saved %s", final)
     return final
+
+
+_OS_ERROR = re.compile(r"os error (\d+)")
+
+
+def _save_tensors(tensors: Mapping[str, Any], path: Path) -> None:
+    """``safetensors.torch.save_file``, whose I/O failures become an ``OSError`` with their errno."""
+    from safetensors.torch import save_file
+
+    try:
+        save_file(dict(tensors), str(path))
+    except OSError:
+        raise
+    except Exception as exc:  # SafetensorError: "I/O error: No space left on device (os error 28)"
+        m = _OS_ERROR.search(str(exc))
+        if m is None:
+            raise
+        code = int(m.group(1))
+        raise OSError(code, os.strerror(code), os.fspath(path)) from None
+
+
+def _load_tensors(path: Path) -> dict[str, Any]:
+    """``safetensors.torch.load_file``; a truncated or corrupt file is a :class:`BadInput` naming it."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise BadInput(f"checkpoint file {os.fspath(path)!r} is missing.") from None
+    except OSError:
+        raise
+    except Exception as exc:  # SafetensorError: "Error while deserializing header: ..."
+        raise BadInput(f"checkpoint file {os.fspath(path)!r} is not a readable safetensors file "
+                       f"(truncated or corrupt: {' '.join(str(exc).split())}).") from None
+
+
+def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``state.json`` of checkpoint folder ``path``; an unreadable one is a :class:`BadInput` naming it."""
+    f = Path(path) / "state.json"
+    try:
+        state = json.loads(f.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"checkpoint file {os.fspath(f)!r} is not UTF-8 text (byte {exc.start}).") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"checkpoint file {os.fspath(f)!r} is not valid JSON (line {exc.lineno}, "
+                       f"column {exc.colno}: {exc.msg}).") from None
+    if not isinstance(state, dict) or not isinstance(state.get("extra", {}), dict):
+        raise BadInput(f"checkpoint file {os.fspath(f)!r} must hold a JSON object with an object `extra`.")
+    return state
 
 
 def _json_default(o: Any) -> Any:
@@ -129,18 +196,17 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore what :func:`save_checkpoint` wrote; returns ``state.json`` (``step``, ``extra``)."""
     import torch
-    from safetensors.torch import load_file
 
     path = Path(path)
-    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    state = read_state(path)
     if model is not None:
-        weights = load_file(str(path / "model.safetensors"))
+        weights = _load_tensors(path / "model.safetensors")
         model.load_state_dict(weights, strict=strict)
     if optimizer is not None:
         opt = state.get("optimizer")
         if opt is None:
             raise ValueError(f"checkpoint {path} has no optimizer state.")
-        tensors = load_file(str(path / "optimizer.safetensors")) if (path / "optimizer.safetensors").is_file() else {}
+        tensors = _load_tensors(path / "optimizer.safetensors") if (path / "optimizer.safetensors").is_file() else {}
         per: dict[int, dict[str, Any]] = {}
         for key, v in tensors.items():
             pid, k = key.split(".", 1)

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deltahall._validation import RunFailure, check_int, require
-from deltahall.experiments._checkpoint import list_checkpoints
+from deltahall._validation import BadInput, RunFailure, check_int, require
+from deltahall.experiments._checkpoint import list_checkpoints, read_state
 from deltahall.io.rundir import RunDir, package_versions, to_jsonable
 
 logger = logging.getLogger(__name__)
@@ -405,12 +405,29 @@ def check_run(config: Any, *, checkpoints: str = "", experiment: str, quiet: boo
                     f"got {resume!r}" + (" (no such folder)." if not p.exists() else ".")
                 )
             checkpoint = p
+        if checkpoint is not None and resume != "latest":
+            # An explicit checkpoint may come from another run directory: it must carry the
+            # fingerprint of the run that wrote it, and that must be this config's.
+            written_by = _checkpoint_fingerprint(checkpoint)
+            if written_by is None:
+                raise BadInput(
+                    f"`resume_from_checkpoint` {resume!r} carries no run fingerprint (state.json "
+                    "extra.fingerprint), so its settings cannot be checked; resume its own run with "
+                    "--resume-from-checkpoint latest instead."
+                )
+            if written_by != fp:
+                diff = changed_keys(written_by, fp)
+                raise BadInput(
+                    f"cannot resume from checkpoint {resume!r}: the run that wrote it differs in "
+                    f"{len(diff)} key{'s' if len(diff) != 1 else ''}: " + "; ".join(diff)
+                    + ". Undo the change, or start a fresh run."
+                )
         old = manifest.get("fingerprint") if manifest is not None else None
         if old is None and checkpoint is not None:
             old = _checkpoint_fingerprint(checkpoint)
         if old is not None and old != fp:
             diff = changed_keys(old, fp)
-            raise ValueError(
+            raise BadInput(
                 f"cannot resume the run in {os.fspath(out)!r}: its settings differ in "
                 f"{len(diff)} key{'s' if len(diff) != 1 else ''}: " + "; ".join(diff)
                 + ". Undo the change, or start a new run in another --out-dir."
@@ -488,9 +505,5 @@ def open_run(
 
 
 def _checkpoint_fingerprint(ckpt: Path) -> dict[str, Any] | None:
-    try:
-        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise ValueError(f"checkpoint {os.fspath(ckpt)!r} has an unreadable state.json.") from None
-    fp = state.get("extra", {}).get("fingerprint") if isinstance(state, dict) else None
+    fp = read_state(ckpt).get("extra", {}).get("fingerprint")
     return fp if isinstance(fp, dict) else None
