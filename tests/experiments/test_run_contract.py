@@ -1,15 +1,25 @@
 """The contract every experiment keeps (one harness, parametrised over the three experiments).
 
-1. A run killed with SIGKILL at any instant -- while it builds artefacts (tiny models), trains,
-   checkpoints or writes results -- and continued with ``--resume-from-checkpoint latest`` ends
-   with outputs byte-identical to an uninterrupted run's.
+1. A run killed with SIGKILL and continued with ``--resume-from-checkpoint latest`` ends with
+   outputs byte-identical to an uninterrupted run's, even when it is killed again while resuming.
 2. Another config is refused with the changed key named (``old -> new``), exit status 2, one
    stderr line, and the run directory untouched.
 3. A missing explicit checkpoint is an error (exit 2), never a silent fresh start.
 
-Kill instants are drawn at random (seeded, so a failure can be replayed) over the span of an
-uninterrupted run, plus one instant chosen while the tiny model is being built (a hidden
-temporary folder beside the run's artefact exists) for the experiments that build one.
+Where the kills land (events, never wall-clock instants). A run publishes every file and folder
+of its run directory by a rename (``io.atomic``, checkpoint folders, built artefacts); the helper
+``_kill_at_event.py`` counts these *commit events* and kills the process group at the k-th one,
+either just after the rename or just before it with the temporary torn in half (a process dying
+mid-write). Between two commit events nothing under a final name changes, so the files a kill at
+*any* instant can leave behind are the files left at one of these points, except for one thing
+this test cannot see: a file written in place, without a rename (a torn in-place write is the
+I/O layer's rule to prevent, not something a kill here would reveal). The uninterrupted run's
+event count ``N`` bounds the draws: one chain per experiment kills a fresh run at a seeded random
+event, then kills the resumed run at a seeded random event among those still ahead, then resumes
+to the end; for the experiments that build a tiny model, the first kill tears that build (before
+its rename) and one seeded random kill follows. Every draw is a function of the seed and the run's deterministic event sequence, so
+a loaded machine changes how long the test takes, never what it checks; every kill is asserted to
+have happened.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ EXPERIMENTS: dict[str, dict] = {
                  "--d-model", "8", "--n-heads", "2", "--d-ff", "16", "--progress", "false"],
         "outputs": ["metrics.csv", "predictions.csv", "reference.json", "checkpoints/checkpoint-4/model.safetensors"],
         "change": ["--lr", "0.01"], "changed_key": "lr: 0.001 -> 0.01",
-        "artefact": None, "kills": 3,
+        "artefact": None,
     },
     "qa": {
         "argv": ["qa", "run", "--preset", "tiny", "--data", str(FIXTURES / "open_qa_small.jsonl"),
@@ -42,7 +52,7 @@ EXPERIMENTS: dict[str, dict] = {
         "outputs": ["scores.csv", "answers/tiny/seed-0/epoch-0.jsonl", "answers/tiny/seed-0/epoch-2.jsonl",
                     "train/tiny/seed-0/epoch-2/adapter_model.safetensors", "tiny-model/model.safetensors"],
         "change": ["--temperature", "0.5"], "changed_key": "temperature: 0.7 -> 0.5",
-        "artefact": "tiny-model", "kills": 2,
+        "artefact": "tiny-model",
     },
     "t2i": {
         "argv": ["t2i", "run", "--preset", "digits", "--train-steps", "4", "--checkpoint-every", "2",
@@ -51,7 +61,7 @@ EXPERIMENTS: dict[str, dict] = {
         "outputs": ["metrics.csv", "loss.csv", "checkpoint-4/model.safetensors", "detector.safetensors",
                     "base_model/unet/diffusion_pytorch_model.safetensors"],
         "change": ["--learning-rate", "0.01"], "changed_key": "learning_rate: 0.001 -> 0.01",
-        "artefact": "base_model", "kills": 2,
+        "artefact": "base_model",
     },
 }
 
@@ -97,23 +107,23 @@ def _snapshot(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _kill_at(argv: list[str], out: Path, cache: Path, *, after: float | None, artefact: str | None) -> str:
-    """Start a run and SIGKILL it ``after`` seconds in, or while ``artefact`` is being built."""
-    proc = subprocess.Popen(_cmd(argv, out), env=_env(cache), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    t0 = time.perf_counter()
-    how = "finished first"
-    while proc.poll() is None:
-        elapsed = time.perf_counter() - t0
-        building = artefact is not None and out.is_dir() and any(
-            p.name.startswith(f".{artefact}.") for p in out.iterdir())
-        if (after is not None and elapsed >= after) or (after is None and building):
-            os.killpg(proc.pid, signal.SIGKILL)
-            how = f"killed at {elapsed:.2f} s" + (" while building " + artefact if building else "")
-            break
-        time.sleep(0.005)
-    proc.wait()
-    return how
+HOOK = Path(__file__).with_name("_kill_at_event.py")
+
+
+def _killed_run(argv: list[str], out: Path, cache: Path, log: Path, *extra: str, kill: str) -> int:
+    """Run under the event hook, SIGKILLed at event ``kill`` (``"k:before"``/``"k:after"``; ``"0:after"``:
+    never); returns the exit status (``-SIGKILL`` when killed). Events go to ``log``."""
+    env = dict(_env(cache), DELTAHALL_EVENT_SCOPE=str(out), DELTAHALL_EVENT_LOG=str(log), DELTAHALL_KILL_AT=kill)
+    proc = subprocess.run([sys.executable, str(HOOK), *argv, "--out-dir", str(out), *extra], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600,
+                          start_new_session=True)
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(f"{argv[0]} under the hook failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.returncode
+
+
+def _events(log: Path) -> list[str]:
+    return log.read_text(encoding="utf-8").splitlines() if log.is_file() else []
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
@@ -122,27 +132,42 @@ def test_run_contract(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
     cache = tmp_path / "cache"
     ref = tmp_path / "reference"
     t0 = time.perf_counter()
-    done = _run(spec["argv"], ref, cache)
+    assert _killed_run(spec["argv"], ref, cache, tmp_path / "reference.log", kill="0:after") == 0
     span = time.perf_counter() - t0
-    assert done.returncode == 0, done.stderr[-2000:]
+    events = _events(tmp_path / "reference.log")
+    n = len(events)
+    assert n >= 4, events
     want = _digest(ref, spec["outputs"])
 
     rng = random.Random(f"{name}-kills")
-    instants: list[float | None] = [rng.uniform(0.5, span) for _ in range(spec["kills"])]
-    if spec["artefact"] is not None:
-        instants.append(None)  # while the artefact is being built
+    phase = lambda: rng.choice(("before", "after"))  # noqa: E731
+    # A run resumed after its k-th event still has at least (its events) - k ahead of it: it
+    # redoes every commit the killed run had not made. ``ahead`` bounds each next draw.
+    plan: list[str] = []
+    ahead = n
+    if spec["artefact"] is not None:  # the tiny model's build, torn before its rename
+        k_art = next(i for i, e in enumerate(events, 1) if e.split(" ", 1)[1] == spec["artefact"])
+        plan.append(f"{k_art}:before")
+        ahead -= k_art
+    k1 = rng.randint(1, ahead - 1)
+    plan.append(f"{k1}:{phase()}")
+    if spec["artefact"] is None:  # two kills at random events (else: the build, then one)
+        plan.append(f"{rng.randint(1, ahead - k1)}:{phase()}")
+    out = tmp_path / "killed"
     hows = []
-    for i, after in enumerate(instants):
-        out = tmp_path / f"killed-{i}"
-        how = _kill_at(spec["argv"], out, cache, after=after, artefact=spec["artefact"])
-        hows.append(how)
-        resumed = _run(spec["argv"], out, cache, "--resume-from-checkpoint", "latest")
-        assert resumed.returncode == 0, f"{how}: {resumed.stderr[-2000:]}"
-        assert "Traceback" not in resumed.stderr
-        assert _digest(out, spec["outputs"]) == want, how
-    with capsys.disabled():  # shown with -s: what each instant interrupted
-        print(f"\n{name}: uninterrupted {span:.1f} s; " + "; ".join(hows))
-    assert sum(h.startswith("killed") for h in hows) >= 2, hows  # most instants really interrupted a run
+    for i, kill in enumerate(plan):
+        log = tmp_path / f"killed-{i}.log"
+        resume = ("--resume-from-checkpoint", "latest") if i else ()
+        rc = _killed_run(spec["argv"], out, cache, log, *resume, kill=kill)
+        seen = _events(log)
+        hows.append(f"{kill.replace(':', ' ')} {seen[-1].split(' ', 1)[1] if seen else '?'}")
+        assert rc == -signal.SIGKILL, f"not killed at {kill}: the run made only {len(seen)} events"
+    resumed = _run(spec["argv"], out, cache, "--resume-from-checkpoint", "latest")
+    assert resumed.returncode == 0, f"{hows}: {resumed.stderr[-2000:]}"
+    assert "Traceback" not in resumed.stderr
+    assert _digest(out, spec["outputs"]) == want, hows
+    with capsys.disabled():  # shown with -s: what each kill interrupted
+        print(f"\n{name}: uninterrupted {span:.1f} s, {n} events; killed at: " + "; ".join(hows))
 
     # Another config: refused with the key named, one line, nothing changed (in-process: fast).
     from deltahall.cli.main import main
