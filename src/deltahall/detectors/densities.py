@@ -128,7 +128,11 @@ def _one_gaussian(x: npt.NDArray[np.float64], cov: str, reg_covar: float) -> Gau
         return GaussianMixtureParams("diag", np.ones(1), mu[None, :], (1.0 / np.sqrt(var))[None, :])
     from scipy.linalg import solve_triangular
 
-    S = xc.T @ xc / x.shape[0] + reg_covar * np.eye(x.shape[1])
+    from sklearn.covariance import ledoit_wolf
+
+    # Ledoit-Wolf shrinkage towards a scaled identity: a small state's covariance is not
+    # overfitted (its smallest eigenvalues are not underestimated), a large one's barely moves.
+    S = ledoit_wolf(xc, assume_centered=True)[0] + reg_covar * np.eye(x.shape[1])
     L = np.linalg.cholesky(S)
     prec = solve_triangular(L, np.eye(x.shape[1]), lower=True).T
     return GaussianMixtureParams("full", np.ones(1), mu[None, :], prec[None, :, :])

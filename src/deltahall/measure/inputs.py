@@ -30,7 +30,8 @@ import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "Samples", "content_hash", "input_kind", "load_generated", "load_reference"]
+__all__ = ["IMAGE_SUFFIXES", "Samples", "content_hash", "embed_samples", "input_kind", "load_generated", "load_reference",
+           "read_calibration_samples", "read_generated", "read_reference"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 PRECOMPUTED = "precomputed"
@@ -115,24 +116,76 @@ def content_hash(path: str | os.PathLike[str]) -> str:
 
 
 def _image_files(folder: Path, *, recursive: bool) -> list[Path]:
-    it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+    """Image files under ``folder``, sorted; symbolic links (files and folders) are never followed.
+
+    A link inside an input folder is skipped with one warning: following links can loop or
+    reach outside the folder (and silently multiply the rows).
+    """
+    out: list[Path] = []
+    skipped = 0
+    if recursive:
+        for root, dirs, files in os.walk(folder, followlinks=False):
+            r = Path(root)
+            keep = []
+            for d in dirs:
+                if (r / d).is_symlink():
+                    skipped += 1
+                elif not d.startswith("."):
+                    keep.append(d)
+            dirs[:] = keep
+            for f in files:
+                fp = r / f
+                if fp.is_symlink():
+                    skipped += 1
+                elif fp.suffix.lower() in IMAGE_SUFFIXES and not f.startswith("."):
+                    out.append(fp)
+    else:
+        for fp in folder.iterdir():
+            if fp.is_symlink():
+                skipped += 1 if fp.suffix.lower() in IMAGE_SUFFIXES or fp.is_dir() else 0
+            elif fp.is_file() and fp.suffix.lower() in IMAGE_SUFFIXES and not fp.name.startswith("."):
+                out.append(fp)
+    if skipped:
+        logger.warning("%s: skipped %d symbolic link(s); links inside input folders are not followed.",
+                       os.fspath(folder), skipped)
+    return sorted(out)
 
 
-def _read_jsonl(path: Path, name: str, required: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Rows of a JSON Lines file (:func:`deltahall.io.jsonl.iter_jsonl`), each an object with ``required`` strings."""
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.is_symlink() and not d.name.startswith("."))
+
+
+#: Keys a JSONL row may carry, per input.
+REFERENCE_KEYS = ("text", "state", "prompt", "id")
+GENERATED_KEYS = ("text", "prompt", "id")
+
+
+def _read_jsonl(path: Path, name: str, required: tuple[str, ...],
+                allowed: tuple[str, ...] = REFERENCE_KEYS) -> list[dict[str, Any]]:
+    """Rows of a JSON Lines file (:func:`deltahall.io.jsonl.iter_jsonl`): objects with ``required`` strings.
+
+    A key outside ``allowed`` is an error naming the file, line and key (a misspelt ``prompt``
+    must not be silently ignored); ``prompt``, ``state`` and ``id``, when present, must be strings.
+    """
     from deltahall.io.jsonl import iter_jsonl
 
     rows: list[dict[str, Any]] = []
     for i, obj in iter_jsonl(path):
         if not isinstance(obj, dict):
             raise ValueError(f"`{name}` {os.fspath(path)}:{i}: each line must be a JSON object; got {type(obj).__name__}.")
+        unknown = sorted(k for k in obj if k not in allowed)
+        if unknown:
+            raise ValueError(f"`{name}` {os.fspath(path)}:{i}: unknown key(s) {unknown}; a row may hold "
+                             f"{', '.join(repr(k) for k in allowed)}.")
         for key in required:
             if not isinstance(obj.get(key), str):
                 raise ValueError(
                     f"`{name}` {os.fspath(path)}:{i}: needs a string {key!r} field; got {obj.get(key)!r}."
                 )
-        obj.setdefault("_line", i)
+        for key in ("prompt", "state", "id"):
+            if key in obj and not isinstance(obj[key], str):
+                raise ValueError(f"`{name}` {os.fspath(path)}:{i}: {key!r} must be a string; got {obj[key]!r}.")
+        obj["_line"] = i
         rows.append(obj)
     return rows
 
@@ -149,7 +202,9 @@ def _embed_cached(
     from deltahall.io import atomic_write_bytes
 
     fp = json.dumps(getattr(embedder, "fingerprint", {"name": getattr(embedder, "name", "?")}), sort_keys=True, default=str)
-    key = hashlib.sha256((key_source + "\0" + fp).encode("utf-8")).hexdigest()[:32]
+    # The key names the rows in their order too: the same content read in another order is another entry.
+    order = hashlib.sha256("\0".join(map(str, items)).encode("utf-8")).hexdigest()
+    key = hashlib.sha256((key_source + "\0" + order + "\0" + fp).encode("utf-8")).hexdigest()[:32]
     path = None if cache_dir is None else Path(cache_dir) / f"emb-{key}.npy"
     if path is not None and path.is_file():
         try:
@@ -195,8 +250,8 @@ def _open_images(paths: list[Path]) -> list[Any]:
             with Image.open(p) as im:
                 im.load()
                 out.append(im.copy())
-        except OSError as exc:
-            raise ValueError(f"cannot read image {os.fspath(p)!r}: {exc}.") from None
+        except (OSError, Image.DecompressionBombError) as exc:
+            raise ValueError(f"cannot read image {os.fspath(p)!r}: {' '.join(str(exc).split())}.") from None
     return out
 
 
@@ -222,33 +277,45 @@ def _need_embedder(embedder: Any, kind: str, name: str, path: Path) -> Any:
 
 
 # --------------------------------------------------------------------- readers
-def load_reference(
+def _pending(samples: Samples, kind: str, name: str, path: Path, items: list[Any]) -> Samples:
+    samples.meta.update({"pending": (kind, name, path, items)})
+    return samples
+
+
+def embed_samples(samples: Samples, embedder: Any, cache_dir: str | os.PathLike[str] | None) -> Samples:
+    """Embed what :func:`read_reference` / :func:`read_generated` left pending (a no-op for ``.npy``)."""
+    pend = samples.meta.pop("pending", None)
+    if pend is None:
+        return samples
+    kind, name, path, items = pend
+    emb = _need_embedder(embedder, kind, name, path)
+    cd = None if cache_dir is None else Path(cache_dir)
+    if kind == "images":
+        samples.embeddings = _embed_images(emb, items, path, name, cd)
+    else:
+        samples.embeddings = _embed_texts(emb, items, path, name, cd)
+    return samples
+
+
+def _no_embeddings() -> npt.NDArray[np.float32]:
+    return np.zeros((0, 0), dtype=np.float32)
+
+
+def read_reference(
     path: str | os.PathLike[str],
     *,
     labels: str | os.PathLike[str] | None = None,
-    embedder: Any = None,
-    cache_dir: str | os.PathLike[str] | None = None,
     require_labels: bool = True,
 ) -> Samples:
-    """Read and embed the real samples with their latent states.
+    """Read the real samples and their states **without embedding** them (cheap; validate first).
 
-    Parameters
-    ----------
-    path : path
-        ``.npy`` embeddings, a folder with one subfolder of images per state, or a JSONL
-        file with ``text`` and ``state``.
-    labels : path, optional
-        ``.npy`` of state labels (``.npy`` input only).
-    embedder : Embedder, "precomputed" or None
-        An object of :func:`deltahall.models.load_embedder` (needed for images and texts).
-    cache_dir : path, optional
-        Folder of the embedding cache (``None``: no cache).
-    require_labels : bool
-        ``False`` for ``--states auto``: states are then discovered, labels are ignored.
+    ``.npy`` inputs are loaded (memory-mapped); folders and JSONL files are listed and their
+    rows checked, and the embedding is left to :func:`embed_samples`. JSONL rows may carry a
+    ``prompt``: then states are scoped to their prompt (``Samples.prompts``), and every row
+    must carry one (mixing scoped and global states is refused).
     """
     p = Path(path)
     kind = input_kind(p, "reference")
-    cd = None if cache_dir is None else Path(cache_dir)
     if kind == "npy":
         X = _load_npy(p, "reference", 2, mmap=True)
         y = None
@@ -270,9 +337,8 @@ def load_reference(
         return Samples(embeddings=X, ids=[str(i) for i in range(X.shape[0])], labels=y, kind="npy")
     if labels is not None:
         raise ValueError("`reference_labels` applies only to .npy reference embeddings; folders and JSONL carry their states.")
-    emb = _need_embedder(embedder, kind, "reference", p)
     if kind == "images":
-        subdirs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+        subdirs = _subfolders(p)
         loose = _image_files(p, recursive=False)
         if require_labels and loose:
             raise ValueError(
@@ -295,39 +361,38 @@ def load_reference(
                 f"`reference` folder {os.fspath(p)!r} must hold at least two state subfolders with images; "
                 f"got {sorted(set(ys))}."
             )
-        E = _embed_images(emb, files, p, "reference", cd)
-        return Samples(embeddings=E, ids=[f.relative_to(p).as_posix() for f in files],
-                       labels=np.asarray(ys) if require_labels else None, image_paths=files, kind="images")
+        s = Samples(embeddings=_no_embeddings(), ids=[f.relative_to(p).as_posix() for f in files],
+                    labels=np.asarray(ys) if require_labels else None, image_paths=files, kind="images")
+        return _pending(s, "images", "reference", p, files)
     rows = _read_jsonl(p, "reference", ("text", "state") if require_labels else ("text",))
     if not rows:
         raise ValueError(f"`reference` {os.fspath(p)!r} holds no rows.")
+    scoped = ["prompt" in r for r in rows]
+    if any(scoped) and not all(scoped):
+        first = rows[scoped.index(False)]["_line"] if any(scoped) else 0
+        raise ValueError(
+            f"`reference` {os.fspath(p)}: {sum(scoped)} row(s) carry a 'prompt' (states scoped to their prompt) "
+            f"and {len(rows) - sum(scoped)} do not (global states), e.g. line {first}; give every row a "
+            "'prompt' or none."
+        )
     texts = [r["text"] for r in rows]
-    E = _embed_texts(emb, texts, p, "reference", cd)
-    return Samples(embeddings=E, ids=[str(r.get("id", r["_line"])) for r in rows],
-                   labels=np.asarray([r["state"] for r in rows]) if require_labels else None,
-                   texts=texts, kind="jsonl")
+    s = Samples(embeddings=_no_embeddings(), ids=[str(r.get("id", r["_line"])) for r in rows],
+                labels=np.asarray([r["state"] for r in rows]) if require_labels else None,
+                prompts=[r["prompt"] for r in rows] if all(scoped) else None, texts=texts, kind="jsonl")
+    return _pending(s, "jsonl", "reference", p, texts)
 
 
-def load_generated(
+def read_generated(
     path: str | os.PathLike[str],
     *,
     prompts: str | os.PathLike[str] | None = None,
-    embedder: Any = None,
-    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Samples:
-    """Read and embed the generated samples (and their prompts; ``""`` when none).
+    """Read the generated samples and their prompts (``""`` when none) **without embedding** them.
 
-    Parameters
-    ----------
-    path : path
-        ``.npy`` embeddings, a folder of images (optionally one subfolder per prompt), or a
-        JSONL file with ``text`` and optional ``prompt`` / ``id``.
-    prompts : path, optional
-        ``.npy`` of prompts, one per row (``.npy`` input only).
+    Two rows with one ``id`` are refused (ids key the per-sample outputs).
     """
     p = Path(path)
     kind = input_kind(p, "generated")
-    cd = None if cache_dir is None else Path(cache_dir)
     if kind == "npy":
         X = _load_npy(p, "generated", 2, mmap=True)
         pr: list[str] = [""] * X.shape[0]
@@ -341,26 +406,63 @@ def load_generated(
                     f"`generated_prompts` must have one prompt per generated row; got {parr.shape[0]} for {X.shape[0]} rows."
                 )
             pr = [str(v) for v in parr.tolist()]
+        if X.shape[0] == 0:
+            raise ValueError(f"`generated` must contain at least one sample; {os.fspath(p)!r} has none.")
         return Samples(embeddings=X, ids=[str(i) for i in range(X.shape[0])], prompts=pr, kind="npy")
     if prompts is not None:
         raise ValueError("`generated_prompts` applies only to .npy generated embeddings.")
-    emb = _need_embedder(embedder, kind, "generated", p)
     if kind == "images":
         files = _image_files(p, recursive=False)
         prs = [""] * len(files)
-        for d in sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        for d in _subfolders(p):
             fs = _image_files(d, recursive=True)
             files += fs
             prs += [d.name] * len(fs)
         if not files:
             raise ValueError(f"`generated` must contain at least one sample; folder {os.fspath(p)!r} holds no images.")
-        E = _embed_images(emb, files, p, "generated", cd)
-        return Samples(embeddings=E, ids=[f.relative_to(p).as_posix() for f in files], prompts=prs,
-                       image_paths=files, kind="images")
-    rows = _read_jsonl(p, "generated", ("text",))
+        s = Samples(embeddings=_no_embeddings(), ids=[f.relative_to(p).as_posix() for f in files], prompts=prs,
+                    image_paths=files, kind="images")
+        return _pending(s, "images", "generated", p, files)
+    rows = _read_jsonl(p, "generated", ("text",), GENERATED_KEYS)
     if not rows:
         raise ValueError(f"`generated` must contain at least one sample; {os.fspath(p)!r} holds no rows.")
+    ids = [str(r.get("id", r["_line"])) for r in rows]
+    seen: dict[str, int] = {}
+    for r, i in zip(rows, ids, strict=True):
+        if i in seen:
+            raise ValueError(f"`generated` {os.fspath(p)}:{r['_line']}: id {i!r} was already used on line "
+                             f"{seen[i]}; every row's id must be unique.")
+        seen[i] = r["_line"]
     texts = [r["text"] for r in rows]
-    E = _embed_texts(emb, texts, p, "generated", cd)
-    return Samples(embeddings=E, ids=[str(r.get("id", r["_line"])) for r in rows],
-                   prompts=[str(r.get("prompt", "")) for r in rows], texts=texts, kind="jsonl")
+    s = Samples(embeddings=_no_embeddings(), ids=ids, prompts=[str(r.get("prompt", "")) for r in rows],
+                texts=texts, kind="jsonl")
+    return _pending(s, "jsonl", "generated", p, texts)
+
+
+def read_calibration_samples(path: str | os.PathLike[str]) -> Samples:
+    """In-state calibration samples for per-prompt states: JSONL rows ``{"text", "state", "prompt"}``."""
+    p = Path(path)
+    if input_kind(p, "calibration_samples") != "jsonl":
+        raise ValueError(f"`calibration_samples` must be a JSONL file of {{\"text\", \"state\", \"prompt\"}} rows; "
+                         f"got {os.fspath(p)!r}.")
+    rows = _read_jsonl(p, "calibration_samples", ("text", "state", "prompt"))
+    if not rows:
+        raise ValueError(f"`calibration_samples` {os.fspath(p)!r} holds no rows.")
+    texts = [r["text"] for r in rows]
+    s = Samples(embeddings=_no_embeddings(), ids=[str(r.get("id", r["_line"])) for r in rows],
+                labels=np.asarray([r["state"] for r in rows]), prompts=[r["prompt"] for r in rows],
+                texts=texts, kind="jsonl")
+    return _pending(s, "jsonl", "calibration_samples", p, texts)
+
+
+def load_reference(path: str | os.PathLike[str], *, labels: str | os.PathLike[str] | None = None,
+                   embedder: Any = None, cache_dir: str | os.PathLike[str] | None = None,
+                   require_labels: bool = True) -> Samples:
+    """:func:`read_reference` then :func:`embed_samples`."""
+    return embed_samples(read_reference(path, labels=labels, require_labels=require_labels), embedder, cache_dir)
+
+
+def load_generated(path: str | os.PathLike[str], *, prompts: str | os.PathLike[str] | None = None,
+                   embedder: Any = None, cache_dir: str | os.PathLike[str] | None = None) -> Samples:
+    """:func:`read_generated` then :func:`embed_samples`."""
+    return embed_samples(read_generated(path, prompts=prompts), embedder, cache_dir)

@@ -26,7 +26,14 @@ import numpy as np
 
 from deltahall._validation import check_choice, check_int, check_output_path
 from deltahall.measure.calibration import DetectorSettings, Measurement, measure_embeddings
-from deltahall.measure.inputs import PRECOMPUTED, Samples, load_generated, load_reference
+from deltahall.measure.inputs import (
+    PRECOMPUTED,
+    Samples,
+    embed_samples,
+    read_calibration_samples,
+    read_generated,
+    read_reference,
+)
 from deltahall.measure.selection import SELECT_MODES, Selection, select_candidates
 
 logger = logging.getLogger(__name__)
@@ -42,26 +49,28 @@ def _h(text: str) -> dict[str, str]:
 class MeasureConfig:
     """Everything one measurement needs; ``run(config)`` executes it."""
 
-    reference: Path | None = field(default=None, metadata=_h("real samples with their states: .npy embeddings (+ --reference-labels), a folder with one image subfolder per state, or JSONL with text and state"))
-    generated: Path | None = field(default=None, metadata=_h("generated samples: .npy embeddings (+ --generated-prompts), a folder of images (optionally one subfolder per prompt), or JSONL with text and optional prompt"))
+    reference: Path | None = field(default=None, metadata=_h("real samples with their states: .npy embeddings (+ --reference-labels), a folder with one image subfolder per state, or JSONL rows {text, state[, prompt]} (with prompt: states scoped to their prompt)"))
+    generated: Path | None = field(default=None, metadata=_h("generated samples: .npy embeddings (+ --generated-prompts), a folder of images (optionally one subfolder per prompt), or JSONL rows {text[, prompt][, id]}"))
     reference_labels: Path | None = field(default=None, metadata=_h(".npy state label per reference row (.npy reference only)"))
     generated_prompts: Path | None = field(default=None, metadata=_h(".npy prompt per generated row (.npy generated only)"))
+    calibration_samples: Path | None = field(default=None, metadata=_h("per-prompt states only: JSONL rows {text, state, prompt} of in-state samples to calibrate on (default: the references, leave one out)"))
     embedder: str = field(default=PRECOMPUTED, metadata=_h("'precomputed' for .npy inputs, or an alias (@minilm, @efficientnet-lite0, @digits-cnn), hub id or model folder"))
     alpha: float = field(default=0.1, metadata=_h("flag level: a fresh real sample is flagged with probability <= alpha"))
-    calibration: Literal["conformal", "percentile"] = field(default="conformal", metadata=_h("'conformal' (guaranteed level) or 'percentile' (the paper's rule)"))
+    calibration: Literal["conformal", "percentile", "margin"] = field(default="conformal", metadata=_h("'conformal' (guaranteed level), 'percentile' (the paper's rule) or 'margin' (blend-aware: also closer to its state than to the others)"))
     states: Literal["labels", "auto"] = field(default="labels", metadata=_h("'labels' (given) or 'auto' (BIC-chosen Gaussian mixture: an estimate of the latent states)"))
     max_states: int = field(default=10, metadata=_h("largest number of states tried by --states auto"))
     select: Literal["hcdr", "top-k"] | None = field(default=None, metadata=_h("HCDR-guided selection: keep per prompt the candidates inside the HCDR ('hcdr') or the K with the highest p-values ('top-k')"))
     select_k: int | None = field(default=None, metadata=_h("K of --select top-k"))
     baselines: bool = field(default=False, metadata=_h("also flag with EllipticEnvelope, shared-covariance Mahalanobis, kNN radius and LOF at the same alpha"))
-    out_dir: Path = field(default=Path("runs/measure"), metadata=_h("output folder (measure.json, samples.csv, report.html)"))
+    out_dir: Path = field(default=Path("runs/measure"), metadata=_h("output folder (measure.json, samples.csv, report.html); one that holds a measurement is refused unless --resume-from-checkpoint latest with the same settings"))
+    resume_from_checkpoint: Literal["latest"] | None = field(default=None, metadata=_h("'latest': redo the measurement in --out-dir (same settings required); unset: refuse a folder that holds one"))
     report: bool = field(default=True, metadata=_h("write report.html"))
-    fit_fraction: float = field(default=0.5, metadata=_h("share of each state's reference rows fitting the densities"))
+    fit_fraction: float = field(default=0.5, metadata=_h("share of each state's reference rows fitting the densities (and choosing their model)"))
     calibration_fraction: float = field(default=0.3, metadata=_h("share calibrating the p-values"))
     test_fraction: float = field(default=0.2, metadata=_h("share held out for the floor"))
-    pca_dim: int | None = field(default=50, metadata=_h("PCA dimension before the per-state mixtures (0 = none)"))
-    n_components: int = field(default=2, metadata=_h("Gaussian-mixture components per state"))
-    covariance_type: Literal["full", "diag", "tied", "spherical"] = field(default="diag", metadata=_h("mixture covariance type"))
+    pca_dim: str = field(default="auto", metadata=_h("principal coordinates per state's density: 'auto' (chosen per state by held-out likelihood on the fit part), 'none' (all) or an integer"))
+    n_components: str = field(default="auto", metadata=_h("Gaussian-mixture components per state: 'auto' (chosen per state) or an integer"))
+    covariance_type: Literal["auto", "full", "diag", "tied", "spherical"] = field(default="auto", metadata=_h("mixture covariance type ('auto': full, diag only where a state is too small)"))
     normalize: bool = field(default=True, metadata=_h("L2-normalise embeddings first"))
     seed: int = field(default=0, metadata=_h("seed of the split and the mixtures"))
     cache_dir: Path | None = field(default=None, metadata=_h("embedding cache folder (default: deltahall.models.cache_dir()/embeddings)"))
@@ -86,17 +95,36 @@ class MeasureConfig:
         if self.select_k is not None:
             check_int(self.select_k, "select_k", low=1)
         check_int(self.batch_size, "batch_size", low=1)
-        if self.pca_dim is not None:
-            check_int(self.pca_dim, "pca_dim", low=0)
-        self.settings()  # validates alpha, calibration, fractions, ...
+        if self.resume_from_checkpoint not in (None, "latest"):
+            raise ValueError(f"`resume_from_checkpoint` of a measurement must be 'latest'; got {self.resume_from_checkpoint!r}.")
+        self.settings()  # validates alpha, calibration, fractions, pca_dim, ...
 
     def settings(self) -> DetectorSettings:
         return DetectorSettings(
             alpha=self.alpha, calibration=self.calibration, fit_fraction=self.fit_fraction,
             calibration_fraction=self.calibration_fraction, test_fraction=self.test_fraction,
-            pca_dim=self.pca_dim or None, n_components=self.n_components, covariance_type=self.covariance_type,
-            normalize=self.normalize, seed=self.seed,
+            pca_dim=_auto_int(self.pca_dim, "pca_dim", none_ok=True), n_components=_auto_int(self.n_components, "n_components"),
+            covariance_type=self.covariance_type, normalize=self.normalize, seed=self.seed,
         )
+
+
+def _auto_int(v: Any, name: str, *, none_ok: bool = False) -> Any:
+    """``"auto"``, ``None`` (for ``"none"``/``"0"`` when allowed) or a positive int, from a CLI string."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s == "auto":
+        return "auto"
+    if none_ok and s in ("none", "0"):
+        return None
+    try:
+        k = int(s)
+    except ValueError:
+        raise ValueError(f"`{name}` must be 'auto'{', ' + repr('none') if none_ok else ''} or a positive integer; "
+                         f"got {v!r}.") from None
+    if k < 1:
+        raise ValueError(f"`{name}` must be 'auto'{', ' + repr('none') if none_ok else ''} or a positive integer; got {v!r}.")
+    return k
 
 
 @dataclass(frozen=True)
@@ -116,7 +144,8 @@ class MeasureResult:
 
 def _inputs(config: MeasureConfig) -> list[tuple[str, Any]]:
     return [("reference", config.reference), ("generated", config.generated),
-            ("reference_labels", config.reference_labels), ("generated_prompts", config.generated_prompts)]
+            ("reference_labels", config.reference_labels), ("generated_prompts", config.generated_prompts),
+            ("calibration_samples", config.calibration_samples)]
 
 
 def _embedder(config: MeasureConfig) -> tuple[Any, Path | None]:
@@ -129,14 +158,88 @@ def _embedder(config: MeasureConfig) -> tuple[Any, Path | None]:
     return emb, Path(config.cache_dir) if config.cache_dir is not None else cache_dir() / "embeddings"
 
 
+#: What a measurement folder holds (a folder with any of them holds a measurement).
+OUTPUTS = ("measure.json", "samples.csv", "report.html", "figures", "manifest.json")
+
+
+def _fingerprint(config: MeasureConfig) -> dict[str, Any]:
+    from deltahall.io.rundir import to_jsonable
+
+    d = to_jsonable(config)
+    d.pop("resume_from_checkpoint", None)
+    return dict(d)
+
+
+def _check_out(config: MeasureConfig) -> Path:
+    """Refuse an output folder that is (or holds) an input, or holds another measurement (read-only)."""
+    import json
+
+    out = check_output_path(config.out_dir, "out_dir", inputs=_inputs(config), allow_dir=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`out_dir` must be a folder; got the existing file {os.fspath(out)!r}.")
+    ro = Path(os.path.realpath(out))
+    for name, path in _inputs(config):
+        if path is not None and ro in Path(os.path.realpath(path)).parents:
+            raise ValueError(f"`{name}` {os.fspath(path)!r} lies inside `out_dir` {os.fspath(out)!r}, where outputs "
+                             "are written; choose another --out-dir.")
+    held = [n for n in OUTPUTS if (out / n).exists()]
+    if held:
+        if config.resume_from_checkpoint != "latest":
+            raise ValueError(f"`out_dir` {os.fspath(out)!r} already holds a measurement ({', '.join(held)}); pass "
+                             "--resume-from-checkpoint latest to redo it with the same settings, or choose another --out-dir.")
+        man = out / "manifest.json"
+        try:
+            old = json.loads(man.read_text(encoding="utf-8")).get("config") if man.is_file() else None
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            old = None
+        if not isinstance(old, dict):
+            raise ValueError(f"`out_dir` {os.fspath(out)!r} holds measurement files without a readable manifest.json; "
+                             "choose another --out-dir.")
+        old.pop("resume_from_checkpoint", None)
+        new = _fingerprint(config)
+        diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if diff:
+            raise ValueError(f"cannot redo the measurement in {os.fspath(out)!r}: its settings differ in "
+                             f"{len(diff)} key(s): " + "; ".join(diff) + ".")
+    return out
+
+
+def _plan(config: MeasureConfig, ref: Samples, gen: Samples, cal: Samples | None) -> Any:
+    """Every size and state rule, checked before anything is embedded."""
+    from deltahall.measure.calibration import plan_global, plan_scoped
+
+    s = config.settings()
+    if ref.prompts is not None:
+        if config.states == "auto":
+            raise ValueError("`states`='auto' needs global states; the reference rows carry a 'prompt' (per-prompt states).")
+        if ref.labels is None:
+            raise ValueError("per-prompt reference rows need a 'state'.")
+        if config.select is not None or config.baselines:
+            raise ValueError("`select` and `baselines` apply to global states; the reference has per-prompt states.")
+        return plan_scoped([str(v) for v in ref.labels.tolist()], list(ref.prompts), list(gen.prompts or []),
+                           calibration_states=None if cal is None else [str(v) for v in cal.labels.tolist()],  # type: ignore[union-attr]
+                           calibration_prompts=None if cal is None else cal.prompts,
+                           alpha=s.alpha, calibration=s.calibration)
+    if cal is not None:
+        raise ValueError("`calibration_samples` applies to per-prompt states (reference rows with a 'prompt').")
+    if config.states == "auto":
+        return None
+    if ref.labels is None:
+        raise ValueError("`reference_labels` is required unless `states`='auto'.")
+    return plan_global(ref.labels, len(ref.ids), s)
+
+
 def run(config: MeasureConfig) -> MeasureResult:
     """Measure the generated set's δ-hallucination rate and write the outputs.
+
+    Every input rule (files, keys, states, sizes for α, prompts without states, an output
+    folder that holds a measurement or an input) is checked before anything is embedded or
+    written; a refused measurement changes nothing.
 
     Raises
     ------
     ValueError
-        Bad inputs (one state, mismatched dimensions, empty generated set, a state too
-        small for ``alpha``, an output folder inside an input, ...), before any write.
+        Bad inputs, before any write.
     FileNotFoundError
         A missing input.
     """
@@ -144,9 +247,7 @@ def run(config: MeasureConfig) -> MeasureResult:
     if config.reference is None or config.generated is None:  # refused by MeasureConfig already
         raise ValueError("`reference` and `generated` are required.")
     ref_path, gen_path = Path(config.reference), Path(config.generated)
-    out = check_output_path(config.out_dir, "out_dir", inputs=_inputs(config), allow_dir=True)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"`out_dir` must be a folder; got the existing file {os.fspath(out)!r}.")
+    out = _check_out(config)
     if config.embedder == PRECOMPUTED:
         for name, path in (("reference", ref_path), ("generated", gen_path)):
             if path.is_dir() or path.suffix.lower() in (".jsonl", ".ndjson"):
@@ -154,14 +255,15 @@ def run(config: MeasureConfig) -> MeasureResult:
                     f"`{name}` {os.fspath(path)!r} needs an embedder; pass `--embedder` (e.g. @minilm, "
                     "@digits-cnn or a model folder) or give .npy embeddings."
                 )
-    emb, cache = _embedder(config)
     auto = config.states == "auto"
-    ref = load_reference(ref_path, labels=config.reference_labels, embedder=emb, cache_dir=cache,
-                         require_labels=not auto)
-    gen = load_generated(gen_path, prompts=config.generated_prompts, embedder=emb, cache_dir=cache)
+    ref = read_reference(ref_path, labels=config.reference_labels, require_labels=not auto)
+    gen = read_generated(gen_path, prompts=config.generated_prompts)
+    cal = read_calibration_samples(config.calibration_samples) if config.calibration_samples is not None else None
+    plan = _plan(config, ref, gen, cal)
+    emb, cache = _embedder(config)
+    for smp in (ref, gen) + ((cal,) if cal is not None else ()):
+        embed_samples(smp, emb, cache)
     t_embed = time.perf_counter() - t0
-    if gen.embeddings.shape[0] == 0:
-        raise ValueError(f"`generated` must contain at least one sample; {os.fspath(gen_path)!r} has none.")
     if gen.embeddings.shape[1] != ref.embeddings.shape[1]:
         raise ValueError(
             f"`generated` embeddings must have the reference's dimension {ref.embeddings.shape[1]}; got "
@@ -169,20 +271,27 @@ def run(config: MeasureConfig) -> MeasureResult:
         )
     discovery = None
     labels = ref.labels
-    if auto:
-        from deltahall.detectors.states import discover_states
-
-        discovery = discover_states(np.asarray(ref.embeddings, dtype=np.float64), config.max_states,
-                                    normalize=config.normalize, random_state=config.seed)
-        labels = np.asarray([f"state-{k}" for k in discovery.labels])
-        logger.warning(
-            "--states auto: %d states discovered by BIC (sizes %s); they are an estimate of the paper's "
-            "latent variable, and the rate is relative to them.", discovery.n_states, discovery.sizes,
-        )
-    if labels is None:  # load_reference requires labels unless auto; kept for type narrowing
-        raise ValueError("`reference_labels` is required unless `states`='auto'.")
     t1 = time.perf_counter()
-    m = measure_embeddings(ref.embeddings, labels, gen.embeddings, prompts=gen.prompts, settings=config.settings())
+    if ref.prompts is not None:
+        from deltahall.measure.calibration import measure_references
+
+        m = measure_references(ref.embeddings, [str(v) for v in labels.tolist()], list(ref.prompts),  # type: ignore[union-attr]
+                               gen.embeddings, list(gen.prompts or []), settings=config.settings(),
+                               calibration_E=None if cal is None else cal.embeddings, plan=plan)
+    else:
+        if auto:
+            from deltahall.detectors.states import discover_states
+
+            discovery = discover_states(np.asarray(ref.embeddings, dtype=np.float64), config.max_states,
+                                        normalize=config.normalize, random_state=config.seed)
+            labels = np.asarray([f"state-{k}" for k in discovery.labels])
+            logger.warning(
+                "--states auto: %d states discovered by BIC (sizes %s); they are an estimate of the paper's "
+                "latent variable, and the rate is relative to them.", discovery.n_states, discovery.sizes,
+            )
+        if labels is None:  # refused by _plan; kept for type narrowing
+            raise ValueError("`reference_labels` is required unless `states`='auto'.")
+        m = measure_embeddings(ref.embeddings, labels, gen.embeddings, prompts=gen.prompts, settings=config.settings())
     t_measure = time.perf_counter() - t1
     selection = None
     if config.select is not None:
@@ -201,6 +310,15 @@ def run(config: MeasureConfig) -> MeasureResult:
 
     t2 = time.perf_counter()
     rd = RunDir(out)
+    if not config.report:  # a redo without the report must not leave the old one beside new numbers
+        import shutil
+
+        for stale in ("report.html", "figures"):
+            target = out / stale
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
     rd.write_manifest(config, seed=config.seed, extra={"embedder_fingerprint": getattr(emb, "fingerprint", None)})
     write_samples_csv(rd.path("samples.csv"), m, gen, selection)
     seconds = {"load_and_embed": t_embed, "measure": t_measure, "write_csv": time.perf_counter() - t2}
@@ -258,7 +376,8 @@ def write_samples_csv(path: Path, m: Measurement, gen: Samples, selection: Selec
     header = ["id", "prompt", "p_value", "nearest_state", "flagged"]
     if selection is not None:
         header.append("kept")
-    header += [f"log_density_{s}" for s in m.states]
+    scoped = m.scope == "per-prompt"
+    header += ["similarity_nearest"] if scoped else [f"log_density_{s}" for s in m.states]
     if gen.texts is not None:
         header.append("text")
     w.writerow(header)
@@ -267,7 +386,10 @@ def write_samples_csv(path: Path, m: Measurement, gen: Samples, selection: Selec
     cols: list[list[Any]] = [gen.ids, m.prompts, list(map(repr, m.gen_p.tolist())), near, flag]
     if selection is not None:
         cols.append(["True" if k else "False" for k in selection.kept.tolist()])
-    cols += [list(map(repr, m.gen_scores[:, j].tolist())) for j in range(m.gen_scores.shape[1])]
+    if scoped:  # per-prompt states: the score of the nearest of the sample's own prompt's states
+        cols.append(list(map(repr, m.gen_scores[np.arange(m.gen_scores.shape[0]), m.gen_nearest].tolist())))
+    else:
+        cols += [list(map(repr, m.gen_scores[:, j].tolist())) for j in range(m.gen_scores.shape[1])]
     if gen.texts is not None:
         cols.append(gen.texts)
     w.writerows(zip(*cols, strict=True))
