@@ -43,6 +43,7 @@ _SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("t2i", "deltahall.cli.t2i", "The text-to-image experiment (Section 7.3, Figures 5-7)."),
     ("qa", "deltahall.cli.qa", "The open-ended QA experiment (Section 7.2, Figure 4, Table 1)."),
     ("embed", "deltahall.cli.embed", "Embed texts or images with a registry model (.npy + JSON sidecar)."),
+    ("convert", "deltahall.cli.convert", "Convert public data sets (TruthfulQA) into deltahall measure's input formats."),
     ("measure", "deltahall.cli.measure", "Measure your model's δ-hallucination rate: calibrated level, Wilson CIs, selection, baselines."),
     ("report", "deltahall.cli.report", "The main job: run every offline default and write one HTML report."),
 )

@@ -1,10 +1,12 @@
 """Fitted detectors on embedding arrays ``(n_samples, n_features)``.
 
 :class:`HCDRDetector` flags δ-hallucinations (Definition 4.2) as embeddings outside
-the union of per-state highest-density regions (Definition 6.2, Section 7.3).
+the union of per-state highest-density regions (Definition 6.2, Section 7.3). It is
+built from the one instrument's two parts, importable from their modules:
+:class:`~deltahall.detectors.densities.StateDensities` (the scorer) and
+:class:`~deltahall.detectors.calibrators.Calibrator` (conformal or percentile rule).
 """
 
-from deltahall.detectors._gmm import GaussianMixtureParams
 from deltahall.detectors.hcdr import HCDRDetector
 
-__all__ = ["GaussianMixtureParams", "HCDRDetector"]
+__all__ = ["HCDRDetector"]
