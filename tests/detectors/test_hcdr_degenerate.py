@@ -12,7 +12,7 @@ import pytest
 
 import deltahall.detectors.hcdr as hcdr_mod
 from deltahall.detectors import HCDRDetector
-from deltahall.detectors._scorer import FusedScorer
+from deltahall.detectors.densities import StateDensities
 
 
 def _data(n=120, d=6, seed=0):
@@ -73,7 +73,7 @@ def test_state_flat_after_pca_refused():
     X[:100, 2] = np.tile([2.0**-10, -(2.0**-10)], 50)  # state 0 varies only along the axis PCA(2) drops
     X[100:, :2] = rng.normal(0, 10, (100, 2))
     y = np.repeat([0, 1], 100)
-    with pytest.raises(ValueError, match=r"state 0 has zero variance.*coincide after PCA to pca_dim=2"):
+    with pytest.raises(ValueError, match=r"state 0 has zero variance.*coincide in the 2 principal coordinates.*pca_dim=2"):
         HCDRDetector(pca_dim=2, n_components=1, normalize=False, random_state=0).fit(X, y)
     HCDRDetector(pca_dim=3, n_components=1, normalize=False, random_state=0).fit(X, y)
 
@@ -117,6 +117,8 @@ def test_bad_dtypes_refused(make, exc, msg, fitted):
         _det().fit(bad, y)
     with pytest.raises(exc, match=msg):
         det.score_samples(bad)
+    with pytest.raises(exc, match=msg):
+        det.state_log_densities(bad)
 
 
 def test_object_array_of_numbers_accepted(fitted):
@@ -139,11 +141,11 @@ def test_normalised_scores_do_not_depend_on_magnitude(scale, ct):
     X, y = _data()
     ref = _det(covariance_type=ct, pca_dim=4).fit(X, y)
     far = _det(covariance_type=ct, pca_dim=4).fit(X * scale, y)
-    s = ref.score_samples(X)
+    s = ref.state_log_densities(X)
     np.testing.assert_allclose(far.thresholds_, ref.thresholds_, rtol=1e-9)
-    np.testing.assert_allclose(ref.score_samples(X * scale), s, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(far.score_samples(X * scale), s, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(ref.preprocess(X * scale), ref.preprocess(X), atol=1e-9)
+    np.testing.assert_allclose(ref.state_log_densities(X * scale), s, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(far.state_log_densities(X * scale), s, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(far.densities_.summary(), ref.densities_.summary())
     assert ref.hallucination_rate(X * scale) == ref.hallucination_rate(X) < 0.2
 
 
@@ -153,10 +155,11 @@ def test_float32_extremes(scale):
     det = _det(pca_dim=4).fit(X, y)
     X32 = (X * scale).astype(np.float32)
     assert np.isfinite(X32).all()
-    np.testing.assert_allclose(det.score_samples(X32), det.score_samples(X), atol=1e-3)
+    np.testing.assert_allclose(det.state_log_densities(X32), det.state_log_densities(X), atol=1e-3)
     mixed = X.astype(np.float32)
-    mixed[7] = X32[7]  # one extreme row keeps its neighbours on the float32 path
-    np.testing.assert_array_equal(det.score_samples(mixed)[8:], det.score_samples(X.astype(np.float32))[8:])
+    mixed[7] = X32[7]  # one extreme row does not change its neighbours' scores
+    np.testing.assert_allclose(det.state_log_densities(mixed)[8:],
+                               det.state_log_densities(X.astype(np.float32))[8:], rtol=1e-12)
 
 
 # --------------------------------------------------------------- non-finite scores are errors
@@ -166,11 +169,11 @@ def test_zero_row_at_score_time_is_an_error(fitted, monkeypatch):
     T[[3, 9]] = 0.0
     with pytest.raises(ValueError, match=r"2 all-zero row\(s\) \(3, 9\).*L2 normalisation"):
         det.hallucination_rate(T)
-    monkeypatch.setattr(hcdr_mod, "_CHUNK_ROWS", 4)  # rows found in later chunks, by worker threads
+    monkeypatch.setattr(hcdr_mod, "_CHUNK_ROWS", 4)  # rows found in later chunks
     with pytest.raises(ValueError, match=r"all-zero row\(s\) \(9\)"):
-        det.set_params(n_jobs=2).predict(np.vstack([X[:9], T[9:10]]))
+        det.predict(np.vstack([X[:9], T[9:10]]))
     with pytest.raises(ValueError, match=r"all-zero row\(s\) \(3"):
-        det.preprocess(T)
+        det.state_log_densities(T)
 
 
 def test_infinite_log_density_is_an_error_not_a_hallucination():
@@ -193,6 +196,6 @@ def test_nan_log_density_is_an_error(fitted, monkeypatch):
         out[1, 0] = np.nan
         return out
 
-    monkeypatch.setattr(FusedScorer, "scores", nan_scores)
+    monkeypatch.setattr(StateDensities, "score", nan_scores)
     with pytest.raises(ValueError, match=r"log-density of 1 row\(s\) of `X` \(1\) is not finite"):
         det.hallucination_rate(X[:10])

@@ -20,14 +20,16 @@ def data():
 
 
 @pytest.mark.parametrize(
-    ("ct", "pca_dim", "labels"),
-    [("diag", 6, None), ("full", None, ["a", "b"]), ("tied", 4, None), ("spherical", None, [0.5, 1.5])],
+    ("ct", "pca_dim", "labels", "calibration"),
+    [("diag", 6, None, "conformal"), ("full", None, ["a", "b"], "percentile"), ("tied", 4, None, "conformal"),
+     ("spherical", None, [0.5, 1.5], "percentile"), ("auto", "auto", None, "conformal")],
 )
-def test_round_trip_identical(tmp_path, data, ct, pca_dim, labels):
+def test_round_trip_identical(tmp_path, data, ct, pca_dim, labels, calibration):
     X, y = data
     if labels is not None:
         y = np.where(y == 3, labels[0], labels[1])
-    det = HCDRDetector(pca_dim=pca_dim, n_components=2, covariance_type=ct, random_state=1).fit(X, y)
+    det = HCDRDetector(pca_dim=pca_dim, n_components=2, covariance_type=ct, calibration=calibration,
+                       random_state=1).fit(X, y)
     path = tmp_path / "det.safetensors"
     det.save(path)
     back = HCDRDetector.load(path)
@@ -35,7 +37,11 @@ def test_round_trip_identical(tmp_path, data, ct, pca_dim, labels):
     np.testing.assert_array_equal(back.classes_, det.classes_)
     assert back.classes_.dtype == det.classes_.dtype
     np.testing.assert_array_equal(back.score_samples(X), det.score_samples(X))
+    np.testing.assert_array_equal(back.state_log_densities(X), det.state_log_densities(X))
     np.testing.assert_array_equal(back.thresholds_, det.thresholds_)
+    np.testing.assert_array_equal(back.holdout_coverage_, det.holdout_coverage_)
+    assert back.offset_ == det.offset_
+    assert back.densities_.summary() == det.densities_.summary()
     for a, b in zip(back.calibration_scores_, det.calibration_scores_, strict=True):
         np.testing.assert_array_equal(a, b)
     T = np.random.default_rng(2).normal(3, 2, (50, 10))
@@ -49,7 +55,7 @@ def test_tampered_array_rejected(tmp_path, data):
     with safe_open(str(path), framework="numpy") as fh:
         meta = fh.metadata()
     arrays = load_file(str(path))
-    arrays["thresholds"] = arrays["thresholds"] - 5.0  # silently widen the regions
+    arrays["state0.calibration_scores"] = arrays["state0.calibration_scores"] - 5.0  # silently widen a region
     save_file(arrays, str(path), metadata=meta)
     with pytest.raises(ValueError, match="failed its SHA-256 check"):
         HCDRDetector.load(path)
@@ -61,7 +67,8 @@ def test_tampered_metadata_rejected(tmp_path, data):
     HCDRDetector(pca_dim=4, n_components=2, random_state=0).fit(X, y).save(path)
     with safe_open(str(path), framework="numpy") as fh:
         meta = dict(fh.metadata())
-    meta["params"] = meta["params"].replace('"percentile": 10.0', '"percentile": 1.0')
+    assert '"alpha": 0.1' in meta["params"]
+    meta["params"] = meta["params"].replace('"alpha": 0.1', '"alpha": 0.5')
     save_file(load_file(str(path)), str(path), metadata=meta)
     with pytest.raises(ValueError, match="failed its SHA-256 check"):
         HCDRDetector.load(path)
@@ -99,3 +106,34 @@ def test_pickle_and_foreign_files_rejected(tmp_path, data):
         HCDRDetector.load(junk)
     with pytest.raises(FileNotFoundError, match="not found"):
         HCDRDetector.load(tmp_path / "missing.safetensors")
+
+
+def _rewrite(path, edit):
+    """Edit a saved file's arrays/metadata and re-sign it (a forged but well-formed file)."""
+    from deltahall.detectors._format import _digest
+
+    with safe_open(str(path), framework="numpy") as fh:
+        meta = dict(fh.metadata())
+    arrays = load_file(str(path))
+    edit(arrays, meta)
+    meta["sha256"] = _digest(meta, arrays)
+    save_file(arrays, str(path), metadata=meta)
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (lambda a, m: a.__setitem__("state0.calibration_scores", a["state0.calibration_scores"] * np.nan),
+     r"`state0.calibration_scores` must be finite"),
+    (lambda a, m: a.__setitem__("state1.means", a["state1.means"].astype(np.float32)),
+     r"`state1.means` must be float64; got float32"),
+    (lambda a, m: a.__setitem__("state_sigma2", -a["state_sigma2"]), r"`state_sigma2` must be finite and > 0"),
+    (lambda a, m: a.__setitem__("state_pca_dim", a["state_pca_dim"] + 100), r"`state_pca_dim` must be int64"),
+    (lambda a, m: a.pop("densities.components"), r"densities.components"),
+    (lambda a, m: m.__setitem__("format_version", "1"), r"has HCDR format version '1'; this deltahall reads version '2'"),
+])
+def test_forged_files_are_validated(tmp_path, data, edit, match):
+    X, y = data
+    path = tmp_path / "det.safetensors"
+    HCDRDetector(pca_dim=4, n_components=2, random_state=0).fit(X, y).save(path)
+    _rewrite(path, edit)
+    with pytest.raises(ValueError, match=match):
+        HCDRDetector.load(path)

@@ -4,19 +4,22 @@ One ``.safetensors`` file. Its tensors are the fitted arrays; its string
 metadata (the safetensors header's ``__metadata__``) holds:
 
 ``format``            ``"deltahall.hcdr"``
-``format_version``    ``"1"``
+``format_version``    ``"2"``
 ``params``            JSON of ``get_params()`` (a non-integer ``random_state`` is stored as null)
 ``classes``           JSON list of state labels; ``classes_dtype`` their numpy dtype string
 ``n_features_in``     the input dimension
 ``feature_names_in``  JSON list or null
 ``n_states``          number of states
+``densities``         JSON of each state's chosen model (``StateDensities.summary()``)
 ``sha256``            SHA-256 over the canonical JSON of every other metadata field and, for
                       every tensor in name order, its name, dtype, shape and raw bytes
 
-Tensors: ``scaler_mean``, ``scaler_scale``, optional ``pca_mean`` and ``pca_components``,
-``thresholds``, ``holdout_coverage``, ``converged`` (uint8) and, per state ``i``:
-``state{i}.weights``, ``state{i}.means``, ``state{i}.precisions_cholesky``,
-``state{i}.calibration_scores``, ``state{i}.train_scores``.
+Tensors (float64 unless said): the scorer's shared transform ``densities.mean`` (d,),
+``densities.components`` (D, d), ``densities.scale`` (1,); ``state_pca_dim`` (int64, N) and
+``state_sigma2`` (N,); per state ``i``: ``state{i}.weights``, ``state{i}.means``,
+``state{i}.precisions_cholesky`` (its mixture on its first ``state_pca_dim[i]`` principal
+coordinates) and ``state{i}.calibration_scores`` (sorted). Thresholds, coverage and
+``offset_`` are recomputed from the calibration scores on load, never read.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from deltahall.detectors.hcdr import HCDRDetector
 
 FORMAT_NAME = "deltahall.hcdr"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_detector", "save_detector"]
 
@@ -88,24 +91,10 @@ def save_detector(det: HCDRDetector, path: str | os.PathLike[str]) -> Path:
         "classes_dtype": classes_dtype,
         "n_features_in": str(int(det.n_features_in_)),
         "feature_names_in": json.dumps(None if names is None else [str(n) for n in names]),
-        "n_states": str(len(det.mixtures_)),
+        "n_states": str(len(det.classes_)),
+        "densities": json.dumps(det.densities_.summary(), sort_keys=True),
     }
-    arrays: dict[str, npt.NDArray[Any]] = {
-        "scaler_mean": det.scaler_mean_,
-        "scaler_scale": det.scaler_scale_,
-        "thresholds": det.thresholds_,
-        "holdout_coverage": det.holdout_coverage_,
-        "converged": det.converged_.astype(np.uint8),
-    }
-    if det.pca_components_ is not None and det.pca_mean_ is not None:
-        arrays["pca_mean"] = det.pca_mean_
-        arrays["pca_components"] = det.pca_components_
-    for i, m in enumerate(det.mixtures_):
-        arrays[f"state{i}.weights"] = m.weights
-        arrays[f"state{i}.means"] = m.means
-        arrays[f"state{i}.precisions_cholesky"] = m.precisions_cholesky
-        arrays[f"state{i}.calibration_scores"] = det.calibration_scores_[i]
-        arrays[f"state{i}.train_scores"] = det.train_scores_[i]
+    arrays = _detector_arrays(det)
     arrays = {k: np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<")) for k, v in arrays.items()}
     meta["sha256"] = _digest(meta, arrays)
     return atomic_write_bytes(path, save(arrays, metadata=meta))
@@ -182,36 +171,91 @@ def load_detector(cls: type[HCDRDetector], path: str | os.PathLike[str]) -> HCDR
     try:
         params = json.loads(meta["params"])
         det = cls(**params)
-        det._check_params()
+        det._validate_params()
         n_states = int(meta["n_states"])
         det.classes_ = np.asarray(json.loads(meta["classes"]), dtype=np.dtype(meta["classes_dtype"]))
         det.n_features_in_ = int(meta["n_features_in"])
         names = json.loads(meta["feature_names_in"])
         if names is not None:
             det.feature_names_in_ = np.asarray(names, dtype=object)
-        det.scaler_mean_ = arrays["scaler_mean"]
-        det.scaler_scale_ = arrays["scaler_scale"]
-        det.pca_mean_ = arrays.get("pca_mean")  # type: ignore[assignment]
-        det.pca_components_ = arrays.get("pca_components")  # type: ignore[assignment]
-        det.thresholds_ = arrays["thresholds"]
-        det.holdout_coverage_ = arrays["holdout_coverage"]
-        det.converged_ = arrays["converged"].astype(bool)
-        det.mixtures_ = []
-        for i in range(n_states):
-            m = GaussianMixtureParams(
-                covariance_type=det.covariance_type,
-                weights=arrays[f"state{i}.weights"],
-                means=arrays[f"state{i}.means"],
-                precisions_cholesky=arrays[f"state{i}.precisions_cholesky"],
-            )
-            m.validate()
-            det.mixtures_.append(m)
-        det.calibration_scores_ = [arrays[f"state{i}.calibration_scores"] for i in range(n_states)]
-        det.train_scores_ = [arrays[f"state{i}.train_scores"] for i in range(n_states)]
+        if det.classes_.shape != (n_states,):
+            raise ValueError(f"{n_states} states but classes of shape {det.classes_.shape}")
+        _restore(det, arrays, json.loads(meta["densities"]), n_states)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{str(path)!r} is an inconsistent HCDR detector file: {exc}") from None
-    if det.classes_.shape != (n_states,) or det.thresholds_.shape != (n_states,):
-        raise ValueError(f"{str(path)!r} is inconsistent: {n_states} states but classes {det.classes_.shape}.")
-    det._build_affine()
-    det._build_scorer()
     return det
+
+
+def _detector_arrays(det: HCDRDetector) -> dict[str, npt.NDArray[Any]]:
+    """The tensors of a fitted detector (layout in the module docstring)."""
+    dens = det.densities_
+    arrays: dict[str, npt.NDArray[Any]] = {
+        "densities.mean": np.asarray(dens.mean_, dtype=np.float64),
+        "densities.components": np.asarray(dens.components_, dtype=np.float64),
+        "densities.scale": np.array([dens.scale_], dtype=np.float64),
+        "state_pca_dim": np.array([m.k for m in dens.models_], dtype=np.int64),
+        "state_sigma2": np.array([m.sigma2 for m in dens.models_], dtype=np.float64),
+    }
+    for i, m in enumerate(dens.models_):
+        arrays[f"state{i}.weights"] = m.gmm.weights
+        arrays[f"state{i}.means"] = m.gmm.means
+        arrays[f"state{i}.precisions_cholesky"] = m.gmm.precisions_cholesky
+        arrays[f"state{i}.calibration_scores"] = np.asarray(det.calibration_scores_[i], dtype=np.float64)
+    return arrays
+
+
+def _float_array(arrays: dict[str, npt.NDArray[Any]], name: str, shape: tuple[int, ...] | None = None,
+                 *, positive: bool = False) -> npt.NDArray[np.float64]:
+    a = arrays[name]
+    if a.dtype != np.float64:
+        raise ValueError(f"tensor `{name}` must be float64; got {a.dtype}")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"tensor `{name}` must have shape {shape}; got {a.shape}")
+    if not np.isfinite(a).all() or (positive and not (a > 0).all()):
+        raise ValueError(f"tensor `{name}` must be finite{' and > 0' if positive else ''}")
+    return a
+
+
+def _restore(det: HCDRDetector, arrays: dict[str, npt.NDArray[Any]], choices: list[dict[str, Any]],
+             n_states: int) -> None:
+    """Rebuild the scorer and the calibrator of ``det`` from its tensors, validating each."""
+    from deltahall.detectors.densities import DensityChoice, StateDensities, _StateModel
+
+    d = det.n_features_in_
+    comps = _float_array(arrays, "densities.components")
+    if comps.ndim != 2 or comps.shape[1] != d or not 1 <= comps.shape[0] <= d:
+        raise ValueError(f"tensor `densities.components` must have shape (D, {d}); got {comps.shape}")
+    ks = arrays["state_pca_dim"]
+    if ks.dtype != np.int64 or ks.shape != (n_states,) or (ks < 1).any() or (ks > comps.shape[0]).any():
+        raise ValueError(f"tensor `state_pca_dim` must be int64 ({n_states},) in [1, {comps.shape[0]}]")
+    sigma2 = _float_array(arrays, "state_sigma2", (n_states,), positive=True)
+    if len(choices) != n_states:
+        raise ValueError(f"metadata `densities` lists {len(choices)} states, not {n_states}")
+    dens = StateDensities(pca_dim=det.pca_dim, covariance_type=det.covariance_type,
+                          n_components=det.n_components, normalize=bool(det.normalize),
+                          reg_covar=float(det.reg_covar))
+    dens.mean_ = _float_array(arrays, "densities.mean", (d,))
+    dens.scale_ = float(_float_array(arrays, "densities.scale", (1,), positive=True)[0])
+    dens.components_ = comps
+    dens.n_features_in_ = d
+    dens.models_ = []
+    dens.choices_ = [DensityChoice(**c) for c in choices]
+    cal: list[npt.NDArray[np.float64]] = []
+    for i in range(n_states):
+        gmm = GaussianMixtureParams(
+            covariance_type=dens.choices_[i].covariance_type,
+            weights=_float_array(arrays, f"state{i}.weights"),
+            means=_float_array(arrays, f"state{i}.means"),
+            precisions_cholesky=_float_array(arrays, f"state{i}.precisions_cholesky"),
+        )
+        gmm.validate()
+        if gmm.n_features != int(ks[i]):
+            raise ValueError(f"state {i}'s mixture has {gmm.n_features} features, not state_pca_dim {int(ks[i])}")
+        dens.models_.append(_StateModel(int(ks[i]), gmm, float(sigma2[i]), d))
+        c = _float_array(arrays, f"state{i}.calibration_scores")
+        if c.ndim != 1 or c.size == 0:
+            raise ValueError(f"tensor `state{i}.calibration_scores` must be a non-empty 1-d array")
+        cal.append(c)
+    dens.k_max_ = max(m.k for m in dens.models_)
+    det.densities_ = dens
+    det._set_calibration(cal)
