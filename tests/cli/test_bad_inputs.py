@@ -53,6 +53,55 @@ def _empty_classes(d: Path) -> None:
     (d / "afhq" / "cat" / "notes.txt").write_text("no images here")
 
 
+def _cf_checkpoint(rel: str, *, fingerprint: bool = True, truncate: bool = False) -> Callable[[Path], None]:
+    """A coin-flip checkpoint folder of the run ``CF`` (lr 0.001) written by hand, maybe damaged."""
+    def setup(d: Path) -> None:
+        import json
+
+        import torch
+        from safetensors.torch import save_file
+
+        from deltahall.experiments._run import fingerprint as fp_of
+        from deltahall.experiments.coinflip.config import CoinFlipConfig
+
+        ck = d / rel
+        ck.mkdir(parents=True)
+        cfg = CoinFlipConfig(m=120, epochs=1, n_layers=1, d_model=8, n_heads=2, d_ff=16)
+        extra = {"fingerprint": fp_of(cfg), "epoch": 1, "history": []} if fingerprint else {"epoch": 1}
+        (ck / "state.json").write_text(json.dumps({"step": 1, "extra": extra}))
+        save_file({"w": torch.zeros(64)}, str(ck / "model.safetensors"))
+        if truncate:
+            data = (ck / "model.safetensors").read_bytes()
+            (ck / "model.safetensors").write_bytes(data[: len(data) // 2])
+    return setup
+
+
+def _bomb_png(rel: str) -> Callable[[Path], None]:
+    """A PNG whose header claims 30000 x 30000 pixels (a few hundred bytes on disk)."""
+    def setup(d: Path) -> None:
+        import struct
+        import zlib
+
+        def chunk(tag: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+        png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+        _w(rel, png)(d)
+    return setup
+
+
+def _cf_sweep_run(files: dict[str, bytes | str]) -> Callable[[Path], None]:
+    """A sweep folder with one finished-looking run whose files are ``files``."""
+    def setup(d: Path) -> None:
+        for name, data in files.items():
+            _w(f"s/runs/n2-m120-mse-seed0/{name}", data)(d)
+    return setup
+
+
+_MJ = '{"config_type": "deltahall.experiments.main_job.MainJobConfig", "seed": 0}'
+_CF_RESULT = '{"config": {"n": 2, "m": 120, "epochs": 1}, "reference": {}}'
+
+
 def _seq(*fs: Callable[[Path], None]) -> Callable[[Path], None]:
     def setup(d: Path) -> None:
         for f in fs:
@@ -88,7 +137,33 @@ ROWS: list[tuple[str, Callable[[Path], None] | None, list[str], int, str]] = [
      [*CF, "--out-dir", "{d}/r", "--resume-from-checkpoint", "latest"], 2, "holds a 't2i' run"),
     ("cf-manifest-corrupt", _w("r/manifest.json", "{not json"), [*CF, "--out-dir", "{d}/r", "--resume-from-checkpoint", "latest"], 2, "unreadable manifest.json"),
     ("cf-split-too-small", None, [*CF, "--out-dir", "{d}/r", "--m", "3", "--val-fraction", "0.1"], 2, "large enough for the split"),
+    ("cf-resume-other-runs-checkpoint", _cf_checkpoint("r/checkpoints/checkpoint-1"),
+     [*CF, "--out-dir", "{d}/r2", "--lr", "0.01", "--resume-from-checkpoint", "{d}/r/checkpoints/checkpoint-1"], 2,
+     "lr: 0.001 -> 0.01"),
+    ("cf-resume-checkpoint-without-fingerprint", _cf_checkpoint("ck", fingerprint=False),
+     [*CF, "--out-dir", "{d}/r", "--resume-from-checkpoint", "{d}/ck"], 2, "carries no run fingerprint"),
+    ("cf-resume-state-json-garbage", _w("ck/state.json", "{garbage"),
+     [*CF, "--out-dir", "{d}/r", "--resume-from-checkpoint", "{d}/ck"], 2, "state.json' is not valid JSON"),
+    ("cf-resume-latest-state-json-not-utf8", _w("r/checkpoints/checkpoint-1/state.json", b'{"step": "\xff"}'),
+     [*CF, "--out-dir", "{d}/r", "--resume-from-checkpoint", "latest"], 2, "state.json' is not UTF-8"),
+    ("cf-resume-truncated-safetensors", _cf_checkpoint("ck", truncate=True),
+     [*CF, "--out-dir", "{d}/r", "--resume-from-checkpoint", "{d}/ck"], 2,
+     "model.safetensors' is not a readable safetensors file"),
+    ("cf-resume-latest-truncated-safetensors", _cf_checkpoint("r/checkpoints/checkpoint-1", truncate=True),
+     [*CF, "--out-dir", "{d}/r", "--resume-from-checkpoint", "latest"], 2,
+     "model.safetensors' is not a readable safetensors file"),
     # ---------------------------------------------------------------- coinflip sweep / report
+    ("cf-sweep-ms-negative", None, ["coinflip", "sweep", "--out-dir", "{d}/s", "--ms", "-5"], 2, "`ms` must be >= 2; got -5"),
+    ("cf-sweep-config-base-unknown-key", _w("c.toml", "[base]\nlearning_rate = 0.1\n"),
+     ["coinflip", "sweep", "--out-dir", "{d}/s", "--config", "{d}/c.toml"], 2,
+     "table [base] has unknown key 'learning_rate'"),
+    ("cf-sweep-config-base-not-table", _w("c.json", '{"base": 3}'),
+     ["coinflip", "sweep", "--out-dir", "{d}/s", "--config", "{d}/c.json"], 2, "`base` must be a table"),
+    ("cf-report-metrics-latin1", _cf_sweep_run({"result.json": _CF_RESULT, "metrics.csv": b"epoch,train_mse\n1,\xe9\n",
+                                                 "predictions.csv": "coins\n"}),
+     ["coinflip", "report", "--sweep-dir", "{d}/s"], 2, "metrics.csv: not UTF-8 text"),
+    ("cf-report-result-garbage", _cf_sweep_run({"result.json": "{nope"}),
+     ["coinflip", "report", "--sweep-dir", "{d}/s"], 2, "result.json: invalid JSON at line 1"),
     ("cf-sweep-objective", None, ["coinflip", "sweep", "--out-dir", "{d}/s", "--objectives", "mae"], 2, "`objectives` must be one of"),
     ("cf-sweep-ms-tiny", None, ["coinflip", "sweep", "--out-dir", "{d}/s", "--ms", "2"], 2, "`m` must be large enough"),
     ("cf-report-missing", None, ["coinflip", "report", "--sweep-dir", "{d}/nope"], 2, "nope"),
@@ -119,7 +194,29 @@ ROWS: list[tuple[str, Callable[[Path], None] | None, list[str], int, str]] = [
     ("qa-table-missing-dir", None, ["qa", "table", "--run-dir", "{d}/nope"], 2, "nope"),
     ("qa-score-missing", None, ["qa", "score", "--answers", "{d}/a.jsonl"], 2, "a.jsonl"),
     ("qa-baselines-missing", None, ["qa", "baselines", "--truthfulqa", "{d}/tq.csv"], 2, "tq.csv"),
+    # ---------------------------------------------------------------- embed
+    ("embed-image-bomb", _bomb_png("imgs/huge.png"),
+     ["embed", "--no-progress", "--embedder", "@digits-cnn", "--images", "{d}/imgs", "--out", "{d}/e.npy"], 2,
+     "huge.png: refusing to decode a possible decompression bomb"),
+    ("embed-device-cuda-without-gpu", _w("t.jsonl", '{"text": "a"}\n'),
+     ["embed", "--no-progress", "--embedder", "@minilm", "--texts", "{d}/t.jsonl", "--out", "{d}/e.npy",
+      "--device", "cuda"], 1, "`device` 'cuda' was asked for, but torch"),
+    ("embed-device-garbage", _w("t.jsonl", '{"text": "a"}\n'),
+     ["embed", "--no-progress", "--embedder", "@minilm", "--texts", "{d}/t.jsonl", "--out", "{d}/e.npy",
+      "--device", "gpu0"], 2, "`device` must be a torch device"),
     # ---------------------------------------------------------------- main job
+    ("report-existing-run-without-resume", _w("r/main_job.json", '{"seconds": {"theory": 3.0}}'),
+     ["report", "--only", "theory", "--out-dir", "{d}/r", "--progress", "false"], 2, "already holds a main-job run"),
+    ("report-existing-manifest-without-resume", _w("r/manifest.json", _MJ),
+     ["report", "--only", "theory", "--out-dir", "{d}/r", "--progress", "false"], 2, "--resume-from-checkpoint latest"),
+    ("report-resume-other-seed", _w("r/manifest.json", _MJ),
+     ["report", "--only", "theory", "--out-dir", "{d}/r", "--resume-from-checkpoint", "latest", "--seed", "1"], 2,
+     "seed: 0 -> 1"),
+    ("report-resume-other-experiment", _w("r/manifest.json", '{"config_type": "x.CoinFlipConfig", "seed": 0}'),
+     ["report", "--only", "theory", "--out-dir", "{d}/r", "--resume-from-checkpoint", "latest"], 2,
+     "holds a 'x.CoinFlipConfig' run, not a main job"),
+    ("report-resume-path", None, ["report", "--only", "theory", "--out-dir", "{d}/r", "--resume-from-checkpoint", "{d}/x"],
+     2, "must be 'latest' for the main job"),
     ("report-only-unknown", None, ["report", "--only", "nope", "--out-dir", "{d}/r"], 2, "`only` must name steps"),
     ("report-outdir-is-file", _w("f", "x"), ["report", "--only", "theory", "--out-dir", "{d}/f"], 2, "f"),
 ]
@@ -148,3 +245,68 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(tmp_path: Path, capsys:
 
 def test_table_has_at_least_fifty_rows() -> None:
     assert len(ROWS) >= 50 and len({r[0] for r in ROWS}) == len(ROWS)
+
+
+# ---------------------------------------------------------------- faults that need a patch
+def _enospc_safetensors(mp: pytest.MonkeyPatch) -> None:
+    """safetensors' writer on a full disk (it raises SafetensorError with the OS error in its text)."""
+    from safetensors import SafetensorError
+
+    def full(*a: object, **k: object) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    mp.setattr("safetensors.torch.save_file", full)
+
+
+def _enospc_unet(mp: pytest.MonkeyPatch) -> None:
+    """diffusers' ``save_pretrained`` of the tiny UNet on a full disk."""
+    import errno
+
+    def full(*a: object, **k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    mp.setattr("diffusers.UNet2DConditionModel.save_pretrained", full)
+
+
+def _bug(exc: BaseException) -> Callable[[pytest.MonkeyPatch], None]:
+    """The coin-flip training loop raising ``exc`` from inside a library call, as a bug would."""
+    def patch(mp: pytest.MonkeyPatch) -> None:
+        import numpy as np
+
+        def broken(config: object) -> None:
+            if isinstance(exc, ValueError):
+                np.asarray("not a number", dtype=float)  # numpy's own ValueError
+            raise exc
+        mp.setattr("deltahall.experiments.coinflip.train.run", broken)
+    return patch
+
+
+# (id, patch, argv, expected exit code, words the one line must contain)
+PATCHED_ROWS: list[tuple[str, Callable[[pytest.MonkeyPatch], None], list[str], int, str]] = [
+    ("cf-checkpoint-disk-full", _enospc_safetensors, [*CF, "--out-dir", "{d}/r"], 1,
+     "checkpoints/checkpoint-1/model.safetensors: No space left on device"),
+    ("t2i-tiny-model-disk-full", _enospc_unet, [*T2I, "--out-dir", "{d}/r", "--device", "cpu"], 1,
+     "base_model: No space left on device"),
+    ("internal-error-library-valueerror", _bug(ValueError()), [*CF, "--out-dir", "{d}/r"], 1,
+     "deltahall coinflip: internal error: ValueError: could not convert string to float"),
+    ("internal-error-keyerror", _bug(KeyError("epoch")), [*CF, "--out-dir", "{d}/r"], 1,
+     "internal error: KeyError: 'epoch' (rerun with -v for the traceback)"),
+]
+
+
+@pytest.mark.parametrize(("patch", "argv", "code", "words"), [r[1:] for r in PATCHED_ROWS],
+                         ids=[r[0] for r in PATCHED_ROWS])
+def test_runtime_fault_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch, patch, argv, code, words) -> None:  # noqa: ANN001
+    monkeypatch.setenv("DELTAHALL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "keep.txt").write_text("x")
+    before = _snapshot(tmp_path)
+    patch(monkeypatch)
+    rc = main([a.replace("{d}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("WARNING")]
+    assert rc == code, err
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
+    assert words in lines[0], lines[0]
+    after = _snapshot(tmp_path)
+    assert {k: after.get(k) for k in before} == before  # what existed is untouched
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith((".tmp-checkpoint", ".base_model"))]

@@ -13,7 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deltahall.cli.config_args import add_dataclass_arguments, config_from_args, load_config_file
+from deltahall.cli.config_args import (
+    add_dataclass_arguments,
+    check_known_keys,
+    config_from_args,
+    load_config_file,
+)
 from deltahall.io.rundir import dumps_json
 
 _SWEEP_VARIED = ("n", "m", "objective", "seed")
@@ -92,10 +97,14 @@ def _sweep_config(args: argparse.Namespace) -> Any:
     from deltahall.experiments.coinflip.sweep import SweepConfig
 
     file_vals: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    base_file = dict(file_vals.pop("base", {}))
+    base_file = file_vals.pop("base", {})
+    if not isinstance(base_file, dict):
+        raise ValueError(f"config file {args.config}: `base` must be a table of run settings; got {base_file!r}.")
     bad = sorted(set(base_file) & set(_SWEEP_VARIED))
     if bad:
         raise ValueError(f"`[base]` in {args.config} must not set {bad}: the sweep varies them (use ns, ms, objectives).")
+    base_known = {f.name for f in dataclasses.fields(CoinFlipConfig)} - {"run", *_SWEEP_VARIED}
+    check_known_keys(args.config, "base", base_file, base_known)
     from deltahall.experiments._run import RunOptions
 
     run_names = {f.name for f in dataclasses.fields(RunOptions)}

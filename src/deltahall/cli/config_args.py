@@ -128,6 +128,23 @@ def _shown(default: Any) -> Any:
     return " ".join(map(str, default)) if isinstance(default, (tuple, list)) else default
 
 
+def check_known_keys(config_file: str | Path, section: str | None, keys: Any, known: Any) -> None:
+    """Refuse keys of a config file (or of its table ``[section]``) that name no option.
+
+    Raises
+    ------
+    deltahall._validation.BadInput
+        ``"config file c.toml: table [base] has unknown keys ['learning_rate']; known keys are [...]."``
+    """
+    from deltahall._validation import BadInput
+
+    bad = sorted(set(keys) - set(known))
+    if bad:
+        where = f"table [{section}] has" if section else "has"
+        raise BadInput(f"config file {config_file}: {where} unknown key{'s' if len(bad) > 1 else ''} "
+                       f"{bad if len(bad) > 1 else repr(bad[0])}; known keys are {sorted(known)}.")
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML or JSON config file into a dict."""
     p = Path(path)
@@ -172,10 +189,7 @@ def config_from_args(cls: type[T], args: argparse.Namespace, *, config_file: str
         file_vals = load_config_file(config_file)
         for k, v in file_vals.items():
             if k in nested and isinstance(v, dict):
-                bad = sorted(set(v) - inner_names[k])
-                if bad:
-                    raise ValueError(f"config file {config_file}: table [{k}] has unknown keys {bad}; "
-                                     f"known keys are {sorted(inner_names[k])}.")
+                check_known_keys(config_file, k, v, inner_names[k])
                 inner[k].update(v)
             elif k in owner:
                 inner[owner[k]][k] = v

@@ -86,8 +86,6 @@ def list_images(folder: Path) -> tuple[list[Path], list[str], str]:
 
     The hash covers each file's relative path and bytes, in order.
     """
-    from PIL import Image, UnidentifiedImageError
-
     if not folder.is_dir():
         if folder.exists():
             raise ValueError(f"`--images` must be a folder; got the file {os.fspath(folder)!r}.")
@@ -103,25 +101,27 @@ def list_images(folder: Path) -> tuple[list[Path], list[str], str]:
     for f in files:
         rel = f.relative_to(folder).as_posix()
         data = f.read_bytes()
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                im.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ValueError(f"{os.fspath(f)}: not a readable image ({exc}).") from None
+        _check_image(f, data)
         digest.update(rel.encode("utf-8") + b"\0" + hashlib.sha256(data).digest())
         ids.append(rel)
     return files, ids, digest.hexdigest()
 
 
-def _load_images(files: list[Path]) -> list[Any]:
-    from PIL import Image
+def _check_image(path: Path, data: bytes) -> None:
+    """``data`` (the bytes of ``path``) must decode as an image of a sane size; errors name ``path``."""
+    from deltahall._validation import BadInput
+    from deltahall.models.base import open_image
 
-    out = []
-    for f in files:
-        with Image.open(f) as im:
-            im.load()
-            out.append(im.copy())
-    return out
+    try:
+        open_image(io.BytesIO(data))
+    except BadInput as exc:  # the message names "<_io.BytesIO ...>": name the file instead
+        raise BadInput(f"{os.fspath(path)}: {str(exc).split(': ', 1)[1]}") from None
+
+
+def _load_images(files: list[Path]) -> list[Any]:
+    from deltahall.models.base import open_image
+
+    return [open_image(f) for f in files]
 
 
 def run_embed(args: argparse.Namespace) -> int:

@@ -131,20 +131,32 @@ def save_checkpoint(
 _OS_ERROR = re.compile(r"os error (\d+)")
 
 
+def named_os_error(exc: BaseException, path: str | os.PathLike[str]) -> OSError | None:
+    """The I/O failure in ``exc`` as an ``OSError`` naming ``path``, or ``None`` if it is none.
+
+    Covers an ``OSError`` (whatever file it named) and safetensors' ``SafetensorError``, which
+    carries the OS error only in its message (``"... No space left on device (os error 28)"``).
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror or str(exc), os.fspath(path))
+    m = _OS_ERROR.search(str(exc))
+    if m is None or isinstance(exc, OSError):
+        return None
+    code = int(m.group(1))
+    return OSError(code, os.strerror(code), os.fspath(path))
+
+
 def _save_tensors(tensors: Mapping[str, Any], path: Path) -> None:
     """``safetensors.torch.save_file``, whose I/O failures become an ``OSError`` with their errno."""
     from safetensors.torch import save_file
 
     try:
         save_file(dict(tensors), str(path))
-    except OSError:
-        raise
-    except Exception as exc:  # SafetensorError: "I/O error: No space left on device (os error 28)"
-        m = _OS_ERROR.search(str(exc))
-        if m is None:
+    except Exception as exc:
+        named = named_os_error(exc, path)
+        if named is None:
             raise
-        code = int(m.group(1))
-        raise OSError(code, os.strerror(code), os.fspath(path)) from None
+        raise named from None
 
 
 def _load_tensors(path: Path) -> dict[str, Any]:
@@ -160,6 +172,32 @@ def _load_tensors(path: Path) -> dict[str, Any]:
     except Exception as exc:  # SafetensorError: "Error while deserializing header: ..."
         raise BadInput(f"checkpoint file {os.fspath(path)!r} is not a readable safetensors file "
                        f"(truncated or corrupt: {' '.join(str(exc).split())}).") from None
+
+
+def verify_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read-only check that a checkpoint folder can be loaded; returns its ``state.json``.
+
+    Parses ``state.json`` and the header of every ``*.safetensors`` file (which must cover the
+    file exactly), so a truncated checkpoint is refused before a run writes anything.
+
+    Raises
+    ------
+    deltahall._validation.BadInput
+        Naming the unreadable file.
+    """
+    from safetensors import safe_open
+
+    state = read_state(path)
+    for f in sorted(Path(path).glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="numpy"):
+                pass
+        except OSError:
+            raise
+        except Exception as exc:  # SafetensorError
+            raise BadInput(f"checkpoint file {os.fspath(f)!r} is not a readable safetensors file "
+                           f"(truncated or corrupt: {' '.join(str(exc).split())}).") from None
+    return state
 
 
 def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from deltahall._validation import BadInput, RunFailure, check_int, require
-from deltahall.experiments._checkpoint import list_checkpoints, read_state
+from deltahall.experiments._checkpoint import list_checkpoints, read_state, verify_checkpoint
 from deltahall.io.rundir import RunDir, package_versions, to_jsonable
 
 logger = logging.getLogger(__name__)
@@ -432,6 +432,8 @@ def check_run(config: Any, *, checkpoints: str = "", experiment: str, quiet: boo
                 f"{len(diff)} key{'s' if len(diff) != 1 else ''}: " + "; ".join(diff)
                 + ". Undo the change, or start a new run in another --out-dir."
             )
+    if checkpoint is not None:
+        verify_checkpoint(checkpoint)  # a truncated checkpoint is refused before anything is written
     resumed = resume is not None and (manifest is not None or checkpoint is not None)
     return RunDecision(config=config, out_dir=out, experiment=experiment, checkpoint=checkpoint,
                        resumed=resumed, fingerprint=fp, manifest=manifest)

@@ -11,10 +11,81 @@ import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Embedder", "images_to_tensors"]
+__all__ = ["Embedder", "check_device", "images_to_tensors", "open_image"]
 
 #: ITU-R 601-2 luma weights, as PIL's ``convert("L")`` uses.
 _LUMA = (0.299, 0.587, 0.114)
+
+
+def check_device(device: Any, name: str = "device") -> str:
+    """A torch device string this machine has: ``'cpu'``, ``'cuda'``, ``'cuda:i'`` or ``'mps'``.
+
+    Raises
+    ------
+    deltahall._validation.BadInput
+        Not a device string torch understands.
+    deltahall._validation.RunFailure
+        A CUDA (or MPS) device on a machine or torch build without one, e.g. ``--device cuda``
+        with the CPU build of torch.
+    """
+    import torch
+
+    from deltahall._validation import BadInput, RunFailure
+
+    if not isinstance(device, str) or not device.strip():
+        raise BadInput(f"`{name}` must be a torch device such as 'cpu' or 'cuda'; got {device!r}.")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise BadInput(f"`{name}` must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'; "
+                       f"got {device!r}.") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build of torch" if torch.version.cuda is None else "no CUDA GPU visible"
+            raise RunFailure(f"`{name}` {device!r} was asked for, but torch {torch.__version__} sees no CUDA GPU "
+                             f"({build}); use --{name.replace('_', '-')} cpu.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RunFailure(f"`{name}` {device!r} was asked for, but this machine has "
+                             f"{torch.cuda.device_count()} CUDA GPU(s).")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RunFailure(f"`{name}` {device!r} was asked for, but torch sees no MPS device on this machine.")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise BadInput(f"`{name}` must be 'cpu', 'cuda', 'cuda:i' or 'mps'; got {device!r}.")
+    return device
+
+
+def open_image(path: Any) -> Any:
+    """Open and fully load one image file as a PIL image; every failure is one line naming the file.
+
+    An image whose header claims more pixels than PIL's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 megapixels) is refused before it is decoded.
+
+    Raises
+    ------
+    deltahall._validation.BadInput
+        Not a readable image, or too many pixels (the size is named).
+    """
+    import os
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from deltahall._validation import BadInput
+
+    where = os.fspath(path) if isinstance(path, (str, os.PathLike)) else "<image bytes>"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return im.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadInput(f"{where}: refusing to decode a possible decompression bomb: "
+                       f"{' '.join(str(exc).split())} ({type(exc).__name__}).") from None
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadInput(f"{where}: not a readable image ({' '.join(str(exc).split())}).") from None
 
 
 class Embedder:

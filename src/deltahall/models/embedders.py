@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deltahall._validation import check_int, require
-from deltahall.models.base import Embedder, images_to_tensors, resize_center_crop
+from deltahall.models.base import Embedder, check_device, images_to_tensors, resize_center_crop
 from deltahall.models.registry import (
     ALIASES,
     ModelUnavailableError,
@@ -305,6 +305,7 @@ def load_embedder(spec: str, *, device: str = "cpu", batch_size: int = 64) -> Em
         A hub id not in the local cache while offline (the message says to pass a folder).
     """
     batch_size = check_int(batch_size, "batch_size", low=1)
+    check_device(device)
     alias = ALIASES.get(spec) if isinstance(spec, str) else None
     if alias is not None and alias.kind not in ("text-embedder", "image-embedder"):
         raise ValueError(

@@ -29,6 +29,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from deltahall._validation import (
+    BadInput,
     check_delta,
     check_finite_array,
     check_int,
@@ -112,6 +113,23 @@ def quadratic_risk(estimate: Any, samples: Any) -> FloatArray:
     return np.sum((a - centre) ** 2, axis=1) + spread
 
 
+def _check_distribution_rows(x: Any, name: str, *, atol: float = 1e-8) -> FloatArray:
+    """A 2-d array whose rows are probability distributions (non-negative, summing to 1)."""
+    q = check_finite_array(x, name, ndim=2)
+    if q.shape[0] == 0 or q.shape[1] == 0:
+        raise BadInput(f"`{name}` must have at least one row and one class; got shape {q.shape}.")
+    neg = np.flatnonzero((q < 0).any(axis=1))
+    if neg.size:
+        raise BadInput(f"`{name}` rows must be probability distributions; row {int(neg[0])} has a negative "
+                       f"entry ({float(q[neg[0]].min()):.6g}).")
+    sums = q.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1.0) > atol)
+    if off.size:
+        raise BadInput(f"`{name}` rows must each sum to 1; row {int(off[0])} sums to {float(sums[off[0]]):.10g} "
+                       f"({off.size} of {q.shape[0]} rows off).")
+    return q
+
+
 def cross_entropy_optimal_estimate(targets: Any, weights: Any = None) -> FloatArray:
     r"""The minimiser of the expected cross-entropy (Definition C.1), by Gibbs' inequality (Appendix C).
 
@@ -131,14 +149,16 @@ def cross_entropy_optimal_estimate(targets: Any, weights: Any = None) -> FloatAr
     Raises
     ------
     ValueError
-        Non-finite targets, weights that are not a probability vector, mismatched lengths.
+        Non-finite targets, a target row that is not a probability distribution (a negative
+        entry, or a sum other than 1 within ``1e-8``; the first such row is named), weights that
+        are not a probability vector, mismatched lengths.
 
     Examples
     --------
     >>> cross_entropy_optimal_estimate([[1.0, 0.0], [0.0, 1.0]], [0.25, 0.75]).tolist()
     [0.25, 0.75]
     """
-    q = check_finite_array(targets, "targets", ndim=2)
+    q = _check_distribution_rows(targets, "targets")
     w = np.full(q.shape[0], 1.0 / q.shape[0]) if weights is None else check_probability_vector(weights)
     if w.size != q.shape[0]:
         raise ValueError(f"`weights` must have one entry per target row ({q.shape[0]}); got {w.size}.")
@@ -169,14 +189,15 @@ def expected_cross_entropy(p: Any, targets: Any, *, weights: Any = None) -> floa
     Raises
     ------
     ValueError
-        Non-finite inputs or weights that are not a probability vector.
+        Non-finite inputs, target rows that are not probability distributions, or weights that
+        are not a probability vector.
 
     Examples
     --------
     >>> round(expected_cross_entropy([0.5, 0.5], [[1.0, 0.0], [0.0, 1.0]]), 6)
     0.693147
     """
-    q = check_finite_array(targets, "targets", ndim=2)
+    q = _check_distribution_rows(targets, "targets")
     pv = check_finite_array(p, "p", ndim=1)
     w = np.full(q.shape[0], 1.0 / q.shape[0]) if weights is None else check_probability_vector(weights)
     with np.errstate(divide="ignore"):

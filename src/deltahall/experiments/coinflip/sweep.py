@@ -12,7 +12,9 @@ round share that seed, hence the same data.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from deltahall._validation import check_choice, check_int
+from deltahall._validation import BadInput, check_choice, check_int
 from deltahall.experiments._run import RESUME_FREE, RunOptions, free, open_run
 from deltahall.experiments.coinflip.config import OBJECTIVES, CoinFlipConfig
 from deltahall.experiments.coinflip.stats import permutation_correlation
@@ -56,6 +58,8 @@ class SweepConfig:
             raise ValueError("`ns`, `ms` and `objectives` must each hold at least one value.")
         for n in self.ns:
             check_int(n, "ns", low=1)
+        for m in self.ms:
+            check_int(m, "ms", low=2)
         for obj in self.objectives:
             check_choice(obj, "objectives", OBJECTIVES)
         check_int(self.rounds, "rounds", low=1)
@@ -184,16 +188,32 @@ def run_sweep(config: SweepConfig) -> SweepResult:
 
 
 
+def _read_run_file(path: Path, read: Any) -> Any:
+    """``read(path)``; a file that is not UTF-8, not JSON or not numeric is a :class:`BadInput` naming it."""
+    try:
+        return read(path)
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{os.fspath(path)}: not UTF-8 text (byte {exc.start}); it was not written by "
+                       "deltahall coinflip (or was edited in another encoding).") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{os.fspath(path)}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+    except (ValueError, TypeError) as exc:
+        raise BadInput(f"{os.fspath(path)}: unreadable ({' '.join(str(exc).split())}).") from None
+
+
 def load_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """Every finished run under ``sweep_dir/runs``: config, history (floats), reference, predictions."""
     out = []
     for d in sorted((Path(sweep_dir) / "runs").glob("*")):
         if not (d / "result.json").is_file():
             continue
-        summary = RunDir(d).read_json("result.json")
+        summary = _read_run_file(d / "result.json", lambda p: RunDir(p.parent).read_json(p.name))
+        if not isinstance(summary, dict) or not {"config", "reference"} <= set(summary):
+            raise BadInput(f"{os.fspath(d / 'result.json')}: not a coin-flip result (a JSON object with "
+                           "`config` and `reference`).")
         cfg = CoinFlipConfig.from_dict(summary["config"])
-        hist = [{k: float(v) for k, v in row.items()} for row in read_csv(d / "metrics.csv")]
-        preds = read_csv(d / "predictions.csv")
+        hist = _read_run_file(d / "metrics.csv", lambda p: [{k: float(v) for k, v in row.items()} for row in read_csv(p)])
+        preds = _read_run_file(d / "predictions.csv", read_csv)
         out.append({"name": d.name, "dir": d, "config": cfg, "history": hist,
                     "reference": summary["reference"], "predictions": preds})
     return out

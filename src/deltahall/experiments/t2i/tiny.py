@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from deltahall.experiments._checkpoint import named_os_error
 from deltahall.io.atomic import atomic_dir
 
 logger = logging.getLogger(__name__)
@@ -117,9 +118,15 @@ def ensure_tiny_model(folder: str | os.PathLike[str], texts: Iterable[str], *, r
         logger.info("tiny model in %s was built for other settings; rebuilding", folder)
         shutil.rmtree(folder)
     # Built under a temporary name and renamed: a kill at any instant leaves no folder or a whole one.
-    with atomic_dir(folder, remove_stale=True) as tmp:
-        _build(tmp, spec)
-        (tmp / MARKER).write_text(json.dumps(spec, indent=2, allow_nan=False), encoding="utf-8")
+    try:
+        with atomic_dir(folder, remove_stale=True) as tmp:
+            _build(tmp, spec)
+            (tmp / MARKER).write_text(json.dumps(spec, indent=2, allow_nan=False), encoding="utf-8")
+    except Exception as exc:  # a full disk, a read-only folder: one OSError naming the model folder
+        named = named_os_error(exc, folder)
+        if named is None:
+            raise
+        raise named from None
     return folder
 
 
