@@ -31,8 +31,15 @@ def _handle(args: argparse.Namespace) -> int:
     cfg = config_from_args(MainJobConfig, args, config_file=args.config)
     res = run(cfg)
     for step, s in res.seconds.items():
-        status = "FAILED" if step in res.failed else "ok"
-        print(f"{step:10s} {status:6s} {s:7.1f} s")
+        if step in res.failed:
+            print(f"{step:10s} FAILED {s:7.1f} s")
+        elif step in res.reused:
+            print(f"{step:10s} reused {s:7.1f} s (re-check; originally {res.reused[step]:.1f} s)")
+        else:
+            print(f"{step:10s} ok     {s:7.1f} s")
+    if res.reused:
+        print(f"reused {len(res.reused)} step{'s' if len(res.reused) > 1 else ''} finished by an earlier "
+              f"session: {', '.join(res.reused)} (original times labelled 'originally')")
     print(f"report: {res.report_path}")
     if res.failed:
         for step, err in res.failed.items():

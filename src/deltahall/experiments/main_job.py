@@ -4,19 +4,30 @@ Each step is a module exposing ``main_job_section(run_dir: Path, seed: int) -> S
 that runs a reduced, offline configuration into ``run_dir`` and returns the
 report section describing it. Steps run in order; one that fails is reported
 as failed (with its error) and the job exits non-zero, the others still run.
+
+A folder that already holds a main-job run is refused unless
+``resume_from_checkpoint="latest"``; then every step runs again over its own folder (which
+reuses the work it finished), and the steps an earlier session finished are reported as
+*reused*, with the seconds they originally took labelled as such beside this session's
+(seconds of a reused step measure only the re-check, not the work). ``main_job.json`` is
+rewritten after every step, so a killed job knows which steps it finished.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
+from deltahall._validation import BadInput
 from deltahall.io import Report, RunDir, Section
 
 logger = logging.getLogger(__name__)
@@ -28,7 +39,6 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("t2i", "deltahall.experiments.t2i.report"),
     ("qa", "deltahall.experiments.qa.report"),
     ("real", "deltahall.experiments.qa.real_report"),
-    ("measure", "deltahall.experiments.measure_digits"),
 )
 
 
@@ -38,19 +48,82 @@ class MainJobConfig:
     seed: int = field(default=0, metadata={"help": "seed passed to every step"})
     only: tuple[str, ...] = field(default=(), metadata={"help": "run only these steps (theory coinflip t2i qa measure real); empty = all"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar over the steps on stderr"})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": (
+        "'latest': continue the main job in --out-dir, reusing the steps it finished (they are "
+        "reported as reused, with their original times); unset: refuse a folder that holds one")})
 
     def __post_init__(self) -> None:
         known = {n for n, _ in STEPS}
         bad = [s for s in self.only if s not in known]
         if bad:
             raise ValueError(f"`only` must name steps among {sorted(known)}; got {bad}.")
+        if self.resume_from_checkpoint not in (None, "latest"):
+            raise BadInput("`resume_from_checkpoint` must be 'latest' for the main job (it resumes the run in "
+                           f"--out-dir); got {self.resume_from_checkpoint!r}.")
 
 
 @dataclass(frozen=True)
 class MainJobResult:
+    """What the job did.
+
+    Attributes
+    ----------
+    report_path : Path
+    seconds : dict
+        Wall seconds of each step in this session (a reused step: only its re-check).
+    failed : dict
+        ``step -> "Type: message"`` for the steps that failed in this session.
+    reused : dict
+        ``step -> seconds it originally took`` for the steps an earlier session finished.
+    """
+
     report_path: Path
     seconds: dict[str, float]
     failed: dict[str, str]
+    reused: dict[str, float] = field(default_factory=dict)
+
+
+SUMMARY = "main_job.json"
+
+
+def _previous(config: MainJobConfig) -> dict[str, Any] | None:
+    """The earlier session's summary, or ``None`` for a new folder; refuses what cannot be resumed."""
+    out = config.out_dir
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"`out_dir` must be a folder; got the existing file {os.fspath(out)!r}.")
+    manifest, summary = out / "manifest.json", out / SUMMARY
+    if not manifest.is_file() and not summary.is_file():
+        return None
+    if config.resume_from_checkpoint != "latest":
+        raise BadInput(f"`out_dir` {os.fspath(out)!r} already holds a main-job run; pass "
+                       "--resume-from-checkpoint latest to continue it (finished steps are reused and "
+                       "reported as such), or choose another --out-dir.")
+    try:
+        old = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
+        prev = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"`out_dir` {os.fspath(out)!r} holds an unreadable {manifest.name} or {SUMMARY} "
+                       f"({exc}); choose another --out-dir.") from None
+    if not isinstance(old, dict) or not isinstance(prev, dict):
+        raise BadInput(f"`out_dir` {os.fspath(out)!r} holds a {manifest.name} or {SUMMARY} that is not a JSON object.")
+    kind = old.get("config_type")
+    if kind is not None and kind != f"{MainJobConfig.__module__}.{MainJobConfig.__qualname__}":
+        raise BadInput(f"`out_dir` {os.fspath(out)!r} holds a {kind!r} run, not a main job; choose another --out-dir.")
+    old_seed = old.get("seed", config.seed)
+    if old_seed != config.seed:
+        raise BadInput(f"cannot resume the main job in {os.fspath(out)!r}: its settings differ in 1 key: "
+                       f"seed: {old_seed} -> {config.seed}. Undo the change, or choose another --out-dir.")
+    return prev
+
+
+def _finished_before(prev: dict[str, Any] | None) -> dict[str, float]:
+    """``step -> original seconds`` of the steps an earlier session finished without failing."""
+    if not prev:
+        return {}
+    original = {**prev.get("seconds", {}), **prev.get("original_seconds", {})}
+    failed = set(prev.get("failed", {}))
+    done = prev.get("finished", list(original))
+    return {s: float(original[s]) for s in done if s in original and s not in failed}
 
 
 def run(config: MainJobConfig) -> MainJobResult:
@@ -58,11 +131,12 @@ def run(config: MainJobConfig) -> MainJobResult:
 
     Raises
     ------
-    ValueError
-        If ``out_dir`` is an existing file.
+    deltahall._validation.BadInput
+        If ``out_dir`` is an existing file; holds a main-job run and ``resume_from_checkpoint``
+        is not ``"latest"``; holds another kind of run; or was started with another seed.
     """
-    if config.out_dir.exists() and not config.out_dir.is_dir():
-        raise ValueError(f"`out_dir` must be a folder; got the existing file {str(config.out_dir)!r}.")
+    prev = _previous(config)
+    before = _finished_before(prev)
     rd = RunDir(config.out_dir)
     rd.write_manifest(config, seed=config.seed)
     report = Report("deltahall: δ-hallucination, reproduced offline")
@@ -74,12 +148,14 @@ def run(config: MainJobConfig) -> MainJobResult:
     )
     seconds: dict[str, float] = {}
     failed: dict[str, str] = {}
+    reused: dict[str, float] = {}
+    finished = [s for s in before if s not in {n for n, _ in STEPS if not config.only or n in config.only}]
     steps = [(n, m) for n, m in STEPS if not config.only or n in config.only]
     bar = tqdm(steps, desc="main job", unit="step", disable=not config.progress)
     for name, module in bar:
         bar.set_postfix_str(name)
         t0 = time.perf_counter()
-        logger.info("main job: step %s", name)
+        logger.info("main job: step %s%s", name, " (finished by an earlier session: reusing)" if name in before else "")
         try:
             mod = importlib.import_module(module)
             section: Section = mod.main_job_section(rd.root / name, seed=config.seed)
@@ -90,9 +166,36 @@ def run(config: MainJobConfig) -> MainJobResult:
             section.code(traceback.format_exc())
             logger.error("main job: step %s failed: %s", name, exc)
         seconds[name] = time.perf_counter() - t0
+        if name not in failed:
+            finished.append(name)
+            if name in before:
+                reused[name] = before[name]
         report.add(section)
+        _write_summary(rd, seconds, failed, reused, finished, before)
     timing = report.section("Timing")
-    timing.table([{"step": k, "seconds": v} for k, v in seconds.items()], ["step", "seconds"])
+    if reused:
+        timing.note(
+            "Reused steps (" + ", ".join(reused) + ") were finished by an earlier session of this main job; "
+            "this session only re-checked their files. Their 'seconds' are this session's; "
+            "'original seconds' is what the step took when it ran."
+        )
+    timing.table([_timing_row(k, v, failed, reused) for k, v in seconds.items()],
+                 ["step", "status", "seconds", "original seconds"])
     path = report.write(rd.path("report.html"))
-    rd.write_json("main_job.json", {"seconds": seconds, "failed": failed, "report": str(path)})
-    return MainJobResult(report_path=path, seconds=seconds, failed=failed)
+    _write_summary(rd, seconds, failed, reused, finished, before, report=path)
+    return MainJobResult(report_path=path, seconds=seconds, failed=failed, reused=reused)
+
+
+def _timing_row(step: str, secs: float, failed: dict[str, str], reused: dict[str, float]) -> dict[str, Any]:
+    status = "failed" if step in failed else ("reused" if step in reused else "ran")
+    return {"step": step, "status": status, "seconds": secs,
+            "original seconds": reused.get(step, secs if status == "ran" else "")}
+
+
+def _write_summary(rd: RunDir, seconds: dict[str, float], failed: dict[str, str], reused: dict[str, float],
+                   finished: list[str], before: dict[str, float], *, report: Path | None = None) -> None:
+    # original_seconds: what each finished step took when it really ran (carried across sessions).
+    original = {s: before.get(s, seconds.get(s, 0.0)) for s in finished}
+    rd.write_json(SUMMARY, {"seconds": seconds, "failed": failed, "reused": sorted(reused),
+                            "finished": finished, "original_seconds": original,
+                            "report": str(report) if report else None})
