@@ -23,7 +23,8 @@ def register_arms(qsub: argparse._SubParsersAction) -> None:
                "TruthfulQA resemblance with bootstrap CIs and paired tests, and the text δ-measure")
     a = qsub.add_parser("arms", help=summary, description=summary)
     a.add_argument("--preset", choices=sorted(PRESETS), default="cpu-real",
-                   help="base values: 'cpu-real' (Gemma 3 270M + LoRA, sized for 2 CPU cores) or 'tiny' "
+                   help="base values: 'cpu-real' (Gemma 3 270M + LoRA, sized for 2 CPU cores), 'cpu-smollm2' "
+                        "(the same on SmolLM2-135M-Instruct with its chat template) or 'tiny' "
                         "(random offline model, plumbing only); --config and explicit options override it "
                         "(default: cpu-real)")
     a.add_argument("--config", help="TOML or JSON file with option values")

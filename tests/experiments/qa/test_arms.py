@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from deltahall.experiments.qa.arms import ARMS, ArmsConfig, answer_loss, arm_examples
+from deltahall.experiments.qa.dataset import validate
+from deltahall.experiments.qa.truthfulqa import load_truthfulqa
 
 from .conftest import OPEN_QA_SMALL, TRUTHFULQA_SMALL
 
@@ -198,3 +200,29 @@ def test_runs_of_other_seeds_pool_and_mismatches_are_refused(tiny_run: Path, tmp
     (odd / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ValueError, match=r"differs from .* in \['k_samples'\]"):
         merge_runs([tiny_run, odd], tmp_path / "bad")
+
+
+def test_every_saved_answer_carries_its_prompt_and_references(tiny_run: Path) -> None:
+    """The δ-measure and the scores can be recomputed from the per-item files alone."""
+    manifest = json.loads((tiny_run / "manifest.json").read_text())
+    rows = {r.id: r for r in validate(OPEN_QA_SMALL)}
+    train = [rows[i] for i in manifest["train_questions"]]
+    for r in (json.loads(x) for x in (tiny_run / "delta_samples.jsonl").read_text().splitlines()):
+        q = train[r["question_index"]]
+        assert (r["question"], r["a1"], r["a2"]) == (q.question, *q.answers)
+        assert r["prompt"].startswith("Question: ") and {"arm", "seed", "epoch", "sample", "answer"} <= set(r)
+    items = load_truthfulqa(TRUTHFULQA_SMALL)
+    for r in (json.loads(x) for x in (tiny_run / "items_truthfulqa.jsonl").read_text().splitlines()):
+        it = items[manifest["truthfulqa_indices"][r["question_index"]]]
+        assert r["question"] == it.question and r["incorrect_answers"] == list(it.incorrect_answers)
+        assert r["correct_answers"] == list(it.correct_answers) and it.question in r["prompt"]
+
+
+def test_the_cpu_smollm2_preset_is_cpu_real_with_the_chat_model() -> None:
+    from deltahall.experiments.qa.arms import PRESETS
+
+    c, g = PRESETS["cpu-smollm2"](), PRESETS["cpu-real"]()
+    assert (c.model, c.prompt_format, c.torch_threads) == ("@smollm2-135m-instruct", "chat", 1)
+    same = ("n_train_questions", "n_eval_questions", "epochs", "k_samples", "batch_size", "learning_rate",
+            "max_new_tokens", "seeds", "data_seed", "target_modules")
+    assert {k: getattr(c, k) for k in same} == {k: getattr(g, k) for k in same}

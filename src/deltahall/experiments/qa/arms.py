@@ -143,6 +143,19 @@ class ArmsConfig:
         return cls(**base)
 
     @classmethod
+    def cpu_smollm2(cls, **changes: Any) -> ArmsConfig:
+        """The four arms on SmolLM2-135M-Instruct with its chat template, on CPU (issue 15).
+
+        ``cpu-real``'s design (32 training questions, 64 TruthfulQA questions, 3 epochs, K = 4,
+        batch 4, learning rate 1e-3, 32 new tokens) with the chat model and ``prompt_format='chat'``
+        (the model ends its turn with ``<|im_end|>``, its eos); one torch thread, which is many
+        times faster than two on the oversubscribed 2-core machine (docs/qa.md). Pass
+        ``truthfulqa=`` the TruthfulQA CSV.
+        """
+        return cls.cpu_real(**{"model": "@smollm2-135m-instruct", "prompt_format": "chat",
+                               "out_dir": Path("runs/qa-arms-smollm2"), "torch_threads": 1, **changes})
+
+    @classmethod
     def tiny(cls, **changes: Any) -> ArmsConfig:
         """Offline plumbing: the tiny random Qwen2, a few questions; numbers are NOT findings."""
         base: dict[str, Any] = dict(
@@ -155,7 +168,7 @@ class ArmsConfig:
         return cls(**base)
 
 
-PRESETS = {"cpu-real": ArmsConfig.cpu_real, "tiny": ArmsConfig.tiny}
+PRESETS = {"cpu-real": ArmsConfig.cpu_real, "cpu-smollm2": ArmsConfig.cpu_smollm2, "tiny": ArmsConfig.tiny}
 
 
 @dataclass(frozen=True)
@@ -336,8 +349,11 @@ class _RunState:
                                 batch_size=self.c.gen_batch_size, prompt_format=self.c.prompt_format)
         self._timed(arm, seed, epoch, "generate_truthfulqa", t0, len(qs))
         for j, (g, sc) in enumerate(zip(gens, self.scorer.score([g["answer"] for g in gens]), strict=True)):
+            it = self.scorer.items[j]
             self.tqa_rows.append({"arm": arm, "seed": seed, "epoch": epoch, "question_index": j,
-                                  "question": qs[j], "answer": g["answer"], **sc})
+                                  "question": qs[j], "prompt": g["prompt"], "answer": g["answer"],
+                                  "correct_answers": list(it.correct_answers),
+                                  "incorrect_answers": list(it.incorrect_answers), **sc})
         if arm in self.c.delta_arms:
             t0 = time.perf_counter()
             k = self.c.k_samples
@@ -349,8 +365,10 @@ class _RunState:
             sims = self.scorer.state_sims([g["answer"] for g in gens], [p for p in self.pairs for _ in range(k)])
             for n, (g, s) in enumerate(zip(gens, sims, strict=True)):
                 j = n // k
+                q, a1, a2 = self.pairs[j]
                 self.delta_rows.append({"arm": arm, "seed": seed, "epoch": epoch, "question_index": j,
-                                        "sample": n % k, "answer": g["answer"], "s1": float(s[0]),
+                                        "sample": n % k, "question": q, "prompt": g["prompt"], "answer": g["answer"],
+                                        "a1": a1, "a2": a2, "s1": float(s[0]),
                                         "s2": float(s[1]), "control_answer": int(self.control[j])})
         self._flush()
 
