@@ -4,6 +4,10 @@ import numpy as np
 import pytest
 
 from deltahall._validation import (
+    BadInput,
+    BadType,
+    MissingExtraError,
+    RunFailure,
     check_choice,
     check_delta,
     check_finite_array,
@@ -70,3 +74,34 @@ def test_check_spd():
         check_spd(np.array([[1.0, 0.5], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="square"):
         check_spd(np.ones((2, 3)))
+
+
+def test_checks_raise_badinput_which_stays_a_valueerror_or_typeerror():
+    with pytest.raises(BadInput) as exc:
+        check_delta(1.5)
+    assert isinstance(exc.value, ValueError) and not isinstance(exc.value, TypeError)
+    with pytest.raises(BadType) as exc2:
+        check_int(1.5, "n")
+    assert isinstance(exc2.value, TypeError) and isinstance(exc2.value, BadInput)
+    with pytest.raises(BadInput, match="`x` must be an array of float64 numbers"):
+        check_finite_array(["a"], "x")
+    assert issubclass(MissingExtraError, ImportError) and issubclass(RunFailure, RuntimeError)
+
+
+def test_the_cli_tells_our_refusals_from_library_errors(tmp_path):
+    from deltahall.cli.main import raised_by_deltahall
+    from deltahall.io.rundir import read_csv
+
+    try:
+        check_int(0, "n", low=1)  # a raise statement of deltahall: a refusal
+    except ValueError as exc:
+        assert raised_by_deltahall(exc)
+    (tmp_path / "x.csv").write_bytes(b"a\n\xe9\n")
+    try:
+        read_csv(tmp_path / "x.csv")  # UnicodeDecodeError from inside the codec: not ours
+    except ValueError as exc:
+        assert not raised_by_deltahall(exc)
+    try:
+        np.asarray("x", dtype=float)  # not deltahall's code at all
+    except ValueError as exc:
+        assert not raised_by_deltahall(exc)

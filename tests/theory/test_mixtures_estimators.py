@@ -110,6 +110,11 @@ def test_delta_test_generic_states() -> None:
         (lambda: DeltaTest(LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]), 0.0), r"\(0, 1\]"),
         (lambda: DeltaTest(LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]), 2.0), r"\(0, 1\]"),
         (lambda: LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]).logpdf([[np.nan]]), "finite"),
+        (lambda: cross_entropy_optimal_estimate([[0.5, 0.6], [0.0, 1.0]]),
+         r"`targets` rows must each sum to 1; row 0 sums to 1\.1 \(1 of 2 rows off\)"),
+        (lambda: cross_entropy_optimal_estimate([[1.0, 0.0], [1.5, -0.5]]), "row 1 has a negative entry"),
+        (lambda: cross_entropy_optimal_estimate(np.zeros((0, 2))), "at least one row"),
+        (lambda: expected_cross_entropy([0.5, 0.5], [[0.2, 0.2]]), "row 0 sums to 0.4"),
     ],
 )
 def test_bad_inputs(call, match) -> None:
