@@ -119,3 +119,50 @@ def test_a_clip_folder_embeds_images(tiny_clip: Path) -> None:
     v = emb.embed([_pil(a) for a in arr])
     assert v.shape == (3, 16) and v.dtype == np.float32
     np.testing.assert_allclose(emb.embed(arr, batch_size=3), v, atol=1e-5)
+
+
+def _png_header_claiming(path: Path, width: int, height: int) -> None:
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def test_open_image_refuses_a_decompression_bomb_naming_the_file(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from deltahall._validation import BadInput
+    from deltahall.models.base import open_image
+
+    _png_header_claiming(tmp_path / "huge.png", 30000, 30000)
+    with pytest.raises(BadInput, match=r"huge\.png: refusing to decode a possible decompression bomb.*900000000 pixels"):
+        open_image(tmp_path / "huge.png")
+    # Between PIL's warning and error limits (89M..179M pixels) PIL only warns: refused too.
+    _png_header_claiming(tmp_path / "big.png", 10000, 10000)
+    with pytest.raises(BadInput, match=r"big\.png: .*DecompressionBombWarning"):
+        open_image(tmp_path / "big.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(BadInput, match=r"junk\.png: not a readable image"):
+        open_image(tmp_path / "junk.png")
+    Image.new("L", (4, 3)).save(tmp_path / "ok.png")
+    assert open_image(tmp_path / "ok.png").size == (4, 3)
+
+
+def test_check_device_is_one_clear_error() -> None:
+    import torch
+
+    from deltahall._validation import BadInput, RunFailure
+    from deltahall.models.base import check_device
+
+    assert check_device("cpu") == "cpu"
+    with pytest.raises(BadInput, match="`device` must be a torch device"):
+        check_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(RunFailure, match=r"`device` 'cuda' was asked for, but torch .* sees no CUDA GPU"):
+            check_device("cuda")
+        with pytest.raises(RunFailure, match="sees no CUDA GPU"):
+            load_embedder("@minilm", device="cuda:0")
