@@ -38,10 +38,14 @@ def test_fit_score_curve(files, capsys):
                "--out", str(det_path), "--pca-dim", "6", "--n-components", "2", "--json"])
     assert rc == 0
     fit = _strict_json(capsys.readouterr().out)
+    assert fit["calibration"] == "conformal" and fit["alpha"] == 0.1
     assert [s["state"] for s in fit["states"]] == ["cat", "dog"]
-    assert all(s["holdout_coverage"] == pytest.approx(0.9) for s in fit["states"])
+    assert all(s["n_holdout"] == 60 for s in fit["states"])  # ceil(0.3 * 200)
+    # conformal at alpha = 0.1 with m = 60: floor(0.1 * 61) = 6 calibration rows below the threshold
+    assert all(s["holdout_coverage"] == pytest.approx(1 - 5 / 60) for s in fit["states"])
+    assert all(s["model"]["pca_dim"] == 6 and s["model"]["n_components"] == 2 for s in fit["states"])
     det = HCDRDetector.load(det_path)
-    assert det.pca_dim == 6 and det.n_components == 2
+    assert det.pca_dim == 6 and det.n_components == 2 and det.calibration == "conformal"
 
     out_csv = files / "scores.csv"
     assert main(["hcdr", "score", "--detector", str(det_path), "--embeddings", str(files / "T.npy"),
@@ -52,7 +56,8 @@ def test_fit_score_curve(files, capsys):
     with out_csv.open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 50
-    np.testing.assert_allclose([float(r["log_density_dog"]) for r in rows], det.score_samples(T)[:, 1])
+    np.testing.assert_allclose([float(r["log_density_dog"]) for r in rows], det.state_log_densities(T)[:, 1])
+    np.testing.assert_allclose([float(r["decision"]) for r in rows], det.decision_function(T))
     assert [int(r["inside"]) for r in rows] == (det.predict(T) == 1).astype(int).tolist()
 
     png, curve_csv = files / "curve.png", files / "curve.csv"
@@ -136,7 +141,8 @@ def _bad_files(d):
     (d / "adir" / "keep.txt").write_text("keep")
     det = (d / "det.safetensors").read_bytes()
     (d / "det_trunc_head.safetensors").write_bytes(det[:5])
-    (d / "det_trunc_mid.safetensors").write_bytes(det[: len(det) // 2])
+    n_header = int.from_bytes(det[:8], "little")
+    (d / "det_trunc_mid.safetensors").write_bytes(det[: 8 + n_header // 2])  # cut inside the header
     (d / "det_trunc_end.safetensors").write_bytes(det[:-1])
     flipped = bytearray(det)
     flipped[-8] ^= 0xFF
@@ -199,9 +205,13 @@ def _cases(d):
         (score(D, f("E5.npy")), 2, r"X has 5 features, but HCDRDetector is expecting 12"),
         # parameters
         (fit(E, L, out, "--pca-dim", "40"), 2, r"`pca_dim` must be <="),
-        (fit(E, L, out, "--percentile", "100"), 2, r"`percentile` must be in \[0, 100\); got 100"),
-        (fit(E, L, out, "--n-components", "0"), 2, r"`n_components` must be >= 1; got 0"),
-        (fit(E, L, out, "--percentile", "nan"), 2, r"`percentile` must be finite; got nan"),
+        (fit(E, L, out, "--alpha", "1"), 2, r"The 'alpha' parameter of HCDRDetector must be a float in the range "
+                                            r"\(0.0, 1.0\)\. Got 1.0 instead\."),
+        (fit(E, L, out, "--n-components", "0"), 2, r"The 'n_components' parameter .*Got 0 instead\."),
+        (fit(E, L, out, "--alpha", "nan"), 2, r"The 'alpha' parameter .*Got nan instead\."),
+        (fit(E, L, out, "--calibration-fraction", "0"), 2, r"The 'calibration_fraction' parameter"),
+        (fit(E, L, out, "--alpha", "0.01"), 2, r"state 0 has m=18 calibration samples \(of its 60 samples.*"
+                                               r"m\+1 < 1/alpha = 100"),
         (curve("--percentiles", "0:50:0"), 2, r"`--percentiles` must be .*got '0:50:0' \(step must be > 0\)"),
         (curve("--percentiles", "0:50:-1"), 2, r"got '0:50:-1' \(step must be > 0\)"),
         (curve("--percentiles", "50:0:1"), 2, r"got '50:0:1' \(start must be <= stop\)"),

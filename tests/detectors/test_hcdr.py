@@ -295,3 +295,28 @@ def test_bad_parameters_name_the_rule_and_value(kw, match):
     X, y = _two_states(n=40)
     with pytest.raises(InvalidParameterError, match=match):
         HCDRDetector(**kw).fit(X, y)
+
+
+@pytest.mark.parametrize("calibration", ["conformal", "percentile"])
+def test_synthetic_precision_recall_high(calibration):
+    from deltahall.detectors.diagnostics import synthetic_check
+
+    r = synthetic_check(dim=4, n_per_state=800, n_test=4000, calibration=calibration, rng=0)
+    assert r.precision > 0.95 and r.recall > 0.95, r
+    assert abs(r.detected_outside_rate - r.true_outside_rate) < 0.03
+
+
+def test_coverage_close_to_nominal_on_fresh_data():
+    from deltahall.detectors.diagnostics import coverage_on, coverage_report, make_gaussian_states
+
+    means = np.array([[0.0, 0, 0], [6, 0, 0]])
+    train = make_gaussian_states(1500, means, rng=1)
+    det = _small(alpha=0.2, calibration="percentile", calibration_fraction=0.2).fit(train.X, train.y)
+    rep = coverage_report(det)
+    assert rep.nominal_mass == pytest.approx(0.8)
+    assert rep.n_holdout.tolist() == [300, 300]
+    assert np.all(np.abs(rep.gap) <= 2 * rep.std_error + 1 / rep.n_holdout)
+    fresh = make_gaussian_states(5000, means, rng=2)
+    cov = coverage_on(det, fresh.X, fresh.y)
+    se = np.sqrt(0.8 * 0.2 / 300)  # the threshold itself comes from 300 calibration rows
+    assert np.all(np.abs(cov - 0.8) < 4 * se), cov

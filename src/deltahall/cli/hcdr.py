@@ -71,13 +71,24 @@ def _load_npy(path: str, what: str, ndim: int) -> npt.NDArray[Any]:
     return arr
 
 
-def _pca_dim(s: str) -> int | None:
+def _pca_dim(s: str) -> int | str | None:
     if s.lower() in ("none", "0"):
         return None
+    if s.lower() == "auto":
+        return "auto"
     try:
         return int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--pca-dim must be an integer or 'none'; got {s!r}.") from None
+        raise argparse.ArgumentTypeError(f"--pca-dim must be 'auto', an integer or 'none'; got {s!r}.") from None
+
+
+def _auto_int(s: str) -> int | str:
+    if s.lower() == "auto":
+        return "auto"
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--n-components must be 'auto' or an integer; got {s!r}.") from None
 
 
 def parse_percentiles(s: str) -> npt.NDArray[np.float64]:
@@ -148,9 +159,10 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
         name,
         help=summary,
         description=(
-            "The HCDR detector of Section 7.3: per-state Gaussian-mixture highest-density regions "
-            "on L2-normalised, PCA-reduced, z-scored embeddings; an embedding outside every "
-            "state's region is a δ-hallucination (Definition 4.2, Remark 6.1)."
+            "The HCDR detector of Section 7.3: per-state densities (each state's model chosen by "
+            "held-out likelihood) on L2-normalised, PCA-rotated embeddings, calibrated on a part of "
+            "each state kept apart (split-conformal p-values, or the paper's percentile rule); an "
+            "embedding outside every state's region is a δ-hallucination (Definition 4.2, Remark 6.1)."
         ),
     )
     hs = p.add_subparsers(dest="hcdr_command", metavar="ACTION")
@@ -159,12 +171,19 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     f.add_argument("--embeddings", required=True, help=".npy float array (n_samples, n_features)")
     f.add_argument("--labels", required=True, help=".npy array (n_samples,) of state labels (int or str)")
     f.add_argument("--out", required=True, help="output detector file (.safetensors)")
-    f.add_argument("--pca-dim", type=_pca_dim, default=d["pca_dim"], help=f"PCA dimension or 'none' (default {d['pca_dim']})")
-    f.add_argument("--n-components", type=int, default=d["n_components"], help="mixture components per state")
-    f.add_argument("--covariance-type", default=d["covariance_type"], choices=["full", "diag", "tied", "spherical"])
-    f.add_argument("--percentile", type=float, default=d["percentile"], help="threshold percentile of held-out log-densities")
-    f.add_argument("--holdout-fraction", type=float, default=d["holdout_fraction"])
-    f.add_argument("--min-holdout", type=int, default=d["min_holdout"])
+    f.add_argument("--calibration", default=d["calibration"], choices=["conformal", "percentile"],
+                   help=f"conformal p-values, or the paper's percentile rule (default {d['calibration']})")
+    f.add_argument("--alpha", type=float, default=d["alpha"],
+                   help=f"level: a fresh real sample is flagged with probability <= alpha; the percentile "
+                        f"rule's threshold percentile is 100 alpha (default {d['alpha']:g})")
+    f.add_argument("--calibration-fraction", type=float, default=d["calibration_fraction"],
+                   help=f"share of each state kept apart to calibrate (default {d['calibration_fraction']:g})")
+    f.add_argument("--pca-dim", type=_pca_dim, default=d["pca_dim"],
+                   help=f"principal coordinates per state: 'auto', an integer or 'none' (default {d['pca_dim']})")
+    f.add_argument("--n-components", type=_auto_int, default=d["n_components"],
+                   help=f"mixture components per state, 'auto' or an integer (default {d['n_components']})")
+    f.add_argument("--covariance-type", default=d["covariance_type"],
+                   choices=["auto", "full", "diag", "tied", "spherical"])
     f.add_argument("--reg-covar", type=float, default=d["reg_covar"])
     f.add_argument("--no-normalize", action="store_true", help="skip the L2-normalisation")
     f.add_argument("--seed", type=int, default=0, help="random_state of the split and mixtures")
@@ -178,12 +197,12 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     s.add_argument("--json", action="store_true", help="print machine-readable JSON")
     s.set_defaults(handler=_score)
 
-    c = hs.add_parser("curve", help="hallucination rate as a function of the threshold percentile")
+    c = hs.add_parser("curve", help="hallucination rate as a function of the level 100 alpha (no refit)")
     c.add_argument("--detector", required=True)
     c.add_argument("--embeddings", required=True)
     c.add_argument("--percentiles", default="0:50:1",
                    help="'start:stop:step' (stop included) or comma list, in [0, 100] (default 0:50:1)")
-    c.add_argument("--out", help="CSV of percentile, nominal mass, rate")
+    c.add_argument("--out", help="CSV of percentile (100 alpha), nominal mass (1 - alpha), rate")
     c.add_argument("--png", help="also plot the curve to this PNG")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=_curve)
@@ -198,21 +217,25 @@ def _fit(args: argparse.Namespace) -> int:
     X = _load_npy(args.embeddings, "embeddings", 2)
     y = _load_npy(args.labels, "labels", 1)
     det = HCDRDetector(
+        calibration=args.calibration, alpha=args.alpha, calibration_fraction=args.calibration_fraction,
         pca_dim=args.pca_dim, n_components=args.n_components, covariance_type=args.covariance_type,
-        percentile=args.percentile, holdout_fraction=args.holdout_fraction, normalize=not args.no_normalize,
-        min_holdout=args.min_holdout, reg_covar=args.reg_covar, random_state=args.seed,
+        normalize=not args.no_normalize, reg_covar=args.reg_covar, random_state=args.seed,
     ).fit(X, y)
     det.save(args.out)  # the only write, atomic
     rows = coverage_report(det).rows()
-    for r, t in zip(rows, det.thresholds_, strict=True):
+    for r, t, ch in zip(rows, det.thresholds_, det.densities_.summary(), strict=True):
         r["threshold"] = float(t)
+        r["model"] = {k: ch[k] for k in ("pca_dim", "covariance_type", "n_components", "n_fit", "reason")}
     if args.json:
-        _print_json({"detector": args.out, "states": rows})
+        _print_json({"detector": args.out, "calibration": det.calibration, "alpha": float(det.alpha), "states": rows})
         return 0
-    print(f"fitted on {X.shape[0]} x {X.shape[1]} embeddings, {len(rows)} states; saved {args.out}")
-    print(f"{'state':>12} {'threshold':>12} {'n_holdout':>9} {'coverage':>9} {'nominal':>8}")
+    print(f"fitted on {X.shape[0]} x {X.shape[1]} embeddings, {len(rows)} states, {det.calibration} rule at "
+          f"alpha={det.alpha:g}; saved {args.out}")
+    print(f"{'state':>12} {'model':>14} {'n_fit':>6} {'threshold':>12} {'n_holdout':>9} {'coverage':>9} {'nominal':>8}")
     for r in rows:
-        print(f"{r['state']!s:>12} {r['threshold']:>12.4f} {r['n_holdout']:>9d} "
+        m = r["model"]
+        model = f"k={m['pca_dim']} {m['covariance_type']} x{m['n_components']}"
+        print(f"{r['state']!s:>12} {model:>14} {m['n_fit']:>6d} {r['threshold']:>12.4f} {r['n_holdout']:>9d} "
               f"{r['holdout_coverage']:>9.3f} {r['nominal_mass']:>8.3f}")
     return 0
 
@@ -235,15 +258,16 @@ def _score(args: argparse.Namespace) -> int:
     _outputs(args, [("--out", args.out)], [("--detector", args.detector), ("--embeddings", args.embeddings)])
     det = HCDRDetector.load(args.detector)
     X = _load_npy(args.embeddings, "embeddings", 2)
-    scores = det.score_samples(X)  # a non-finite log-density is an error here, never a hallucination
-    dec = (scores - det.thresholds_).max(axis=1)
+    scores = det.state_log_densities(X)  # a non-finite log-density is an error here, never a hallucination
+    dec = det.decision_function(X)  # score_samples - offset_ under the detector's rule
     inside = dec >= 0
     rate = float(1.0 - inside.mean())
     states = [str(c) for c in det.classes_]
     if args.out:
         atomic_write_text(args.out, _score_csv(states, inside, dec, scores))
     if args.json:
-        out = {"n": int(X.shape[0]), "hallucination_rate": rate, "states": states,
+        out = {"n": int(X.shape[0]), "hallucination_rate": rate, "calibration": det.calibration,
+               "alpha": float(det.alpha), "offset": float(det.offset_), "states": states,
                "thresholds": det.thresholds_.tolist()}
         if not args.out:
             out["inside"] = inside.astype(int).tolist()
@@ -276,8 +300,8 @@ def _curve(args: argparse.Namespace) -> int:
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.plot(curve.percentiles, curve.rates, marker=".")
-        ax.axvline(det.percentile, ls="--", c="gray", label=f"fitted percentile {det.percentile:g}")
-        ax.set_xlabel("threshold percentile p (region mass 1 - p/100)")
+        ax.axvline(det.percentile, ls="--", c="gray", label=f"fitted 100 alpha = {det.percentile:g}")
+        ax.set_xlabel(f"level 100 alpha ({det.calibration} rule; region mass 1 - alpha)")
         ax.set_ylabel("hallucination rate")
         ax.legend()
         fig.tight_layout()

@@ -1,16 +1,18 @@
 """Diagnostics for trusting an :class:`~deltahall.detectors.HCDRDetector`.
 
-* :func:`coverage_report` — each state's held-out coverage against its nominal mass
-  ``1 - percentile/100`` (the threshold of Section 7.3 is a held-out percentile, so the
-  coverage is close to nominal by construction; a large gap means too few held-out rows).
-* :func:`rate_curve` — the hallucination rate as a function of the percentile, not one point.
+* :func:`coverage_report` — each state's coverage on its calibration part against its
+  nominal mass ``1 - alpha`` (the thresholds are set on that part, so the coverage is close
+  to nominal by construction; a large gap means too few calibration rows).
+* :func:`rate_curve` — the hallucination rate as a function of the level ``100 alpha``, not
+  one point.
 * :func:`make_gaussian_states`, :func:`true_hcdr_membership`, :func:`synthetic_check` — on
   Gaussian states the true region of Definition 6.2 is known: the highest-density region of
   mass :math:`m` of :math:`N(\\mu_i, \\Sigma_i)` is the Mahalanobis ellipsoid
   :math:`(a-\\mu_i)^\\top \\Sigma_i^{-1} (a-\\mu_i) \\le \\chi^2_d(m)`, so the detector's
   "outside" flags can be scored for precision and recall against the truth. Affine maps
   (PCA without truncation, z-scoring) preserve density level sets, so the truth can be
-  evaluated in the original space; L2-normalisation does not, hence ``normalize=False``.
+  evaluated in the original space; L2-normalisation does not, hence ``normalize=False``
+  (and ``pca_dim=None``: the scorer then models every principal coordinate).
 """
 
 from __future__ import annotations
@@ -43,10 +45,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CoverageReport:
-    """Held-out coverage of each state's region against its nominal mass.
+    """Coverage of each state's region on its calibration part against its nominal mass.
 
-    ``std_error`` is the binomial standard error ``sqrt(m (1-m) / n_holdout)`` of a coverage
-    estimate on ``n_holdout`` fresh rows; ``gap`` is ``holdout_coverage - nominal_mass``.
+    ``n_holdout`` is the state's calibration size :math:`m_i`; ``std_error`` is the binomial
+    standard error ``sqrt(m (1-m) / n_holdout)`` of a coverage estimate on ``n_holdout``
+    fresh rows; ``gap`` is ``holdout_coverage - nominal_mass``.
     """
 
     classes: list[Any]
@@ -74,10 +77,10 @@ class CoverageReport:
 
 
 def coverage_report(detector: HCDRDetector) -> CoverageReport:
-    """Held-out coverage vs nominal mass ``1 - percentile/100`` for each state."""
+    """Calibration-part coverage vs nominal mass ``1 - alpha`` for each state."""
     check_is_fitted(detector)
-    m = 1.0 - float(detector.percentile) / 100.0
-    n = np.array([c.size for c in detector.calibration_scores_], dtype=np.int64)
+    m = 1.0 - float(detector.alpha)
+    n = np.asarray(detector.n_calibration_, dtype=np.int64)
     cov = np.asarray(detector.holdout_coverage_, dtype=np.float64)
     return CoverageReport(
         classes=np.asarray(detector.classes_).tolist(),
@@ -93,7 +96,8 @@ def coverage_on(detector: HCDRDetector, X: npt.ArrayLike, y: npt.ArrayLike) -> n
     """Fraction of fresh rows of each state that fall inside that state's own region.
 
     Unlike ``holdout_coverage_`` (close to nominal by construction), this measures how well
-    the fitted regions generalise; expect ``1 - percentile/100`` up to sampling error.
+    the fitted regions generalise; expect ``1 - alpha`` up to sampling error (conformal: at
+    least ``1 - alpha`` on average over calibration draws).
     """
     member = detector.state_membership(X)
     y = np.asarray(y)
@@ -107,7 +111,7 @@ def coverage_on(detector: HCDRDetector, X: npt.ArrayLike, y: npt.ArrayLike) -> n
 
 @dataclass(frozen=True)
 class RateCurve:
-    """Hallucination rate of a set of embeddings at each threshold percentile."""
+    """Hallucination rate of a set of embeddings at each level ``percentile = 100 alpha``."""
 
     percentiles: npt.NDArray[np.float64]
     rates: npt.NDArray[np.float64]
@@ -126,7 +130,7 @@ class RateCurve:
 def rate_curve(
     detector: HCDRDetector, X: npt.ArrayLike, percentiles: npt.ArrayLike | None = None
 ) -> RateCurve:
-    """The rate as a curve over the percentile (default 0, 1, ..., 50), without refitting."""
+    """The rate as a curve over the level ``100 alpha`` (default 0, 1, ..., 50), without refitting."""
     p = np.arange(0.0, 51.0) if percentiles is None else np.asarray(percentiles, dtype=np.float64)
     return RateCurve(percentiles=np.atleast_1d(p), rates=detector.rate_curve(X, p))
 
@@ -220,9 +224,11 @@ def synthetic_check(
     separation: float = 8.0,
     n_per_state: int = 2000,
     n_test: int = 20000,
-    percentile: float = 10.0,
-    n_components: int = 1,
-    covariance_type: str = "full",
+    alpha: float = 0.1,
+    calibration: str = "conformal",
+    calibration_fraction: float = 0.3,
+    n_components: int | str = "auto",
+    covariance_type: str = "auto",
     rng: np.random.Generator | int | None = None,
 ) -> SyntheticCheck:
     """Fit a detector on Gaussian states and score its "outside" flags against the truth.
@@ -230,7 +236,8 @@ def synthetic_check(
     States are ``N(mu_i, Sigma_i)`` with means on a scaled simplex-like layout
     (``separation`` apart along the axes) and random SPD covariances. Test points are half
     drawn from the states and half from a Gaussian three times wider around their centroid,
-    so both classes are well represented.
+    so both classes are well represented. The truth is the mass ``1 - alpha`` region of
+    each state (Definition 6.2 at the δ that gives that mass).
     """
     gen = np.random.default_rng(rng)
     dim = check_int(dim, "dim", low=1)
@@ -244,11 +251,13 @@ def synthetic_check(
         covs[i] = a @ a.T * 0.5 + 0.5 * np.eye(dim)
     train = make_gaussian_states(n_per_state, means, covs, rng=gen)
     det = HCDRDetector(
+        calibration=calibration,  # type: ignore[arg-type]
+        alpha=alpha,
+        calibration_fraction=calibration_fraction,
         pca_dim=None,
         normalize=False,
         n_components=n_components,
-        covariance_type=covariance_type,  # type: ignore[arg-type]
-        percentile=percentile,
+        covariance_type=covariance_type,
         random_state=int(gen.integers(2**31 - 1)),
     ).fit(train.X, train.y)
     n_in = n_test // 2
@@ -256,7 +265,7 @@ def synthetic_check(
     spread = np.cov(train.X.T) * 9.0
     outer = gen.multivariate_normal(train.X.mean(axis=0), spread, size=n_test - inner.shape[0])
     T = np.vstack([inner, outer])
-    true_out = ~true_hcdr_membership(T, means, covs, 1.0 - percentile / 100.0).any(axis=1)
+    true_out = ~true_hcdr_membership(T, means, covs, 1.0 - alpha).any(axis=1)
     det_out = det.predict(T) == -1
     prec, rec = precision_recall(det_out, true_out)
     fresh = make_gaussian_states(n_per_state, means, covs, rng=gen)

@@ -1,9 +1,10 @@
 """Real-image embeddings and the HCDR detector fitted on them (Section 7.3, Appendix A).
 
-The detector (:class:`deltahall.detectors.HCDRDetector`) learns, per latent state (class),
-a Gaussian mixture on an 80 % split of the real embeddings and a log-density threshold at
-the 10th percentile of the other 20 %; a generated embedding is inside the HCDR when it
-clears the threshold of at least one class.
+The detector (:class:`deltahall.detectors.HCDRDetector`, the paper's percentile rule) learns,
+per latent state (class), a density on a ``1 - holdout_fraction`` split of the real embeddings
+(80 % by default) and a log-density threshold at the ``percentile``-th percentile (10) of the
+other part; a generated embedding is inside the HCDR when it clears the threshold of at least
+one class.
 
 Real embeddings are cached in ``real_embeddings.npz`` (loaded with
 ``allow_pickle=False``) beside ``real_embeddings.json``, the settings that made them; a
@@ -89,9 +90,10 @@ def fit_detector(config: T2IConfig, X: npt.NDArray[np.float64], y: npt.NDArray[n
     from deltahall.detectors import HCDRDetector
 
     det = HCDRDetector(
+        calibration="percentile", alpha=float(config.percentile) / 100.0,
+        calibration_fraction=float(config.holdout_fraction),
         pca_dim=config.pca_dim or None, n_components=int(config.n_components or 1),
-        covariance_type=config.covariance_type, percentile=config.percentile,
-        holdout_fraction=config.holdout_fraction, normalize=True, random_state=config.seed,
+        covariance_type=config.covariance_type, normalize=True, random_state=config.seed,
     )
     det.fit(X, y)
     return det
