@@ -22,7 +22,7 @@ COVARIANCE_TYPES: tuple[str, ...] = ("full", "diag", "tied", "spherical")
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
-__all__ = ["COVARIANCE_TYPES", "GaussianMixtureParams", "StackedMixtures", "logsumexp_rows"]
+__all__ = ["COVARIANCE_TYPES", "GaussianMixtureParams", "logsumexp_rows"]
 
 
 def logsumexp_rows(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -154,45 +154,3 @@ class GaussianMixtureParams:
         Equals ``GaussianMixture.score_samples(z)`` of the mixture these arrays came from.
         """
         return logsumexp_rows(self.weighted_log_prob(z, pre))
-
-
-class StackedMixtures:
-    """Several mixtures with the same covariance type scored together.
-
-    For "diag" and "spherical" all states' components share one matrix product
-    ``[z*z, z] @ M`` (shape (n, n_states * K)) followed by one log-sum-exp per state;
-    "full" and "tied" fall back to one mixture at a time.
-    """
-
-    def __init__(self, mixtures: list[GaussianMixtureParams]) -> None:
-        self.mixtures = mixtures
-        self.pre = [m._precompute() for m in mixtures]
-        ct = {m.covariance_type for m in mixtures}
-        self.stacked = len(ct) == 1 and ct <= {"diag", "spherical"}
-        self.k = [m.n_components for m in mixtures]
-        if self.stacked and (ct == {"diag"}):
-            self.M = np.ascontiguousarray(
-                np.vstack([np.hstack([p["A"] for p in self.pre]), np.hstack([p["B"] for p in self.pre])])
-            )
-        elif self.stacked:
-            a = np.concatenate([p["a"] for p in self.pre])[None, :]
-            self.M = np.ascontiguousarray(np.vstack([a, np.hstack([p["B"] for p in self.pre])]))
-        if self.stacked:
-            self.c = np.concatenate([p["c"] for p in self.pre])
-            self.same_k = len(set(self.k)) == 1
-            self.spherical = ct == {"spherical"}
-
-    def log_densities(self, z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Log-density of every row under every mixture, shape (n, n_mixtures)."""
-        n = z.shape[0]
-        if not self.stacked:
-            return np.stack([m.log_density(z, p) for m, p in zip(self.mixtures, self.pre, strict=True)], axis=1)
-        if self.spherical:
-            sq = np.einsum("ij,ij->i", z, z)[:, None]
-            wlp = np.hstack([sq, z]) @ self.M + self.c
-        else:
-            wlp = np.hstack([z * z, z]) @ self.M + self.c
-        if self.same_k:
-            return logsumexp_rows(wlp.reshape(n, len(self.k), self.k[0]))
-        bounds = np.cumsum([0, *self.k])
-        return np.stack([logsumexp_rows(wlp[:, bounds[i] : bounds[i + 1]]) for i in range(len(self.k))], axis=1)

@@ -1,20 +1,9 @@
-"""The fused scoring kernel behind :meth:`HCDRDetector.score_samples`.
+"""Magnitude-safe L2 normalisation, shared by every scorer in :mod:`deltahall.detectors`.
 
-For diagonal and spherical mixtures the whole pipeline (L2-normalise, PCA, z-score,
-per-component Gaussian log-density) folds into two matrix products per chunk. With
-``x`` a raw embedding, ``r = |x|``, ``p = x W`` (``W`` the PCA components, or the
-identity without PCA) and the standardised point ``z = p s / r + b`` (``s`` the inverse
-z-score scale), each component's weighted log-density is
-
-.. math::
-
-    \\log w_k + \\log N(z; \\mu_k, \\operatorname{diag}(\\sigma_k^2))
-    = \\sum_j A_{jk} z_j^2 + B_{jk} z_j + c_k
-    = \\frac{1}{r^2} (p \\odot p)\\, A' + \\frac{1}{r}\\, p\\, B' + c'
-
-with :math:`A' = s^2 A`, :math:`B' = s (2 A b + B)` and :math:`c' = c + b^2 A + b B`
-(row vectors ``b``, ``s`` broadcast over components). One log-sum-exp per state then
-gives the mixture log-densities. Full and tied mixtures use the explicit transform.
+``x / |x|`` overflows for rows of magnitude >= ~1e154 (float32: ~1e19) and underflows to
+0/0 for tiny ones; :func:`safe_l2_normalize` rescales such rows by their largest |entry|
+first, which leaves the direction unchanged, so normalised scores do not depend on the
+magnitude of the input (tested from 1e-300 to 1e300).
 """
 
 from __future__ import annotations
@@ -24,9 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from deltahall.detectors._gmm import GaussianMixtureParams, StackedMixtures
-
-__all__ = ["FusedScorer", "diag_form", "safe_sq_norms"]
+__all__ = ["safe_l2_normalize", "safe_sq_norms"]
 
 # Squared row norms inside these bounds are computed and used as they are; rows outside them
 # (overflow, underflow, subnormals, zero) are first divided by their largest |entry| in float64,
@@ -83,105 +70,3 @@ def safe_l2_normalize(x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     with np.errstate(divide="ignore", invalid="ignore"):
         u /= np.sqrt(r2)[:, None]
     return u
-
-
-def diag_form(
-    m: GaussianMixtureParams,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """``(A, B, c)`` with weighted log-prob ``(z*z) @ A + z @ B + c`` for diag/spherical."""
-    d = m.n_features
-    pc = m.precisions_cholesky
-    if m.covariance_type == "diag":
-        prec = pc**2
-        logdet = np.log(pc).sum(1)
-    elif m.covariance_type == "spherical":
-        prec = np.repeat((pc**2)[:, None], d, axis=1)
-        logdet = d * np.log(pc)
-    else:
-        raise ValueError(f"diag_form needs 'diag' or 'spherical' mixtures; got {m.covariance_type!r}.")
-    A = (-0.5 * prec).T
-    B = (m.means * prec).T
-    c = -0.5 * (d * np.log(2 * np.pi) + (m.means**2 * prec).sum(1)) + logdet + np.log(m.weights)
-    return A, B, c
-
-
-class FusedScorer:
-    """Score raw embedding chunks under every state's mixture, shape (n, n_states)."""
-
-    def __init__(
-        self,
-        mixtures: list[GaussianMixtureParams],
-        *,
-        W: npt.NDArray[np.float64] | None,
-        scale_inv: npt.NDArray[np.float64],
-        b: npt.NDArray[np.float64],
-        normalize: bool,
-    ) -> None:
-        self.normalize = normalize
-        self.k = [m.n_components for m in mixtures]
-        self.fused = {m.covariance_type for m in mixtures} <= {"diag", "spherical"}
-        self.stack = StackedMixtures(mixtures)
-        if not self.fused:
-            return
-        parts = [diag_form(m) for m in mixtures]
-        A = np.hstack([p[0] for p in parts])
-        B = np.hstack([p[1] for p in parts])
-        c = np.concatenate([p[2] for p in parts])
-        s = scale_inv[:, None]
-        self.A = np.ascontiguousarray(A * s**2)
-        self.B = np.ascontiguousarray((2.0 * A * b[:, None] + B) * s)
-        self.c = c + (b**2) @ A + b @ B
-        self.W = None if W is None else np.ascontiguousarray(W)
-        self.W32 = None if W is None else np.asarray(W, dtype=np.float32)
-
-    def _project(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-        if self.W is None:
-            return np.array(x, dtype=np.float64)  # a copy: callers write into it
-        if x.dtype == np.float32 and self.W32 is not None:  # float32 through the dominant product: ~1e-5 in log-density
-            return (x @ self.W32).astype(np.float64)
-        return x @ self.W
-
-    def weighted_log_prob(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-        """Per-component weighted log-probabilities of raw rows ``x``, shape (n, sum K)."""
-        p = self._project(x)
-        if self.normalize:
-            # Rows of extreme magnitude are rescaled first (same direction), so |x| never
-            # overflows; an all-zero row gets inv_r = inf and a NaN log-density, which the
-            # caller reports as an error.
-            r2, rows, scaled = safe_sq_norms(x)
-            if rows.size:
-                p[rows] = self._project(scaled)
-            with np.errstate(divide="ignore"):
-                inv_r = 1.0 / np.sqrt(r2)
-        q = (p * p) @ self.A
-        lin = p @ self.B
-        if self.normalize:
-            q *= (inv_r * inv_r)[:, None]
-            lin *= inv_r[:, None]
-        q += lin
-        q += self.c
-        return q
-
-    def scores(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-        """Mixture log-densities of raw rows ``x`` under each state, shape (n, n_states)."""
-        wlp = self.weighted_log_prob(x)
-        n = wlp.shape[0]
-        if len(set(self.k)) == 1:
-            return _lse_inplace(wlp.reshape(n, len(self.k), self.k[0]))
-        bounds = np.cumsum([0, *self.k])
-        return np.stack(
-            [_lse_inplace(wlp[:, bounds[i] : bounds[i + 1]][:, None, :])[:, 0] for i in range(len(self.k))],
-            axis=1,
-        )
-
-
-def _lse_inplace(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """log-sum-exp over the last axis of a (n, S, K) array, overwriting it."""
-    m = a.max(axis=-1)
-    m[~np.isfinite(m)] = 0.0
-    a -= m[..., None]
-    np.exp(a, out=a)
-    out = a.sum(axis=-1)
-    np.log(out, out=out)
-    out += m
-    return out

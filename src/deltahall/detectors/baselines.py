@@ -2,7 +2,8 @@
 
 Every baseline turns an embedding into a *typicality score* (higher = more like the real
 data), fitted on the fit part of the reference set. Its threshold is then set on the
-calibration part with the same split-conformal rule as :class:`~.conformal.ConformalHCDR`
+calibration part with the same split-conformal rule as the HCDR
+(:func:`~deltahall.detectors.calibrators.conformal_p_values`, the one home of that rule)
 — but pooled over states, since these scores have no per-state structure — so every
 method flags about the same fraction α of held-out real samples and their precision /
 recall of "outside" can be compared at equal false-flag rate.
@@ -28,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deltahall._validation import check_choice, check_real
+from deltahall.detectors.calibrators import conformal_p_values
 
 __all__ = ["BASELINES", "CalibratedBaseline", "fit_baseline"]
 
@@ -56,9 +58,8 @@ class CalibratedBaseline:
         return np.asarray(self.model(np.asarray(X, dtype=np.float64)), dtype=np.float64)
 
     def p_values(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        cal = self.calibration_scores
-        counts = np.searchsorted(cal, self.score(X), side="right")
-        return np.asarray((1.0 + counts) / (cal.size + 1.0), dtype=np.float64)
+        """Conformal p-values against the pooled calibration scores, shape (n,)."""
+        return conformal_p_values(self.calibration_scores, self.score(X))
 
     def flagged(self, X: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Boolean (n,): outside at level ``alpha``."""
