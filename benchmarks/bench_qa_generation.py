@@ -14,6 +14,11 @@ Real model on CPU (what docs/qa.md reports)::
     OMP_NUM_THREADS=2 python benchmarks/bench_qa_generation.py --model @gemma3-270m \
         --truthfulqa TruthfulQA.csv --batch-sizes 1 16 --threads 2
 
+The chat model, with its chat template (issue 15)::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_qa_generation.py --model @smollm2-135m-instruct \
+        --prompt-format chat --truthfulqa TruthfulQA.csv --batch-sizes 1 16 64 --threads 1
+
 Offline plumbing (default, tiny random Qwen2)::
 
     python benchmarks/bench_qa_generation.py
@@ -39,6 +44,8 @@ def main() -> None:
     ap.add_argument("--truthfulqa", default="@standin", help="TruthfulQA CSV or '@standin' (prompts)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--prompt-format", choices=("qa", "chat"), default="qa",
+                    help="'qa' (Question/Answer lines, base models) or 'chat' (the tokenizer's chat template)")
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--train-steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
@@ -72,12 +79,15 @@ def main() -> None:
     tok.padding_side = "left"
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     n = args.max_new_tokens
-    result: dict[str, Any] = {"model": args.model, "device": args.device, "threads": torch.get_num_threads(),
+    result: dict[str, Any] = {"model": args.model, "prompt_format": args.prompt_format, "device": args.device,
+                              "threads": torch.get_num_threads(),
                               "max_new_tokens": n, "load_s": round(load_s, 1), "generation": {}}
 
     def generate(bs: int) -> None:
-        prompts = [build_prompt(tok, items[i % len(items)].question, "qa") for i in range(bs)]
-        enc = tok(prompts, return_tensors="pt", padding=True).to(args.device)
+        prompts = [build_prompt(tok, items[i % len(items)].question, args.prompt_format) for i in range(bs)]
+        # the chat template writes its own special tokens
+        enc = tok(prompts, return_tensors="pt", padding=True,
+                  add_special_tokens=args.prompt_format == "qa").to(args.device)
         with torch.no_grad():
             model.generate(**enc, do_sample=True, temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=n,
                            min_new_tokens=n, pad_token_id=pad, logits_processor=LogitsProcessorList([NucleusFromTopK(0.9)]))
@@ -100,7 +110,7 @@ def main() -> None:
                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     pm = get_peft_model(model, lora)
     opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=5e-4)
-    ex = [encode_pair(tok, r.question, a, 128, prompt_format="qa") for r in rows for a in r.answers]
+    ex = [encode_pair(tok, r.question, a, 128, prompt_format=args.prompt_format) for r in rows for a in r.answers]
     pm.train()
     times, tokens = [], []
     for k in range(args.train_steps + 1):  # the first step is a warm-up

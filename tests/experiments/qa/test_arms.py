@@ -223,6 +223,7 @@ def test_the_cpu_smollm2_preset_is_cpu_real_with_the_chat_model() -> None:
 
     c, g = PRESETS["cpu-smollm2"](), PRESETS["cpu-real"]()
     assert (c.model, c.prompt_format, c.torch_threads) == ("@smollm2-135m-instruct", "chat", 1)
-    same = ("n_train_questions", "n_eval_questions", "epochs", "k_samples", "batch_size", "learning_rate",
-            "max_new_tokens", "seeds", "data_seed", "target_modules")
+    same = ("epochs", "k_samples", "batch_size", "learning_rate", "max_new_tokens", "seeds", "data_seed",
+            "target_modules", "delta_arms")
     assert {k: getattr(c, k) for k in same} == {k: getattr(g, k) for k in same}
+    assert (c.n_train_questions, c.n_eval_questions) == (16, 48)

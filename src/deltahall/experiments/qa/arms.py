@@ -17,7 +17,7 @@ tokens only and the output layer is applied to those positions only (the same lo
 
 After every epoch each fine-tuned arm answers the TruthfulQA subset (scored by
 :mod:`.arms_tables`), and the arms in ``delta_arms`` draw ``k_samples`` answers per training
-question for the text δ-measure (:mod:`.textdelta`). Files are rewritten after every arm
+question for the text δ-measure (:mod:`.delta_measure`). Files are rewritten after every arm
 and epoch, so an interrupted run leaves every finished epoch's results (``summary.json``
 is recomputed from the per-item files by :func:`.arms_tables.summarise`).
 """
@@ -146,13 +146,14 @@ class ArmsConfig:
     def cpu_smollm2(cls, **changes: Any) -> ArmsConfig:
         """The four arms on SmolLM2-135M-Instruct with its chat template, on CPU (issue 15).
 
-        ``cpu-real``'s design (32 training questions, 64 TruthfulQA questions, 3 epochs, K = 4,
-        batch 4, learning rate 1e-3, 32 new tokens) with the chat model and ``prompt_format='chat'``
-        (the model ends its turn with ``<|im_end|>``, its eos); one torch thread, which is many
-        times faster than two on the oversubscribed 2-core machine (docs/qa.md). Pass
-        ``truthfulqa=`` the TruthfulQA CSV.
+        ``cpu-real``'s recipe (3 epochs, K = 4, batch 4, learning rate 1e-3, 32 new tokens) with the
+        chat model and ``prompt_format='chat'`` (the model ends its turn with ``<|im_end|>``, its
+        eos), and the sizes a pilot on the oversubscribed 2-core machine allowed in ~35 minutes:
+        16 training questions and 48 TruthfulQA questions (seeded, ``data_seed`` 0); one torch
+        thread, many times faster than two there (docs/qa.md). Pass ``truthfulqa=`` the CSV.
         """
         return cls.cpu_real(**{"model": "@smollm2-135m-instruct", "prompt_format": "chat",
+                               "n_train_questions": 16, "n_eval_questions": 48,
                                "out_dir": Path("runs/qa-arms-smollm2"), "torch_threads": 1, **changes})
 
     @classmethod
@@ -162,6 +163,7 @@ class ArmsConfig:
             model=TINY_MODEL, truthfulqa="@standin", n_train_questions=6, n_eval_questions=6, epochs=1,
             k_samples=4, max_new_tokens=6, gen_batch_size=16, batch_size=4, learning_rate=2e-2, lora_r=4,
             lora_alpha=8, max_length=64, n_boot=200, n_perm=500, out_dir=Path("runs/qa-arms-tiny"),
+            delta_percentile=20.0,  # 3 calibration questions x 4 samples: the margin rule needs m + 1 >= 2 / alpha
             torch_threads=1, progress=False,
         )
         base.update(changes)
