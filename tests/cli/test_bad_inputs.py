@@ -156,7 +156,7 @@ ROWS: list[tuple[str, Callable[[Path], None] | None, list[str], int, str]] = [
     ("cf-sweep-ms-negative", None, ["coinflip", "sweep", "--out-dir", "{d}/s", "--ms", "-5"], 2, "`ms` must be >= 2; got -5"),
     ("cf-sweep-config-base-unknown-key", _w("c.toml", "[base]\nlearning_rate = 0.1\n"),
      ["coinflip", "sweep", "--out-dir", "{d}/s", "--config", "{d}/c.toml"], 2,
-     "table [base] has unknown key 'learning_rate'"),
+     "table [base] has unknown keys ['learning_rate']"),
     ("cf-sweep-config-base-not-table", _w("c.json", '{"base": 3}'),
      ["coinflip", "sweep", "--out-dir", "{d}/s", "--config", "{d}/c.json"], 2, "`base` must be a table"),
     ("cf-report-metrics-latin1", _cf_sweep_run({"result.json": _CF_RESULT, "metrics.csv": b"epoch,train_mse\n1,\xe9\n",

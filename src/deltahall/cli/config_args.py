@@ -141,8 +141,7 @@ def check_known_keys(config_file: str | Path, section: str | None, keys: Any, kn
     bad = sorted(set(keys) - set(known))
     if bad:
         where = f"table [{section}] has" if section else "has"
-        raise BadInput(f"config file {config_file}: {where} unknown key{'s' if len(bad) > 1 else ''} "
-                       f"{bad if len(bad) > 1 else repr(bad[0])}; known keys are {sorted(known)}.")
+        raise BadInput(f"config file {config_file}: {where} unknown keys {bad}; known keys are {sorted(known)}.")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
