@@ -58,7 +58,7 @@ EXPERIMENTS: dict[str, dict] = {
         "argv": ["t2i", "run", "--preset", "digits", "--train-steps", "4", "--checkpoint-every", "2",
                  "--num-samples", "4", "--sample-batch-size", "4", "--inference-steps", "2", "--progress", "false",
                  "--device", "cpu", "--prompts", "a handwritten digit one"],
-        "outputs": ["metrics.csv", "loss.csv", "checkpoint-4/model.safetensors", "detector.safetensors",
+        "outputs": ["metrics.csv", "loss.csv", "checkpoint-4/model.safetensors", "instrument.json", "measure.json",
                     "base_model/unet/diffusion_pytorch_model.safetensors"],
         "change": ["--learning-rate", "0.01"], "changed_key": "learning_rate: 0.001 -> 0.01",
         "artefact": "base_model",

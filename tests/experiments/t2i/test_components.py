@@ -102,18 +102,48 @@ def test_detector_images_for_digits_exclude_the_embedder_split() -> None:
     assert np.array_equal(data.labels, y[held])
 
 
-def test_fit_detector_flags_the_mean_of_two_far_clusters() -> None:
-    from deltahall.experiments.t2i.detector import fit_detector
-
-    rng = np.random.default_rng(0)
+def _two_clusters(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     a, b = np.zeros(16), np.zeros(16)
     a[0], b[1] = 1.0, 1.0  # orthogonal directions, so L2-normalisation keeps them apart
     X = np.vstack([a + 0.05 * rng.normal(size=(200, 16)), b + 0.05 * rng.normal(size=(200, 16))])
-    y = np.repeat([0, 1], 200)
-    det = fit_detector(T2IConfig(pca_dim=4, n_components=1), X, y)
+    return X, np.repeat([0, 1], 200), a, b
+
+
+def test_instrument_flags_the_mean_of_two_far_clusters() -> None:
+    from deltahall.experiments.t2i.instrument import Instrument
+
+    rng = np.random.default_rng(0)
+    X, y, a, b = _two_clusters(rng)
+    inst = Instrument(T2IConfig(pca_dim=4, n_components=1), X, y)
     near = np.vstack([a + 0.01 * rng.normal(size=(20, 16)), b + 0.01 * rng.normal(size=(20, 16))])
-    assert (det.predict(near) == 1).all()
-    assert det.predict(X.mean(axis=0, keepdims=True))[0] == -1  # the expectation A*(X) hallucinates
+    for rule in ("conformal", "percentile"):
+        assert inst.inside(near, rule).all()
+        assert not inst.inside(X.mean(axis=0, keepdims=True), rule)[0]  # the expectation A*(X) hallucinates
+        # the decision value's sign is the rule's flag
+        mixed = np.vstack([near, X.mean(axis=0, keepdims=True), rng.normal(size=(30, 16))])
+        np.testing.assert_array_equal(inst.decision(mixed, rule) >= 0, inst.inside(mixed, rule))
+
+
+def test_instrument_is_the_one_instrument() -> None:
+    """The same numbers as ``measure_embeddings`` on the same reference and samples, for both rules;
+    the config's percentile is the level (alpha = percentile / 100), its holdout split 3:2."""
+    from deltahall.experiments.t2i.instrument import Instrument, settings
+    from deltahall.measure import measure_embeddings
+
+    rng = np.random.default_rng(1)
+    X, y, a, b = _two_clusters(rng)
+    G = np.vstack([a + 0.05 * rng.normal(size=(30, 16)), 0.5 * (a + b) + 0.05 * rng.normal(size=(30, 16))])
+    cfg = T2IConfig(pca_dim=4, n_components=1, percentile=20.0)
+    inst = Instrument(cfg, X, y)
+    assert inst.rules == ("conformal", "percentile") and inst.alpha == 0.2
+    s = settings(cfg, "conformal")
+    assert (s.fit_fraction, s.calibration_fraction, s.test_fraction) == pytest.approx((0.5, 0.3, 0.2))
+    for rule in inst.rules:
+        got = inst.measure(G, ["p"] * 60, rule)
+        want = measure_embeddings(X, np.asarray(["0", "1"])[y], G, prompts=["p"] * 60, settings=settings(cfg, rule))
+        assert (got.rate, got.floor, got.excess_p_value) == (want.rate, want.floor, want.excess_p_value)
+        assert got.per_prompt == want.per_prompt
+    assert Instrument(cfg.replace(calibration="percentile"), X, y).rules == ("percentile", "conformal")
 
 
 def test_clip_embedder_preprocesses_any_size_in_torch(sd_assets: dict[str, Path]) -> None:

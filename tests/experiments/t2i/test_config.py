@@ -34,7 +34,8 @@ def test_afhq_preset_uses_paper_prompts_and_keeps_explicit_values() -> None:
     cfg = _cfg(preset="afhq-sd15", data="/data/afhq", train_steps=50, checkpoint_every=10)
     assert cfg.prompts == PAPER_PROMPTS
     assert cfg.captions == ("a photo of a cat", "a photo of a dog")
-    assert cfg.caption_dropout == 0.1 and cfg.percentile == 10.0 and cfg.holdout_fraction == 0.2
+    assert cfg.caption_dropout == 0.1 and cfg.percentile == 10.0 and cfg.holdout_fraction == 0.5
+    assert cfg.calibration == "conformal"
     assert (cfg.train_steps, cfg.checkpoint_every, cfg.mixed_precision) == (50, 10, "fp16")
     assert cfg.uses_vae
 

@@ -42,12 +42,11 @@ def _no_pickles(root: Path) -> None:
 
 
 def test_paper_scale_code_path_end_to_end_from_local_folders(tmp_path: Path, sd_assets: dict[str, Path]) -> None:
-    from deltahall.detectors import HCDRDetector
-
     cfg = _cfg(
         preset="afhq-sd15", model=str(sd_assets["model"]), embedder=str(sd_assets["clip"]), data=str(sd_assets["data"]),
         resolution=16, train_steps=2, checkpoint_every=1, checkpoints_total_limit=1, train_batch_size=4,
         num_samples=4, sample_batch_size=3, inference_steps=2, pca_dim=4, n_components=1, holdout_fraction=0.5,
+        percentile=20.0,  # 20 images per class: 6 calibration images each, enough for alpha = 0.2
         mixed_precision="no", device="cpu", out_dir=tmp_path / "run", progress=False,
     )
     res = run(cfg)
@@ -63,13 +62,14 @@ def test_paper_scale_code_path_end_to_end_from_local_folders(tmp_path: Path, sd_
     assert set(weights) == set(base)
     assert any(not torch.equal(weights[k], base[k]) for k in base)  # trained
     assert (root / "checkpoint-2" / "optimizer.safetensors").is_file()
-    # detector, per-sample files, figures, manifest
-    det = HCDRDetector.load(root / "detector.safetensors")
-    assert det.classes_.tolist() == [0, 1]
+    # the instrument, per-sample files, figures, manifest
+    inst = json.loads((root / "instrument.json").read_text())
+    assert inst["classes"] == ["cat", "dog"] and inst["alpha"] == 0.2 and inst["split"]["calibration"] == [6, 6]
     with np.load(root / "samples" / "step-000002.npz", allow_pickle=False) as f:
         assert f["embeddings_p0"].shape == (4, 16)
-        np.testing.assert_allclose(det.decision_function(f["embeddings_p0"].astype(np.float64)) < 0,
-                                   [not r for r in _inside(root, 2, 0)])
+        thr = np.asarray(inst["per_rule"]["conformal"]["thresholds"])
+        inside = (f["log_densities_p0"].astype(np.float64) >= thr).any(axis=1)
+        assert inside.tolist() == _inside(root, 2, 0)  # float32 log-densities: no sample sits on a threshold here
     assert {p.name for p in res.figures} >= {"fig5_rate_and_loss.png", "fig6_rate_per_prompt.png", "fig7_calibration.png"}
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["config"]["preset"] == "afhq-sd15" and manifest["seed"] == 0
@@ -92,9 +92,27 @@ def test_digits_reduced_run_writes_every_output(digits_dir: Path) -> None:
     step4 = [r for r in res.metrics if r["step"] == 4]
     assert all(r["loss"] == pytest.approx(np.mean(losses[2:])) for r in step4)  # mean over the interval
     assert all(np.isnan(r["loss"]) for r in res.metrics if r["step"] == 0)
+    inst = json.loads((digits_dir / "instrument.json").read_text())
+    floors = {rule: v["floor"] for rule, v in inst["per_rule"].items()}
     for r in res.metrics:
         assert r["n_outside"] == round(r["rate"] * r["K"])
         assert r["mean_embedding_inside"] == (r["mean_embedding_score"] >= 0)
+        assert r["rate_ci_low"] <= r["rate"] <= r["rate_ci_high"] and r["calibration"] == "conformal"
+        assert r["alpha"] == 0.1 and 0.0 <= r["excess_p_value"] <= 1.0
+        # one fit per run: the same floor in every row, the one instrument.json records
+        for rule, suffix in (("conformal", ""), ("percentile", "_percentile")):
+            assert (r[f"floor{suffix}"], r[f"floor{suffix}_ci_low"], r[f"floor{suffix}_ci_high"]) == (
+                floors[rule]["rate"], *floors[rule]["ci"])
+        assert r["n_outside_percentile"] == round(r["rate_percentile"] * r["K"])
+    # measure.json: the final step through the same instrument, so its per-prompt rates are the final rows'
+    final = json.loads((digits_dir / "measure.json").read_text())
+    assert final["step"] == 4 and set(final["per_rule"]) == {"conformal", "percentile"}
+    for rule, suffix in (("conformal", ""), ("percentile", "_percentile")):
+        pp = {p["prompt"]: p for p in final["per_rule"][rule]["per_prompt"]}
+        for r in (r for r in res.metrics if r["step"] == 4):
+            assert (pp[r["prompt"]]["rate"], pp[r["prompt"]]["n_flagged"]) == (r[f"rate{suffix}"], r[f"n_outside{suffix}"])
+    assert {b["method"] for b in final["baselines"]} >= {"HCDR (conformal)", "HCDR (percentile)", "mahalanobis", "lof"}
+    assert final["selection"]["rate_after"] == 0.0
     flagged = [r for r in res.metrics if r["n_outside"]]
     assert flagged and all((digits_dir / "grids" / f"step-{r['step']:06d}_p{r['prompt_index']}.png").is_file() for r in flagged)
     summary = json.loads((digits_dir / "result.json").read_text())
@@ -105,6 +123,7 @@ def test_digits_reduced_run_writes_every_output(digits_dir: Path) -> None:
 
     html = "".join(build_section(digits_dir).parts)
     assert "Figure 5 claim on this run: interval loss" in html and "plumbing" not in html.lower()
+    assert "one rate per rule" in html and "paper&#x27;s percentile rule" in html and "Selection (keep" in html
     assert html.count("data:image/png;base64") >= 4 and "not evidence about Stable Diffusion" in html
 
 

@@ -21,3 +21,15 @@ def test_reproduce_command_parses_to_the_main_job_config(tmp_path: Path) -> None
     assert dataclasses.replace(parsed, run=dataclasses.replace(parsed.run, progress=False)) == cfg
     assert cfg.run.out_dir == tmp_path / "t2i" and cfg.seed == 3
     assert all(getattr(cfg, k) == v for k, v in MAIN_JOB_OVERRIDES.items())
+
+
+def test_known_truth_tables_moved_from_the_measure_step() -> None:
+    """The main job's t2i section carries the known-truth comparison the separate measure step had."""
+    from deltahall.experiments.t2i.report import known_truth_rows
+
+    tables = known_truth_rows(0, digits_cnn=False)
+    assert len(tables) == 2
+    for rows in tables.values():
+        methods = {r["method"] for r in rows}
+        assert any(m.startswith("HCDR") for m in methods) and "lof" in methods
+        assert all(0.0 <= r["recall"] <= 1.0 for r in rows)

@@ -3,9 +3,11 @@
 1. Accept the run (:func:`deltahall.experiments._run.open_run`: resume or fresh, one fingerprint
    policy, the manifest written by the main process only after acceptance).
 2. Load (or build, for ``digits``) the model; load the training images.
-3. Main process: load the embedder, embed the real images, fit and save the HCDR detector.
+3. Main process: load the embedder, embed the real images, fit the instrument once
+   (:mod:`.instrument`, both rules) and write ``instrument.json``.
 4. Train, checkpointing and evaluating every ``checkpoint_every`` steps (:mod:`.train`).
-5. Main process: Figures 5-7 and ``result.json``.
+5. Main process: the final checkpoint through the instrument (``measure.json``: both rules,
+   selection, baselines; :mod:`.final`), Figures 5-7 and ``result.json``.
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ def run(config: T2IConfig) -> T2IResult:
             components = load_components(model, use_vae=config.uses_vae)
             data = load_training_images(config)
         embedder = detector = None
+        real: Any = None
         if main:
-            embedder, detector = _fit_detector(config, rd, data, acc.device)
+            embedder, detector, real = _fit_instrument(config, rd, data, acc.device)
         history = History()
         if resume is not None:
             history.metrics, history.losses = read_metrics(rd.root), read_losses(rd.root)
@@ -81,14 +84,17 @@ def run(config: T2IConfig) -> T2IResult:
     seconds = {"setup": t_setup, **history.seconds}
     figures: list[Path] = []
     if main:
+        from deltahall.experiments.t2i.final import measure_final
         from deltahall.experiments.t2i.results import save_figures
 
+        if history.metrics:
+            rd.write_json("measure.json", measure_final(rd.root, detector, *real))
         figures = save_figures(rd.root)
         seconds["total"] = time.perf_counter() - t_start
         _write_summary(rd, config, history, detector, embedder, seconds)
     acc.end_training()
     return T2IResult(run_dir=rd.root, metrics=history.metrics, losses=history.losses,
-                     detector_path=rd.root / "detector.safetensors", figures=figures, seconds=seconds)
+                     detector_path=rd.root / "instrument.json", figures=figures, seconds=seconds)
 
 
 def _clear_outputs(root: Path) -> None:
@@ -96,25 +102,26 @@ def _clear_outputs(root: Path) -> None:
     for sub in ("samples", "grids"):
         for p in sorted((root / sub).glob("step-*")):
             p.unlink()
-    for name in ("metrics.csv", "loss.csv", "result.json"):
+    for name in ("metrics.csv", "loss.csv", "result.json", "measure.json"):
         (root / name).unlink(missing_ok=True)
 
 
-def _fit_detector(config: T2IConfig, rd: RunDir, data: Any, device: Any) -> tuple[Any, Any]:
-    from deltahall.experiments.t2i.detector import fit_detector, real_embeddings
+def _fit_instrument(config: T2IConfig, rd: RunDir, data: Any, device: Any) -> tuple[Any, Any, Any]:
+    """Embed the real images and fit the instrument on them, once per run (deterministic, so a
+    resumed run refits exactly the same one); ``instrument.json`` records it."""
+    from deltahall.experiments.t2i.detector import real_embeddings
     from deltahall.experiments.t2i.embed import load_embedder
+    from deltahall.experiments.t2i.instrument import Instrument
 
     embedder = load_embedder(config, rd.root, device)
     X, y = real_embeddings(config, rd.root, embedder, data)
-    detector = fit_detector(config, X, y)
-    detector.save(rd.path("detector.safetensors"))
-    rd.write_json("detector.json", {
-        "classes": list(config.classes or ()), "n_real": int(X.shape[0]), "dim": int(X.shape[1]),
+    inst = Instrument(config, X, y)
+    rd.write_json("instrument.json", {
+        "n_real": int(X.shape[0]), "dim": int(X.shape[1]),
         "per_class": [int((y == k).sum()) for k in range(len(config.classes or ()))],
-        "thresholds": detector.thresholds_, "holdout_coverage": detector.holdout_coverage_,
-        "embedder": embedder.name, "embedder_info": getattr(embedder, "info", None),
+        "embedder": embedder.name, "embedder_info": getattr(embedder, "info", None), **inst.summary(),
     })
-    return embedder, detector
+    return embedder, inst, (X, y)
 
 
 def _write_summary(rd: RunDir, config: T2IConfig, history: Any, detector: Any, embedder: Any, seconds: dict[str, float]) -> None:
@@ -122,8 +129,9 @@ def _write_summary(rd: RunDir, config: T2IConfig, history: Any, detector: Any, e
     final = [r for r in history.metrics if int(r["step"]) == last]
     rd.write_json("result.json", {
         "preset": config.preset, "final_step": last,
-        "final": {r["prompt"]: {"rate": r["rate"], "mean_embedding_inside": r["mean_embedding_inside"],
-                                "mean_image_inside": r["mean_image_inside"]} for r in final},
+        "final": {r["prompt"]: {k: r[k] for k in ("rate", "rate_ci_low", "rate_ci_high", "floor", "excess_p_value",
+                                                  "calibration", "mean_embedding_inside", "mean_image_inside")}
+                  for r in final},
         "first_loss": history.losses[0]["loss"] if history.losses else None,
         "last_loss": history.losses[-1]["loss"] if history.losses else None,
         "seconds": seconds,

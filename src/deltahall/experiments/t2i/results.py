@@ -11,8 +11,11 @@ Files of a finished run (see ``docs/t2i.md``)::
     metrics.csv            one row per checkpoint x prompt
     loss.csv               training loss of every optimizer step
     result.json            headline numbers and timings
-    detector.safetensors   the fitted HCDR detector
-    samples/step-*.csv|npz per-sample scores and embeddings
+    instrument.json        the instrument fitted on the real embeddings: split, density
+                           models, per rule the calibration scores, thresholds and floor
+    measure.json           the final checkpoint through the instrument: both rules, selection,
+                           baselines (see :mod:`.final`)
+    samples/step-*.csv|npz per-sample scores, embeddings, log-densities, rate-vs-alpha curves
     grids/step-*_p*.png    samples flagged as hallucinations
     figures/fig5_*.png ... Figures 5-7
     checkpoint-*/          the last ``checkpoints_total_limit`` checkpoints
@@ -26,25 +29,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from deltahall.io.rundir import read_csv
 
-#: Threshold percentiles of the rate-vs-percentile figure.
-PERCENTILE_GRID = np.linspace(0.0, 50.0, 51)
-
-_INT = ("step", "prompt_index", "n_outside", "K")
-_BOOL = ("mean_embedding_inside", "mean_image_inside")
+_INT = ("step", "prompt_index", "K")
+_STR = ("prompt", "calibration")
 
 
 def _cell(key: str, v: str) -> Any:
-    if key in _INT:
+    if key in _INT or key.startswith("n_outside"):
         return int(v)
-    if key in _BOOL:
+    if key.startswith(("mean_embedding_inside", "mean_image_inside")):
         if v not in ("True", "False"):
             raise ValueError(f"metrics.csv column {key!r} must be True/False; got {v!r}.")
         return v == "True"
-    if key == "prompt":
+    if key in _STR:
         return v
     return float(v) if v != "" else math.nan
 
@@ -65,21 +64,22 @@ def read_losses(run_dir: str | Path) -> list[dict[str, Any]]:
     return [{"step": int(r["step"]), "loss": float(r["loss"])} for r in read_csv(path)]
 
 
-def real_floor(holdout_coverage: npt.ArrayLike) -> float:
-    """Mean over classes of the held-out real fraction outside its own class's region.
+def read_instrument(run_dir: str | Path) -> dict[str, Any]:
+    """``instrument.json`` of a run (see :meth:`.instrument.Instrument.summary`)."""
+    import json
 
-    >>> real_floor([0.75, 0.5])
-    0.375
-    """
-    return float(np.mean(1.0 - np.asarray(holdout_coverage, dtype=np.float64)))
+    path = Path(run_dir) / "instrument.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no instrument.json in {run_dir}; is it a t2i run directory?")
+    out: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return out
 
 
 def save_figures(run_dir: str | Path) -> list[Path]:
-    """Draw Figures 5-7 (and rate vs percentile) of a run directory into ``figures/`` (PNG + SVG).
+    """Draw Figures 5-7 (and rate vs α) of a run directory into ``figures/`` (PNG + SVG).
 
-    Reads ``metrics.csv``, ``loss.csv``, ``manifest.json`` (class names),
-    ``detector.safetensors`` and the last step's ``samples/step-*.npz`` (the rate-vs-percentile
-    figure is skipped when that file is missing).
+    Reads ``metrics.csv``, ``loss.csv``, ``instrument.json`` and the last step's
+    ``samples/step-*.npz`` (the rate-vs-α figure is skipped when that file is missing).
 
     Returns
     -------
@@ -89,38 +89,40 @@ def save_figures(run_dir: str | Path) -> list[Path]:
     Raises
     ------
     FileNotFoundError
-        If ``run_dir`` has no ``metrics.csv``, ``manifest.json`` or ``detector.safetensors``.
+        If ``run_dir`` has no ``metrics.csv`` or ``instrument.json``.
     """
-    import json
-
-    from deltahall.detectors import HCDRDetector
     from deltahall.io import RunDir
+    from deltahall.measure.calibration import ALPHA_GRID
     from deltahall.plotting import pyplot
     from deltahall.plotting.t2i import figure5, figure6, figure7, rate_vs_percentile
 
     root = Path(run_dir)
     metrics, losses = read_metrics(root), read_losses(root)
-    for name in ("manifest.json", "detector.safetensors"):
-        if not (root / name).is_file():
-            raise FileNotFoundError(f"no {name} in {root}; is it a t2i run directory?")
-    classes = [str(c) for c in json.loads((root / "manifest.json").read_text(encoding="utf-8"))["config"]["classes"]]
-    det = HCDRDetector.load(root / "detector.safetensors")
-    floor = real_floor(det.holdout_coverage_)
+    inst = read_instrument(root)
+    main, other = inst["rules"]
+    rule = inst["per_rule"][main]
+    fl = rule["floor"]
+    floor, floor_ci = float(fl["rate"]), (float(fl["ci"][0]), float(fl["ci"][1]))
     steps = sorted({int(r["step"]) for r in metrics})
+    thresholds = [float("nan") if t is None else float(t) for t in rule["thresholds"]]
     figures = [
-        ("fig5_rate_and_loss", lambda: figure5(metrics, losses, floor=floor)),
-        ("fig6_rate_per_prompt", lambda: figure6(metrics, floor=floor)),
-        ("fig7_calibration", lambda: figure7(det.calibration_scores_, det.thresholds_, class_names=classes,
-                                             percentile=det.percentile)),
+        ("fig5_rate_and_loss", lambda: figure5(metrics, losses, floor=floor, floor_ci=floor_ci, rule=main,
+                                               beside=other)),
+        ("fig6_rate_per_prompt", lambda: figure6(metrics, floor=floor, floor_ci=floor_ci, rule=main, beside=other)),
+        ("fig7_calibration", lambda: figure7(rule["calibration_scores"], thresholds, class_names=inst["classes"],
+                                             percentile=100.0 * float(inst["alpha"]), rule=main)),
     ]
     npz = root / "samples" / f"step-{steps[-1]:06d}.npz" if steps else None
     if npz is not None and npz.is_file():
         prompts = {int(r["prompt_index"]): str(r["prompt"]) for r in metrics}
         with np.load(npz, allow_pickle=False) as f:
-            curves = {prompts[p]: det.rate_curve(f[f"embeddings_p{p}"].astype(np.float64), PERCENTILE_GRID)
-                      for p in sorted(prompts) if f"embeddings_p{p}" in f}
-        figures.append(("rate_vs_percentile", lambda: rate_vs_percentile(
-            PERCENTILE_GRID, curves, threshold_percentile=det.percentile, step=steps[-1])))
+            curves = {prompts[p]: f[f"curve_rate_p{p}"] for p in sorted(prompts) if f"curve_rate_p{p}" in f}
+            if "curve_floor" in f:
+                curves["held-out real images (the floor)"] = f["curve_floor"]
+        pct = 100.0 * np.asarray(ALPHA_GRID)
+        if curves:
+            figures.append(("rate_vs_percentile", lambda: rate_vs_percentile(
+                pct, curves, threshold_percentile=100.0 * float(inst["alpha"]), step=steps[-1], rule=main)))
     rd, plt = RunDir(root), pyplot()
     out: list[Path] = []
     for name, draw in figures:
@@ -142,6 +144,7 @@ class T2IResult:
     losses : list of dict
         Rows of ``loss.csv`` (per optimizer step).
     detector_path : Path
+        The fitted instrument's ``instrument.json``.
     figures : list of Path
     seconds : dict
         Wall time of the whole run and of training / evaluation / setup.

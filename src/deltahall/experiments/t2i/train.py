@@ -27,7 +27,8 @@ import numpy as np
 
 from deltahall.experiments._checkpoint import load_checkpoint, save_checkpoint
 from deltahall.experiments.t2i.config import T2IConfig
-from deltahall.experiments.t2i.evaluate import METRIC_COLUMNS, EvalContext, evaluate
+from deltahall.experiments.t2i.evaluate import EvalContext, evaluate, metric_columns
+from deltahall.experiments.t2i.instrument import rules
 from deltahall.experiments.t2i.modeling import (
     Components,
     encode_text,
@@ -61,8 +62,8 @@ class History:
         v = [float(r["loss"]) for r in self.losses if lo < int(r["step"]) <= hi]
         return float(np.mean(v)) if v else math.nan
 
-    def write(self, run_dir: Path, classes: tuple[str, ...]) -> None:
-        cols = [*METRIC_COLUMNS, *(f"frac_in_{c}" for c in classes)]
+    def write(self, run_dir: Path, config: T2IConfig) -> None:
+        cols = metric_columns(rules(config), tuple(config.classes or ()))
         rows = sorted(self.metrics, key=lambda r: (int(r["step"]), int(r["prompt_index"])))
         atomic_write_text(run_dir / "metrics.csv", rows_to_csv(rows, cols))
         atomic_write_text(run_dir / "loss.csv", rows_to_csv(self.losses, ["step", "loss"]))
@@ -166,7 +167,7 @@ def train(
             with accelerator.autocast():
                 rows = evaluate(ctx, step, loss)
             history.metrics = [r for r in history.metrics if int(r["step"]) != step] + rows
-            history.write(run_dir, cfg.classes or ())
+            history.write(run_dir, cfg)
             history.seconds["evaluate"] += time.perf_counter() - t0
         accelerator.wait_for_everyone()
 
@@ -220,11 +221,11 @@ def train(
                         extra={"loss": interval, "fingerprint": cfg.fingerprint()},
                         total_limit=cfg.checkpoints_total_limit or None,
                     )
-                    history.write(run_dir, cfg.classes or ())
+                    history.write(run_dir, cfg)
                 accelerator.wait_for_everyone()
                 _evaluate(done, interval)
     finally:
         bar.close()
         if accelerator.is_main_process:
-            history.write(run_dir, cfg.classes or ())
+            history.write(run_dir, cfg)
     return history
