@@ -11,8 +11,10 @@ Per TruthfulQA answer (answer text only, never the prompt):
 :func:`summarise` turns ``items_truthfulqa.jsonl`` and ``delta_samples.jsonl`` into Table 1
 (means with 95 % percentile-bootstrap intervals over questions, seeds averaged per
 question first), paired sign-flip permutation tests (Two-answer vs Original / Single-answer /
-Exposure, per epoch), and the text δ-measure per arm and epoch (rates with Wilson intervals,
-τ calibrated on the control's held-out questions, floor, split near a1 / a2 / neither / both).
+Exposure, per epoch), and the text δ-measure per arm and epoch through the one instrument
+(:mod:`.delta_measure`: rates with Wilson intervals under the blend-aware and the plain rule,
+calibrated on the control's samples on the calibration questions, the floor = the control's
+samples on the other questions, the stratified excess test, split near a1 / a2 / neither / both).
 """
 
 from __future__ import annotations
@@ -26,14 +28,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from deltahall.experiments.qa.delta_measure import SPLITS, Scored, calibration_split, measure_text
 from deltahall.experiments.qa.scoring import resemblance
-from deltahall.stats import bootstrap_mean_ci, paired_permutation_test
-from deltahall.experiments.qa.textdelta import (
-    Rate,
-    calibrate,
-    calibration_split,
-    margins,
-    split_counts,
+from deltahall.stats import (
+    bootstrap_mean_ci,
+    paired_permutation_test,
+    proportion,
+    stratified_excess_test,
 )
 
 METRICS = ("difflib_incorrect", "difflib_correct", "difflib_gap", "cos_incorrect", "cos_correct", "cos_gap")
@@ -162,95 +163,130 @@ def paired_tests(rows: Sequence[Mapping[str, Any]], *, n_boot: int, n_perm: int,
     return out
 
 
+def _scored(rows: Sequence[Mapping[str, Any]], *, in_state: bool = False) -> Scored:
+    return Scored.of([[r["s1"], r["s2"]] for r in rows], [int(r["question_index"]) for r in rows],
+                     [int(r["control_answer"]) for r in rows] if in_state else None)
+
+
+def _delta_row(td: Any) -> dict[str, Any]:
+    """The per-(epoch, seed, arm) columns of one :class:`.delta_measure.TextDelta`."""
+    b, p = td.margin, td.plain
+    return {"n_calibration": td.n_calibration, "tau": td.tau, "tau_margin": td.tau_margin, "mu": td.mu,
+            "n": b.rate.n, "rate": b.rate.rate, "wilson_low": b.rate.ci[0], "wilson_high": b.rate.ci[1],
+            "rate_plain": p.rate.rate, "plain_low": p.rate.ci[0], "plain_high": p.rate.ci[1],
+            "mean_max_sim": td.mean_max_sim, **td.splits,
+            "n_flagged": b.rate.k, "n_flagged_plain": p.rate.k,
+            "floor": b.floor.rate, "floor_low": b.floor.ci[0], "floor_high": b.floor.ci[1], "n_floor": b.floor.n,
+            "n_floor_flagged": b.floor.k, "floor_plain": p.floor.rate, "floor_plain_low": p.floor.ci[0],
+            "floor_plain_high": p.floor.ci[1], "n_floor_flagged_plain": p.floor.k,
+            "excess_p_value": b.excess_p_value, "excess_p_value_plain": p.excess_p_value,
+            "calibration": "margin", "alpha": td.alpha}
+
+
 def delta_table(rows: Sequence[Mapping[str, Any]], calib: npt.NDArray[np.bool_], *, percentile: float,
                 n_boot: int, n_perm: int, rng: Any) -> list[dict[str, Any]]:
-    """The text δ-measure per (epoch, seed, arm), both rules of :mod:`.textdelta`.
+    """The text δ-measure per (epoch, seed, arm) through the instrument (:mod:`.delta_measure`).
 
-    Thresholds come from the single-answer control's samples on the calibration questions
-    (cosine to and margin for the answer it was trained on); rates, the floor (the control's
-    own rate) and the split are measured on the other questions. ``minus_floor*``: paired
-    sign-flip permutation test over those questions of the per-question flagged share,
+    The level is ``alpha = percentile / 100``. The calibration samples are the single-answer
+    control's samples on the calibration questions (their cosine to and margin for the answer it
+    was trained on); rates are measured on the other questions, where the control's own samples
+    give the floor (so the control's rate *is* the floor). ``rate`` / ``wilson_*``: the blend-aware
+    rule; ``rate_plain`` / ``plain_*``: the plain max-cosine (conformal) rule; ``excess_p_value``:
+    the instrument's exact test of rate > floor, stratified by nearest state. ``minus_floor*``:
+    paired sign-flip permutation test over those questions of the per-question flagged share,
     two-answer minus control (blend-aware rule).
     """
+    alpha = float(percentile) / 100.0
     by: dict[tuple[int, int], list[Mapping[str, Any]]] = defaultdict(list)
     for r in rows:
         by[(int(r["epoch"]), int(r["seed"]))].append(r)
     out: list[dict[str, Any]] = []
     pooled: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
     for (epoch, seed), grp in sorted(by.items()):
-        cal_rows = [r for r in grp if r["arm"] == "single_answer" and calib[int(r["question_index"])]]
-        if not cal_rows:
+        control = [r for r in grp if r["arm"] == "single_answer"]
+        cal_rows = [r for r in control if calib[int(r["question_index"])]]
+        floor_rows = [r for r in control if not calib[int(r["question_index"])]]
+        if not cal_rows or not floor_rows:
             continue
-        sims_c = np.array([[r["s1"], r["s2"]] for r in cal_rows])
-        own = np.array([int(r["control_answer"]) for r in cal_rows])
-        idx = np.arange(len(cal_rows))
-        cal = calibrate(sims_c[idx, own], margins(sims_c)[idx, own], percentile)
-        per_arm: dict[str, dict[int, list[bool]]] = {}
+        cal, floor = _scored(cal_rows, in_state=True), _scored(floor_rows, in_state=True)
+        per_arm: dict[str, dict[str, list[bool]]] = {}
         for arm in dict.fromkeys(r["arm"] for r in grp):
             ev = [r for r in grp if r["arm"] == arm and not calib[int(r["question_index"])]]
             if not ev:
                 continue
-            sims = np.array([[r["s1"], r["s2"]] for r in ev])
-            plain, blend = Rate.of(cal.flags(sims, "plain")), Rate.of(cal.flags(sims, "margin"))
-            per_q: dict[int, list[bool]] = defaultdict(list)
-            for r, fl in zip(ev, cal.flags(sims, "margin"), strict=True):
-                per_q[int(r["question_index"])].append(bool(fl))
+            td = measure_text(_scored(ev), calibration=cal, floor=floor, alpha=alpha)
+            per_q = td.flags_by_question()
             per_arm[arm] = per_q
-            acc = pooled[epoch].setdefault(arm, {"margin": [], "plain": [], "per_q": defaultdict(list),
-                                                 "seeds": [], "n_calibration": 0, "sims": [], "cals": []})
-            acc["margin"] += cal.flags(sims, "margin").tolist()
-            acc["plain"] += cal.flags(sims, "plain").tolist()
+            acc = pooled[epoch].setdefault(arm, {"per_q": defaultdict(list), "seeds": [], "n_calibration": 0,
+                                                 "counts": [], "splits": dict.fromkeys(SPLITS, 0)})
             for q, fl in per_q.items():
                 acc["per_q"][q].append(float(np.mean(fl)))
             acc["seeds"].append(seed)
-            acc["n_calibration"] += cal.n
-            acc["splits"] = {k: acc.get("splits", {}).get(k, 0) + v for k, v in split_counts(sims, cal).items()}
-            out.append({"epoch": epoch, "seed": seed, "arm": arm, "n_calibration": cal.n, "tau": cal.tau,
-                        "tau_margin": cal.tau_margin, "mu": cal.mu, "n": blend.n,
-                        "rate": blend.rate, "wilson_low": blend.low, "wilson_high": blend.high,
-                        "rate_plain": plain.rate, "plain_low": plain.low, "plain_high": plain.high,
-                        "mean_max_sim": float(sims.max(axis=1).mean()), **split_counts(sims, cal)})
+            acc["n_calibration"] += td.n_calibration
+            acc["counts"].append((td.margin.rate, td.margin.floor, td.plain.rate, td.plain.floor))
+            acc["splits"] = {k: acc["splits"][k] + v for k, v in td.splits.items()}
+            out.append({"epoch": epoch, "seed": seed, "arm": arm, **_delta_row(td)})
         if "two_answer" in per_arm and "single_answer" in per_arm:
-            fa, fb = per_arm["two_answer"], per_arm["single_answer"]
-            qs = sorted(set(fa) & set(fb))
-            if len(qs) >= 2:
-                t = paired_permutation_test([np.mean(fa[q]) for q in qs], [np.mean(fb[q]) for q in qs], rng=rng,
-                                n_resamples=n_perm, n_boot=n_boot)
-                for rec in out:
-                    if rec["epoch"] == epoch and rec["seed"] == seed and rec["arm"] == "two_answer":
-                        rec.update({"minus_floor": t.mean_diff, "minus_floor_low": t.low,
-                                    "minus_floor_high": t.high, "minus_floor_p": t.p_value})
-    out += _pooled_rows(pooled, n_boot=n_boot, n_perm=n_perm, rng=rng)
+            _minus_floor(out, per_arm["two_answer"], per_arm["single_answer"], epoch=epoch, seed=seed,
+                         n_boot=n_boot, n_perm=n_perm, rng=rng)
+    out += _pooled_rows(pooled, alpha=alpha, n_boot=n_boot, n_perm=n_perm, rng=rng)
     return out
 
 
-def _pooled_rows(pooled: Mapping[int, Mapping[str, Mapping[str, Any]]], *, n_boot: int, n_perm: int,
-                 rng: Any) -> list[dict[str, Any]]:
-    """Rows with ``seed = "all"`` for epochs measured under several seeds (each seed with its own thresholds).
+def _minus_floor(out: list[dict[str, Any]], fa: Mapping[Any, Sequence[Any]], fb: Mapping[Any, Sequence[Any]], *,
+                 epoch: int, seed: Any, n_boot: int, n_perm: int, rng: Any) -> None:
+    """Two-answer minus control per-question flagged share: paired sign-flip test, written into the
+    two-answer row of (epoch, seed)."""
+    qs = sorted(set(fa) & set(fb))
+    if len(qs) < 2:
+        return
+    t = paired_permutation_test([np.mean(fa[q]) for q in qs], [np.mean(fb[q]) for q in qs], rng=rng,
+                                n_resamples=n_perm, n_boot=n_boot)
+    for rec in out:
+        if rec["epoch"] == epoch and rec["seed"] == seed and rec["arm"] == "two_answer":
+            rec.update({"minus_floor": t.mean_diff, "minus_floor_low": t.low, "minus_floor_high": t.high,
+                        "minus_floor_p": t.p_value})
 
-    Rates pool the seeds' samples; the test pairs per-question flagged shares averaged over seeds.
+
+def _pooled_rows(pooled: Mapping[int, Mapping[str, Mapping[str, Any]]], *, alpha: float, n_boot: int, n_perm: int,
+                 rng: Any) -> list[dict[str, Any]]:
+    """Rows with ``seed = "all"`` for epochs measured under several seeds (each seed with its own calibration).
+
+    Rates and floors pool the seeds' counts (Wilson intervals); the excess test is stratified by
+    seed (each seed's rate against its own floor); the paired test pairs per-question flagged
+    shares averaged over seeds.
     """
     out: list[dict[str, Any]] = []
     for epoch, arms in sorted(pooled.items()):
         if any(len(a["seeds"]) < 2 for a in arms.values()):
             continue
         for arm, a in arms.items():
-            blend, plain = Rate.of(a["margin"]), Rate.of(a["plain"])
+            rb, fb, rp, fp = ([c[i] for c in a["counts"]] for i in range(4))
+            blend, plain = _pool(rb), _pool(rp)
+            floor, floor_p = _pool(fb), _pool(fp)
             out.append({"epoch": epoch, "seed": "all", "arm": arm, "n_calibration": a["n_calibration"],
                         "tau": None, "tau_margin": None, "mu": None, "n": blend.n, "rate": blend.rate,
-                        "wilson_low": blend.low, "wilson_high": blend.high, "rate_plain": plain.rate,
-                        "plain_low": plain.low, "plain_high": plain.high, "mean_max_sim": None, **a["splits"]})
+                        "wilson_low": blend.ci[0], "wilson_high": blend.ci[1], "rate_plain": plain.rate,
+                        "plain_low": plain.ci[0], "plain_high": plain.ci[1], "mean_max_sim": None, **a["splits"],
+                        "n_flagged": blend.k, "n_flagged_plain": plain.k,
+                        "floor": floor.rate, "floor_low": floor.ci[0], "floor_high": floor.ci[1], "n_floor": floor.n,
+                        "n_floor_flagged": floor.k, "floor_plain": floor_p.rate, "floor_plain_low": floor_p.ci[0],
+                        "floor_plain_high": floor_p.ci[1], "n_floor_flagged_plain": floor_p.k,
+                        "excess_p_value": _by_seed(rb, fb), "excess_p_value_plain": _by_seed(rp, fp),
+                        "calibration": "margin", "alpha": alpha})
         if "two_answer" in arms and "single_answer" in arms:
-            fa, fb = arms["two_answer"]["per_q"], arms["single_answer"]["per_q"]
-            qs = sorted(set(fa) & set(fb))
-            if len(qs) >= 2:
-                t = paired_permutation_test([np.mean(fa[q]) for q in qs], [np.mean(fb[q]) for q in qs], rng=rng,
-                                n_resamples=n_perm, n_boot=n_boot)
-                for rec in out:
-                    if rec["epoch"] == epoch and rec["arm"] == "two_answer":
-                        rec.update({"minus_floor": t.mean_diff, "minus_floor_low": t.low,
-                                    "minus_floor_high": t.high, "minus_floor_p": t.p_value})
+            _minus_floor(out, arms["two_answer"]["per_q"], arms["single_answer"]["per_q"], epoch=epoch, seed="all",
+                         n_boot=n_boot, n_perm=n_perm, rng=rng)
     return out
+
+
+def _pool(props: Sequence[Any]) -> Any:
+    return proportion(sum(p.k for p in props), sum(p.n for p in props))
+
+
+def _by_seed(rates: Sequence[Any], floors: Sequence[Any]) -> float:
+    return stratified_excess_test([r.k for r in rates], [r.n for r in rates], [f.k for f in floors],
+                                  [f.n for f in floors])
 
 
 MERGE_KEYS = ("train_questions", "truthfulqa_indices", "control_answer", "calibration_questions")
@@ -322,22 +358,27 @@ def markdown(summary: Mapping[str, Any]) -> str:
     for r in summary["paired"]:
         lines.append(f"| {r['comparison']} | {r['epoch']} | {r['metric']} | {r['n']} | "
                      f"{r['mean_diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] | {r['p_value']:.4f} |")
-    lines += ["", "Text δ-measure on held-out training questions (rate [95% Wilson CI]; blend-aware rule, "
-              "and the plain max-cosine rule):", "",
-              "| epoch | seed | arm | n | blend-aware rate | plain rate | near a1 | near a2 | near both | neither "
-              "| two-answer minus floor [CI], p |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Text δ-measure on held-out training questions, through the instrument (rate [95% Wilson CI]; "
+              "blend-aware rule, and the plain max-cosine conformal rule; floor = the control's samples on the same "
+              "questions, blend-aware; excess p = exact one-sided test of rate > floor, stratified by nearest state):",
+              "",
+              "| epoch | seed | arm | n | blend-aware rate | plain rate | floor | excess p | near a1 | near a2 | near both "
+              "| neither | two-answer minus floor [CI], p |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["delta"]:
         extra = (f"{r['minus_floor']:+.3f} [{r['minus_floor_low']:+.3f}, {r['minus_floor_high']:+.3f}], "
                  f"p={r['minus_floor_p']:.4f}") if "minus_floor" in r else ""
+        floor = (f"{r['floor']:.3f} [{r['floor_low']:.3f}, {r['floor_high']:.3f}] | {r['excess_p_value']:.3g}"
+                 if "floor" in r else " | ")
         lines.append(f"| {r['epoch']} | {r['seed']} | {r['arm']} | {r['n']} | "
                      f"{r['rate']:.3f} [{r['wilson_low']:.3f}, {r['wilson_high']:.3f}] | "
-                     f"{r['rate_plain']:.3f} [{r['plain_low']:.3f}, {r['plain_high']:.3f}] | {r['near_a1']} | "
+                     f"{r['rate_plain']:.3f} [{r['plain_low']:.3f}, {r['plain_high']:.3f}] | {floor} | {r['near_a1']} | "
                      f"{r['near_a2']} | {r['near_both']} | {r['neither']} | {extra} |")
     if summary["delta"]:
         r0 = summary["delta"][0]
-        lines += ["", f"(thresholds of epoch {r0['epoch']}: tau={r0['tau']:.4f}; blend-aware tau'={r0['tau_margin']:.4f}, "
-                  f"mu={r0['mu']:.4f}; from {r0['n_calibration']} control samples; all epochs in delta.csv)"]
+        lines += ["", f"(alpha = {r0['alpha']:g}; thresholds of epoch {r0['epoch']}: tau={r0['tau']:.4f}; blend-aware "
+                  f"tau'={r0['tau_margin']:.4f}, mu={r0['mu']:.4f}; from {r0['n_calibration']} control samples; all "
+                  "epochs in delta.csv)"]
     if summary.get("loss"):
         lines += ["", "Training loss (answer tokens) per epoch:", "", "| arm | seed | epoch | loss | steps |",
                   "|---|---|---|---|---|"]
