@@ -149,7 +149,24 @@ def _bad_files(d):
     (d / "det_flip.safetensors").write_bytes(bytes(flipped))
     (d / "det_empty.safetensors").write_bytes(b"")
     (d / "det_text.safetensors").write_text("state,threshold\na,1\n")
+    _forge(d / "det.safetensors", d / "det_nan.safetensors", "state0.calibration_scores", lambda a: a * np.nan)
+    _forge(d / "det.safetensors", d / "det_f32.safetensors", "state1.means", lambda a: a.astype(np.float32))
     (d / "afile").write_text("x")
+
+
+def _forge(src, dst, name, edit):
+    """A well-formed detector file with one tensor changed and the SHA-256 recomputed."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from deltahall.detectors._format import _digest
+
+    with safe_open(str(src), framework="numpy") as fh:
+        meta = dict(fh.metadata())
+    arrays = load_file(str(src))
+    arrays[name] = edit(arrays[name])
+    meta["sha256"] = _digest(meta, arrays)
+    save_file(arrays, str(dst), metadata=meta)
 
 
 def _cases(d):
@@ -230,6 +247,8 @@ def _cases(d):
         (score(f("det_flip.safetensors")), 2, r"'.*det_flip\.safetensors' failed its SHA-256 check"),
         (score(f("det_empty.safetensors")), 2, r"'.*det_empty\.safetensors' is not a \.safetensors file"),
         (score(f("det_text.safetensors")), 2, r"'.*det_text\.safetensors' is not a \.safetensors file"),
+        (score(f("det_nan.safetensors")), 2, r"'.*det_nan\.safetensors' is an inconsistent HCDR detector file: tensor `state0\.calibration_scores` must be finite"),
+        (score(f("det_f32.safetensors")), 2, r"'.*det_f32\.safetensors' is an inconsistent HCDR detector file: tensor `state1\.means` must be float64; got float32"),
         (score(E), 2, r"'.*E\.npy' is not a \.safetensors file"),
         (score(f("adir")), 2, r"HCDR detector file not found: '.*adir'"),
         (curve(det=f("missing.safetensors")), 2, r"HCDR detector file not found"),

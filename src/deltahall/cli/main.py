@@ -24,13 +24,13 @@ No traceback reaches the user for these; ``-v`` logs it.
 from __future__ import annotations
 
 import argparse
-import ast
-import functools
+import dis
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import CodeType
 from typing import NoReturn
 
 from deltahall import __version__
@@ -125,8 +125,8 @@ def raised_by_deltahall(exc: BaseException) -> bool:
     """Whether ``exc`` was raised by a ``raise`` statement of deltahall's input validation.
 
     The innermost frame of its traceback must be in a module of this package (or one of
-    scikit-learn's validation modules, :data:`_SKLEARN_VALIDATION`), at a line that belongs to a
-    ``raise`` statement: a deliberate refusal. An exception thrown anywhere else in a library,
+    scikit-learn's validation modules, :data:`_SKLEARN_VALIDATION`), and the instruction that
+    raised it must be a ``raise`` statement's: a deliberate refusal. An exception thrown anywhere else in a library,
     or by Python itself on a line of ours that is not a ``raise`` (``int("x")``, a wrong call),
     is not.
     """
@@ -143,20 +143,16 @@ def raised_by_deltahall(exc: BaseException) -> bool:
     sklearn = "sklearn" in path.parts and path.as_posix().split("/sklearn/")[-1] in _SKLEARN_VALIDATION
     if not (ours or sklearn):
         return False
-    return tb.tb_lineno in _raise_lines(str(path))
+    return _is_raise(tb.tb_frame.f_code, tb.tb_lasti)
 
 
-@functools.lru_cache(maxsize=256)
-def _raise_lines(path: str) -> frozenset[int]:
-    try:
-        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):  # pragma: no cover
-        return frozenset()
-    lines: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Raise):
-            lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-    return frozenset(lines)
+def _is_raise(code: CodeType, lasti: int) -> bool:
+    """Whether the instruction at ``lasti`` of ``code`` is a ``raise`` statement's.
+
+    Read from the bytecode that ran, not from the source on disk (which may have changed
+    since the module was imported).
+    """
+    return any(ins.offset == lasti and ins.opname == "RAISE_VARARGS" for ins in dis.get_instructions(code))
 
 
 def _one_line(exc: BaseException) -> str:
