@@ -26,7 +26,6 @@ import numpy as np
 from deltahall._validation import BadInput, check_choice, check_int
 from deltahall.experiments._run import RESUME_FREE, RunOptions, free, open_run
 from deltahall.experiments.coinflip.config import OBJECTIVES, CoinFlipConfig
-from deltahall.experiments.coinflip.stats import permutation_correlation
 from deltahall.io import RunDir
 from deltahall.io.rundir import read_csv
 
@@ -227,6 +226,9 @@ def summarize_sweep(
     Pooled rows are computed over all epochs (``from_epoch`` 1) and again from epoch 3 on, so a
     reader can see whether a correlation is more than the first epochs' joint descent.
     """
+    # scipy.stats is imported here, not at module level: `deltahall coinflip run` never needs it.
+    from deltahall.experiments.coinflip.stats import permutation_correlation
+
     runs = load_runs(sweep_dir)
     run_rows: list[dict[str, Any]] = []
     for i, r in enumerate(runs):
