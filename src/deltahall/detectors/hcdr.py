@@ -436,11 +436,13 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
                 continue
             if np.ptp(X[idx], axis=0).max() == 0.0:
                 how = "are all identical"
-            elif self.normalize and dens is None:
+            elif dens is None and self.normalize:
                 how = "are all the same point after L2 normalisation (positive multiples of one vector)"
+            elif dens is None:
+                how = f"are all the same point to {_SAME_POINT:g} of the pooled scale"
             else:
-                how = f"all coincide in the {dens.models_[i].k if dens else '?'} principal coordinates " \
-                      f"its density models (pca_dim={self.pca_dim})"
+                how = (f"all coincide in the {dens.models_[i].k} principal coordinates its density "
+                       f"models (pca_dim={self.pca_dim})")
             raise ValueError(
                 f"state {label!r} has zero variance: its {idx.size} rows ({_rows_text(idx)}) {how}, "
                 "so no density can be fitted to it; drop the state or check its embeddings."
