@@ -21,8 +21,8 @@ import numpy.typing as npt
 from deltahall.plotting import pyplot
 
 RED, BLUE, GREY = "#d62728", "#1f5fbf", "#888888"
-DETECTOR_STYLE = {"hcdr": ("HCDR (conformal)", "#2a9d50"), "variance": ("trajectory variance", "#9467bd"),
-                  "knn": ("kNN distance", "#ff7f0e")}
+DETECTOR_STYLE = {"hcdr": ("HCDR (conformal)", "#2a9d50"), "hcdr_density": ("HCDR log-density", "#17becf"),
+                  "variance": ("trajectory variance", "#9467bd"), "knn": ("kNN distance", "#ff7f0e")}
 STRATEGY_STYLE = {"none": "#333333", "random": GREY, "variance": "#9467bd", "hcdr": "#2a9d50"}
 
 

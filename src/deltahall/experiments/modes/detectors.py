@@ -6,6 +6,9 @@ held-out real samples:
 - ``hcdr`` — the instrument (:func:`deltahall.measure.measure_embeddings`) fitted on labelled
   real samples with the components as latent states, split-conformal at α; score ``-p``;
 - ``hcdr_percentile`` — the same with the paper's percentile rule (its flags only);
+- ``hcdr_density`` — the instrument's own per-state log-density, maximised over states (the
+  score its p-values are computed from; unlike a p-value it keeps ranking points beyond the
+  calibration range, where every conformal p-value ties at its minimum 1/(m+1));
 - ``variance`` — the peer's trajectory variance of x̂₀ over the last sampling steps;
 - ``knn`` — the distance to the k-th nearest real sample.
 
@@ -31,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 
-DETECTORS: tuple[str, ...] = ("hcdr", "variance", "knn")
+DETECTORS: tuple[str, ...] = ("hcdr", "hcdr_density", "variance", "knn")
 
 
 @dataclass(frozen=True)
@@ -86,13 +89,20 @@ def score_all(
     conf = instrument(ref_x, ref_y, both, alpha=alpha, calibration="conformal", seed=seed)
     perc = instrument(ref_x, ref_y, both, alpha=alpha, calibration="percentile", seed=seed)
     p = np.asarray(conf.gen_p, dtype=np.float64)
+    scores = getattr(conf, "gen_scores", None)
+    if scores is None:
+        logger.warning("the instrument's Measurement has no gen_scores: hcdr_density falls back to -p.")
+        dens = -p
+    else:
+        dens = -np.max(np.asarray(scores, dtype=np.float64), axis=1)
     nn = NearestNeighbors(n_neighbors=knn_k).fit(ref_x)
     dist = nn.kneighbors(both)[0][:, -1]
     flag_c = np.asarray(conf.gen_flagged, dtype=bool)
     flag_p = np.asarray(perc.gen_flagged, dtype=bool)
     return Scored(
-        gen={"hcdr": -p[:n], "variance": np.asarray(gen_var, dtype=np.float64), "knn": dist[:n]},
-        real={"hcdr": -p[n:], "variance": np.asarray(holdout_var, dtype=np.float64), "knn": dist[n:]},
+        gen={"hcdr": -p[:n], "hcdr_density": dens[:n], "variance": np.asarray(gen_var, dtype=np.float64), "knn": dist[:n]},
+        real={"hcdr": -p[n:], "hcdr_density": dens[n:], "variance": np.asarray(holdout_var, dtype=np.float64),
+              "knn": dist[n:]},
         p_value=p[:n], flagged=flag_c[:n], flagged_percentile=flag_p[:n],
         floor=float(np.mean(flag_c[n:])), floor_percentile=float(np.mean(flag_p[n:])),
     )

@@ -161,8 +161,6 @@ def evaluate_checkpoint(ctx: Context, model: Any, *, step: int) -> tuple[dict[st
         row.update({f"{name}_auroc": d["auroc"], f"{name}_rate": d["rate"] if name != "hcdr" else row["hcdr_rate"],
                     f"{name}_precision": d["precision"], f"{name}_recall": d["recall"],
                     f"{name}_removed_at_keep": d["removed_at_keep"], f"{name}_kept_at_remove95": d["kept_at_remove95"]})
-    row["variance_rate"] = table["variance"]["rate"]
-    row["knn_rate"] = table["knn"]["rate"]
     rows = sample_rows(c.data, x, truth, scored, var)
     return row, rows, table
 

@@ -50,7 +50,8 @@ def build_section(run_dir: str | Path, *, title: str | None = None) -> Section:
     )
     rows = [{"step": m["step"], "val loss": m["val_loss"], "true rate": m["true_rate"],
              "95% CI": f"[{m['true_lo']:.4f}, {m['true_hi']:.4f}]", "HCDR rate (conformal)": m["hcdr_rate"],
-             "AUROC hcdr": m["hcdr_auroc"], "AUROC variance": m["variance_auroc"], "AUROC knn": m["knn_auroc"]}
+             "AUROC hcdr p": m["hcdr_auroc"], "AUROC hcdr density": m["hcdr_density_auroc"],
+             "AUROC variance": m["variance_auroc"], "AUROC knn": m["knn_auroc"]}
             for m in res["metrics"]]
     sec.table(rows, caption="Per checkpoint: the true δ-hallucination rate (Wilson 95%), the instrument's rate at "
                             f"α = {cfg['alpha']}, and each detector's AUROC against the truth.")
@@ -61,7 +62,7 @@ def build_section(run_dir: str | Path, *, title: str | None = None) -> Section:
     hrows: list[dict[str, Any]] = [{"detector": "peer: trajectory variance (published)",
                                     "hallucinations removed": head["peer_variance"]["removed"],
                                     "in-support kept": head["peer_variance"]["kept"]}]
-    for d in ("variance", "hcdr", "knn"):
+    for d in ("variance", "hcdr", "hcdr_density", "knn"):
         hrows.append({"detector": f"ours: {d}", "hallucinations removed": head[d]["removed_at_keep"],
                       "in-support kept": head["keep_in_support"]})
         hrows.append({"detector": f"ours: {d}", "hallucinations removed": 0.95,

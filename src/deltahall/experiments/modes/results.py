@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from deltahall.experiments.modes import detectors as det
 from deltahall.experiments.modes import truth as tr
 from deltahall.io import RunDir
 from deltahall.io.rundir import read_csv
@@ -50,7 +51,7 @@ def verdicts(history: list[dict[str, Any]], table: dict[str, Any]) -> dict[str, 
              f"(95% CI {last['true_lo']:.4f}-{last['true_hi']:.4f}): "
              + ("it reaches zero" if zero else "it does NOT go to zero (the interval excludes 0)"
                 if last["true_lo"] > 0 else "zero is inside the interval, but the rate is not shown to vanish"))
-    aucs = {k: table[k]["auroc"] for k in ("hcdr", "variance", "knn") if table.get(k, {}).get("auroc") is not None}
+    aucs = {k: table[k]["auroc"] for k in det.DETECTORS if table.get(k, {}).get("auroc") is not None}
     if aucs:
         best = max(aucs, key=lambda k: aucs[k])
         b = (f"best AUROC against the truth at the last checkpoint: {best} ({aucs[best]:.4f}); "
@@ -68,7 +69,7 @@ def write_results(rd: RunDir, config: Any, history: list[dict[str, Any]], tables
     if recursive:
         rd.write_csv("recursive.csv", recursive)
     headline = {"peer_variance": PEER_HEADLINE, "keep_in_support": config.keep_in_support}
-    for k in ("hcdr", "variance", "knn"):
+    for k in det.DETECTORS:
         headline[k] = {"removed_at_keep": table[k]["removed_at_keep"], "kept_at_remove95": table[k]["kept_at_remove95"]}
     body = {
         "experiment": "modes", "config": {k: v for k, v in config.to_dict().items() if k != "run"},
