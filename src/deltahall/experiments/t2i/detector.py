@@ -1,10 +1,7 @@
-"""Real-image embeddings and the HCDR detector fitted on them (Section 7.3, Appendix A).
+"""Real-image embeddings: the reference the t2i run measures against (Section 7.3, Appendix A).
 
-The detector (:class:`deltahall.detectors.HCDRDetector`, the paper's percentile rule) learns,
-per latent state (class), a density on a ``1 - holdout_fraction`` split of the real embeddings
-(80 % by default) and a log-density threshold at the ``percentile``-th percentile (10) of the
-other part; a generated embedding is inside the HCDR when it clears the threshold of at least
-one class.
+The classes' real images are embedded once per run; :mod:`.instrument` fits the one
+instrument (:mod:`deltahall.measure`) on them, the classes as latent states.
 
 Real embeddings are cached in ``real_embeddings.npz`` (loaded with
 ``allow_pickle=False``) beside ``real_embeddings.json``, the settings that made them; a
@@ -80,20 +77,3 @@ def real_embeddings(config: T2IConfig, run_dir: Path, embedder: Any, train_data:
     atomic_write_text(meta, json.dumps(spec, indent=2, allow_nan=False))
     logger.info("embedded %d real images (%d dims)", X.shape[0], X.shape[1])
     return X, y
-
-
-def fit_detector(config: T2IConfig, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> Any:
-    """Fit :class:`~deltahall.detectors.HCDRDetector` with the configured parameters.
-
-    Labels are class indices ``0..n_classes-1`` (``classes_`` follows ``config.classes``).
-    """
-    from deltahall.detectors import HCDRDetector
-
-    det = HCDRDetector(
-        calibration="percentile", alpha=float(config.percentile) / 100.0,
-        calibration_fraction=float(config.holdout_fraction),
-        pca_dim=config.pca_dim or None, n_components=int(config.n_components or 1),
-        covariance_type=config.covariance_type, normalize=True, random_state=config.seed,
-    )
-    det.fit(X, y)
-    return det
