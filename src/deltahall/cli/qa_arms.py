@@ -36,15 +36,16 @@ def register_arms(qsub: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace) -> Any:
     """The :class:`ArmsConfig` of parsed arguments (preset < config file < command line)."""
+    from deltahall.cli.config_args import _UNSET
     from deltahall.experiments.qa.arms import PRESETS, ArmsConfig
 
-    parser: argparse.ArgumentParser = args._parser
     preset = PRESETS[args.preset]()
     file_keys = set(load_config_file(args.config)) if args.config else set()
     overrides: dict[str, Any] = {}
     for f in dataclasses.fields(ArmsConfig):
-        given = getattr(args, f.name) is not parser.get_default(f.name)
-        if not given and f.name not in file_keys:
+        if f.name == "run":
+            overrides["run"] = preset.run  # run options given on the command line or in the file win
+        elif getattr(args, f.name, _UNSET) is _UNSET and f.name not in file_keys:
             overrides[f.name] = getattr(preset, f.name)
     return config_from_args(ArmsConfig, args, config_file=args.config, **overrides)
 

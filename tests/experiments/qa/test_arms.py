@@ -227,3 +227,57 @@ def test_the_cpu_smollm2_preset_is_cpu_real_with_the_chat_model() -> None:
             "target_modules", "delta_arms")
     assert {k: getattr(c, k) for k in same} == {k: getattr(g, k) for k in same}
     assert (c.n_train_questions, c.n_eval_questions) == (16, 48)
+
+
+_KILL_AFTER_PROGRESS = """
+import os, signal, sys, runpy
+real = os.replace
+def replace(src, dst, *a, **k):
+    out = real(src, dst, *a, **k)
+    if os.path.basename(os.fspath(dst)) == "progress.json":
+        os.kill(os.getpid(), signal.SIGKILL)  # right after the first seed is marked finished
+    return out
+os.replace = replace
+sys.argv = ["deltahall", *sys.argv[1:]]
+runpy.run_module("deltahall.cli.main", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_run_killed_after_a_seed_resumes_to_the_same_files(tmp_path: Path) -> None:
+    """SIGKILL on an event (``progress.json`` published after seed 0), then resume: the result
+    files equal an uninterrupted run's byte for byte; a changed setting is refused, naming it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from deltahall.cli.main import main
+
+    argv = ["qa", "arms", "--preset", "tiny", "--data", str(OPEN_QA_SMALL), "--truthfulqa", str(TRUTHFULQA_SMALL),
+            "--seeds", "0", "1", "--arms", "original", "two_answer", "single_answer", "--n-eval-questions", "4"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main([*argv, "--out-dir", str(whole)]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _KILL_AFTER_PROGRESS, *argv, "--out-dir", str(killed)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert json.loads((killed / "progress.json").read_text()) == {"finished_seeds": [0]}
+    with pytest.raises(ValueError, match="already holds a run; pass --resume-from-checkpoint latest"):
+        _run_or_raise([*argv, "--out-dir", str(killed)])
+    with pytest.raises(ValueError, match=r"differ in 1 key: k_samples"):
+        _run_or_raise([*argv, "--out-dir", str(killed), "--resume-from-checkpoint", "latest", "--k-samples", "2"])
+    assert main([*argv, "--out-dir", str(killed), "--resume-from-checkpoint", "latest"]) == 0
+    for name in ("items_truthfulqa.jsonl", "delta_samples.jsonl", "loss.csv", "table1.csv", "paired.csv",
+                 "delta.csv", "progress.json"):
+        assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
+    sessions = json.loads((killed / "manifest.json").read_text())["sessions"]
+    assert len(sessions) == 2 and sessions[1]["run"]["resume_from_checkpoint"] == "latest"
+
+
+def _run_or_raise(argv: list[str]) -> None:
+    """Parse ``argv`` as the CLI does and run it in-process, so a refusal surfaces as its exception."""
+    from deltahall.cli.main import build_parser
+    from deltahall.cli.qa_arms import resolve_config
+    from deltahall.experiments.qa.arms import run
+
+    run(resolve_config(build_parser(only="qa").parse_args(argv)))

@@ -35,11 +35,28 @@ from typing import Any, Literal
 import numpy as np
 
 from deltahall._validation import check_choice, check_int, check_real
+from deltahall.experiments._run import RESUME_FREE, RunOptions
 
 logger = logging.getLogger(__name__)
 
 ARMS = ("original", "two_answer", "single_answer", "exposure")
 TINY_MODEL = "@tiny"
+#: Written (atomically) after each finished seed: the unit a resumed run keeps.
+PROGRESS = "progress.json"
+_DEFAULT_RUN = RunOptions(out_dir=Path("runs/qa-arms"), device="cpu")
+
+
+def _run_options(changes: dict[str, Any], base: RunOptions = _DEFAULT_RUN) -> dict[str, Any]:
+    """Move run-option names out of ``changes`` into its ``run`` (``torch_threads`` is ``threads``)."""
+    if "torch_threads" in changes:
+        changes["threads"] = changes.pop("torch_threads")
+    run = RunOptions.pop_from(changes)
+    current = changes.get("run", base)
+    if isinstance(current, dict):
+        current = RunOptions(**current)
+    if run:
+        changes["run"] = dataclasses.replace(current, **run)
+    return changes
 
 
 @dataclass(frozen=True)
@@ -73,13 +90,19 @@ class ArmsConfig:
     embedder: str = field(default="@minilm", metadata={"help": "sentence embedder for the cosine scores and the text δ-measure"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples for the intervals"})
     n_perm: int = field(default=10000, metadata={"help": "random sign flips for the paired permutation tests"})
-    out_dir: Path = field(default=Path("runs/qa-arms"), metadata={"help": "run directory (must not hold a run already)"})
-    device: str = field(default="cpu", metadata={"help": "'cpu', 'cuda' or 'cuda:i'"})
     dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata={"help": "base model dtype"})
-    torch_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: leave as is)"})
-    progress: bool = field(default=True, metadata={"help": "log progress"})
+    run: RunOptions = field(default_factory=lambda: _DEFAULT_RUN, metadata=RESUME_FREE)
 
     def __post_init__(self) -> None:
+        if isinstance(self.run, dict):
+            object.__setattr__(self, "run", RunOptions(**self.run))
+        if not isinstance(self.run, RunOptions):
+            raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
+        object.__setattr__(self, "run", self.run.with_defaults(out_dir=_DEFAULT_RUN.out_dir))
+        resume = self.run.resume_from_checkpoint
+        if resume is not None and resume != "latest":
+            raise ValueError("`resume_from_checkpoint` must be 'latest' for qa arms (a run resumes after its "
+                             f"last finished seed); got {resume!r}.")
         for name in ("n_train_questions", "n_eval_questions"):
             check_int(getattr(self, name), name, low=2)
         for name in ("epochs", "k_samples", "lora_r", "lora_alpha", "batch_size", "max_new_tokens",
@@ -87,13 +110,9 @@ class ArmsConfig:
             check_int(getattr(self, name), name, low=1)
         check_int(self.max_length, "max_length", low=8)
         check_int(self.data_seed, "data_seed", low=0)
-        if self.torch_threads is not None:
-            check_int(self.torch_threads, "torch_threads", low=1)
         for name in ("seeds", "arms", "delta_arms", "target_modules"):
             if not isinstance(getattr(self, name), tuple):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
-        if not isinstance(self.out_dir, Path):
-            object.__setattr__(self, "out_dir", Path(self.out_dir))
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"`seeds` must list distinct seeds; got {self.seeds}.")
         for s in self.seeds:
@@ -114,8 +133,8 @@ class ArmsConfig:
         check_real(self.top_p, "top_p", low=0.0, high=1.0, low_open=True)
         check_choice(self.prompt_format, "prompt_format", ("qa", "chat"))
         check_choice(self.dtype, "dtype", ("float32", "bfloat16"))
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"`device` must be 'cpu' or 'cuda[:i]'; got {self.device!r}.")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ValueError(f"`device` must be 'auto', 'cpu' or 'cuda[:i]'; got {self.device!r}.")
         if not self.target_modules:
             raise ValueError("`target_modules` must name at least one module; got ().")
         if not str(self.truthfulqa).strip():
@@ -124,6 +143,35 @@ class ArmsConfig:
     @property
     def finetuned_arms(self) -> tuple[str, ...]:
         return tuple(a for a in self.arms if a != "original")
+
+    @property
+    def out_dir(self) -> Path:
+        """The run directory (``run.out_dir``)."""
+        return Path(self.run.out_dir)  # type: ignore[arg-type]
+
+    @property
+    def device(self) -> str:
+        """``run.device``; ``'auto'`` is CUDA when available, else CPU."""
+        if self.run.device != "auto":
+            return self.run.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def torch_threads(self) -> int | None:
+        """``run.threads``."""
+        return self.run.threads
+
+    @property
+    def progress(self) -> bool:
+        """``run.progress``: log each phase's timing."""
+        return self.run.progress
+
+    @property
+    def resume(self) -> bool:
+        """Continue the run in ``out_dir`` (``run.resume_from_checkpoint == 'latest'``)."""
+        return self.run.resume_from_checkpoint == "latest"
 
     @classmethod
     def cpu_real(cls, **changes: Any) -> ArmsConfig:
@@ -140,7 +188,7 @@ class ArmsConfig:
             out_dir=Path("runs/qa-arms-cpu-real"), device="cpu", torch_threads=2,
         )
         base.update(changes)
-        return cls(**base)
+        return cls(**_run_options(base))
 
     @classmethod
     def cpu_smollm2(cls, **changes: Any) -> ArmsConfig:
@@ -167,7 +215,7 @@ class ArmsConfig:
             torch_threads=1, progress=False,
         )
         base.update(changes)
-        return cls(**base)
+        return cls(**_run_options(base))
 
 
 PRESETS = {"cpu-real": ArmsConfig.cpu_real, "cpu-smollm2": ArmsConfig.cpu_smollm2, "tiny": ArmsConfig.tiny}
@@ -241,7 +289,9 @@ def _load(config: ArmsConfig, rd_root: Path, texts: list[str]) -> tuple[Any, Any
     if config.model == TINY_MODEL:
         from deltahall.experiments.qa.tiny import build_tiny_model
 
-        folder = build_tiny_model(rd_root / "tiny-model", texts, seed=0)
+        folder = rd_root / "tiny-model"
+        if not folder.is_dir():  # built atomically: an existing folder is whole (a resumed run's)
+            build_tiny_model(folder, texts, seed=0)
         model, tok = load_causal_lm(str(folder), device=config.device, dtype=config.dtype)
         return model, tok, True
     model, tok = load_causal_lm(config.model, device=config.device, dtype=config.dtype)
@@ -251,29 +301,37 @@ def _load(config: ArmsConfig, rd_root: Path, texts: list[str]) -> tuple[Any, Any
 def run(config: ArmsConfig) -> ArmsResult:
     """Run every arm, seed and epoch of ``config``; write per-item files and the summary.
 
+    The run goes through the shared lifecycle (:func:`deltahall.experiments._run.check_run` and
+    ``accept_run``): a folder that holds a run is refused unless ``run.resume_from_checkpoint``
+    is ``'latest'``, a resumed run with other settings is refused with each changed key named,
+    and nothing is written before the inputs are read and the run accepted. The unit of resume
+    is a seed: ``progress.json`` lists the finished seeds (written atomically after a seed's
+    last rows), a resumed run keeps their rows and reruns the others from their start (every
+    seed's results depend only on the seed, so the files equal an uninterrupted run's; only
+    ``timings.csv`` records the sessions' wall time).
+
     Raises
     ------
     ValueError
-        If ``out_dir`` already holds a run, or the data are too small for the config.
+        If ``out_dir`` already holds a run (and no resume was asked for), the run in it has other
+        settings, or the data are too small for the config.
     FileNotFoundError
         If the TruthfulQA or dataset file is missing.
     """
-    import torch
-
+    from deltahall.experiments._run import accept_run, check_run, torch_threads
     from deltahall.experiments.qa import arms_tables as tables
     from deltahall.experiments.qa.dataset import load_dataset
     from deltahall.experiments.qa.truthfulqa import load_truthfulqa
-    from deltahall.io.rundir import RunDir
+    from deltahall.io.rundir import to_jsonable
     from deltahall.models import load_embedder
 
-    if (config.out_dir / "items_truthfulqa.jsonl").exists() or (config.out_dir / "manifest.json").exists():
-        raise ValueError(f"`out_dir` {config.out_dir} already holds a run; choose another --out-dir.")
     rows = load_dataset(config.data)
     items = load_truthfulqa(config.truthfulqa)
     for name, have, want in (("n_train_questions", len(rows), config.n_train_questions),
                              ("n_eval_questions", len(items), config.n_eval_questions)):
         if want > have:
             raise ValueError(f"`{name}` must be <= the {have} questions available; got {want}.")
+    decision = check_run(config, experiment="qa-arms")
     t_start = time.perf_counter()
     g = np.random.default_rng(config.data_seed)
     train_idx = sorted(g.choice(len(rows), size=config.n_train_questions, replace=False).tolist())
@@ -283,27 +341,31 @@ def run(config: ArmsConfig) -> ArmsResult:
     pairs = [(rows[i].question, rows[i].answers[0], rows[i].answers[1]) for i in train_idx]
     evals = [items[i] for i in eval_idx]
 
-    rd = RunDir(config.out_dir)
-    old_threads = torch.get_num_threads()
-    if config.torch_threads:
-        torch.set_num_threads(config.torch_threads)
-    try:
+    with torch_threads(config.torch_threads):
         texts = [t for p in pairs for t in p] + [t for it in evals for t in (it.question, *it.correct_answers,
                                                                              *it.incorrect_answers)]
-        model, tok, plumbing = _load(config, rd.root, texts)
+        model, tok, plumbing = _load(config, config.out_dir, texts)
         embedder = load_embedder(config.embedder, device=config.device)
-        rd.write_manifest(config, seed=config.data_seed, extra={
-            "plumbing": plumbing, "train_questions": [rows[i].id for i in train_idx],
-            "truthfulqa_indices": eval_idx, "control_answer": control, "calibration_questions": calib.tolist(),
-            "embedder": getattr(embedder, "fingerprint", {"spec": config.embedder})})
+        extra = {"plumbing": plumbing, "train_questions": [rows[i].id for i in train_idx],
+                 "truthfulqa_indices": eval_idx, "control_answer": control, "calibration_questions": calib.tolist(),
+                 "embedder": getattr(embedder, "fingerprint", {"spec": config.embedder})}
+        old = decision.manifest or {}
+        if decision.resumed and old.get("embedder") not in (None, to_jsonable(extra["embedder"])):
+            raise ValueError(f"cannot resume the run in {config.out_dir}: its embedder was {old.get('embedder')}, "
+                             f"this one is {extra['embedder']}.")
+        opened = accept_run(decision, extra=extra)
         scorer = tables.ItemScorer(embedder, evals)
-        state = _RunState(config, rd, model, tok, scorer, pairs, control, t_start)
+        state = _RunState(config, opened.rd, model, tok, scorer, pairs, control, t_start)
+        done = state.restore() if decision.resumed else []
         for seed in config.seeds:
+            if seed in done:
+                logger.info("seed %d finished in an earlier session: kept", seed)
+                continue
             state.run_seed(seed)
-    finally:
-        torch.set_num_threads(old_threads)
-    summary = tables.summarise(rd.root)
-    return ArmsResult(rd.root, summary, time.perf_counter() - t_start, plumbing)
+            done.append(seed)
+            state.finish_seed(done)
+    summary = tables.summarise(opened.root)
+    return ArmsResult(opened.root, summary, time.perf_counter() - t_start, plumbing)
 
 
 class _RunState:
@@ -317,6 +379,36 @@ class _RunState:
         self.delta_rows: list[dict[str, Any]] = []
         self.loss_rows: list[dict[str, Any]] = []
         self.timing_rows: list[dict[str, Any]] = []
+
+    def restore(self) -> list[int]:
+        """Reload the rows of the seeds an earlier session finished; returns those seeds."""
+        import json
+
+        from deltahall.experiments.qa import arms_tables as tables
+        from deltahall.io.rundir import read_csv
+
+        root = self.rd.root
+        progress = root / PROGRESS
+        done = [int(s) for s in json.loads(progress.read_text(encoding="utf-8"))["finished_seeds"]] \
+            if progress.is_file() else []
+        keep = set(done)
+
+        def kept(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [r for r in rows if int(r["seed"]) in keep] if (root / name).is_file() else []
+
+        self.tqa_rows = kept("items_truthfulqa.jsonl", tables.read_jsonl(root / "items_truthfulqa.jsonl")
+                             if (root / "items_truthfulqa.jsonl").is_file() else [])
+        self.delta_rows = kept("delta_samples.jsonl", tables.read_jsonl(root / "delta_samples.jsonl")
+                               if (root / "delta_samples.jsonl").is_file() else [])
+        # CSV cells stay the strings they were written as, so rewriting them changes no byte
+        self.loss_rows = kept("loss.csv", read_csv(root / "loss.csv") if (root / "loss.csv").is_file() else [])
+        self.timing_rows = read_csv(root / "timings.csv") if (root / "timings.csv").is_file() else []
+        return done
+
+    def finish_seed(self, done: list[int]) -> None:
+        """Mark the seeds in ``done`` finished (atomically, after their rows are on disk)."""
+        self._flush()
+        self.rd.write_json(PROGRESS, {"finished_seeds": list(done)})
 
     def _sampling(self) -> Any:
         from deltahall.experiments.qa.generate import SamplingParams
@@ -443,5 +535,5 @@ class _RunState:
 
 
 def replace(config: ArmsConfig, **changes: Any) -> ArmsConfig:
-    """A copy of ``config`` with ``changes`` (re-checked)."""
-    return dataclasses.replace(config, **changes)
+    """A copy of ``config`` with ``changes`` (re-checked); run-option names change ``run``."""
+    return dataclasses.replace(config, **_run_options(dict(changes), config.run))

@@ -316,7 +316,7 @@ def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str,
         if not mp.is_file():
             raise FileNotFoundError(f"`run_dirs`: {d} holds no manifest.json (not a `qa arms` run).")
         manifests.append(json.loads(mp.read_text(encoding="utf-8")))
-    free = {"seeds", "out_dir", "progress", "torch_threads"}
+    free = {"seeds", "out_dir", "progress", "torch_threads", "run"}
     first = manifests[0]
     seeds: list[int] = []
     for d, m in zip(run_dirs, manifests, strict=True):
