@@ -98,7 +98,7 @@ def test_stratified_excess_matches_a_brute_force_sum_of_hypergeometrics() -> Non
         m = a + c
         support = np.arange(max(0, m - d), min(m, b) + 1)
         dists.append((support, sps.hypergeom.pmf(support, b + d, m, b)))
-    p = sum(pa * pb for (sa, pa_), (sb, pb_) in [tuple(dists)] for xa, pa in zip(sa, pa_) for xb, pb in zip(sb, pb_)
+    p = sum(pa * pb for (sa, pa_), (sb, pb_) in [tuple(dists)] for xa, pa in zip(sa, pa_, strict=True) for xb, pb in zip(sb, pb_, strict=True)
             if xa + xb >= sum(kg))
     assert stats.stratified_excess_test(kg, ng, kf, nf) == pytest.approx(p)
 

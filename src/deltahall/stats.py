@@ -265,7 +265,7 @@ def stratified_excess_test(
 
     dist = np.ones(1)
     observed = 0
-    for i, (kg, ng, kf, nf) in enumerate(zip(*arrays)):
+    for i, (kg, ng, kf, nf) in enumerate(zip(*arrays, strict=True)):
         kg, ng = _check_counts(kg, ng, f"k_gen[{i}]", f"n_gen[{i}]")
         kf, nf = _check_counts(kf, nf, f"k_floor[{i}]", f"n_floor[{i}]")
         if ng == 0 or nf == 0:

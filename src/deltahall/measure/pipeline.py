@@ -6,15 +6,13 @@ Files written to ``out_dir`` (see ``docs/measure.md``)::
     measure.json    the measurement (strict JSON): rate, rate_ci, floor, floor_ci, excess_p_value,
                     states, per_prompt, curve, [selection], [baselines], [discovered_states]
     samples.csv     one row per generated sample: id, prompt, p_value, nearest_state, flagged,
-                    [kept], log_density_<state>...
+                    [kept], log_density_<state>... (samples.parquet with --samples-format parquet)
     report.html     the self-contained HTML report (unless report=False)
     figures/*.png
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from deltahall._validation import check_choice, check_int, check_output_path
 from deltahall.measure.calibration import DetectorSettings, Measurement, measure_embeddings
@@ -38,7 +37,10 @@ from deltahall.measure.selection import SELECT_MODES, Selection, select_candidat
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MeasureConfig", "MeasureResult", "run"]
+__all__ = ["SAMPLES_FORMATS", "MeasureConfig", "MeasureResult", "run", "write_samples_csv", "write_samples_parquet"]
+
+#: Formats of the per-sample table (``--samples-format``).
+SAMPLES_FORMATS = ("csv", "parquet")
 
 
 def _h(text: str) -> dict[str, str]:
@@ -65,6 +67,7 @@ class MeasureConfig:
     out_dir: Path = field(default=Path("runs/measure"), metadata=_h("output folder (measure.json, samples.csv, report.html); one that holds a measurement is refused unless --resume-from-checkpoint latest with the same settings"))
     resume_from_checkpoint: Literal["latest"] | None = field(default=None, metadata=_h("'latest': redo the measurement in --out-dir (same settings required); unset: refuse a folder that holds one"))
     report: bool = field(default=True, metadata=_h("write report.html"))
+    samples_format: Literal["csv", "parquet"] = field(default="csv", metadata=_h("per-sample table: 'csv' (samples.csv) or 'parquet' (samples.parquet, typed columns; needs pip install 'deltahall[parquet]')"))
     fit_fraction: float = field(default=0.5, metadata=_h("share of each state's reference rows fitting the densities (and choosing their model)"))
     calibration_fraction: float = field(default=0.3, metadata=_h("share calibrating the p-values"))
     test_fraction: float = field(default=0.2, metadata=_h("share held out for the floor"))
@@ -95,6 +98,7 @@ class MeasureConfig:
         if self.select_k is not None:
             check_int(self.select_k, "select_k", low=1)
         check_int(self.batch_size, "batch_size", low=1)
+        check_choice(self.samples_format, "samples_format", SAMPLES_FORMATS)
         if self.resume_from_checkpoint not in (None, "latest"):
             raise ValueError(f"`resume_from_checkpoint` of a measurement must be 'latest'; got {self.resume_from_checkpoint!r}.")
         self.settings()  # validates alpha, calibration, fractions, pca_dim, ...
@@ -159,7 +163,7 @@ def _embedder(config: MeasureConfig) -> tuple[Any, Path | None]:
 
 
 #: What a measurement folder holds (a folder with any of them holds a measurement).
-OUTPUTS = ("measure.json", "samples.csv", "report.html", "figures", "manifest.json")
+OUTPUTS = ("measure.json", "samples.csv", "samples.parquet", "report.html", "figures", "manifest.json")
 
 
 def _fingerprint(config: MeasureConfig) -> dict[str, Any]:
@@ -248,6 +252,8 @@ def run(config: MeasureConfig) -> MeasureResult:
         raise ValueError("`reference` and `generated` are required.")
     ref_path, gen_path = Path(config.reference), Path(config.generated)
     out = _check_out(config)
+    if config.samples_format == "parquet":
+        _pyarrow()  # a missing extra is refused before anything is read or written
     if config.embedder == PRECOMPUTED:
         for name, path in (("reference", ref_path), ("generated", gen_path)):
             if path.is_dir() or path.suffix.lower() in (".jsonl", ".ndjson"):
@@ -320,8 +326,11 @@ def run(config: MeasureConfig) -> MeasureResult:
             elif target.exists():
                 target.unlink()
     rd.write_manifest(config, seed=config.seed, extra={"embedder_fingerprint": getattr(emb, "fingerprint", None)})
-    write_samples_csv(rd.path("samples.csv"), m, gen, selection)
-    seconds = {"load_and_embed": t_embed, "measure": t_measure, "write_csv": time.perf_counter() - t2}
+    if config.samples_format == "parquet":
+        write_samples_parquet(rd.path("samples.parquet"), m, gen, selection)
+    else:
+        write_samples_csv(rd.path("samples.csv"), m, gen, selection)
+    seconds = {"load_and_embed": t_embed, "measure": t_measure, "write_samples": time.perf_counter() - t2}
     result = MeasureResult(out_dir=out, summary=summary, measurement=m, reference=ref, generated=gen,
                            selection=selection, discovery=discovery, baselines=baselines, seconds=seconds)
     if config.report:
@@ -367,30 +376,123 @@ def _describe(samples: Samples, i: int) -> str:
     return samples.ids[i]
 
 
-def write_samples_csv(path: Path, m: Measurement, gen: Samples, selection: Selection | None) -> None:
-    """One row per generated sample (written atomically)."""
-    from deltahall.io import atomic_write_text
+#: Rows formatted and encoded at a time by :func:`write_samples_csv` (bounds its memory).
+_CSV_CHUNK = 1 << 16
+#: Characters that make a CSV field need quotes: ``csv.QUOTE_MINIMAL``'s, plus ``\r`` (which
+#: ``csv.writer`` with ``"\n"`` rows leaves bare, and ``csv.reader`` then splits the row at).
+_CSV_SPECIAL = (",", '"', "\r", "\n")
 
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    header = ["id", "prompt", "p_value", "nearest_state", "flagged"]
+
+def samples_columns(m: Measurement, gen: Samples, selection: Selection | None) -> dict[str, Any]:
+    """The per-sample table, column by column: name -> list of str, float64, bool or int codes.
+
+    ``nearest_state`` is given as ``(codes, names)``: the state index of each row and the state
+    names, so a writer formats each name once.
+    """
+    cols: dict[str, Any] = {"id": gen.ids, "prompt": m.prompts, "p_value": np.asarray(m.gen_p, dtype=np.float64),
+                            "nearest_state": (np.asarray(m.gen_nearest), list(m.states)),
+                            "flagged": np.asarray(m.gen_flagged, dtype=bool)}
     if selection is not None:
-        header.append("kept")
-    scoped = m.scope == "per-prompt"
-    header += ["similarity_nearest"] if scoped else [f"log_density_{s}" for s in m.states]
-    if gen.texts is not None:
-        header.append("text")
-    w.writerow(header)
-    near = np.asarray(m.states, dtype=object)[m.gen_nearest].tolist()
-    flag = ["True" if f else "False" for f in m.gen_flagged.tolist()]
-    cols: list[list[Any]] = [gen.ids, m.prompts, list(map(repr, m.gen_p.tolist())), near, flag]
-    if selection is not None:
-        cols.append(["True" if k else "False" for k in selection.kept.tolist()])
-    if scoped:  # per-prompt states: the score of the nearest of the sample's own prompt's states
-        cols.append(list(map(repr, m.gen_scores[np.arange(m.gen_scores.shape[0]), m.gen_nearest].tolist())))
+        cols["kept"] = np.asarray(selection.kept, dtype=bool)
+    if m.scope == "per-prompt":  # per-prompt states: the score of the nearest of the sample's own prompt's states
+        cols["similarity_nearest"] = np.asarray(m.gen_scores[np.arange(m.gen_scores.shape[0]), m.gen_nearest],
+                                                dtype=np.float64)
     else:
-        cols += [list(map(repr, m.gen_scores[:, j].tolist())) for j in range(m.gen_scores.shape[1])]
+        for j, st in enumerate(m.states):
+            cols[f"log_density_{st}"] = np.asarray(m.gen_scores[:, j], dtype=np.float64)
     if gen.texts is not None:
-        cols.append(gen.texts)
-    w.writerows(zip(*cols, strict=True))
-    atomic_write_text(path, buf.getvalue())
+        cols["text"] = gen.texts
+    return cols
+
+
+def _csv_field(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"' if any(c in s for c in _CSV_SPECIAL) else s
+
+
+def _csv_strings(values: list[str]) -> list[str]:
+    """Strings as ``csv.writer`` writes them (quoted only where needed), scanning the column once."""
+    joined = "\x00".join(values)
+    if not any(c in joined for c in _CSV_SPECIAL):
+        return values
+    return [_csv_field(v) for v in values]
+
+
+def format_floats(x: npt.NDArray[np.float64], *, few_distinct: bool = False) -> list[str]:
+    """``repr`` of every float (the shortest string that reads back to the same float).
+
+    With ``few_distinct`` (e.g. conformal p-values, at most ``m + 1`` values), each distinct
+    value is formatted once and the strings are gathered by index (values told apart by their
+    bits, so ``-0.0`` stays ``-0.0``).
+    """
+    a = np.ascontiguousarray(x, dtype=np.float64).ravel()
+    if few_distinct and a.size > 64:
+        u, inv = np.unique(a.view(np.int64), return_inverse=True)
+        if u.size * 4 < a.size:
+            out = np.asarray(list(map(float.__repr__, u.view(np.float64).tolist())), dtype=object)
+            return list(out[inv.ravel()])
+    return list(map(float.__repr__, a.tolist()))
+
+
+def _csv_column(name: str, col: Any, lo: int, hi: int) -> list[str]:
+    if isinstance(col, tuple):  # (codes, names): a categorical column
+        codes, names = col
+        return list(np.asarray(_csv_strings(list(names)) or [""], dtype=object)[codes[lo:hi]])
+    if isinstance(col, np.ndarray) and col.dtype == bool:
+        return list(np.where(col[lo:hi], "True", "False"))
+    if isinstance(col, np.ndarray):
+        return format_floats(col[lo:hi], few_distinct=name == "p_value")
+    return _csv_strings([str(v) for v in col[lo:hi]])
+
+
+def write_samples_csv(path: Path, m: Measurement, gen: Samples, selection: Selection | None) -> None:
+    """One row per generated sample (written atomically), formatted column by column.
+
+    Each column of a block of :data:`_CSV_CHUNK` rows is formatted once (floats with ``repr``,
+    so they read back exactly; strings quoted as ``csv.writer`` quotes them), the rows are
+    joined, and the block is encoded; the file is what ``csv.writer(lineterminator="\\n")`` writes,
+    except that a field holding ``\\r`` is quoted too (so ``csv.reader`` reads it back whole).
+    """
+    from deltahall.io import atomic_write_bytes
+
+    cols = samples_columns(m, gen, selection)
+    n = len(gen.ids)
+    parts = [(",".join(_csv_strings(list(cols))) + "\n").encode("utf-8")]
+    for lo in range(0, n, _CSV_CHUNK):
+        hi = min(n, lo + _CSV_CHUNK)
+        block = [_csv_column(k, v, lo, hi) for k, v in cols.items()]
+        parts.append(("\n".join(map(",".join, zip(*block, strict=True))) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, b"".join(parts))
+
+
+def _pyarrow() -> Any:
+    """``pyarrow`` (and ``pyarrow.parquet``), or a one-line error naming the extra."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise ImportError("`samples_format`='parquet' needs pyarrow: pip install 'deltahall[parquet]'.") from None
+    return pa
+
+
+def write_samples_parquet(path: Path, m: Measurement, gen: Samples, selection: Selection | None) -> None:
+    """The per-sample table of :func:`write_samples_csv` as Parquet (typed columns; written atomically).
+
+    ``p_value`` and the score columns are float64, ``flagged``/``kept`` boolean, ``nearest_state``
+    a dictionary-encoded string.
+    """
+    from deltahall.io import atomic_write_bytes
+
+    pa = _pyarrow()
+    arrays = {}
+    for k, v in samples_columns(m, gen, selection).items():
+        if isinstance(v, tuple):
+            codes, names = v
+            arrays[k] = pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)),
+                                                       pa.array(list(names), pa.string()))
+        elif isinstance(v, np.ndarray):
+            arrays[k] = pa.array(v)
+        else:
+            arrays[k] = pa.array(list(v), pa.string())
+    sink = pa.BufferOutputStream()
+    pa.parquet.write_table(pa.table(arrays), sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
