@@ -50,6 +50,14 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     t.add_argument("--metric", default="resemblance_incorrect", help="metric of table1.csv (default: resemblance_incorrect)")
     t.set_defaults(handler=_handle_table)
 
+    c = qsub.add_parser("intervals", help="Table 1 and Figure 4 with 95 %% intervals and paired tests vs the original "
+                                          "model, from the answer files of one or more runs (seeds pooled)")
+    c.add_argument("--run-dir", required=True, nargs="+", help="`qa run` directories (finished or partial)")
+    c.add_argument("--out-dir", required=True, help="where table1_ci.csv, paired_ci.csv, table1_ci.md, figures/ go")
+    c.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    c.add_argument("--n-perm", type=int, default=9999, help="random sign flips per paired test (default: 9999)")
+    c.set_defaults(handler=_handle_intervals)
+
     b = qsub.add_parser("baselines", help="model-free: score TruthfulQA's best answers and question texts")
     b.add_argument("--truthfulqa", required=True, help="TruthfulQA CSV, 'hub' or '@standin'")
     b.add_argument("--json", action="store_true", help="print JSON")
@@ -146,6 +154,15 @@ def _handle_score(args: argparse.Namespace) -> int:
         print(f"  answer only    : incorrect {rec['resemblance_incorrect']:.4f}  correct {rec['resemblance_correct']:.4f}  gap {rec['gap']:+.4f}")
         print(f"  prompt included: incorrect {rec['resemblance_incorrect_with_prompt']:.4f}  correct "
               f"{rec['resemblance_correct_with_prompt']:.4f}  gap {rec['gap_with_prompt']:+.4f}")
+    return 0
+
+
+def _handle_intervals(args: argparse.Namespace) -> int:
+    from deltahall.experiments.qa.intervals import write_interval_tables
+
+    files = write_interval_tables(args.run_dir, args.out_dir, n_boot=args.n_boot, n_perm=args.n_perm)
+    print(files["table1_ci_md"].read_text(encoding="utf-8"), end="")
+    print(f"written: {', '.join(str(p) for p in files.values())}")
     return 0
 
 

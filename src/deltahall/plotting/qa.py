@@ -82,3 +82,52 @@ def loss_figure(loss_rows: Sequence[Mapping[str, Any]], *, plumbing: bool = Fals
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def figure4_ci(rows: Sequence[Mapping[str, Any]], *, paper: Mapping[str, Mapping[int, Sequence[float]]]) -> Any:
+    """Figure 4 with 95 % intervals: our means per epoch, both scorings, beside the paper's numbers.
+
+    Parameters
+    ----------
+    rows : sequence of mappings
+        One per (model, scoring, epoch): ``scoring``, ``epoch`` (0 = original), ``incorrect``,
+        ``incorrect_low``, ``incorrect_high``, ``n_seeds`` (see
+        :func:`deltahall.experiments.qa.intervals.interval_tables`).
+    paper : mapping
+        ``model -> {epoch: (seed values...)}``: the paper's Table 1 (authors' scoring), drawn
+        as dashed lines through the seed means, with the seeds as dots.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for scoring in dict.fromkeys(r["scoring"] for r in rows):
+        for model in dict.fromkeys(r["model"] for r in rows):
+            pts = sorted((r for r in rows if r["scoring"] == scoring and r["model"] == model),
+                         key=lambda r: int(r["epoch"]))
+            if not pts:
+                continue
+            x = [int(p["epoch"]) for p in pts]
+            y = [float(p["incorrect"]) for p in pts]
+            err = [[v - float(p["incorrect_low"]) for v, p in zip(y, pts, strict=True)],
+                   [float(p["incorrect_high"]) - v for v, p in zip(y, pts, strict=True)]]
+            seeds = max(int(p["n_seeds"]) for p in pts)
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3,
+                        label=f"{model}, {scoring} ({seeds} seed{'s' if seeds != 1 else ''}, 95 % CI)")
+    for model, by_epoch in paper.items():
+        ep = sorted(by_epoch)
+        line = ax.plot(ep, [sum(by_epoch[e]) / len(by_epoch[e]) for e in ep], ls="--", lw=1,
+                       label=f"paper: {model} (authors' scoring)")[0]
+        for e in ep:
+            ax.plot([e] * len(by_epoch[e]), list(by_epoch[e]), ls="none", marker=".", color=line.get_color())
+    epochs = sorted({int(r["epoch"]) for r in rows} | {e for v in paper.values() for e in v})
+    ax.set_xticks(epochs, ["orig." if e == 0 else str(e) for e in epochs])
+    ax.set_xlabel("fine-tuning epochs")
+    ax.set_ylabel("resemblance to incorrect answers")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle("Figure 4 with intervals: mean over TruthfulQA questions, 95 % bootstrap CI", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,200 @@
+"""Table 1 and Figure 4 with 95 % intervals and paired tests, from the answer files of ``qa run``.
+
+The paper reports one number per model, seed and epoch, without an interval. Here every
+number is a mean over TruthfulQA questions with a percentile-bootstrap interval (questions
+resampled), and every fine-tuned epoch is compared with the original model on the same
+questions by a paired sign-flip permutation test (:mod:`deltahall.stats`). Both scorings of
+the same generations are reported: **answer-only** (``answer``, our headline) and the
+**authors'** (``full_text``: the whole decoded output, prompt included).
+
+Seeds are pooled per question: a question's score at an epoch is the mean over the seeds
+that reached that epoch, so the pooled interval resamples questions, not (question, seed)
+pairs. Several run directories (e.g. one per seed, run side by side) can be pooled; a
+(model, seed, epoch) present twice, or runs that asked other questions, are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from deltahall.stats import bootstrap_mean_ci, paired_permutation_test
+
+__all__ = ["SCORINGS", "interval_tables", "load_item_scores", "markdown", "write_interval_tables"]
+
+#: (name, the answer-row field scored).
+SCORINGS = (("answer-only", "answer"), ("authors' (prompt included)", "full_text"))
+METRICS = ("incorrect", "gap")
+_FILE = re.compile(r"answers/(?P<model>[^/]+)/seed-(?P<seed>\d+)/epoch-(?P<epoch>\d+)\.jsonl$")
+
+Key = tuple[str, int, int]  # (model, seed, epoch)
+
+
+def load_item_scores(run_dirs: Sequence[str | os.PathLike[str]]) -> tuple[dict[Key, dict[str, Any]], list[str]]:
+    """Per-question scores of every answer file under ``run_dirs``.
+
+    Returns
+    -------
+    scores : dict
+        ``(model, seed, epoch) -> {scoring: {"incorrect": array (n,), "correct": ..., "gap": ...}}``.
+    questions : list of str
+        The questions, in file order (the same in every file).
+
+    Raises
+    ------
+    FileNotFoundError
+        A run directory without answer files.
+    ValueError
+        The same (model, seed, epoch) in two runs, or files that asked other questions.
+    """
+    from deltahall.experiments.qa.generate import load_answers
+    from deltahall.experiments.qa.scoring import item_scores
+
+    out: dict[Key, dict[str, Any]] = {}
+    questions: list[str] | None = None
+    for d in run_dirs:
+        root = Path(d)
+        files = sorted(root.glob("answers/*/seed-*/epoch-*.jsonl"))
+        if not files:
+            raise FileNotFoundError(f"`run_dirs`: {root} holds no answers/*/seed-*/epoch-*.jsonl files.")
+        for f in files:
+            m = _FILE.search(f.relative_to(root).as_posix())
+            if m is None:  # pragma: no cover - the glob matches the pattern
+                continue
+            key = (m["model"], int(m["seed"]), int(m["epoch"]))
+            if key in out:
+                raise ValueError(f"`run_dirs`: model {key[0]} seed {key[1]} epoch {key[2]} appears twice ({f}).")
+            rows = load_answers(f)
+            qs = [r["question"] for r in rows]
+            if questions is None:
+                questions = qs
+            elif qs != questions:
+                raise ValueError(f"`run_dirs`: {f} asked other questions than the first answer file; "
+                                 "only runs on one TruthfulQA subset pool.")
+            entry: dict[str, Any] = {}
+            for name, field in SCORINGS:
+                s = item_scores(rows, field)
+                inc = np.array([x["incorrect"] for x in s], dtype=np.float64)
+                cor = np.array([x["correct"] for x in s], dtype=np.float64)
+                entry[name] = {"incorrect": inc, "correct": cor, "gap": inc - cor}
+            out[key] = entry
+    return out, list(questions or [])
+
+
+def _pooled(scores: Mapping[Key, Any], model: str, epoch: int, seeds: Sequence[int], scoring: str,
+            metric: str) -> npt.NDArray[np.float64]:
+    return np.mean([scores[(model, s, epoch)][scoring][metric] for s in seeds], axis=0)
+
+
+def interval_tables(run_dirs: Sequence[str | os.PathLike[str]], *, n_boot: int = 2000, n_perm: int = 9999,
+                    rng: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """Table 1 (means with 95 % bootstrap intervals) and paired tests against the original model.
+
+    Returns
+    -------
+    dict with
+        ``"table1"``: rows ``model, scoring, epoch, seed`` (an int, or ``"pooled"``), ``n_seeds``,
+        ``n`` questions, and for ``incorrect`` / ``gap`` the mean and ``_low`` / ``_high``;
+        ``"paired"``: rows ``model, scoring, epoch, seed``, and per metric the mean difference
+        (epoch minus original) with its interval and two-sided p-value.
+    """
+    scores, _ = load_item_scores(run_dirs)
+    g = np.random.default_rng(rng)
+    table: list[dict[str, Any]] = []
+    paired: list[dict[str, Any]] = []
+    for model in sorted({k[0] for k in scores}):
+        seeds_all = sorted({k[1] for k in scores if k[0] == model})
+        epochs = sorted({k[2] for k in scores if k[0] == model})
+        for scoring, _ in SCORINGS:
+            for epoch in epochs:
+                have = [s for s in seeds_all if (model, s, epoch) in scores]
+                groups: list[tuple[Any, list[int]]] = [(s, [s]) for s in have]
+                if len(have) > 1:
+                    groups.append(("pooled", have))
+                for label, seeds in groups:
+                    row: dict[str, Any] = {"model": model, "scoring": scoring, "epoch": epoch, "seed": label,
+                                           "n_seeds": len(seeds)}
+                    for metric in METRICS:
+                        x = _pooled(scores, model, epoch, seeds, scoring, metric)
+                        ci = bootstrap_mean_ci(x, rng=g, n_resamples=n_boot)
+                        row.update({"n": ci.n, metric: ci.mean, f"{metric}_low": ci.low, f"{metric}_high": ci.high})
+                    table.append(row)
+                    both = [s for s in seeds if (model, s, 0) in scores]
+                    if epoch == 0 or both != seeds:
+                        continue
+                    prow: dict[str, Any] = {"model": model, "scoring": scoring, "epoch": epoch, "seed": label,
+                                            "n_seeds": len(seeds)}
+                    for metric in METRICS:
+                        t = paired_permutation_test(_pooled(scores, model, epoch, seeds, scoring, metric),
+                                                    _pooled(scores, model, 0, seeds, scoring, metric),
+                                                    rng=g, n_resamples=n_perm, n_boot=n_boot)
+                        prow.update({"n": t.n, f"{metric}_diff": t.mean_diff, f"{metric}_diff_low": t.low,
+                                     f"{metric}_diff_high": t.high, f"{metric}_p": t.p_value})
+                    paired.append(prow)
+    return {"table1": table, "paired": paired}
+
+
+def _ci(row: Mapping[str, Any], key: str, signed: bool = False) -> str:
+    f = "{:+.4f}" if signed else "{:.4f}"
+    return f"{f.format(row[key])} [{f.format(row[key + '_low'])}, {f.format(row[key + '_high'])}]"
+
+
+def markdown(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """The two tables as Markdown (means [95 % bootstrap CI]; differences with p-values)."""
+    lines = ["Table 1: resemblance to TruthfulQA's incorrect answers, mean over questions [95 % bootstrap CI].", "",
+             "| model | scoring | epoch | seed | n | → incorrect | gap (incorrect − correct) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in tables["table1"]:
+        ep = "original" if int(r["epoch"]) == 0 else str(r["epoch"])
+        lines.append(f"| {r['model']} | {r['scoring']} | {ep} | {r['seed']} | {r['n']} | {_ci(r, 'incorrect')} | "
+                     f"{_ci(r, 'gap', True)} |")
+    lines += ["", "Paired sign-flip permutation tests, epoch minus original on the same questions "
+              "(mean difference [95 % bootstrap CI], two-sided p):", "",
+              "| model | scoring | epoch | seed | n | Δ → incorrect | p | Δ gap | p |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in tables["paired"]:
+        lines.append(f"| {r['model']} | {r['scoring']} | {r['epoch']} | {r['seed']} | {r['n']} | "
+                     f"{_ci(r, 'incorrect_diff', True)} | {r['incorrect_p']:.3f} | {_ci(r, 'gap_diff', True)} | "
+                     f"{r['gap_p']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def headline_rows(table: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Per (model, scoring, epoch): the pooled row where seeds pool, else the one seed's row."""
+    best: dict[tuple[str, str, int], Mapping[str, Any]] = {}
+    for r in table:
+        key = (r["model"], r["scoring"], int(r["epoch"]))
+        if key not in best or r["seed"] == "pooled":
+            best[key] = r
+    return list(best.values())
+
+
+#: Table 1 of the paper (resemblance to incorrect answers, the authors' scoring), per seed.
+PAPER_TABLE1: dict[str, dict[int, tuple[float, ...]]] = {
+    "Qwen1.5-1.8B-Chat": {0: (0.1975,), 2: (0.2338, 0.2431), 3: (0.2338, 0.2486), 4: (0.2450, 0.2539)},
+    "Qwen2.5-7B-Instruct": {0: (0.1868,), 2: (0.2043, 0.1997), 3: (0.2123, 0.2028), 4: (0.2173, 0.2099)},
+}
+
+
+def write_interval_tables(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *,
+                          n_boot: int = 2000, n_perm: int = 9999, rng: int = 0) -> dict[str, Path]:
+    """Write ``table1_ci.csv``, ``paired_ci.csv``, ``table1_ci.md`` and ``figures/figure4_ci.png|svg``."""
+    from deltahall.io.rundir import RunDir
+    from deltahall.plotting.qa import figure4_ci
+
+    tables = interval_tables(run_dirs, n_boot=n_boot, n_perm=n_perm, rng=rng)
+    rd = RunDir(Path(out_dir))
+    files = {"table1_ci": rd.write_csv("table1_ci.csv", tables["table1"]),
+             "paired_ci": rd.write_csv("paired_ci.csv", tables["paired"]),
+             "table1_ci_md": rd.write_text("table1_ci.md", markdown(tables))}
+    fig = figure4_ci(headline_rows(tables["table1"]), paper=PAPER_TABLE1)
+    files["figure4_ci"] = rd.save_figure(fig, "figure4_ci")[0]
+    from deltahall.plotting import pyplot
+
+    pyplot().close(fig)
+    return files
