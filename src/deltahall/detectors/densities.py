@@ -308,6 +308,11 @@ class StateDensities:
                 best = (float("nan"), feasible[0])
                 reason = "every candidate failed on the selection split; used the first"
         k, cov, comps = best[1]
+        if isinstance(self.pca_dim, int) and self.pca_dim > D:
+            reason += (f"; pca_dim {self.pca_dim} capped to {D} = min(n_features, n_fit_rows - 1, "
+                       f"{max(PCA_GRID)}), the largest the data allow")
+            logger.warning("state %r: pca_dim %d capped to %d (the data's rank or the grid's maximum).",
+                           name, self.pca_dim, D)
         model = _fit_model(c, total, k, cov, comps, d, seed, self.reg_covar)
         ll_opt = best[0] if math.isfinite(best[0]) else None
         return model, DensityChoice(name, k, cov, comps, ll_opt, m, len(feasible), reason)
