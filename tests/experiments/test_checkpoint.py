@@ -64,3 +64,34 @@ def test_half_written_checkpoint_is_ignored(tmp_path):
     (tmp_path / ".tmp-checkpoint-5").mkdir()
     (tmp_path / "checkpoint-6").mkdir()  # no state.json: not finished
     assert list_checkpoints(tmp_path) == []
+
+
+def test_disk_full_names_the_checkpoint_file_and_leaves_no_folder(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr("safetensors.torch.save_file", full)
+    m, opt = _model_and_opt()
+    with pytest.raises(OSError, match="No space left on device") as exc:
+        save_checkpoint(tmp_path, 3, model_state=m.state_dict(), optimizer=opt)
+    assert exc.value.errno == 28 and exc.value.filename.endswith("checkpoint-3/model.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_damaged_checkpoints_are_named_on_load(tmp_path):
+    from deltahall._validation import BadInput
+    from deltahall.experiments._checkpoint import verify_checkpoint
+
+    m, opt = _model_and_opt()
+    path = save_checkpoint(tmp_path, 1, model_state=m.state_dict(), optimizer=opt)
+    assert verify_checkpoint(path)["step"] == 1
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    for call in (lambda: verify_checkpoint(path), lambda: load_checkpoint(path, model=m)):
+        with pytest.raises(BadInput, match=r"model\.safetensors' is not a readable safetensors file"):
+            call()
+    (path / "state.json").write_text("{nope")
+    with pytest.raises(BadInput, match=r"state\.json' is not valid JSON \(line 1"):
+        load_checkpoint(path)
