@@ -13,13 +13,15 @@ either just after the rename or just before it with the temporary torn in half (
 mid-write). Between two commit events nothing under a final name changes, so the files a kill at
 *any* instant can leave behind are the files left at one of these points, except for one thing
 this test cannot see: a file written in place, without a rename (a torn in-place write is the
-I/O layer's rule to prevent, not something a kill here would reveal). The uninterrupted run's
-event count ``N`` bounds the draws: one chain per experiment kills a fresh run at a seeded random
-event, then kills the resumed run at a seeded random event among those still ahead, then resumes
-to the end; for the experiments that build a tiny model, the first kill tears that build (before
-its rename) and one seeded random kill follows. Every draw is a function of the seed and the run's deterministic event sequence, so
-a loaded machine changes how long the test takes, never what it checks; every kill is asserted to
-have happened.
+I/O layer's rule to prevent, not something a kill here would reveal).
+
+The uninterrupted run's event count ``N`` bounds the draws. Coin flip: a fresh run is killed at
+a seeded random event, the resumed run at a seeded random event among those still ahead of it,
+and the next resume runs to the end. Experiments that build a tiny model first: the fresh run
+is killed while building it (torn, before its rename), the resumed run at one seeded random
+event. Every draw is a function of the seed and the run's deterministic event sequence, so a
+loaded machine changes how long the test takes, never what it checks; every kill is asserted
+to have happened.
 """
 
 from __future__ import annotations
