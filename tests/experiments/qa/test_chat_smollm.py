@@ -87,5 +87,5 @@ def test_the_cpu_smollm2_preset_is_the_paper_pipeline_on_cpu() -> None:
     assert (c.epochs, c.seeds, c.temperature, c.top_p, c.max_new_tokens) == ((2, 3, 4), (1, 2), 0.7, 0.9, 80)
     assert (c.lora_r, c.lora_alpha, c.target_modules, c.warmup_ratio) == (
         paper.lora_r, paper.lora_alpha, paper.target_modules, paper.warmup_ratio)
-    assert (c.truthfulqa_limit, c.truthfulqa_subset_seed, c.max_train_examples) == (48, 0, 80)
+    assert (c.truthfulqa_limit, c.truthfulqa_subset_seed, c.max_train_examples) == (48, 0, 16)
     assert c.device == "cpu" and c.run.threads == 1
