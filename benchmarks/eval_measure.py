@@ -141,13 +141,16 @@ def evaluate(name: str, data: dict[str, np.ndarray], reps: int) -> dict[str, obj
     for c in np.unique(y):
         idx = g.permutation(np.flatnonzero(y == c))
         ev[idx[: idx.size // 4]] = True
-    held_state = int(np.unique(y)[-1])
+    # one state held out of the reference entirely (data sets with at least three states)
+    held_state = int(np.unique(y)[-1]) if np.unique(y).size >= 3 else -1
     ref = ~ev & (y != held_state)
     inside = ev & (y != held_state)
     # pixel blends whose sources are both evaluation images of reference states
     okb = inside[bi] & inside[bj]
     emb_blend = 0.5 * (E[bi[okb]] + E[bj[okb]])
-    sets = {"pixel_blend": B[okb], "embedding_blend": emb_blend, "held_out_state": E[ev & (y == held_state)]}
+    sets = {"pixel_blend": B[okb], "embedding_blend": emb_blend}
+    if held_state >= 0:
+        sets["held_out_state"] = E[ev & (y == held_state)]
     rows = []
     for kind, H in sets.items():
         X_eval = np.vstack([E[inside], H])

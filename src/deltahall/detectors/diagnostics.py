@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from deltahall._validation import check_int, check_real
 from deltahall.detectors.hcdr import HCDRDetector
+from deltahall.stats import detection_scores
 
 __all__ = [
     "CoverageReport",
@@ -36,7 +37,6 @@ __all__ = [
     "coverage_on",
     "coverage_report",
     "make_gaussian_states",
-    "precision_recall",
     "rate_curve",
     "synthetic_check",
     "true_hcdr_membership",
@@ -194,15 +194,6 @@ def true_hcdr_membership(
     return out
 
 
-def precision_recall(pred: npt.ArrayLike, truth: npt.ArrayLike) -> tuple[float, float]:
-    """Precision and recall of boolean predictions ``pred`` against ``truth``."""
-    p, t = np.asarray(pred, dtype=bool), np.asarray(truth, dtype=bool)
-    tp = float(np.sum(p & t))
-    precision = tp / float(p.sum()) if p.sum() else float("nan")
-    recall = tp / float(t.sum()) if t.sum() else float("nan")
-    return precision, recall
-
-
 @dataclass(frozen=True)
 class SyntheticCheck:
     """Detector vs true HCDR on Gaussian states (see :func:`synthetic_check`)."""
@@ -267,7 +258,8 @@ def synthetic_check(
     T = np.vstack([inner, outer])
     true_out = ~true_hcdr_membership(T, means, covs, 1.0 - alpha).any(axis=1)
     det_out = det.predict(T) == -1
-    prec, rec = precision_recall(det_out, true_out)
+    scores = detection_scores(det_out, true_out)
+    prec, rec = scores.precision, scores.recall
     fresh = make_gaussian_states(n_per_state, means, covs, rng=gen)
     return SyntheticCheck(
         precision=prec,

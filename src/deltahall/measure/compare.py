@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from deltahall.detectors.baselines import BASELINES, fit_baseline
 from deltahall.measure.calibration import DetectorSettings, Measurement
-from deltahall.stats import proportion
+from deltahall.stats import detection_scores, proportion
 
 logger = logging.getLogger(__name__)
 
@@ -129,15 +129,6 @@ def digits_known_truth(rng: Any = 0, *, alpha: float = 0.1, eval_fraction: float
     )
 
 
-def _pr(flagged: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]) -> tuple[float, float]:
-    tp = int((flagged & truth).sum())
-    fp = int((flagged & ~truth).sum())
-    fn = int((~flagged & truth).sum())
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    return precision, recall
-
-
 def _standardised(m: Measurement, X: Any) -> npt.NDArray[np.float64]:
     return np.asarray(m.scorer.transform(np.asarray(X, dtype=np.float64)))
 
@@ -168,7 +159,8 @@ def compare_methods(data: KnownTruth, *, methods: tuple[str, ...] = BASELINES) -
     for calibration in ("conformal", "percentile"):
         s = DetectorSettings(**{**data.settings.__dict__, "calibration": calibration})
         m = measure_embeddings(data.ref_X, data.ref_y, data.eval_X, settings=s)
-        p, r = _pr(m.gen_flagged, data.truth_outside)
+        d = detection_scores(m.gen_flagged, data.truth_outside)
+        p, r = d.precision, d.recall
         rows.append({"method": f"HCDR ({calibration})", "false_flag_rate": m.floor.rate,
                      "flagged": m.rate.rate, "precision": p, "recall": r})
         if calibration == "conformal":
@@ -176,7 +168,8 @@ def compare_methods(data: KnownTruth, *, methods: tuple[str, ...] = BASELINES) -
             Z_eval = _standardised(m, data.eval_X)
             for name, b in base.items():
                 f = b.flagged(Z_eval)
-                p, r = _pr(f, data.truth_outside)
+                d = detection_scores(f, data.truth_outside)
+                p, r = d.precision, d.recall
                 rows.append({"method": name, "false_flag_rate": float(b.flagged(Z_test).mean()),
                              "flagged": float(f.mean()), "precision": p, "recall": r})
     return rows

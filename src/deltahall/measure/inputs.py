@@ -241,18 +241,13 @@ def _check_modality(embedder: Any, want: str, name: str, path: Path) -> None:
 
 
 def _open_images(paths: list[Path]) -> list[Any]:
+    """Opened images, one line naming the file for any unreadable one (a decompression bomb included)."""
     from deltahall._validation import require
 
-    Image = require("PIL.Image", "t2i", what="reading image folders")
-    out = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                im.load()
-                out.append(im.copy())
-        except (OSError, Image.DecompressionBombError) as exc:
-            raise ValueError(f"cannot read image {os.fspath(p)!r}: {' '.join(str(exc).split())}.") from None
-    return out
+    require("PIL.Image", "t2i", what="reading image folders")
+    from deltahall.models.base import open_image
+
+    return [open_image(p) for p in paths]
 
 
 def _embed_images(embedder: Any, paths: list[Path], root: Path, name: str, cache_dir: Path | None) -> npt.NDArray[np.float32]:

@@ -261,6 +261,10 @@ def run(config: MeasureConfig) -> MeasureResult:
                     f"`{name}` {os.fspath(path)!r} needs an embedder; pass `--embedder` (e.g. @minilm, "
                     "@digits-cnn or a model folder) or give .npy embeddings."
                 )
+    else:  # the device is checked before any input is read (torch is needed only with an embedder)
+        from deltahall.models.base import check_device
+
+        check_device(config.device)
     auto = config.states == "auto"
     ref = read_reference(ref_path, labels=config.reference_labels, require_labels=not auto)
     gen = read_generated(gen_path, prompts=config.generated_prompts)
