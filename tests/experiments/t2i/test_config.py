@@ -55,6 +55,8 @@ def test_afhq_preset_uses_paper_prompts_and_keeps_explicit_values() -> None:
         (dict(caption_dropout=1.0), ValueError, r"caption_dropout"),
         (dict(num_samples=0), ValueError, r"num_samples"),
         (dict(guidance_scale=0.5), ValueError, r"guidance_scale"),
+        (dict(percentile=0.0), ValueError, r"`percentile` must be"),  # alpha = percentile / 100 must be > 0
+        (dict(calibration="margin"), ValueError, r"`calibration` must be one of"),
         (dict(device="tpu"), ValueError, r"`device` must be 'auto', 'cpu', 'cuda', 'cuda:i' or 'mps'; got 'tpu'"),
         (dict(device="cpu", mixed_precision="fp16"), ValueError, r"'fp16' needs a GPU"),
         (dict(progress="yes"), TypeError, r"`progress` must be a bool"),
