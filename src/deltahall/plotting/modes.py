@@ -85,16 +85,16 @@ def rate_figure(metrics: Sequence[Mapping[str, Any]], *, alpha: float, title: st
     for name, (label, color) in DETECTOR_STYLE.items():
         ax.plot(steps, [float(r[f"{name}_rate"]) for r in metrics], "s--", color=color, ms=3,
                 label=f"{label}, flagged at real false-flag {alpha:g}")
-    ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("training step")
     ax.set_ylabel("rate")
     ax2 = ax.twinx()
     ax2.plot(steps, [float(r["val_loss"]) for r in metrics], "k:", label="validation loss (fixed noise)")
-    ax2.set_ylabel("loss")
+    ax2.set_ylabel("loss (log scale)")
+    ax2.set_yscale("log")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="center right")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

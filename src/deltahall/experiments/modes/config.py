@@ -68,7 +68,7 @@ class ModesConfig:
     alpha: float = field(default=0.05, metadata=_h("the instrument's level α, and every detector's false-flag rate on real samples"))
     knn_k: int = field(default=5, metadata=_h("k of the kNN distance detector"))
     keep_in_support: float = field(default=0.96, metadata=_h("the peer's headline: at the threshold that keeps this share of truly in-support samples, the share of true hallucinations removed"))
-    generations: int = field(default=3, metadata=_h("recursive training: generations including generation 0 (trained on real points); 1 = none"))
+    generations: int = field(default=2, metadata=_h("recursive training: generations including generation 0 (trained on real points); 1 = none"))
     strategies: tuple[str, ...] = field(default=STRATEGIES, metadata=_h("filters of each generation's training set: none random variance hcdr"))
     recursive_train_steps: int = field(default=200, metadata=_h("optimizer steps of every generation of the recursion, each trained from scratch as the peer's"))
     recursive_n_train: int = field(default=1000, metadata=_h("training points of every generation: generation 0 real points, later ones kept from recursive_n_train / recursive_keep candidates"))
