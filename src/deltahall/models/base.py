@@ -110,6 +110,10 @@ class Embedder:
     def _embed_batch(self, items: Sequence[Any]) -> npt.NDArray[np.float32]:
         raise NotImplementedError
 
+    def _batch_order(self, items: Any) -> npt.NDArray[np.intp] | None:
+        """The order :meth:`embed` batches ``items`` in (``None``: as given); results come back in input order."""
+        return None
+
     def _check_items(self, items: Any) -> Any:
         if self.modality == "text":
             if isinstance(items, str) or not isinstance(items, Sequence):
@@ -152,6 +156,9 @@ class Embedder:
         items = self._check_items(items)
         bs = check_int(self.batch_size if batch_size is None else batch_size, "batch_size", low=1)
         n = len(items)
+        order = self._batch_order(items)
+        if order is not None:
+            items = [items[j] for j in order.tolist()]
         out = [np.zeros((0, self.dim), dtype=np.float32)]
         with tqdm(total=n, desc=f"embed {self.name}", unit=self.modality, disable=not progress,
                   leave=False) as bar:
@@ -159,7 +166,12 @@ class Embedder:
                 chunk = np.asarray(self._embed_batch(items[i: i + bs]), dtype=np.float32)
                 out.append(chunk.reshape(chunk.shape[0], self.dim))
                 bar.update(chunk.shape[0])
-        return np.concatenate(out)
+        E = np.concatenate(out)
+        if order is None:
+            return E
+        restored = np.empty_like(E)
+        restored[order] = E
+        return restored
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, modality={self.modality!r}, dim={self.dim})"
