@@ -254,7 +254,8 @@ def test_a_run_killed_after_a_seed_resumes_to_the_same_files(tmp_path: Path) -> 
     from deltahall.cli.main import main
 
     argv = ["qa", "arms", "--preset", "tiny", "--data", str(OPEN_QA_SMALL), "--truthfulqa", str(TRUTHFULQA_SMALL),
-            "--seeds", "0", "1", "--arms", "original", "two_answer", "single_answer", "--n-eval-questions", "4"]
+            "--seeds", "0", "1", "--arms", "original", "two_answer", "single_answer", "--n-eval-questions", "2",
+            "--max-new-tokens", "4"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main([*argv, "--out-dir", str(whole)]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -50,6 +50,11 @@ def test_means_pool_over_seeds_per_question_and_tests_pair_with_the_original(run
     assert p[("answer-only", 2, 1)]["incorrect_p"] == pytest.approx(2 / 64)  # all 6 differences positive: exact
     assert {k[0] for k in p} == {"answer-only", "authors' (prompt included)"}
     assert "| m | answer-only | original | pooled | 6 |" in markdown(t)
+    lc = {(r["seed"], r["epoch"]): r for r in t["length_control"]}
+    assert set(lc) == {(1, 2), (2, 2)}
+    assert lc[(1, 2)]["cut_incorrect"] == pytest.approx(orig.mean())  # "rock" is already one word
+    assert lc[(1, 2)]["incorrect_diff"] == pytest.approx((inc1 - orig).mean())
+    assert lc[(1, 2)]["words_original"] == 1.0 and "Length control" in markdown(t)
 
 
 def test_a_seed_epoch_twice_or_other_questions_are_refused(runs: list[Path], tmp_path: Path) -> None:

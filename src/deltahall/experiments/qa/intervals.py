@@ -77,7 +77,7 @@ def load_item_scores(run_dirs: Sequence[str | os.PathLike[str]]) -> tuple[dict[K
             elif qs != questions:
                 raise ValueError(f"`run_dirs`: {f} asked other questions than the first answer file; "
                                  "only runs on one TruthfulQA subset pool.")
-            entry: dict[str, Any] = {}
+            entry: dict[str, Any] = {"_rows": rows}
             for name, field in SCORINGS:
                 s = item_scores(rows, field)
                 inc = np.array([x["incorrect"] for x in s], dtype=np.float64)
@@ -102,7 +102,8 @@ def interval_tables(run_dirs: Sequence[str | os.PathLike[str]], *, n_boot: int =
         ``"table1"``: rows ``model, scoring, epoch, seed`` (an int, or ``"pooled"``), ``n_seeds``,
         ``n`` questions, and for ``incorrect`` / ``gap`` the mean and ``_low`` / ``_high``;
         ``"paired"``: rows ``model, scoring, epoch, seed``, and per metric the mean difference
-        (epoch minus original) with its interval and two-sided p-value.
+        (epoch minus original) with its interval and two-sided p-value;
+        ``"length_control"``: see :func:`length_control`.
     """
     scores, _ = load_item_scores(run_dirs)
     g = np.random.default_rng(rng)
@@ -137,7 +138,45 @@ def interval_tables(run_dirs: Sequence[str | os.PathLike[str]], *, n_boot: int =
                         prow.update({"n": t.n, f"{metric}_diff": t.mean_diff, f"{metric}_diff_low": t.low,
                                      f"{metric}_diff_high": t.high, f"{metric}_p": t.p_value})
                     paired.append(prow)
-    return {"table1": table, "paired": paired}
+    return {"table1": table, "paired": paired, "length_control": length_control(scores, rng=g, n_boot=n_boot,
+                                                                               n_perm=n_perm)}
+
+
+def length_control(scores: Mapping[Key, Any], *, rng: Any, n_boot: int = 2000,
+                   n_perm: int = 9999) -> list[dict[str, Any]]:
+    """The original model's answer cut to the fine-tuned answer's length, on the same question.
+
+    difflib's ratio rewards length agreement: TruthfulQA's references are short, so a model
+    that learns to answer briefly scores higher against *every* reference. Cutting each original
+    answer to the word count of the fine-tuned answer to the same question (same seed) removes
+    that part; the rows compare the fine-tuned answers with these cuts (answer-only scoring):
+    ``cut_incorrect`` (mean [CI]) and the paired differences fine-tuned minus cut for the
+    resemblance to incorrect answers and for the gap.
+    """
+    from deltahall.experiments.qa.scoring import resemblance
+
+    out: list[dict[str, Any]] = []
+    for (model, seed, epoch), entry in sorted(scores.items()):
+        if epoch == 0 or (model, seed, 0) not in scores:
+            continue
+        rows, orig = entry["_rows"], scores[(model, seed, 0)]["_rows"]
+        cut = [" ".join(o["answer"].split()[: max(1, len(r["answer"].split()))]) for o, r in zip(orig, rows, strict=True)]
+        cut_inc = np.array([resemblance(c, r["incorrect_answers"]) for c, r in zip(cut, rows, strict=True)])
+        cut_cor = np.array([resemblance(c, r["correct_answers"]) for c, r in zip(cut, rows, strict=True)])
+        ft = entry["answer-only"]
+        ci = bootstrap_mean_ci(cut_inc, rng=rng, n_resamples=n_boot)
+        t_inc = paired_permutation_test(ft["incorrect"], cut_inc, rng=rng, n_resamples=n_perm, n_boot=n_boot)
+        t_gap = paired_permutation_test(ft["gap"], cut_inc - cut_cor, rng=rng, n_resamples=n_perm, n_boot=n_boot)
+        out.append({"model": model, "seed": seed, "epoch": epoch, "n": ci.n,
+                    "words_original": float(np.mean([len(o["answer"].split()) for o in orig])),
+                    "words_finetuned": float(np.mean([len(r["answer"].split()) for r in rows])),
+                    "cut_incorrect": ci.mean, "cut_incorrect_low": ci.low, "cut_incorrect_high": ci.high,
+                    "cut_gap": float(np.mean(cut_inc - cut_cor)),
+                    "incorrect_diff": t_inc.mean_diff, "incorrect_diff_low": t_inc.low,
+                    "incorrect_diff_high": t_inc.high, "incorrect_p": t_inc.p_value,
+                    "gap_diff": t_gap.mean_diff, "gap_diff_low": t_gap.low, "gap_diff_high": t_gap.high,
+                    "gap_p": t_gap.p_value})
+    return out
 
 
 def _ci(row: Mapping[str, Any], key: str, signed: bool = False) -> str:
@@ -161,6 +200,15 @@ def markdown(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
         lines.append(f"| {r['model']} | {r['scoring']} | {r['epoch']} | {r['seed']} | {r['n']} | "
                      f"{_ci(r, 'incorrect_diff', True)} | {r['incorrect_p']:.3f} | {_ci(r, 'gap_diff', True)} | "
                      f"{r['gap_p']:.3f} |")
+    if tables.get("length_control"):
+        lines += ["", "Length control (answer-only): each original answer cut to the fine-tuned answer's word count "
+                  "on the same question; fine-tuned minus cut (mean difference [95 % CI], p):", "",
+                  "| model | seed | epoch | words original → fine-tuned | cut → incorrect | Δ → incorrect | p | "
+                  "Δ gap | p |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in tables["length_control"]:
+            lines.append(f"| {r['model']} | {r['seed']} | {r['epoch']} | {r['words_original']:.1f} → "
+                         f"{r['words_finetuned']:.1f} | {_ci(r, 'cut_incorrect')} | {_ci(r, 'incorrect_diff', True)} | "
+                         f"{r['incorrect_p']:.3f} | {_ci(r, 'gap_diff', True)} | {r['gap_p']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -183,7 +231,8 @@ PAPER_TABLE1: dict[str, dict[int, tuple[float, ...]]] = {
 
 def write_interval_tables(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *,
                           n_boot: int = 2000, n_perm: int = 9999, rng: int = 0) -> dict[str, Path]:
-    """Write ``table1_ci.csv``, ``paired_ci.csv``, ``table1_ci.md`` and ``figures/figure4_ci.png|svg``."""
+    """Write ``table1_ci.csv``, ``paired_ci.csv``, ``length_control.csv``, ``table1_ci.md`` and
+    ``figures/figure4_ci.png|svg``."""
     from deltahall.io.rundir import RunDir
     from deltahall.plotting.qa import figure4_ci
 
@@ -191,6 +240,7 @@ def write_interval_tables(run_dirs: Sequence[str | os.PathLike[str]], out_dir: s
     rd = RunDir(Path(out_dir))
     files = {"table1_ci": rd.write_csv("table1_ci.csv", tables["table1"]),
              "paired_ci": rd.write_csv("paired_ci.csv", tables["paired"]),
+             "length_control": rd.write_csv("length_control.csv", tables["length_control"]),
              "table1_ci_md": rd.write_text("table1_ci.md", markdown(tables))}
     fig = figure4_ci(headline_rows(tables["table1"]), paper=PAPER_TABLE1)
     files["figure4_ci"] = rd.save_figure(fig, "figure4_ci")[0]
