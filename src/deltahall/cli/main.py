@@ -41,6 +41,7 @@ _SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("coinflip", "deltahall.cli.coinflip", "The coin-flip aggregation experiment (Section 7.1, Figure 3)."),
     ("hcdr", "deltahall.cli.hcdr", "Fit / score the HCDR detector on your own embeddings."),
     ("t2i", "deltahall.cli.t2i", "The text-to-image experiment (Section 7.3, Figures 5-7)."),
+    ("modes", "deltahall.cli.modes", "Known truth: a DDPM on mixtures of Gaussians, every detector scored against exact Definition 4.2."),
     ("qa", "deltahall.cli.qa", "The open-ended QA experiment (Section 7.2, Figure 4, Table 1)."),
     ("embed", "deltahall.cli.embed", "Embed texts or images with a registry model (.npy + JSON sidecar)."),
     ("convert", "deltahall.cli.convert", "Convert public data sets (TruthfulQA) into deltahall measure's input formats."),

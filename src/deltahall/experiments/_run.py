@@ -126,6 +126,7 @@ EXTRAS: Mapping[str, tuple[str, ...]] = {
     "coinflip": ("torch",),
     "t2i": ("torch", "diffusers", "transformers", "accelerate"),
     "qa": ("torch", "transformers", "peft", "accelerate"),
+    "modes": ("torch",),
 }
 
 

@@ -39,6 +39,7 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("t2i", "deltahall.experiments.t2i.report"),
     ("qa", "deltahall.experiments.qa.report"),
     ("real", "deltahall.experiments.qa.real_report"),
+    ("modes", "deltahall.experiments.modes.report"),
 )
 
 
@@ -46,7 +47,7 @@ STEPS: tuple[tuple[str, str], ...] = (
 class MainJobConfig:
     out_dir: Path = field(default=Path("runs/report"), metadata={"help": "run directory for the report and every step's files"})
     seed: int = field(default=0, metadata={"help": "seed passed to every step"})
-    only: tuple[str, ...] = field(default=(), metadata={"help": "run only these steps (theory coinflip t2i qa measure real); empty = all"})
+    only: tuple[str, ...] = field(default=(), metadata={"help": "run only these steps (theory coinflip t2i qa real modes); empty = all"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar over the steps on stderr"})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": (
         "'latest': continue the main job in --out-dir, reusing the steps it finished (they are "

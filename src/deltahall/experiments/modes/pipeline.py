@@ -93,7 +93,7 @@ def run(config: ModesConfig) -> ModesResult:
         raise ValueError("`out_dir` must be set; got None.")
     from deltahall.experiments._run import require_extra
 
-    require_extra("coinflip")  # torch only
+    require_extra("modes")
     with torch_threads(config.run.threads or 1):
         return _run(config)
 
