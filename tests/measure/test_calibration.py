@@ -100,3 +100,23 @@ def test_errors_are_one_line() -> None:
     with pytest.raises(ValueError, match="must be 1; got 1.1"):
         DetectorSettings(fit_fraction=0.6)
     assert MEANS.shape == (3, 4)
+
+
+def test_a_mode_collapsed_generator_is_not_called_hallucinating() -> None:
+    """Fresh real samples of one state only: no hallucination, so the excess test must rarely reject.
+
+    The states differ in shape (one is elongated), so their floors differ; the pooled Fisher test
+    is kept beside the stratified one only to show why stratification is needed.
+    """
+    rejected, rejected_pooled = 0, 0
+    scales = np.array([[3.0, 0.3, 0.3, 0.3], [1.0, 1.0, 1.0, 1.0], [0.5, 0.5, 2.0, 0.5]])
+    for seed in range(30):
+        rng = np.random.default_rng(100 + seed)
+        y = np.repeat(np.arange(3), 120)
+        X = np.array([[6.0, 0, 0, 0], [0, 8.0, 0, 0], [0, 0, 7.0, 0]])[y] + rng.normal(size=(360, 4)) * scales[y]
+        st = seed % 3
+        G = np.array([[6.0, 0, 0, 0], [0, 8.0, 0, 0], [0, 0, 7.0, 0]])[st] + rng.normal(size=(80, 4)) * scales[st]
+        m = measure_embeddings(X, y, G, settings=DetectorSettings(normalize=False, seed=seed))
+        rejected += m.excess_p_value < 0.05
+        rejected_pooled += m.excess_p_value_pooled < 0.05
+    assert rejected <= 3, (rejected, rejected_pooled)
