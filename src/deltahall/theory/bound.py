@@ -39,7 +39,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 from scipy.optimize import minimize_scalar
 
 from deltahall._validation import (

@@ -59,7 +59,8 @@ def test_documented_run_commands_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     from deltahall.cli.main import main
 
     doc = (Path(__file__).resolve().parents[3] / "docs" / "qa.md").read_text(encoding="utf-8")
-    lines = [ln.split("-m deltahall", 1)[-1].strip() if "-m deltahall" in ln else ln.removeprefix("deltahall ")
+    # the command after its launcher or environment prefix (`accelerate launch -m deltahall`, `nice ... deltahall`)
+    lines = [ln.split("-m deltahall", 1)[-1].strip() if "-m deltahall" in ln else ln.split("deltahall ", 1)[-1]
              for ln in doc.splitlines() if "qa run --preset" in ln and not ln.startswith(("`", "|"))]
     assert len(lines) >= 4
     seen = []
