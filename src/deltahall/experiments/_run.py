@@ -143,6 +143,19 @@ def require_extra(extra: str) -> None:
 
 
 # --------------------------------------------------------------------------- fingerprint
+def config_from_dict(cls: Any, d: Mapping[str, Any], what: str) -> Any:
+    """A config dataclass from its JSON form (``to_jsonable``'s output): lists become tuples, the
+    ``run`` table a :class:`RunOptions`; unknown keys are an error naming them and ``what``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{what} config has unknown keys {unknown}; known keys are {sorted(names)}.")
+    values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+    if isinstance(values.get("run"), dict):
+        values["run"] = RunOptions(**values["run"])  # RunOptions turns a string out_dir into a Path
+    return cls(**values)
+
+
 def fingerprint(config: Any) -> dict[str, Any]:
     """The settings a run's files depend on: every field not marked resume-free, recursively.
 

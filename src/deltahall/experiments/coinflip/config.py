@@ -5,7 +5,6 @@ Every default of the experiment lives here; the CLI and the sweep build on it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -137,11 +136,6 @@ class CoinFlipConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CoinFlipConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"coin-flip config has unknown keys {unknown}; known keys are {sorted(names)}.")
-        values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-        if isinstance(values.get("run"), dict):
-            values["run"] = RunOptions(**values["run"])
-        return cls(**values)
+        from deltahall.experiments._run import config_from_dict
+
+        return config_from_dict(cls, d, "coin-flip")  # type: ignore[no-any-return]

@@ -155,14 +155,9 @@ class ModesConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModesConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"modes config has unknown keys {unknown}; known keys are {sorted(names)}.")
-        values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-        if isinstance(values.get("run"), dict):
-            values["run"] = RunOptions(**values["run"])  # RunOptions turns a string out_dir into a Path
-        return cls(**values)
+        from deltahall.experiments._run import config_from_dict
+
+        return config_from_dict(cls, d, "modes")  # type: ignore[no-any-return]
 
 
 #: The mixture's components: ``(mode spacing unit, component std)`` in the data's own units.
