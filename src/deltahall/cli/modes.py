@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
 from typing import Any
 
 from deltahall.cli.config_args import add_dataclass_arguments, config_from_args, load_config_file
@@ -86,20 +85,9 @@ def _handle_run(args: argparse.Namespace) -> int:
 
 
 def _handle_report(args: argparse.Namespace) -> int:
-    from deltahall._validation import check_output_path
+    from deltahall.cli.run_report import write_run_report
     from deltahall.experiments.modes.report import build_section
     from deltahall.experiments.modes.results import save_figures
-    from deltahall.io import Report
 
-    run_dir = Path(args.run_dir)
-    out = Path(args.out) if args.out else run_dir / "report.html"
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"`out` must be an .html file (the report); got {str(out)!r}.")
-    check_output_path(out, "out")
-    if not (run_dir / "result.json").is_file():
-        raise FileNotFoundError(f"`run_dir` {str(run_dir)!r} holds no result.json; is it a finished `modes run` directory?")
-    save_figures(run_dir)
-    report = Report(f"deltahall modes: {run_dir}")
-    report.add(build_section(run_dir))
-    print(f"report: {report.write(out)}")
-    return 0
+    return write_run_report(args, experiment="modes", marker="result.json", build_section=build_section,
+                            save_figures=save_figures)

@@ -76,23 +76,9 @@ def _quiet_loading_bars() -> None:
 
 
 def _handle_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from deltahall._validation import check_output_path
+    from deltahall.cli.run_report import write_run_report
     from deltahall.experiments.t2i.report import build_section
     from deltahall.experiments.t2i.results import save_figures
-    from deltahall.io import Report
 
-    run_dir = Path(args.run_dir)
-    out = Path(args.out) if args.out else run_dir / "report.html"
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"`out` must be an .html file (the report); got {str(out)!r}.")
-    check_output_path(out, "out")
-    if not (run_dir / "metrics.csv").is_file():
-        raise FileNotFoundError(f"`run_dir` {str(run_dir)!r} holds no metrics.csv; is it a `t2i run` directory?")
-    save_figures(run_dir)
-    report = Report(f"deltahall t2i: {run_dir}")
-    report.add(build_section(run_dir))
-    out = report.write(out)
-    print(f"report: {out}")
-    return 0
+    return write_run_report(args, experiment="t2i", marker="metrics.csv", build_section=build_section,
+                            save_figures=save_figures)
