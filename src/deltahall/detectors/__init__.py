@@ -7,6 +7,21 @@ built from the one instrument's two parts, importable from their modules:
 :class:`~deltahall.detectors.calibrators.Calibrator` (conformal or percentile rule).
 """
 
-from deltahall.detectors.hcdr import HCDRDetector
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deltahall.detectors.hcdr import HCDRDetector
 
 __all__ = ["HCDRDetector"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import :class:`HCDRDetector` (and scikit-learn) only when it is used, so that importing a
+    submodule such as :mod:`deltahall.detectors.calibrators` stays light."""
+    if name == "HCDRDetector":
+        from deltahall.detectors.hcdr import HCDRDetector
+
+        return HCDRDetector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
