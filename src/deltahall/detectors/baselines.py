@@ -69,7 +69,12 @@ class CalibratedBaseline:
 def _elliptic(X: Any, y: Any, rs: int) -> Any:
     from sklearn.covariance import EllipticEnvelope
 
-    m = EllipticEnvelope(support_fraction=None, random_state=rs).fit(X)
+    import warnings
+
+    with warnings.catch_warnings():
+        # MinCovDet's "Determinant has increased" is a numerical note of its C-step, not a failure
+        warnings.filterwarnings("ignore", message="Determinant has increased", category=RuntimeWarning)
+        m = EllipticEnvelope(support_fraction=None, random_state=rs).fit(X)
     return m.score_samples
 
 
