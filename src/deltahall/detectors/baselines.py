@@ -67,9 +67,9 @@ class CalibratedBaseline:
 
 
 def _elliptic(X: Any, y: Any, rs: int) -> Any:
-    from sklearn.covariance import EllipticEnvelope
-
     import warnings
+
+    from sklearn.covariance import EllipticEnvelope
 
     with warnings.catch_warnings():
         # MinCovDet's "Determinant has increased" is a numerical note of its C-step, not a failure
