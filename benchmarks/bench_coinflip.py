@@ -38,9 +38,13 @@ def authors_like_validation(model, labels, y, probs) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=20, help="repeats of our validation (median reported)")
+    ap.add_argument(
+        "--repeats", type=int, default=20, help="repeats of our validation (median reported)"
+    )
     ap.add_argument("--epochs", type=int, default=1, help="training epochs timed per path")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -57,7 +61,10 @@ def main() -> None:
     from deltahall.experiments.coinflip.truth import head_probabilities
 
     torch.set_num_threads(args.threads)
-    out: dict[str, float | str] = {"threads": args.threads, "load_avg_1min_before": os.getloadavg()[0]}
+    out: dict[str, float | str] = {
+        "threads": args.threads,
+        "load_avg_1min_before": os.getloadavg()[0],
+    }
     cfg = CoinFlipConfig(n=5, m=20000)
     data = make_dataset(cfg, derive_seeds(0)[0])
     model = build_model(cfg, 0).eval()
@@ -70,11 +77,21 @@ def main() -> None:
     t0 = time.perf_counter()
     authors_like_validation(model, data.val_labels, data.val_y, head_probabilities(5))
     loop = time.perf_counter() - t0
-    out.update(val_samples=len(data.val_y), distinct_sets=len(data.sets), ours_val_s=ours,
-               batch1_loop_val_s=loop, speedup=loop / ours)
+    out.update(
+        val_samples=len(data.val_y),
+        distinct_sets=len(data.sets),
+        ours_val_s=ours,
+        batch1_loop_val_s=loop,
+        speedup=loop / ours,
+    )
     opts = RunOptions(threads=args.threads, progress=False)
-    for name, c in (("grouped_no_dropout", CoinFlipConfig(n=5, m=20000, epochs=args.epochs, run=opts)),
-                    ("per_sample_dropout0.1", CoinFlipConfig(n=5, m=20000, epochs=args.epochs, dropout=0.1, run=opts))):
+    for name, c in (
+        ("grouped_no_dropout", CoinFlipConfig(n=5, m=20000, epochs=args.epochs, run=opts)),
+        (
+            "per_sample_dropout0.1",
+            CoinFlipConfig(n=5, m=20000, epochs=args.epochs, dropout=0.1, run=opts),
+        ),
+    ):
         res = run(c)
         out[f"epoch_s_{name}"] = float(np.mean(res.epoch_seconds))
     out["load_avg_1min_after"] = os.getloadavg()[0]
@@ -83,7 +100,9 @@ def main() -> None:
     else:
         for k, v in out.items():
             print(f"{k:32s} {v:.4g}" if isinstance(v, float) else f"{k:32s} {v}")
-        print(f"goal: >= 50x and < 50 ms -> {'met' if out['speedup'] >= 50 and ours < 0.05 else 'NOT met'}")
+        print(
+            f"goal: >= 50x and < 50 ms -> {'met' if out['speedup'] >= 50 and ours < 0.05 else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

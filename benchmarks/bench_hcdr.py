@@ -39,7 +39,11 @@ def _sklearn_reference(det, X):
     cols = []
     for m in dens.models_:
         g = GaussianMixture(m.gmm.n_components, covariance_type=m.gmm.covariance_type)
-        g.weights_, g.means_, g.precisions_cholesky_ = m.gmm.weights, m.gmm.means, m.gmm.precisions_cholesky
+        g.weights_, g.means_, g.precisions_cholesky_ = (
+            m.gmm.weights,
+            m.gmm.means,
+            m.gmm.precisions_cholesky,
+        )
         g.n_features_in_ = m.gmm.n_features
         cols.append(g.score_samples(C[:, : m.k]))
     return np.stack(cols, axis=1)
@@ -64,28 +68,56 @@ def main() -> None:
         det.fit(train, y)
         for name, X in (("float64", X64), ("float32", X32)):
             t, c = _best(lambda X=X, det=det: det.predict(X), a.repeat)
-            rows.append({"pca_dim": pca_dim, "dtype": name, "impl": "deltahall predict",
-                         "n": a.n, "seconds": t, "cpu_seconds": c, "per_second": a.n / t})
+            rows.append(
+                {
+                    "pca_dim": pca_dim,
+                    "dtype": name,
+                    "impl": "deltahall predict",
+                    "n": a.n,
+                    "seconds": t,
+                    "cpu_seconds": c,
+                    "per_second": a.n / t,
+                }
+            )
         Xs = X64[: a.sklearn_n]
         t, c = _best(lambda Xs=Xs, det=det: _sklearn_reference(det, Xs), 1)
-        rows.append({"pca_dim": pca_dim, "dtype": "float64", "impl": "sklearn score_samples",
-                     "n": len(Xs), "seconds": t, "cpu_seconds": c, "per_second": len(Xs) / t})
-        err = np.abs(_sklearn_reference(det, X64[:10000]) - det.state_log_densities(X64[:10000])).max()
+        rows.append(
+            {
+                "pca_dim": pca_dim,
+                "dtype": "float64",
+                "impl": "sklearn score_samples",
+                "n": len(Xs),
+                "seconds": t,
+                "cpu_seconds": c,
+                "per_second": len(Xs) / t,
+            }
+        )
+        err = np.abs(
+            _sklearn_reference(det, X64[:10000]) - det.state_log_densities(X64[:10000])
+        ).max()
         rows[-1]["max_abs_diff_vs_deltahall"] = float(err)
     if a.json:
         print(json.dumps(rows, indent=1))
         return
-    print(f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
-          "wall times are noisy on a shared machine")
-    print(f"{'pca_dim':>7} {'dtype':>7} {'implementation':<22} {'rows':>9} {'wall s':>8} {'cpu s':>7} "
-          f"{'rows/s (wall)':>14}")
+    print(
+        f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
+        "wall times are noisy on a shared machine"
+    )
+    print(
+        f"{'pca_dim':>7} {'dtype':>7} {'implementation':<22} {'rows':>9} {'wall s':>8} {'cpu s':>7} "
+        f"{'rows/s (wall)':>14}"
+    )
     for r in rows:
-        print(f"{r['pca_dim']!s:>7} {r['dtype']:>7} {r['impl']:<22} {r['n']:>9} {r['seconds']:>8.3f} "
-              f"{r['cpu_seconds']:>7.2f} {r['per_second']:>14,.0f}")
+        print(
+            f"{r['pca_dim']!s:>7} {r['dtype']:>7} {r['impl']:<22} {r['n']:>9} {r['seconds']:>8.3f} "
+            f"{r['cpu_seconds']:>7.2f} {r['per_second']:>14,.0f}"
+        )
     for r in rows:
         if "max_abs_diff_vs_deltahall" in r:
-            print(f"pca_dim={r['pca_dim']}: max |deltahall - sklearn| log-density on 10k rows = "
-                  f"{r['max_abs_diff_vs_deltahall']:.2e}")
+            print(
+                f"pca_dim={r['pca_dim']}: max |deltahall - sklearn| log-density on 10k rows = "
+                f"{r['max_abs_diff_vs_deltahall']:.2e}"
+            )
 
 
 if __name__ == "__main__":

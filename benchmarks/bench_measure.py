@@ -36,7 +36,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def make_inputs(n: int, dim: int, n_states: int, n_ref_per_state: int, work: Path) -> dict[str, Path]:
+def make_inputs(
+    n: int, dim: int, n_states: int, n_ref_per_state: int, work: Path
+) -> dict[str, Path]:
     """Reference rows around ``n_states`` random means, ``n`` generated rows like them, 10 prompts."""
     work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -48,7 +50,9 @@ def make_inputs(n: int, dim: int, n_states: int, n_ref_per_state: int, work: Pat
     G = np.lib.format.open_memmap(paths["gen"], mode="w+", dtype=np.float32, shape=(n, dim))
     for s in range(0, n, 100_000):
         k = min(100_000, n - s)
-        G[s : s + k] = means[rng.integers(0, n_states, k)] + rng.normal(size=(k, dim)).astype(np.float32)
+        G[s : s + k] = means[rng.integers(0, n_states, k)] + rng.normal(size=(k, dim)).astype(
+            np.float32
+        )
     G.flush()
     del G
     np.save(paths["prompts"], np.array([f"p{i % 10}" for i in range(n)]))
@@ -68,12 +72,31 @@ def timed(cmd: list[str]) -> dict[str, float]:
     return {"wall_s": wall, "rss_mib": usage.ru_maxrss / 1024}
 
 
-def bench_size(n: int, dim: int, n_states: int, n_ref_per_state: int, repeat: int, work: Path) -> dict[str, Any]:
+def bench_size(
+    n: int, dim: int, n_states: int, n_ref_per_state: int, repeat: int, work: Path
+) -> dict[str, Any]:
     paths = make_inputs(n, dim, n_states, n_ref_per_state, work)
-    cli = [sys.executable, "-m", "deltahall.cli.main", "measure", "--reference", str(paths["ref"]),
-           "--reference-labels", str(paths["labels"]), "--generated", str(paths["gen"]),
-           "--generated-prompts", str(paths["prompts"]), "--report", "false"]
-    script = [sys.executable, str(HERE / "minimal_measure.py"), *(str(paths[k]) for k in ("ref", "labels", "gen", "prompts"))]
+    cli = [
+        sys.executable,
+        "-m",
+        "deltahall.cli.main",
+        "measure",
+        "--reference",
+        str(paths["ref"]),
+        "--reference-labels",
+        str(paths["labels"]),
+        "--generated",
+        str(paths["gen"]),
+        "--generated-prompts",
+        str(paths["prompts"]),
+        "--report",
+        "false",
+    ]
+    script = [
+        sys.executable,
+        str(HERE / "minimal_measure.py"),
+        *(str(paths[k]) for k in ("ref", "labels", "gen", "prompts")),
+    ]
     runs: dict[str, list[dict[str, Any]]] = {"cli": [], "script": []}
     for r in range(repeat):  # back to back, so both see the same load
         out = work / f"cli{r}"
@@ -89,16 +112,33 @@ def bench_size(n: int, dim: int, n_states: int, n_ref_per_state: int, repeat: in
     out = work / "parquet"
     pq = timed([*cli, "--out-dir", str(out), "--samples-format", "parquet"])
     pq.update(json.loads((out / "measure.json").read_text())["seconds"])
-    med = {k: {f: statistics.median(r[f] for r in v) for f in v[0] if f.endswith("_s") or f == "rss_mib"}
-           for k, v in runs.items()}
+    med = {
+        k: {
+            f: statistics.median(r[f] for r in v)
+            for f in v[0]
+            if f.endswith("_s") or f == "rss_mib"
+        }
+        for k, v in runs.items()
+    }
     c, s = med["cli"], med["script"]
     return {
-        "n": n, "dim": dim, "states": n_states, "repeat": repeat, "cli": c, "script": s,
-        "ratio_wall": c["wall_s"] / s["wall_s"], "ratio_rss": c["rss_mib"] / s["rss_mib"],
-        "import_s": c["wall_s"] - c["total_s"], "write_share": c["write_samples_s"] / c["wall_s"],
-        "parquet_write_s": pq["write_samples"], "parquet_wall_s": pq["wall_s"],
-        "rates_agree": all(a["rate"] == b["rate"] for a, b in zip(runs["cli"], runs["script"], strict=True)),
-        "rate": runs["cli"][0]["rate"], "runs": runs,
+        "n": n,
+        "dim": dim,
+        "states": n_states,
+        "repeat": repeat,
+        "cli": c,
+        "script": s,
+        "ratio_wall": c["wall_s"] / s["wall_s"],
+        "ratio_rss": c["rss_mib"] / s["rss_mib"],
+        "import_s": c["wall_s"] - c["total_s"],
+        "write_share": c["write_samples_s"] / c["wall_s"],
+        "parquet_write_s": pq["write_samples"],
+        "parquet_wall_s": pq["wall_s"],
+        "rates_agree": all(
+            a["rate"] == b["rate"] for a, b in zip(runs["cli"], runs["script"], strict=True)
+        ),
+        "rate": runs["cli"][0]["rate"],
+        "runs": runs,
     }
 
 
@@ -120,9 +160,11 @@ def bench_embed(n_texts: int, repeat: int) -> dict[str, Any]:
         finally:
             del emb._batch_order
 
-    fns = {"embed": lambda: emb.embed(texts),
-           "encode": lambda: enc(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False),
-           "embed_unsorted": unsorted}
+    fns = {
+        "embed": lambda: emb.embed(texts),
+        "encode": lambda: enc(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False),
+        "embed_unsorted": unsorted,
+    }
     times: dict[str, list[float]] = {k: [] for k in fns}
     outs: dict[str, Any] = {}
     for _ in range(repeat):
@@ -131,10 +173,15 @@ def bench_embed(n_texts: int, repeat: int) -> dict[str, Any]:
             outs[k] = f()
             times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"texts": n_texts, "median_s": med, "times_s": times, "ratio_embed_vs_encode": med["embed"] / med["encode"],
-            "ratio_unsorted_vs_encode": med["embed_unsorted"] / med["encode"],
-            "max_abs_diff_vs_encode": float(np.abs(outs["embed"] - outs["encode"]).max()),
-            "sorted_by": sorted_order.__qualname__}
+    return {
+        "texts": n_texts,
+        "median_s": med,
+        "times_s": times,
+        "ratio_embed_vs_encode": med["embed"] / med["encode"],
+        "ratio_unsorted_vs_encode": med["embed_unsorted"] / med["encode"],
+        "max_abs_diff_vs_encode": float(np.abs(outs["embed"] - outs["encode"]).max()),
+        "sorted_by": sorted_order.__qualname__,
+    }
 
 
 def bench_minilm(n_texts: int, work: Path) -> dict[str, float]:
@@ -154,20 +201,38 @@ def bench_minilm(n_texts: int, work: Path) -> dict[str, float]:
 
     emb.embed = timed  # type: ignore[method-assign]
     deltahall.models.load_embedder = lambda spec, **kw: emb  # type: ignore[assignment]
-    topics = {"animals": "The {} rested quietly near the old barn.", "code": "The {} compiler rejected this function.",
-              "weather": "A {} storm is expected over the coast tonight."}
+    topics = {
+        "animals": "The {} rested quietly near the old barn.",
+        "code": "The {} compiler rejected this function.",
+        "weather": "A {} storm is expected over the coast tonight.",
+    }
     words = [f"w{i}" for i in range(n_texts)]
-    ref = [{"text": t.format(w), "state": s} for s, t in topics.items() for w in words[: n_texts // 4]]
-    gen = [{"text": list(topics.values())[i % 3].format(w), "prompt": f"p{i % 5}"} for i, w in enumerate(words)]
+    ref = [
+        {"text": t.format(w), "state": s} for s, t in topics.items() for w in words[: n_texts // 4]
+    ]
+    gen = [
+        {"text": list(topics.values())[i % 3].format(w), "prompt": f"p{i % 5}"}
+        for i, w in enumerate(words)
+    ]
     for name, rows in (("ref.jsonl", ref), ("gen.jsonl", gen)):
         (work / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    cfg = MeasureConfig(reference=work / "ref.jsonl", generated=work / "gen.jsonl", embedder="@minilm",
-                        out_dir=work / "out_minilm", cache_dir=work / "cache", report=False)
+    cfg = MeasureConfig(
+        reference=work / "ref.jsonl",
+        generated=work / "gen.jsonl",
+        embedder="@minilm",
+        out_dir=work / "out_minilm",
+        cache_dir=work / "cache",
+        report=False,
+    )
     t0 = time.perf_counter()
     run(cfg)
     wall = time.perf_counter() - t0
-    return {"texts_embedded": len(ref) + len(gen), "wall_s": wall, "embedder_s": spent[0],
-            "outside_embedder_share": (wall - spent[0]) / wall}
+    return {
+        "texts_embedded": len(ref) + len(gen),
+        "wall_s": wall,
+        "embedder_s": spent[0],
+        "outside_embedder_share": (wall - spent[0]) / wall,
+    }
 
 
 def _size(spec: str) -> tuple[int, int, int]:
@@ -177,18 +242,41 @@ def _size(spec: str) -> tuple[int, int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", action="append", default=None,
-                    help="comma-separated NxDxSTATES (generated rows x dimension x states); repeatable "
-                         "(default: 10000x384x3,100000x384x3,1000000x384x3,100000x32x3,100000x384x10)")
+    ap.add_argument(
+        "--sizes",
+        action="append",
+        default=None,
+        help="comma-separated NxDxSTATES (generated rows x dimension x states); repeatable "
+        "(default: 10000x384x3,100000x384x3,1000000x384x3,100000x32x3,100000x384x10)",
+    )
     ap.add_argument("--ref-per-state", type=int, default=3000)
-    ap.add_argument("--repeat", type=int, default=3, help="back-to-back runs per size (medians reported)")
-    ap.add_argument("--embed-texts", type=int, default=5000, help="texts for embed vs encode (0 skips it)")
-    ap.add_argument("--texts", type=int, default=0, help="generated texts through the command with @minilm (0 skips)")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="back-to-back runs per size (medians reported)"
+    )
+    ap.add_argument(
+        "--embed-texts", type=int, default=5000, help="texts for embed vs encode (0 skips it)"
+    )
+    ap.add_argument(
+        "--texts",
+        type=int,
+        default=0,
+        help="generated texts through the command with @minilm (0 skips)",
+    )
     ap.add_argument("--json", type=Path, help="also write the results here")
     a = ap.parse_args()
-    specs = [s for group in (a.sizes or ["10000x384x3,100000x384x3,1000000x384x3,100000x32x3,100000x384x10"])
-             for s in group.split(",") if s]
-    out: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)), "load_avg_start": os.getloadavg(), "sizes": []}
+    specs = [
+        s
+        for group in (
+            a.sizes or ["10000x384x3,100000x384x3,1000000x384x3,100000x32x3,100000x384x10"]
+        )
+        for s in group.split(",")
+        if s
+    ]
+    out: dict[str, Any] = {
+        "cpus": len(os.sched_getaffinity(0)),
+        "load_avg_start": os.getloadavg(),
+        "sizes": [],
+    }
     with tempfile.TemporaryDirectory(prefix="bench_measure_") as d:
         work = Path(d)
         for spec in specs:
@@ -197,27 +285,36 @@ def main() -> None:
             r["load_avg"] = os.getloadavg()
             out["sizes"].append(r)
             c, s = r["cli"], r["script"]
-            print(f"{n:>9,} x {dim:<3} {k:>2} states: CLI {c['wall_s']:7.1f} s {c['rss_mib']:6.0f} MiB | script "
-                  f"{s['wall_s']:7.1f} s {s['rss_mib']:6.0f} MiB | ratio {r['ratio_wall']:.2f}x wall, "
-                  f"{r['ratio_rss']:.2f}x RSS | CLI import {r['import_s']:.1f} s, measure {c['measure_s']:.1f} s, "
-                  f"samples.csv {c['write_samples_s']:.2f} s ({100 * r['write_share']:.1f}%), parquet "
-                  f"{r['parquet_write_s']:.2f} s | rates agree: {r['rates_agree']} | load {r['load_avg'][0]:.1f}",
-                  flush=True)
+            print(
+                f"{n:>9,} x {dim:<3} {k:>2} states: CLI {c['wall_s']:7.1f} s {c['rss_mib']:6.0f} MiB | script "
+                f"{s['wall_s']:7.1f} s {s['rss_mib']:6.0f} MiB | ratio {r['ratio_wall']:.2f}x wall, "
+                f"{r['ratio_rss']:.2f}x RSS | CLI import {r['import_s']:.1f} s, measure {c['measure_s']:.1f} s, "
+                f"samples.csv {c['write_samples_s']:.2f} s ({100 * r['write_share']:.1f}%), parquet "
+                f"{r['parquet_write_s']:.2f} s | rates agree: {r['rates_agree']} | load {r['load_avg'][0]:.1f}",
+                flush=True,
+            )
             shutil.rmtree(work / spec, ignore_errors=True)
         if a.embed_texts:
             e = bench_embed(a.embed_texts, a.repeat)
             out["embed"] = e
             m = e["median_s"]
-            print(f"embed {e['texts']} texts (@minilm, 64 a batch): Embedder.embed {m['embed']:.1f} s, direct encode "
-                  f"{m['encode']:.1f} s: {e['ratio_embed_vs_encode']:.3f}x (unsorted batches "
-                  f"{e['ratio_unsorted_vs_encode']:.3f}x); max |diff| {e['max_abs_diff_vs_encode']:.1e}", flush=True)
+            print(
+                f"embed {e['texts']} texts (@minilm, 64 a batch): Embedder.embed {m['embed']:.1f} s, direct encode "
+                f"{m['encode']:.1f} s: {e['ratio_embed_vs_encode']:.3f}x (unsorted batches "
+                f"{e['ratio_unsorted_vs_encode']:.3f}x); max |diff| {e['max_abs_diff_vs_encode']:.1e}",
+                flush=True,
+            )
         if a.texts:
             out["minilm"] = bench_minilm(a.texts, work)
             mm = out["minilm"]
-            print(f"@minilm: {mm['texts_embedded']} texts, wall {mm['wall_s']:.1f} s, embedder {mm['embedder_s']:.1f} s, "
-                  f"outside the embedder {100 * mm['outside_embedder_share']:.1f}%")
+            print(
+                f"@minilm: {mm['texts_embedded']} texts, wall {mm['wall_s']:.1f} s, embedder {mm['embedder_s']:.1f} s, "
+                f"outside the embedder {100 * mm['outside_embedder_share']:.1f}%"
+            )
     out["load_avg_end"] = os.getloadavg()
-    print(f"machine: {out['cpus']} CPUs, load average {out['load_avg_start']} at start, {out['load_avg_end']} at end")
+    print(
+        f"machine: {out['cpus']} CPUs, load average {out['load_avg_start']} at start, {out['load_avg_end']} at end"
+    )
     if a.json:
         a.json.write_text(json.dumps(out, indent=2), encoding="utf-8")
 

@@ -40,12 +40,22 @@ from _timing import best_of  # noqa: E402  (benchmarks/ is on sys.path when run 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="@tiny", help="'@gemma3-270m', a local folder, or '@tiny' (offline tiny model)")
-    ap.add_argument("--truthfulqa", default="@standin", help="TruthfulQA CSV or '@standin' (prompts)")
+    ap.add_argument(
+        "--model",
+        default="@tiny",
+        help="'@gemma3-270m', a local folder, or '@tiny' (offline tiny model)",
+    )
+    ap.add_argument(
+        "--truthfulqa", default="@standin", help="TruthfulQA CSV or '@standin' (prompts)"
+    )
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--prompt-format", choices=("qa", "chat"), default="qa",
-                    help="'qa' (Question/Answer lines, base models) or 'chat' (the tokenizer's chat template)")
+    ap.add_argument(
+        "--prompt-format",
+        choices=("qa", "chat"),
+        default="qa",
+        help="'qa' (Question/Answer lines, base models) or 'chat' (the tokenizer's chat template)",
+    )
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--train-steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
@@ -71,7 +81,9 @@ def main() -> None:
     if spec == "@tiny":
         from deltahall.experiments.qa.tiny import build_tiny_model
 
-        texts = [t for it in items for t in (it.question, *it.correct_answers)] + [t for r in rows for t in (r.question, *r.answers)]
+        texts = [t for it in items for t in (it.question, *it.correct_answers)] + [
+            t for r in rows for t in (r.question, *r.answers)
+        ]
         spec = str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", texts, seed=0))
     t0 = time.perf_counter()
     model, tok = load_causal_lm(spec, device=args.device, dtype="float32")
@@ -79,18 +91,39 @@ def main() -> None:
     tok.padding_side = "left"
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     n = args.max_new_tokens
-    result: dict[str, Any] = {"model": args.model, "prompt_format": args.prompt_format, "device": args.device,
-                              "threads": torch.get_num_threads(),
-                              "max_new_tokens": n, "load_s": round(load_s, 1), "generation": {}}
+    result: dict[str, Any] = {
+        "model": args.model,
+        "prompt_format": args.prompt_format,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "max_new_tokens": n,
+        "load_s": round(load_s, 1),
+        "generation": {},
+    }
 
     def generate(bs: int) -> None:
-        prompts = [build_prompt(tok, items[i % len(items)].question, args.prompt_format) for i in range(bs)]
+        prompts = [
+            build_prompt(tok, items[i % len(items)].question, args.prompt_format) for i in range(bs)
+        ]
         # the chat template writes its own special tokens
-        enc = tok(prompts, return_tensors="pt", padding=True,
-                  add_special_tokens=args.prompt_format == "qa").to(args.device)
+        enc = tok(
+            prompts,
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=args.prompt_format == "qa",
+        ).to(args.device)
         with torch.no_grad():
-            model.generate(**enc, do_sample=True, temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=n,
-                           min_new_tokens=n, pad_token_id=pad, logits_processor=LogitsProcessorList([NucleusFromTopK(0.9)]))
+            model.generate(
+                **enc,
+                do_sample=True,
+                temperature=0.7,
+                top_p=1.0,
+                top_k=0,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                pad_token_id=pad,
+                logits_processor=LogitsProcessorList([NucleusFromTopK(0.9)]),
+            )
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
 
@@ -98,7 +131,10 @@ def main() -> None:
     generate(2)  # warm-up
     for bs in args.batch_sizes:
         s = best_of(lambda bs=bs: generate(bs), args.repeat)
-        result["generation"][str(bs)] = {"seconds": round(s, 2), "tokens_per_s": round(bs * n / s, 2)}
+        result["generation"][str(bs)] = {
+            "seconds": round(s, 2),
+            "tokens_per_s": round(bs * n / s, 2),
+        }
     gen = result["generation"]
     if len(args.batch_sizes) > 1:
         lo, hi = str(min(args.batch_sizes)), str(max(args.batch_sizes))
@@ -106,15 +142,24 @@ def main() -> None:
 
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+    )
     pm = get_peft_model(model, lora)
     opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=5e-4)
-    ex = [encode_pair(tok, r.question, a, 128, prompt_format=args.prompt_format) for r in rows for a in r.answers]
+    ex = [
+        encode_pair(tok, r.question, a, 128, prompt_format=args.prompt_format)
+        for r in rows
+        for a in r.answers
+    ]
     pm.train()
     times, tokens = [], []
     for k in range(args.train_steps + 1):  # the first step is a warm-up
-        batch = collate(ex[k * args.train_batch:(k + 1) * args.train_batch], pad)
+        batch = collate(ex[k * args.train_batch : (k + 1) * args.train_batch], pad)
         batch = {key: v.to(args.device) for key, v in batch.items()}
         t0 = time.perf_counter()
         loss = answer_loss(pm, batch)
@@ -126,8 +171,12 @@ def main() -> None:
         if k:
             times.append(time.perf_counter() - t0)
             tokens.append(int(batch["attention_mask"].sum()))
-    result["lora_training"] = {"batch": args.train_batch, "steps": len(times), "seconds_per_step": round(sum(times) / len(times), 2),
-                               "tokens_per_s": round(sum(tokens) / sum(times), 1)}
+    result["lora_training"] = {
+        "batch": args.train_batch,
+        "steps": len(times),
+        "seconds_per_step": round(sum(times) / len(times), 2),
+        "tokens_per_s": round(sum(tokens) / sum(times), 1),
+    }
     print(json.dumps(result, indent=2))
 
 

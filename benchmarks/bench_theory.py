@@ -29,7 +29,6 @@ def _mixture(n: int, d: int, rng: np.random.Generator) -> LatentMixture:
     return LatentMixture(np.full(n, 1.0 / n), states)
 
 
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=2_000_000, help="estimates per δ-test call")
@@ -38,7 +37,9 @@ def main() -> None:
     ap.add_argument("--mc", type=int, default=1_000_000, help="draws per P_H^δ estimate")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    print(f"{'N':>3} {'d':>3} {'threads':>7} {'hallucinating':>13} {'δ-tests/s':>14} {'scores/s':>14}")
+    print(
+        f"{'N':>3} {'d':>3} {'threads':>7} {'hallucinating':>13} {'δ-tests/s':>14} {'scores/s':>14}"
+    )
     for n, d in ((2, 1), (2, 8), (5, 2), (5, 8)):
         mix = _mixture(n, d, rng)
         x = 3 * rng.standard_normal((args.n, d))
@@ -50,13 +51,21 @@ def main() -> None:
         share = float(test.hallucinates(x[:100_000]).mean())
         t = best_of(lambda: test.hallucinates(x), args.repeat)  # noqa: B023
         ts = best_of(lambda: test.max_log_density(x), args.repeat)  # noqa: B023
-        print(f"{n:>3} {d:>3} {args.threads:>7} {share:>13.2f} {args.n / t:>14,.0f} {args.n / ts:>14,.0f}")
+        print(
+            f"{n:>3} {d:>3} {args.threads:>7} {share:>13.2f} {args.n / t:>14,.0f} {args.n / ts:>14,.0f}"
+        )
     for n, d in ((2, 1), (5, 8)):
         within = [GaussianState.isotropic(np.zeros(d), 0.1)] * n
         means = IndependentMeans(tuple([0.0] * d), (StateMeanLaw("gaussian", 1.0, d),) * n)
-        t = best_of(lambda: estimate_hallucination_probability(np.full(n, 1 / n), within, 0.05, means, args.mc, 0),  # noqa: B023
-                    args.repeat)
-        print(f"P_H^δ Monte-Carlo N={n} d={d}: {args.mc / t:,.0f} draws/s ({1 / t:.2f} estimates/s of {args.mc:,} draws)")
+        t = best_of(
+            lambda n=n, within=within, means=means: estimate_hallucination_probability(
+                np.full(n, 1 / n), within, 0.05, means, args.mc, 0
+            ),
+            args.repeat,
+        )
+        print(
+            f"P_H^δ Monte-Carlo N={n} d={d}: {args.mc / t:,.0f} draws/s ({1 / t:.2f} estimates/s of {args.mc:,} draws)"
+        )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,16 @@ import numpy as np
 warnings.filterwarnings("ignore")
 
 ALPHAS = (0.05, 0.1, 0.2)
-TEXTURE_IMAGES = ("brick", "grass", "gravel", "coffee", "chelsea", "astronaut", "rocket", "hubble_deep_field")
+TEXTURE_IMAGES = (
+    "brick",
+    "grass",
+    "gravel",
+    "coffee",
+    "chelsea",
+    "astronaut",
+    "rocket",
+    "hubble_deep_field",
+)
 
 
 def _images(name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -61,13 +70,15 @@ def _images(name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
             h, w = a.shape[:2]
             for _ in range(120):
                 r, c = rng.integers(0, h - 96), rng.integers(0, w - 96)
-                out.append(a[r:r + 96, c:c + 96])
+                out.append(a[r : r + 96, c : c + 96])
                 ys.append(k)
         return np.stack(out).astype(np.uint8), np.asarray(ys)
     if name == "lfw":
         import skimage.data as sd
 
-        x = np.load(os.path.join(os.path.dirname(sd.__file__), "lfw_subset.npy"), allow_pickle=False)
+        x = np.load(
+            os.path.join(os.path.dirname(sd.__file__), "lfw_subset.npy"), allow_pickle=False
+        )
         im = (x * 255).astype(np.uint8)
         return np.repeat(im[..., None], 3, axis=3), np.repeat([0, 1], 100)
     raise ValueError(name)
@@ -103,7 +114,9 @@ def build(name: str, cache: Path, seed: int = 0) -> dict[str, np.ndarray]:
     j = rng.integers(0, y.size, 4 * y.size)
     ok = y[i] != y[j]
     i, j = i[ok][: y.size // 2], j[ok][: y.size // 2]
-    blends = ((images[i].astype(np.float32) + images[j].astype(np.float32)) / 2).round().astype(np.uint8)
+    blends = (
+        ((images[i].astype(np.float32) + images[j].astype(np.float32)) / 2).round().astype(np.uint8)
+    )
     E = _embed(emb, images, name)
     B = _embed(emb, blends, name)
     out = {"E": E, "y": y, "B": B, "bi": i, "bj": j}
@@ -115,7 +128,9 @@ def build(name: str, cache: Path, seed: int = 0) -> dict[str, np.ndarray]:
 def _methods(m, ref_X, ref_y):  # type: ignore[no-untyped-def]
     from deltahall.measure.compare import _fitted_baselines
 
-    base, _ = _fitted_baselines(m, ref_X, ref_y, ("elliptic-envelope", "mahalanobis", "knn-radius", "lof"))
+    base, _ = _fitted_baselines(
+        m, ref_X, ref_y, ("elliptic-envelope", "mahalanobis", "knn-radius", "lof")
+    )
     return base
 
 
@@ -132,8 +147,10 @@ def evaluate(name: str, data: dict[str, np.ndarray], reps: int) -> dict[str, obj
         m = measure_embeddings(E, y, E[:1], settings=DetectorSettings(seed=r))
         for a in ALPHAS:
             flagged[a].append(float(np.mean(m.test_p <= a)))
-    level = {str(a): {"mean": float(np.mean(v)), "se": float(np.std(v, ddof=1) / np.sqrt(len(v)))}
-             for a, v in flagged.items()}
+    level = {
+        str(a): {"mean": float(np.mean(v)), "se": float(np.std(v, ddof=1) / np.sqrt(len(v)))}
+        for a, v in flagged.items()
+    }
     t_level = (time.perf_counter() - t0) / reps
     # ---------------------------------------------------------------- power
     # evaluation: a quarter of each state's real images never enters the reference
@@ -155,49 +172,85 @@ def evaluate(name: str, data: dict[str, np.ndarray], reps: int) -> dict[str, obj
     for kind, H in sets.items():
         X_eval = np.vstack([E[inside], H])
         truth = np.r_[np.zeros(int(inside.sum()), bool), np.ones(H.shape[0], bool)]
-        for label, s in (("HCDR conformal (defaults)", DetectorSettings()),
-                         ("HCDR percentile (defaults)", DetectorSettings(calibration="percentile"))):
+        for label, s in (
+            ("HCDR conformal (defaults)", DetectorSettings()),
+            ("HCDR percentile (defaults)", DetectorSettings(calibration="percentile")),
+        ):
             m = measure_embeddings(E[ref], y[ref], X_eval, settings=s)
             score = -np.log(np.maximum(m.gen_p, 1e-300))
             if s.calibration == "percentile":
                 thr = m.calibrator.thresholds_
                 score = -np.max(m.gen_scores - thr[None, :], axis=1)
-            rows.append({"kind": kind, "method": label, "auroc": stats.auroc(score, truth),
-                         "recall": float(m.gen_flagged[truth].mean()),
-                         "false_flag_eval": float(m.gen_flagged[~truth].mean()), "floor": m.floor.rate})
+            rows.append(
+                {
+                    "kind": kind,
+                    "method": label,
+                    "auroc": stats.auroc(score, truth),
+                    "recall": float(m.gen_flagged[truth].mean()),
+                    "false_flag_eval": float(m.gen_flagged[~truth].mean()),
+                    "floor": m.floor.rate,
+                }
+            )
             if s.calibration == "conformal":
                 Z_eval = m.scorer.transform(X_eval)
                 for bname, b in _methods(m, E[ref], y[ref]).items():
                     f = b.flagged(Z_eval)
-                    rows.append({"kind": kind, "method": bname, "auroc": stats.auroc(-b.score(Z_eval), truth),
-                                 "recall": float(f[truth].mean()), "false_flag_eval": float(f[~truth].mean()),
-                                 "floor": None})
+                    rows.append(
+                        {
+                            "kind": kind,
+                            "method": bname,
+                            "auroc": stats.auroc(-b.score(Z_eval), truth),
+                            "recall": float(f[truth].mean()),
+                            "false_flag_eval": float(f[~truth].mean()),
+                            "floor": None,
+                        }
+                    )
                 rows[-len(_BASE) - 1]["models"] = m.density_models
-    return {"dataset": name, "n": int(y.size), "d": int(E.shape[1]), "states": int(np.unique(y).size),
-            "level": level, "reps": reps, "seconds_per_measurement": t_level, "power": rows}
+    return {
+        "dataset": name,
+        "n": int(y.size),
+        "d": int(E.shape[1]),
+        "states": int(np.unique(y).size),
+        "level": level,
+        "reps": reps,
+        "seconds_per_measurement": t_level,
+        "power": rows,
+    }
 
 
 _BASE = ("elliptic-envelope", "mahalanobis", "knn-radius", "lof")
 
 
 def _markdown(res: list[dict[str, object]]) -> str:
-    lines = ["| data set | n | d | states | α=0.05 | α=0.1 | α=0.2 |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data set | n | d | states | α=0.05 | α=0.1 | α=0.2 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in res:
         lv = r["level"]
         cells = [f"{lv[str(a)]['mean']:.3f} ± {lv[str(a)]['se']:.3f}" for a in ALPHAS]  # type: ignore[index]
-        lines.append(f"| {r['dataset']} | {r['n']} | {r['d']} | {r['states']} | " + " | ".join(cells) + " |")
-    lines += ["", "| data set | hallucinations | method | AUROC | recall at α=0.1 | false flags (real) |",
-              "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['dataset']} | {r['n']} | {r['d']} | {r['states']} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "| data set | hallucinations | method | AUROC | recall at α=0.1 | false flags (real) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in res:
         for p in r["power"]:  # type: ignore[attr-defined]
-            lines.append(f"| {r['dataset']} | {p['kind']} | {p['method']} | {p['auroc']:.3f} | {p['recall']:.3f} | "
-                         f"{p['false_flag_eval']:.3f} |")
+            lines.append(
+                f"| {r['dataset']} | {p['kind']} | {p['method']} | {p['auroc']:.3f} | {p['recall']:.3f} | "
+                f"{p['false_flag_eval']:.3f} |"
+            )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", nargs="+", default=["digits-efficientnet", "digits-cnn", "textures", "lfw"])
+    ap.add_argument(
+        "--datasets", nargs="+", default=["digits-efficientnet", "digits-cnn", "textures", "lfw"]
+    )
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--cache", type=Path, default=Path("runs/eval_cache"))
     ap.add_argument("--out", type=Path, default=Path("runs/eval_measure.json"))
@@ -211,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         res.append(r)
         print(f"{name}: done in {r['seconds']:.0f} s", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1, allow_nan=False, default=float) + "\n", encoding="utf-8")
+    args.out.write_text(
+        json.dumps(res, indent=1, allow_nan=False, default=float) + "\n", encoding="utf-8"
+    )
     print(_markdown(res))
     return 0
 

@@ -81,16 +81,37 @@ def main(argv: list[str] | None = None) -> int:
     r_states = [rows[i]["state"] for i in ref_idx]
     r_prompts = [rows[i]["prompt"] for i in ref_idx]
     G = np.vstack([E[h_idx], E[h_idx], EB])
-    kinds = ["held_out_reference"] * len(h_idx) + ["other_question"] * len(h_idx) + ["blend"] * len(blends)
+    kinds = (
+        ["held_out_reference"] * len(h_idx)
+        + ["other_question"] * len(h_idx)
+        + ["blend"] * len(blends)
+    )
     prompts = h_prompts + o_prompts + b_prompts
-    out = {"reference": str(args.reference), "n_reference": len(ref_idx), "n_questions": len(questions),
-           "embed_seconds": t_embed, "results": []}
+    out = {
+        "reference": str(args.reference),
+        "n_reference": len(ref_idx),
+        "n_questions": len(questions),
+        "embed_seconds": t_embed,
+        "results": [],
+    }
     for rule in ("conformal", "margin"):
         for a in args.alphas:
             t1 = time.perf_counter()
-            m = measure_references(R, r_states, r_prompts, G, prompts, settings=DetectorSettings(alpha=a, calibration=rule))
-            rec = {"rule": rule, "alpha": a, "seconds": time.perf_counter() - t1, "floor": m.floor.rate,
-                   "n_calibration": int(m.calibrator.n_calibration_[0])}
+            m = measure_references(
+                R,
+                r_states,
+                r_prompts,
+                G,
+                prompts,
+                settings=DetectorSettings(alpha=a, calibration=rule),
+            )
+            rec = {
+                "rule": rule,
+                "alpha": a,
+                "seconds": time.perf_counter() - t1,
+                "floor": m.floor.rate,
+                "n_calibration": int(m.calibrator.n_calibration_[0]),
+            }
             for kind in ("held_out_reference", "other_question", "blend"):
                 f = m.gen_flagged[np.array(kinds) == kind]
                 p = stats.proportion(int(f.sum()), int(f.size))

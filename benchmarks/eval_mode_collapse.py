@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         m = measure_embeddings(E[~ev], y[~ev], E[ev & (y == st)], settings=DetectorSettings(seed=r))
         strat.append(m.excess_p_value < 0.05)
         pooled.append(m.excess_p_value_pooled < 0.05)
-    print(f"reps {args.reps}: stratified rejects at 5% in {np.mean(strat):.3f}, pooled Fisher in {np.mean(pooled):.3f}")
+    print(
+        f"reps {args.reps}: stratified rejects at 5% in {np.mean(strat):.3f}, pooled Fisher in {np.mean(pooled):.3f}"
+    )
     return 0
 
 

@@ -57,7 +57,9 @@ def split(y: np.ndarray) -> list[np.ndarray]:
         idx = rng.permutation(np.flatnonzero(y == s))
         n_cal, n_test = (int(math.floor(f * idx.size)) for f in FRACTIONS[1:])
         n_fit = idx.size - n_cal - n_test
-        for part, rows in zip(parts, (idx[:n_fit], idx[n_fit:n_fit + n_cal], idx[n_fit + n_cal:]), strict=True):
+        for part, rows in zip(
+            parts, (idx[:n_fit], idx[n_fit : n_fit + n_cal], idx[n_fit + n_cal :]), strict=True
+        ):
             part.append(rows)
     return [np.sort(np.concatenate(p)) for p in parts]
 
@@ -65,7 +67,9 @@ def split(y: np.ndarray) -> list[np.ndarray]:
 class Model:
     """A Gaussian or a mixture on the first ``k`` coordinates, isotropic on the other ``d - k``."""
 
-    def __init__(self, c: np.ndarray, total: np.ndarray, k: int, comps: int, d: int, seed: int) -> None:
+    def __init__(
+        self, c: np.ndarray, total: np.ndarray, k: int, comps: int, d: int, seed: int
+    ) -> None:
         x = c[:, :k]
         self.k, self.d, self.gmm = k, d, None
         if comps == 1:
@@ -74,10 +78,20 @@ class Model:
             self.prec = solve_triangular(np.linalg.cholesky(cov), np.eye(k), lower=True).T
             self.const = -0.5 * k * LOG_2PI + np.log(np.diag(self.prec)).sum()
         else:
-            self.gmm = GaussianMixture(comps, covariance_type="full", reg_covar=1e-4, random_state=seed,
-                                       max_iter=100, init_params="k-means++").fit(x)
+            self.gmm = GaussianMixture(
+                comps,
+                covariance_type="full",
+                reg_covar=1e-4,
+                random_state=seed,
+                max_iter=100,
+                init_params="k-means++",
+            ).fit(x)
         rest = d - k
-        self.sigma2 = max(float(np.mean(np.maximum(total - (x * x).sum(1), 0.0)) / rest), 1e-6) if rest else 1.0
+        self.sigma2 = (
+            max(float(np.mean(np.maximum(total - (x * x).sum(1), 0.0)) / rest), 1e-6)
+            if rest
+            else 1.0
+        )
 
     def logpdf(self, c: np.ndarray, total: np.ndarray | None = None) -> np.ndarray:
         x = c[:, : self.k]
@@ -88,7 +102,11 @@ class Model:
             out = self.const - 0.5 * (y * y).sum(1)
         if total is not None and self.d > self.k:
             resid = np.maximum(total - (x * x).sum(1), 0.0)
-            out = out - 0.5 * resid / self.sigma2 - 0.5 * (self.d - self.k) * (LOG_2PI + math.log(self.sigma2))
+            out = (
+                out
+                - 0.5 * resid / self.sigma2
+                - 0.5 * (self.d - self.k) * (LOG_2PI + math.log(self.sigma2))
+            )
         return out
 
 
@@ -109,14 +127,20 @@ def fit(X: np.ndarray, y: np.ndarray, n_states: int) -> tuple[dict[str, Any], li
         ci, ti = c[rows], total[rows]
         seed = int(rng.integers(2**31 - 1))
         perm = rng.permutation(rows.size)
-        hold, train = perm[: max(1, rows.size // 4)][:1000], perm[max(1, rows.size // 4):][:2000]
+        hold, train = perm[: max(1, rows.size // 4)][:1000], perm[max(1, rows.size // 4) :][:2000]
         best = (-np.inf, (ks[0], 1))
         for k in ks:
             for comps in (1, 2):
                 if train.size < comps * (k + 2):
                     continue
                 try:
-                    ll = float(np.mean(Model(ci[train], ti[train], k, comps, X.shape[1], seed).logpdf(ci[hold], ti[hold])))
+                    ll = float(
+                        np.mean(
+                            Model(ci[train], ti[train], k, comps, X.shape[1], seed).logpdf(
+                                ci[hold], ti[hold]
+                            )
+                        )
+                    )
                 except (ValueError, np.linalg.LinAlgError):
                     continue
                 if math.isfinite(ll) and ll > best[0]:
@@ -138,7 +162,13 @@ def score(A: np.ndarray, tr: dict[str, Any], models: list[Model]) -> np.ndarray:
 
 
 def p_values(S: np.ndarray, cal: list[np.ndarray]) -> np.ndarray:
-    return np.stack([(1.0 + np.searchsorted(c, S[:, i], side="right")) / (c.size + 1.0) for i, c in enumerate(cal)], 1)
+    return np.stack(
+        [
+            (1.0 + np.searchsorted(c, S[:, i], side="right")) / (c.size + 1.0)
+            for i, c in enumerate(cal)
+        ],
+        1,
+    )
 
 
 def nearest(P: np.ndarray, S: np.ndarray, med: np.ndarray) -> np.ndarray:
@@ -157,7 +187,7 @@ def stratified_excess(kg: np.ndarray, ng: np.ndarray, kt: np.ndarray, nt: np.nda
         lo_total, observed = lo_total + lo, observed + a
     if observed == 0:
         return 1.0
-    return float(min(1.0, max(0.0, dist[max(0, observed - lo_total):].sum() / dist.sum())))
+    return float(min(1.0, max(0.0, dist[max(0, observed - lo_total) :].sum() / dist.sum())))
 
 
 def main(ref_path: str, labels_path: str, gen_path: str, prompts_path: str, out_dir: str) -> None:
@@ -173,7 +203,9 @@ def main(ref_path: str, labels_path: str, gen_path: str, prompts_path: str, out_
     S_cal, y_cal = score(X[cal_rows], tr, models), y[cal_rows]
     cal = [np.sort(S_cal[y_cal == i, i]) for i in range(len(states))]
     med = np.array([np.median(c) for c in cal])
-    thr = [c[int(math.floor(ALPHA * (c.size + 1) + 1e-12)) - 1] for c in cal]  # the rule's score thresholds
+    thr = [
+        c[int(math.floor(ALPHA * (c.size + 1) + 1e-12)) - 1] for c in cal
+    ]  # the rule's score thresholds
     S_test = score(X[test_rows], tr, models)
     P_test = p_values(S_test, cal)
     p_test = P_test.max(1)
@@ -185,8 +217,12 @@ def main(ref_path: str, labels_path: str, gen_path: str, prompts_path: str, out_
     t_stats = time.perf_counter()
     k, n, kf, nf = int(flag_gen.sum()), flag_gen.size, int(flag_test.sum()), flag_test.size
     ns = len(states)
-    strat = stratified_excess(np.bincount(near_gen[flag_gen], minlength=ns), np.bincount(near_gen, minlength=ns),
-                              np.bincount(near_test[flag_test], minlength=ns), np.bincount(near_test, minlength=ns))
+    strat = stratified_excess(
+        np.bincount(near_gen[flag_gen], minlength=ns),
+        np.bincount(near_gen, minlength=ns),
+        np.bincount(near_test[flag_test], minlength=ns),
+        np.bincount(near_test, minlength=ns),
+    )
     names, codes = np.unique(prompts, return_inverse=True)
     codes = codes.ravel()
     n_p = np.bincount(codes, minlength=names.size)
@@ -194,36 +230,73 @@ def main(ref_path: str, labels_path: str, gen_path: str, prompts_path: str, out_
     sums = np.zeros((names.size, G.shape[1]))
     for s in range(0, G.shape[0], CHUNK):
         c = codes[s : s + CHUNK]
-        sums += csr_matrix((np.ones(c.size), (c, np.arange(c.size))), shape=(names.size, c.size)) @ \
-            np.asarray(G[s : s + CHUNK], dtype=np.float64)
+        sums += csr_matrix(
+            (np.ones(c.size), (c, np.arange(c.size))), shape=(names.size, c.size)
+        ) @ np.asarray(G[s : s + CHUNK], dtype=np.float64)
     p_mean = p_values(score(sums / n_p[:, None], tr, models), cal).max(1)
     alphas = np.round(np.arange(0.01, 0.51, 0.01), 2)
     summary = {
-        "rate": k / n, "rate_ci": wilson(k, n), "floor": kf / nf, "floor_ci": wilson(kf, nf),
+        "rate": k / n,
+        "rate_ci": wilson(k, n),
+        "floor": kf / nf,
+        "floor_ci": wilson(kf, nf),
         "excess_p_value": strat,
-        "excess_p_value_pooled": float(fisher_exact([[k, n - k], [kf, nf - kf]], alternative="greater")[1]),
+        "excess_p_value_pooled": float(
+            fisher_exact([[k, n - k], [kf, nf - kf]], alternative="greater")[1]
+        ),
         "thresholds": [float(t) for t in thr],
-        "curve": {"alphas": alphas.tolist(),
-                  "rate": (np.searchsorted(np.sort(p_gen), alphas, side="right") / n).tolist(),
-                  "floor": (np.searchsorted(np.sort(p_test), alphas, side="right") / nf).tolist()},
-        "per_prompt": [{"prompt": str(nm), "n": int(n_p[j]), "n_flagged": int(k_p[j]), "rate": k_p[j] / n_p[j],
-                        "rate_ci": wilson(int(k_p[j]), int(n_p[j])), "mean_embedding_inside": bool(p_mean[j] > ALPHA),
-                        "mean_embedding_p_value": float(p_mean[j])} for j, nm in enumerate(names)],
+        "curve": {
+            "alphas": alphas.tolist(),
+            "rate": (np.searchsorted(np.sort(p_gen), alphas, side="right") / n).tolist(),
+            "floor": (np.searchsorted(np.sort(p_test), alphas, side="right") / nf).tolist(),
+        },
+        "per_prompt": [
+            {
+                "prompt": str(nm),
+                "n": int(n_p[j]),
+                "n_flagged": int(k_p[j]),
+                "rate": k_p[j] / n_p[j],
+                "rate_ci": wilson(int(k_p[j]), int(n_p[j])),
+                "mean_embedding_inside": bool(p_mean[j] > ALPHA),
+                "mean_embedding_p_value": float(p_mean[j]),
+            }
+            for j, nm in enumerate(names)
+        ],
     }
     t_write = time.perf_counter()
     state_names = np.array(states, dtype=object)
     with open(out / "samples.csv", "w", encoding="utf-8") as fh:
-        fh.write(",".join(["id", "prompt", "p_value", "nearest_state", "flagged",
-                           *[f"log_density_{s}" for s in states]]) + "\n")
+        fh.write(
+            ",".join(
+                [
+                    "id",
+                    "prompt",
+                    "p_value",
+                    "nearest_state",
+                    "flagged",
+                    *[f"log_density_{s}" for s in states],
+                ]
+            )
+            + "\n"
+        )
         for s in range(0, n, CHUNK):
             e = min(n, s + CHUNK)
-            cols = [list(map(str, range(s, e))), prompts[s:e].tolist(), list(map(repr, p_gen[s:e].tolist())),
-                    state_names[near_gen[s:e]].tolist(), ["True" if f else "False" for f in flag_gen[s:e].tolist()],
-                    *[list(map(repr, S_gen[s:e, i].tolist())) for i in range(len(states))]]
+            cols = [
+                list(map(str, range(s, e))),
+                prompts[s:e].tolist(),
+                list(map(repr, p_gen[s:e].tolist())),
+                state_names[near_gen[s:e]].tolist(),
+                ["True" if f else "False" for f in flag_gen[s:e].tolist()],
+                *[list(map(repr, S_gen[s:e, i].tolist())) for i in range(len(states))],
+            ]
             fh.write("\n".join(map(",".join, zip(*cols, strict=True))) + "\n")
     t_end = time.perf_counter()
-    summary["seconds"] = {"until_stats": t_stats - t0, "stats": t_write - t_stats, "write_samples": t_end - t_write,
-                          "total": t_end - t0}
+    summary["seconds"] = {
+        "until_stats": t_stats - t0,
+        "stats": t_write - t_stats,
+        "write_samples": t_end - t_write,
+        "total": t_end - t0,
+    }
     (out / "measure.json").write_text(json.dumps(summary), encoding="utf-8")
 
 

@@ -70,7 +70,9 @@ class Edge(NamedTuple):
     imported: str
 
     def __str__(self) -> str:
-        return f"{self.path.relative_to(ROOT.parent)}:{self.line} {self.importer} -> {self.imported}"
+        return (
+            f"{self.path.relative_to(ROOT.parent)}:{self.line} {self.importer} -> {self.imported}"
+        )
 
 
 def module_name(path: Path) -> str:
@@ -103,7 +105,11 @@ def _nodes(node: ast.AST) -> Iterator[ast.AST]:
 
 
 def _is_import_module_call(node: ast.AST) -> bool:
-    if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant):
+    if (
+        not isinstance(node, ast.Call)
+        or not node.args
+        or not isinstance(node.args[0], ast.Constant)
+    ):
         return False
     f = node.func
     return (isinstance(f, ast.Attribute) and f.attr == "import_module") or (
@@ -130,7 +136,9 @@ def parse_imports(text: str, path: Path, modules: dict[str, Path]) -> list[Edge]
                 parts = package.split(".")
                 parts = parts[: len(parts) - (node.level - 1)]
                 base = ".".join(parts + ([node.module] if node.module else []))
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            ]
         elif isinstance(node, ast.Call) and _is_import_module_call(node):
             arg = node.args[0]
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
@@ -167,8 +175,12 @@ def layer_order() -> str:
 
 
 def test_every_top_level_name_has_a_layer() -> None:
-    names = {p.stem if p.is_file() else p.name for p in ROOT.iterdir()
-             if (p.is_file() and p.suffix == ".py") or (p.is_dir() and not p.name.startswith((".", "__")))}
+    names = {
+        p.stem if p.is_file() else p.name
+        for p in ROOT.iterdir()
+        if (p.is_file() and p.suffix == ".py")
+        or (p.is_dir() and not p.name.startswith((".", "__")))
+    }
     unknown = sorted(names - set(LAYERS) - DATA_DIRS - {"__init__"})
     assert not unknown, f"place these in LAYERS (tests/test_layers.py) before using them: {unknown}"
 
@@ -188,10 +200,19 @@ def test_the_scanner_sees_lazy_imports_and_skips_type_checking() -> None:
     )
     edges = parse_imports(text, ROOT / "plotting" / "_probe.py", source_modules())
     assert [(e.line, e.imported) for e in edges] == [
-        (2, "deltahall.io"), (6, "deltahall._validation"), (8, "deltahall.experiments.qa.results"),
-        (10, "deltahall.cli.main"), (11, "deltahall.plotting.theory"),
+        (2, "deltahall.io"),
+        (6, "deltahall._validation"),
+        (8, "deltahall.experiments.qa.results"),
+        (10, "deltahall.cli.main"),
+        (11, "deltahall.plotting.theory"),
     ]
-    assert [layer_of(e.imported) for e in edges] == ["io", "_validation", "experiments", "cli", "plotting"]
+    assert [layer_of(e.imported) for e in edges] == [
+        "io",
+        "_validation",
+        "experiments",
+        "cli",
+        "plotting",
+    ]
     assert layer_of("deltahall.__version__") == layer_of("deltahall") == "deltahall"
 
 
@@ -280,8 +301,24 @@ def test_no_import_cycles() -> None:
 
 
 #: Calls that read files; plotting modules draw from data they are given and make none of them.
-_READS = frozenset({"open", "read_csv", "read_json", "read_text", "read_bytes", "load", "loadtxt", "genfromtxt",
-                    "read_metrics", "read_losses", "read_scores", "glob", "rglob", "iterdir"})
+_READS = frozenset(
+    {
+        "open",
+        "read_csv",
+        "read_json",
+        "read_text",
+        "read_bytes",
+        "load",
+        "loadtxt",
+        "genfromtxt",
+        "read_metrics",
+        "read_losses",
+        "read_scores",
+        "glob",
+        "rglob",
+        "iterdir",
+    }
+)
 
 
 def test_plotting_reads_no_files() -> None:
@@ -290,7 +327,15 @@ def test_plotting_reads_no_files() -> None:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
             if isinstance(node, ast.Call):
                 f = node.func
-                name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+                name = (
+                    f.id
+                    if isinstance(f, ast.Name)
+                    else f.attr
+                    if isinstance(f, ast.Attribute)
+                    else ""
+                )
                 if name in _READS:
                     bad.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {name}()")
-    assert not bad, "plotting modules must draw from data they are given, not read files:\n" + "\n".join(bad)
+    assert not bad, (
+        "plotting modules must draw from data they are given, not read files:\n" + "\n".join(bad)
+    )

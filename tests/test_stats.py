@@ -12,11 +12,18 @@ from sklearn.metrics import roc_auc_score
 from deltahall import stats
 
 
-@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (0, 10), (3, 10), (10, 10), (50, 100), (999, 1000), (7, 200_000)])
+@pytest.mark.parametrize(
+    "k,n", [(0, 1), (1, 1), (0, 10), (3, 10), (10, 10), (50, 100), (999, 1000), (7, 200_000)]
+)
 @pytest.mark.parametrize("confidence", [0.5, 0.95, 0.99])
 def test_proportion_ci_is_scipys_wilson(k: int, n: int, confidence: float) -> None:
     ref = sps.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    np.testing.assert_allclose(stats.proportion_ci(k, n, confidence=confidence), (ref.low, ref.high), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        stats.proportion_ci(k, n, confidence=confidence),
+        (ref.low, ref.high),
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 def test_proportion_edges_are_exact() -> None:
@@ -34,17 +41,20 @@ def test_wilson_covers_at_its_level() -> None:
     assert 0.92 <= cover <= 0.98
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: stats.proportion_ci(5, 3), "`k` must be <= `n` = 3"),
-    (lambda: stats.proportion_ci(-1, 3), "`k` must be >= 0"),
-    (lambda: stats.proportion_ci(1, 2, confidence=1.0), r"`confidence` must be in \(0, 1\)"),
-    (lambda: stats.proportion_ci(1.5, 2), "`k` must be an integer"),
-    (lambda: stats.bootstrap_mean_ci([1.0, float("nan")], rng=0), "must be finite"),
-    (lambda: stats.bootstrap_mean_ci([], rng=0), "at least one value"),
-    (lambda: stats.paired_permutation_test([1.0, 2.0], [1.0], rng=0), "pair up"),
-    (lambda: stats.stratified_excess_test([1], [2, 3], [0], [1]), "one entry per stratum"),
-    (lambda: stats.detection_scores([True], [True, False]), "same length"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: stats.proportion_ci(5, 3), "`k` must be <= `n` = 3"),
+        (lambda: stats.proportion_ci(-1, 3), "`k` must be >= 0"),
+        (lambda: stats.proportion_ci(1, 2, confidence=1.0), r"`confidence` must be in \(0, 1\)"),
+        (lambda: stats.proportion_ci(1.5, 2), "`k` must be an integer"),
+        (lambda: stats.bootstrap_mean_ci([1.0, float("nan")], rng=0), "must be finite"),
+        (lambda: stats.bootstrap_mean_ci([], rng=0), "at least one value"),
+        (lambda: stats.paired_permutation_test([1.0, 2.0], [1.0], rng=0), "pair up"),
+        (lambda: stats.stratified_excess_test([1], [2, 3], [0], [1]), "one entry per stratum"),
+        (lambda: stats.detection_scores([True], [True, False]), "same length"),
+    ],
+)
 def test_refusals(call, match) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
         call()
@@ -53,8 +63,12 @@ def test_refusals(call, match) -> None:
 def test_bootstrap_matches_scipy_and_degenerates_cleanly() -> None:
     x = np.random.default_rng(1).exponential(size=40)
     ours = stats.bootstrap_mean_ci(x, rng=2, n_resamples=5000)
-    ref = sps.bootstrap((x,), np.mean, n_resamples=5000, method="percentile", random_state=np.random.default_rng(2))
-    assert (ours.low, ours.high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+    ref = sps.bootstrap(
+        (x,), np.mean, n_resamples=5000, method="percentile", random_state=np.random.default_rng(2)
+    )
+    assert (ours.low, ours.high) == pytest.approx(
+        (ref.confidence_interval.low, ref.confidence_interval.high)
+    )
     one = stats.bootstrap_mean_ci([3.0], rng=0)
     assert (one.mean, one.low, one.high) == (3.0, 3.0, 3.0)
 
@@ -71,11 +85,20 @@ def test_paired_permutation_exact_matches_brute_force() -> None:
 
 def test_paired_permutation_is_uniform_under_the_null_and_detects_a_shift() -> None:
     g = np.random.default_rng(3)
-    ps = np.array([stats.paired_permutation_test(g.normal(size=20), g.normal(size=20), rng=g, n_resamples=499,
-                                                 n_boot=20).p_value for _ in range(200)])
+    ps = np.array(
+        [
+            stats.paired_permutation_test(
+                g.normal(size=20), g.normal(size=20), rng=g, n_resamples=499, n_boot=20
+            ).p_value
+            for _ in range(200)
+        ]
+    )
     assert 0.02 <= np.mean(ps <= 0.05) <= 0.10
     base = g.normal(size=50)
-    assert stats.paired_permutation_test(base + 0.5 + g.normal(0, 0.3, 50), base, rng=0).p_value < 0.001
+    assert (
+        stats.paired_permutation_test(base + 0.5 + g.normal(0, 0.3, 50), base, rng=0).p_value
+        < 0.001
+    )
     assert stats.paired_permutation_test(base, base, rng=0).p_value == 1.0
 
 
@@ -85,10 +108,14 @@ def test_excess_test_is_fishers() -> None:
     assert stats.excess_test(0, 0, 1, 10) == 1.0
 
 
-@pytest.mark.parametrize("case", [([30], [100], [10], [100]), ([0], [5], [3], [9]), ([7], [7], [0], [4])])
+@pytest.mark.parametrize(
+    "case", [([30], [100], [10], [100]), ([0], [5], [3], [9]), ([7], [7], [0], [4])]
+)
 def test_stratified_excess_with_one_stratum_is_fishers(case) -> None:
     kg, ng, kf, nf = (c[0] for c in case)
-    assert stats.stratified_excess_test(*case) == pytest.approx(stats.excess_test(kg, ng, kf, nf), abs=1e-12)
+    assert stats.stratified_excess_test(*case) == pytest.approx(
+        stats.excess_test(kg, ng, kf, nf), abs=1e-12
+    )
 
 
 def test_stratified_excess_matches_a_brute_force_sum_of_hypergeometrics() -> None:
@@ -98,8 +125,13 @@ def test_stratified_excess_matches_a_brute_force_sum_of_hypergeometrics() -> Non
         m = a + c
         support = np.arange(max(0, m - d), min(m, b) + 1)
         dists.append((support, sps.hypergeom.pmf(support, b + d, m, b)))
-    p = sum(pa * pb for (sa, pa_), (sb, pb_) in [tuple(dists)] for xa, pa in zip(sa, pa_, strict=True) for xb, pb in zip(sb, pb_, strict=True)
-            if xa + xb >= sum(kg))
+    p = sum(
+        pa * pb
+        for (sa, pa_), (sb, pb_) in [tuple(dists)]
+        for xa, pa in zip(sa, pa_, strict=True)
+        for xb, pb in zip(sb, pb_, strict=True)
+        if xa + xb >= sum(kg)
+    )
     assert stats.stratified_excess_test(kg, ng, kf, nf) == pytest.approx(p)
 
 

@@ -25,8 +25,11 @@ def test_pyproject_takes_the_version_from_the_package() -> None:
 
 
 def test_the_package_states_its_version_once() -> None:
-    hits = [p for p in (ROOT / "src" / "deltahall").rglob("*.py")
-            if re.search(r"^__version__\s*=", p.read_text(encoding="utf-8"), flags=re.M)]
+    hits = [
+        p
+        for p in (ROOT / "src" / "deltahall").rglob("*.py")
+        if re.search(r"^__version__\s*=", p.read_text(encoding="utf-8"), flags=re.M)
+    ]
     assert hits == [ROOT / "src" / "deltahall" / "__init__.py"]
     assert re.fullmatch(r"\d+\.\d+\.\d+([ab]\d+|rc\d+|\.dev\d+)?", deltahall.__version__)
 

@@ -113,14 +113,18 @@ def check_finite_array(
     try:
         arr = np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as exc:
-        raise BadInput(f"`{name}` must be an array of {np.dtype(dtype).name} numbers; {exc}.") from None
+        raise BadInput(
+            f"`{name}` must be an array of {np.dtype(dtype).name} numbers; {exc}."
+        ) from None
     if ndim is not None and arr.ndim != ndim:
         raise BadInput(f"`{name}` must be {ndim}-dimensional; got shape {arr.shape}.")
     bad = ~np.isfinite(arr)
     if bad.any():
         idx = np.argwhere(bad)[0]
         where = f"row {int(idx[0])}" if arr.ndim == 2 else f"index {tuple(int(i) for i in idx)}"
-        n_bad = int(bad.any(axis=tuple(range(1, arr.ndim))).sum()) if arr.ndim > 1 else int(bad.sum())
+        n_bad = (
+            int(bad.any(axis=tuple(range(1, arr.ndim))).sum()) if arr.ndim > 1 else int(bad.sum())
+        )
         raise BadInput(
             f"`{name}` must contain only finite values; found NaN/inf at {where} "
             f"({n_bad} {'rows' if arr.ndim == 2 else 'entries'} affected)."
@@ -128,7 +132,9 @@ def check_finite_array(
     return arr
 
 
-def check_probability_vector(p: Any, name: str = "weights", *, atol: float = 1e-8) -> npt.NDArray[np.float64]:
+def check_probability_vector(
+    p: Any, name: str = "weights", *, atol: float = 1e-8
+) -> npt.NDArray[np.float64]:
     """A 1-d vector of non-negative, finite entries that sums to 1 (within ``atol``)."""
     arr = check_finite_array(p, name, ndim=1)
     if arr.size == 0:
@@ -147,7 +153,9 @@ def check_spd(cov: Any, name: str = "cov") -> npt.NDArray[np.float64]:
     if arr.shape[0] != arr.shape[1]:
         raise BadInput(f"`{name}` must be square; got shape {arr.shape}.")
     if not np.allclose(arr, arr.T, rtol=1e-10, atol=1e-12):
-        raise BadInput(f"`{name}` must be symmetric; got max asymmetry {np.abs(arr - arr.T).max():.3g}.")
+        raise BadInput(
+            f"`{name}` must be symmetric; got max asymmetry {np.abs(arr - arr.T).max():.3g}."
+        )
     try:
         np.linalg.cholesky(arr)
     except np.linalg.LinAlgError:
@@ -188,9 +196,7 @@ def require(module: str, extra: str, *, what: str | None = None) -> Any:
         ) from None
 
 
-def check_output_path(
-    out: Any, name: str, *, inputs: Any = (), allow_dir: bool = False
-) -> Any:
+def check_output_path(out: Any, name: str, *, inputs: Any = (), allow_dir: bool = False) -> Any:
     """Refuse an output path that equals or lies inside one of ``inputs``, or is a directory.
 
     ``inputs`` is an iterable of ``(parameter_name, path)`` pairs (``None`` paths are skipped).
@@ -217,5 +223,7 @@ def check_output_path(
                 f"which is {'the same as' if rp == ri else 'inside'} `{in_name}` {os.fspath(in_path)!r}."
             )
     if not allow_dir and p.is_dir():
-        raise BadInput(f"`{name}` must be a file path; got the existing directory {os.fspath(p)!r}.")
+        raise BadInput(
+            f"`{name}` must be a file path; got the existing directory {os.fspath(p)!r}."
+        )
     return p

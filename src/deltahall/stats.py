@@ -114,7 +114,9 @@ def proportion(k: int, n: int, *, confidence: float = 0.95) -> Proportion:
     """
     lo, hi = proportion_ci(k, n, confidence=confidence)
     k, n = int(k), int(n)
-    return Proportion(k=k, n=n, rate=(k / n) if n else float("nan"), ci=(lo, hi), confidence=confidence)
+    return Proportion(
+        k=k, n=n, rate=(k / n) if n else float("nan"), ci=(lo, hi), confidence=confidence
+    )
 
 
 def _as_1d(x: Any, name: str) -> npt.NDArray[np.float64]:
@@ -124,7 +126,9 @@ def _as_1d(x: Any, name: str) -> npt.NDArray[np.float64]:
     if a.size == 0:
         raise ValueError(f"`{name}` must hold at least one value; got none.")
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"`{name}` must be finite; got {int((~np.isfinite(a)).sum())} non-finite value(s).")
+        raise ValueError(
+            f"`{name}` must be finite; got {int((~np.isfinite(a)).sum())} non-finite value(s)."
+        )
     return a
 
 
@@ -160,10 +164,17 @@ def bootstrap_mean_ci(
     from scipy.stats import bootstrap
 
     res = bootstrap(
-        (a,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-        method="percentile", vectorized=True, random_state=np.random.default_rng(rng),
+        (a,),
+        np.mean,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        random_state=np.random.default_rng(rng),
     )
-    return MeanCI(mean, float(res.confidence_interval.low), float(res.confidence_interval.high), int(a.size))
+    return MeanCI(
+        mean, float(res.confidence_interval.low), float(res.confidence_interval.high), int(a.size)
+    )
 
 
 @dataclass(frozen=True)
@@ -179,7 +190,13 @@ class PairedTest:
 
 
 def paired_permutation_test(
-    x: Any, y: Any, *, rng: Any, n_resamples: int = 9999, n_boot: int = 2000, confidence: float = 0.95
+    x: Any,
+    y: Any,
+    *,
+    rng: Any,
+    n_resamples: int = 9999,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
 ) -> PairedTest:
     r"""Paired sign-flip permutation test of :math:`\bar d`, :math:`d_j = x_j - y_j`.
 
@@ -209,8 +226,13 @@ def paired_permutation_test(
             return np.mean(u - v, axis=axis)
 
         res = permutation_test(
-            (a, b), stat, permutation_type="samples", alternative="two-sided",
-            n_resamples=n_resamples, vectorized=True, random_state=g,
+            (a, b),
+            stat,
+            permutation_type="samples",
+            alternative="two-sided",
+            n_resamples=n_resamples,
+            vectorized=True,
+            random_state=g,
         )
         p = float(min(1.0, res.pvalue))
     ci = bootstrap_mean_ci(d, rng=g, n_resamples=n_boot, confidence=confidence)
@@ -233,7 +255,9 @@ def excess_test(k_gen: int, n_gen: int, k_floor: int, n_floor: int) -> float:
         return 1.0
     from scipy.stats import fisher_exact
 
-    res = fisher_exact([[k_gen, n_gen - k_gen], [k_floor, n_floor - k_floor]], alternative="greater")
+    res = fisher_exact(
+        [[k_gen, n_gen - k_gen], [k_floor, n_floor - k_floor]], alternative="greater"
+    )
     return float(min(1.0, max(0.0, float(res[1]))))
 
 
@@ -281,7 +305,7 @@ def stratified_excess_test(
         observed += kg
     if observed == 0:
         return 1.0
-    p = float(dist[max(0, observed - offset):].sum() / dist.sum())
+    p = float(dist[max(0, observed - offset) :].sum() / dist.sum())
     return float(min(1.0, max(0.0, p)))
 
 
@@ -308,7 +332,9 @@ def detection_scores(flagged: npt.ArrayLike, truth: npt.ArrayLike) -> DetectionS
     """
     p, t = np.asarray(flagged, dtype=bool).ravel(), np.asarray(truth, dtype=bool).ravel()
     if p.shape != t.shape:
-        raise ValueError(f"`flagged` and `truth` must have the same length; got {p.size} and {t.size}.")
+        raise ValueError(
+            f"`flagged` and `truth` must have the same length; got {p.size} and {t.size}."
+        )
     tp = int(np.sum(p & t))
     fp = int(np.sum(p & ~t))
     n_pos, n_flag, n_neg = int(t.sum()), int(p.sum()), int((~t).sum())
@@ -317,7 +343,9 @@ def detection_scores(flagged: npt.ArrayLike, truth: npt.ArrayLike) -> DetectionS
         precision=tp / n_flag if n_flag else nan,
         recall=tp / n_pos if n_pos else nan,
         false_flag_rate=fp / n_neg if n_neg else nan,
-        n_flagged=n_flag, n_positive=n_pos, n=int(p.size),
+        n_flagged=n_flag,
+        n_positive=n_pos,
+        n=int(p.size),
     )
 
 
@@ -334,7 +362,9 @@ def auroc(score: npt.ArrayLike, truth: npt.ArrayLike) -> float:
     s = np.asarray(score, dtype=np.float64).ravel()
     t = np.asarray(truth, dtype=bool).ravel()
     if s.shape != t.shape:
-        raise ValueError(f"`score` and `truth` must have the same length; got {s.size} and {t.size}.")
+        raise ValueError(
+            f"`score` and `truth` must have the same length; got {s.size} and {t.size}."
+        )
     if not np.all(np.isfinite(s)):
         raise ValueError("`score` must be finite.")
     if t.all() or not t.any():
@@ -342,4 +372,3 @@ def auroc(score: npt.ArrayLike, truth: npt.ArrayLike) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(t, s))
-

@@ -35,7 +35,9 @@ def test_defaults_live_in_dataclass():
 
 
 def test_cli_values_are_typed():
-    args = _parser().parse_args(["--n", "5", "--mode", "ce", "--deltas", "0.5", "0.7", "--flag", "true", "--out", "o"])
+    args = _parser().parse_args(
+        ["--n", "5", "--mode", "ce", "--deltas", "0.5", "0.7", "--flag", "true", "--out", "o"]
+    )
     cfg = config_from_args(Cfg, args)
     assert cfg.n == 5 and cfg.mode == "ce" and cfg.deltas == (0.5, 0.7) and cfg.flag is True
     assert cfg.out == Path("o")
@@ -48,7 +50,7 @@ def test_bad_choice_exits():
 
 def test_config_file_then_cli_wins(tmp_path):
     f = tmp_path / "c.toml"
-    f.write_text('n = 3\nlr = 0.5\ndeltas = [0.3]\n')
+    f.write_text("n = 3\nlr = 0.5\ndeltas = [0.3]\n")
     cfg = config_from_args(Cfg, _parser().parse_args(["--n", "4"]), config_file=f)
     assert (cfg.n, cfg.lr, cfg.deltas) == (4, 0.5, (0.3,))
 
@@ -98,21 +100,26 @@ def test_nested_dataclass_fields_are_flat_options():
 def test_nested_values_from_a_file_flat_or_in_a_table(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('lr = 0.2\nout_dir = "a"\n')
-    assert config_from_args(Outer, _outer_parser().parse_args([]), config_file=f).run.out_dir == Path("a")
-    f.write_text('[run]\nthreads = 3\n')
+    assert config_from_args(
+        Outer, _outer_parser().parse_args([]), config_file=f
+    ).run.out_dir == Path("a")
+    f.write_text("[run]\nthreads = 3\n")
     cfg = config_from_args(Outer, _outer_parser().parse_args(["--threads", "4"]), config_file=f)
     assert cfg.run.threads == 4  # the command line wins
-    f.write_text('[run]\nthreadz = 3\n')
+    f.write_text("[run]\nthreadz = 3\n")
     with pytest.raises(ValueError, match=r"table \[run\] has unknown keys \['threadz'\]"):
         config_from_args(Outer, _outer_parser().parse_args([]), config_file=f)
 
 
-@pytest.mark.parametrize(("name", "data", "match"), [
-    ("bad.toml", b"lr = = 1\n", r"bad.toml: invalid TOML"),
-    ("bad.json", b'{"lr": 1,\n "n": }', r"bad.json: invalid JSON at line 2"),
-    ("bin.toml", b"lr = 1\n\xff\xfe\n", r"bin.toml is not UTF-8 text \(line 2"),
-    ("list.json", b"[1, 2]", r"must hold a table/object"),
-])
+@pytest.mark.parametrize(
+    ("name", "data", "match"),
+    [
+        ("bad.toml", b"lr = = 1\n", r"bad.toml: invalid TOML"),
+        ("bad.json", b'{"lr": 1,\n "n": }', r"bad.json: invalid JSON at line 2"),
+        ("bin.toml", b"lr = 1\n\xff\xfe\n", r"bin.toml is not UTF-8 text \(line 2"),
+        ("list.json", b"[1, 2]", r"must hold a table/object"),
+    ],
+)
 def test_config_file_errors_name_the_file_and_line(tmp_path, name, data, match):
     f = tmp_path / name
     f.write_bytes(data)

@@ -48,8 +48,9 @@ def _write_pngs(folder: Path, n: int = 5) -> list[str]:
     return sorted(names)
 
 
-def test_texts_round_trip_matches_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_texts_round_trip_matches_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import deltahall.models
 
     loaded = []
@@ -62,10 +63,22 @@ def test_texts_round_trip_matches_the_model(tmp_path: Path, capsys: pytest.Captu
     monkeypatch.setattr(deltahall.models, "load_embedder", spy)
     texts = ["a cat sat on the mat", "a kitten is on the rug", "stock prices fell sharply"]
     src = tmp_path / "t.jsonl"
-    src.write_bytes(("\n".join(json.dumps({"text": t, "id": k}) for k, t in enumerate(texts)) + "\n\n").encode())
+    src.write_bytes(
+        ("\n".join(json.dumps({"text": t, "id": k}) for k, t in enumerate(texts)) + "\n\n").encode()
+    )
     out = tmp_path / "o" / "E.npy"
-    rc, stdout, err = _run(capsys, "--embedder", "@minilm", "--texts", str(src), "--out", str(out),
-                           "--batch-size", "2", "--json")
+    rc, stdout, err = _run(
+        capsys,
+        "--embedder",
+        "@minilm",
+        "--texts",
+        str(src),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--json",
+    )
     assert rc == 0, err
     e = np.load(out, allow_pickle=False)
     assert e.dtype == np.float32 and e.shape == (3, 384)
@@ -81,15 +94,26 @@ def test_texts_round_trip_matches_the_model(tmp_path: Path, capsys: pytest.Captu
 
 
 @pytest.mark.parametrize("spec, dim", [("@efficientnet-lite0", 1280), ("@digits-cnn", 32)])
-def test_images_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str, dim: int) -> None:
+def test_images_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str, dim: int
+) -> None:
     from PIL import Image
 
     from deltahall.models import load_embedder
 
     names = _write_pngs(tmp_path / "imgs")
     out = tmp_path / "E.npy"
-    rc, _, err = _run(capsys, "--embedder", spec, "--images", str(tmp_path / "imgs"), "--out", str(out),
-                      "--batch-size", "2")
+    rc, _, err = _run(
+        capsys,
+        "--embedder",
+        spec,
+        "--images",
+        str(tmp_path / "imgs"),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+    )
     assert rc == 0, err
     e = np.load(out)
     side = json.loads(out.with_suffix(".json").read_text())
@@ -98,7 +122,9 @@ def test_images_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], s
     np.testing.assert_allclose(e, direct, atol=1e-5)
 
 
-def test_bad_inputs_are_one_line_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_inputs_are_one_line_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "E.npy"
     cases = {
         "empty": ("", "has no records"),
@@ -130,48 +156,92 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path: Path, capsys: pytes
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
-def test_outputs_that_are_inputs_or_folders_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_outputs_that_are_inputs_or_folders_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _write_pngs(tmp_path / "imgs", n=2)
     before = sorted(p.name for p in (tmp_path / "imgs").rglob("*"))
-    rc, _, err = _run(capsys, "--embedder", "@digits-cnn", "--images", str(tmp_path / "imgs"),
-                      "--out", str(tmp_path / "imgs" / "E.npy"))
+    rc, _, err = _run(
+        capsys,
+        "--embedder",
+        "@digits-cnn",
+        "--images",
+        str(tmp_path / "imgs"),
+        "--out",
+        str(tmp_path / "imgs" / "E.npy"),
+    )
     assert rc == 2 and "inside `--images`" in err
     assert sorted(p.name for p in (tmp_path / "imgs").rglob("*")) == before
     (tmp_path / "dir.npy").mkdir()
-    rc, _, err = _run(capsys, "--embedder", "@digits-cnn", "--images", str(tmp_path / "imgs"),
-                      "--out", str(tmp_path / "dir.npy"))
+    rc, _, err = _run(
+        capsys,
+        "--embedder",
+        "@digits-cnn",
+        "--images",
+        str(tmp_path / "imgs"),
+        "--out",
+        str(tmp_path / "dir.npy"),
+    )
     assert rc == 2 and "existing directory" in err
     src = tmp_path / "E.json"
     src.write_text('{"text": "a"}\n')
-    rc, _, err = _run(capsys, "--embedder", "@minilm", "--texts", str(src), "--out", str(tmp_path / "E.npy"))
+    rc, _, err = _run(
+        capsys, "--embedder", "@minilm", "--texts", str(src), "--out", str(tmp_path / "E.npy")
+    )
     assert rc == 2 and "sidecar" in err and src.read_text() == '{"text": "a"}\n'
-    rc, _, err = _run(capsys, "--embedder", "@minilm", "--texts", str(src), "--out", str(tmp_path / "E.txt"))
+    rc, _, err = _run(
+        capsys, "--embedder", "@minilm", "--texts", str(src), "--out", str(tmp_path / "E.txt")
+    )
     assert rc == 2 and "must end in .npy" in err
-    rc, _, err = _run(capsys, "--embedder", "@minilm", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "x.npy"))
+    rc, _, err = _run(
+        capsys,
+        "--embedder",
+        "@minilm",
+        "--images",
+        str(tmp_path / "imgs"),
+        "--out",
+        str(tmp_path / "x.npy"),
+    )
     assert rc == 2 and "text-embedder" in err
 
 
-def test_unknown_alias_and_missing_extra_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_alias_and_missing_extra_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import dataclasses
 
     from deltahall.models import ALIASES
 
     src = tmp_path / "t.jsonl"
     src.write_text('{"text": "a"}\n')
-    rc, _, err = _run(capsys, "--embedder", "@nope", "--texts", str(src), "--out", str(tmp_path / "E.npy"))
+    rc, _, err = _run(
+        capsys, "--embedder", "@nope", "--texts", str(src), "--out", str(tmp_path / "E.npy")
+    )
     assert rc == 2 and "known aliases: @minilm" in err
-    monkeypatch.setitem(ALIASES, "@minilm", dataclasses.replace(ALIASES["@minilm"], module="deltahall_no_such_pkg"))
-    rc, _, err = _run(capsys, "--embedder", "@minilm", "--texts", str(src), "--out", str(tmp_path / "E.npy"))
+    monkeypatch.setitem(
+        ALIASES, "@minilm", dataclasses.replace(ALIASES["@minilm"], module="deltahall_no_such_pkg")
+    )
+    rc, _, err = _run(
+        capsys, "--embedder", "@minilm", "--texts", str(src), "--out", str(tmp_path / "E.npy")
+    )
     assert rc == 1 and "pip install 'deltahall[text]'" in err and err.count("\n") == 1
 
 
-def test_a_hub_id_not_in_the_cache_says_pass_a_local_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hub_id_not_in_the_cache_says_pass_a_local_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     src = tmp_path / "t.jsonl"
     src.write_text('{"text": "a"}\n')
-    rc, _, err = _run(capsys, "--embedder", "nobody-xyz/not-cached", "--texts", str(src), "--out", str(tmp_path / "E.npy"))
+    rc, _, err = _run(
+        capsys,
+        "--embedder",
+        "nobody-xyz/not-cached",
+        "--texts",
+        str(src),
+        "--out",
+        str(tmp_path / "E.npy"),
+    )
     assert rc == 1 and err.count("\n") == 1
     assert "'nobody-xyz/not-cached'" in err and "offline" in err and "pass a local folder" in err
     assert not (tmp_path / "E.npy").exists()

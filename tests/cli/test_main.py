@@ -29,5 +29,7 @@ def test_report_bad_step_is_one_clear_line(capsys, tmp_path):
 
 def test_import_deltahall_is_light():
     code = "import sys, deltahall, deltahall.io; print(sorted(m for m in ('torch','transformers','diffusers','sklearn') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

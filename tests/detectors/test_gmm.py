@@ -22,7 +22,9 @@ def test_log_density_equals_sklearn(ct):
 
 
 def test_validate_refuses_bad_arrays():
-    g = GaussianMixture(2, covariance_type="diag", random_state=0).fit(np.random.default_rng(0).normal(size=(50, 3)))
+    g = GaussianMixture(2, covariance_type="diag", random_state=0).fit(
+        np.random.default_rng(0).normal(size=(50, 3))
+    )
     p = GaussianMixtureParams.from_sklearn(g)
     with pytest.raises(ValueError, match=r"`precisions_cholesky` must have shape \(2, 3\)"):
         GaussianMixtureParams("diag", p.weights, p.means, p.precisions_cholesky[:, :2]).validate()

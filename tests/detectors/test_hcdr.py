@@ -35,13 +35,21 @@ def _draw(rng: np.random.Generator, n_per: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def _small(**kw):
-    return HCDRDetector(**{"pca_dim": None, "normalize": False, "n_components": 1, "random_state": 0, **kw})
+    return HCDRDetector(
+        **{"pca_dim": None, "normalize": False, "n_components": 1, "random_state": 0, **kw}
+    )
 
 
 @pytest.fixture(scope="module", params=["conformal", "percentile"])
 def fitted(request):
     X, y = _two_states()
-    return HCDRDetector(calibration=request.param, pca_dim=8, n_components=2, random_state=0).fit(X, y), X, y
+    return (
+        HCDRDetector(calibration=request.param, pca_dim=8, n_components=2, random_state=0).fit(
+            X, y
+        ),
+        X,
+        y,
+    )
 
 
 def test_keyword_only():
@@ -86,7 +94,9 @@ def test_outlier_contract(fitted):
 def test_conformal_tie_is_flagged():
     """p == alpha exactly (alpha (m+1) an integer) is flagged, and decision_function says so."""
     rng = np.random.default_rng(0)
-    X, y = _draw(rng, 30)  # calibration_fraction 1/3 -> m = 10 per state, alpha (m+1) = 1.1 -> use alpha = 1/11
+    X, y = _draw(
+        rng, 30
+    )  # calibration_fraction 1/3 -> m = 10 per state, alpha (m+1) = 1.1 -> use alpha = 1/11
     det = _small(alpha=1 / 11, calibration_fraction=1 / 3).fit(X, y)
     assert det.n_calibration_.tolist() == [10, 10, 10]
     far = np.array([[40.0, 40.0]])
@@ -103,7 +113,10 @@ def test_recovers_known_hcdr_on_far_clusters():
     assert det.predict(X.mean(axis=0, keepdims=True)).tolist() == [-1]  # A*(X) of Lemma B.1
     near = np.vstack([c1 + rng.normal(0, 0.3, (50, 5)), c2 + rng.normal(0, 0.3, (50, 5))])
     assert (det.predict(near) == 1).all()
-    assert det.state_membership(near[:50])[:, 0].all() and not det.state_membership(near[:50])[:, 1].any()
+    assert (
+        det.state_membership(near[:50])[:, 0].all()
+        and not det.state_membership(near[:50])[:, 1].any()
+    )
 
 
 @pytest.mark.parametrize("alpha", [0.1, 0.2])
@@ -147,7 +160,9 @@ def test_percentile_rule_is_the_papers() -> None:
     Z = rng.normal(size=(300, 2)) * 5
     S = det.state_log_densities(Z)
     np.testing.assert_array_equal(det.predict(Z) == -1, ~(S >= thr).any(axis=1))
-    for c, t, cov in zip(det.calibration_scores_, det.thresholds_, det.holdout_coverage_, strict=True):
+    for c, t, cov in zip(
+        det.calibration_scores_, det.thresholds_, det.holdout_coverage_, strict=True
+    ):
         assert cov == pytest.approx(np.mean(c >= t))
 
 
@@ -157,8 +172,12 @@ def test_p_values_match_brute_force() -> None:
     det = _small(alpha=0.15, random_state=1).fit(X, y)
     Z = rng.normal(size=(200, 2)) * 6
     S = det.state_log_densities(Z)
-    brute = np.array([[(1 + np.sum(c <= s[i])) / (c.size + 1) for i, c in enumerate(det.calibration_scores_)]
-                      for s in S]).max(axis=1)
+    brute = np.array(
+        [
+            [(1 + np.sum(c <= s[i])) / (c.size + 1) for i, c in enumerate(det.calibration_scores_)]
+            for s in S
+        ]
+    ).max(axis=1)
     np.testing.assert_allclose(det.score_samples(Z), brute)
     np.testing.assert_array_equal(det.predict(Z) == -1, brute <= 0.15)
     np.testing.assert_array_equal(brute <= 0.15, ~(S >= det.thresholds_).any(axis=1))
@@ -176,12 +195,17 @@ def test_stratified_split_is_disjoint_seeded_and_stratified() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**16), alpha=st.sampled_from([0.05, 0.1, 0.25]),
-       cal=st.sampled_from(["conformal", "percentile"]))
+@given(
+    seed=st.integers(0, 2**16),
+    alpha=st.sampled_from([0.05, 0.1, 0.25]),
+    cal=st.sampled_from(["conformal", "percentile"]),
+)
 def test_rate_curve_and_predict_agree(seed, alpha, cal):
     rng = np.random.default_rng(seed)
     X, y = _draw(rng, 70)
-    det = _small(alpha=alpha, calibration=cal, calibration_fraction=0.4, random_state=seed).fit(X, y)
+    det = _small(alpha=alpha, calibration=cal, calibration_fraction=0.4, random_state=seed).fit(
+        X, y
+    )
     T = rng.normal(size=(80, 2)) * 6
     assert det.rate_curve(T, [det.percentile])[0] == pytest.approx(det.hallucination_rate(T))
 
@@ -230,8 +254,16 @@ def test_pipeline_use():
 
 
 @pytest.mark.parametrize(
-    "method", ["score_samples", "decision_function", "predict", "hallucination_rate", "state_membership",
-               "state_log_densities", "p_values"]
+    "method",
+    [
+        "score_samples",
+        "decision_function",
+        "predict",
+        "hallucination_rate",
+        "state_membership",
+        "state_log_densities",
+        "p_values",
+    ],
 )
 def test_not_fitted(method):
     with pytest.raises(NotFittedError):
@@ -265,32 +297,48 @@ def test_bad_inputs():
         HCDRDetector().fit(X, None)
     y2 = y.copy()
     y2[:290] = "dog"  # "cat" keeps 10 rows -> 3 calibration rows
-    with pytest.raises(ValueError, match=r"state 'cat' has m=3 calibration samples \(of its 10 samples.*"
-                                         r"m\+1 < 1/alpha = 10"):
+    with pytest.raises(
+        ValueError,
+        match=r"state 'cat' has m=3 calibration samples \(of its 10 samples.*"
+        r"m\+1 < 1/alpha = 10",
+    ):
         HCDRDetector(pca_dim=5).fit(X, y2)
     HCDRDetector(pca_dim=5, calibration="percentile").fit(X, y2)  # the paper's rule needs one row
     y3 = y.copy()
     y3[:296] = "dog"  # "cat" keeps 4 rows -> 2 fit rows at calibration_fraction 0.5
     with pytest.raises(ValueError, match=r"state 'cat' has 2 samples in its fit part.*at least 3"):
         HCDRDetector(calibration="percentile", calibration_fraction=0.5).fit(X, y3)
-    with pytest.raises(ValueError, match=r"`pca_dim` must be <= min\(n_features, n_fit - 1, 64\).*= 12; got 13"):
+    with pytest.raises(
+        ValueError, match=r"`pca_dim` must be <= min\(n_features, n_fit - 1, 64\).*= 12; got 13"
+    ):
         HCDRDetector(pca_dim=13).fit(X, y)
-    with pytest.raises(ValueError, match=r"`percentiles` must be a 1-d array of values in \[0, 100\]"):
+    with pytest.raises(
+        ValueError, match=r"`percentiles` must be a 1-d array of values in \[0, 100\]"
+    ):
         det.rate_curve(X, [120])
 
 
-@pytest.mark.parametrize(("kw", "match"), [
-    ({"alpha": 1.5}, r"'alpha' parameter of HCDRDetector must be a float in the range \(0.0, 1.0\)\. Got 1.5"),
-    ({"alpha": 0}, r"'alpha' parameter .* Got 0 instead"),
-    ({"calibration": "median"}, r"'calibration' parameter .* among \{.*conformal.*\}\. Got 'median'"),
-    ({"calibration": "margin"}, r"'calibration' parameter"),
-    ({"calibration_fraction": 1.0}, r"'calibration_fraction' parameter .* \(0.0, 1.0\)"),
-    ({"covariance_type": "banana"}, r"'covariance_type' parameter"),
-    ({"n_components": 0}, r"'n_components' parameter .* Got 0 instead"),
-    ({"pca_dim": 0}, r"'pca_dim' parameter"),
-    ({"normalize": "yes"}, r"'normalize' parameter .* an instance of 'bool'"),
-    ({"reg_covar": -1.0}, r"'reg_covar' parameter"),
-])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (
+            {"alpha": 1.5},
+            r"'alpha' parameter of HCDRDetector must be a float in the range \(0.0, 1.0\)\. Got 1.5",
+        ),
+        ({"alpha": 0}, r"'alpha' parameter .* Got 0 instead"),
+        (
+            {"calibration": "median"},
+            r"'calibration' parameter .* among \{.*conformal.*\}\. Got 'median'",
+        ),
+        ({"calibration": "margin"}, r"'calibration' parameter"),
+        ({"calibration_fraction": 1.0}, r"'calibration_fraction' parameter .* \(0.0, 1.0\)"),
+        ({"covariance_type": "banana"}, r"'covariance_type' parameter"),
+        ({"n_components": 0}, r"'n_components' parameter .* Got 0 instead"),
+        ({"pca_dim": 0}, r"'pca_dim' parameter"),
+        ({"normalize": "yes"}, r"'normalize' parameter .* an instance of 'bool'"),
+        ({"reg_covar": -1.0}, r"'reg_covar' parameter"),
+    ],
+)
 def test_bad_parameters_name_the_rule_and_value(kw, match):
     X, y = _two_states(n=40)
     with pytest.raises(InvalidParameterError, match=match):
@@ -311,7 +359,9 @@ def test_coverage_close_to_nominal_on_fresh_data():
 
     means = np.array([[0.0, 0, 0], [6, 0, 0]])
     train = make_gaussian_states(1500, means, rng=1)
-    det = _small(alpha=0.2, calibration="percentile", calibration_fraction=0.2).fit(train.X, train.y)
+    det = _small(alpha=0.2, calibration="percentile", calibration_fraction=0.2).fit(
+        train.X, train.y
+    )
     rep = coverage_report(det)
     assert rep.nominal_mass == pytest.approx(0.8)
     assert rep.n_holdout.tolist() == [300, 300]

@@ -36,7 +36,10 @@ def fitted():
 def test_constant_state_refused():
     X, y = _data()
     X[y == "b"] = X[y == "b"][0]
-    with pytest.raises(ValueError, match=r"state 'b' has zero variance: its 120 rows \(120, 121, .*\) are all identical"):
+    with pytest.raises(
+        ValueError,
+        match=r"state 'b' has zero variance: its 120 rows \(120, 121, .*\) are all identical",
+    ):
         _det().fit(X, y)
     with pytest.raises(ValueError, match=r"state 'b' has zero variance.*are all identical"):
         _det(normalize=False).fit(X, y)
@@ -46,7 +49,9 @@ def test_all_zero_state_and_rows_refused():
     X, y = _data()
     Xz = X.copy()
     Xz[y == "a"] = 0.0
-    with pytest.raises(ValueError, match=r"`X` has 120 all-zero row\(s\) \(0, 1, 2, .*L2 normalisation"):
+    with pytest.raises(
+        ValueError, match=r"`X` has 120 all-zero row\(s\) \(0, 1, 2, .*L2 normalisation"
+    ):
         _det().fit(Xz, y)
     with pytest.raises(ValueError, match=r"state 'a' has zero variance.*all identical"):
         _det(normalize=False).fit(Xz, y)
@@ -61,7 +66,9 @@ def test_multiples_of_one_vector_refused_only_with_normalisation():
     X, y = _data()
     v = X[0]
     X[y == "a"] = np.outer(np.linspace(1.0, 9.0, 120), v)
-    with pytest.raises(ValueError, match=r"state 'a' has zero variance.*same point after L2 normalisation"):
+    with pytest.raises(
+        ValueError, match=r"state 'a' has zero variance.*same point after L2 normalisation"
+    ):
         _det().fit(X, y)
     _det(normalize=False).fit(X, y)
 
@@ -70,10 +77,15 @@ def test_state_flat_after_pca_refused():
     rng = np.random.default_rng(1)
     X = np.zeros((200, 3))
     X[:100, :2] = 1.0
-    X[:100, 2] = np.tile([2.0**-10, -(2.0**-10)], 50)  # state 0 varies only along the axis PCA(2) drops
+    X[:100, 2] = np.tile(
+        [2.0**-10, -(2.0**-10)], 50
+    )  # state 0 varies only along the axis PCA(2) drops
     X[100:, :2] = rng.normal(0, 10, (100, 2))
     y = np.repeat([0, 1], 100)
-    with pytest.raises(ValueError, match=r"state 0 has zero variance.*coincide in the 2 principal coordinates.*pca_dim=2"):
+    with pytest.raises(
+        ValueError,
+        match=r"state 0 has zero variance.*coincide in the 2 principal coordinates.*pca_dim=2",
+    ):
         HCDRDetector(pca_dim=2, n_components=1, normalize=False, random_state=0).fit(X, y)
     HCDRDetector(pca_dim=3, n_components=1, normalize=False, random_state=0).fit(X, y)
 
@@ -128,7 +140,9 @@ def test_object_array_of_numbers_accepted(fitted):
 
 def test_extreme_magnitudes_refused_without_normalisation():
     X, y = _data()
-    with pytest.raises(ValueError, match=r"largest \|entry\| 1.03e\+201; with normalize=False.*\[1e-100, 1e\+100\]"):
+    with pytest.raises(
+        ValueError, match=r"largest \|entry\| 1.03e\+201; with normalize=False.*\[1e-100, 1e\+100\]"
+    ):
         _det(normalize=False).fit(X * 1e200, y)
     with pytest.raises(ValueError, match=r"largest \|entry\| 1.03e-199"):
         _det(normalize=False).fit(X * 1e-200, y)
@@ -158,8 +172,11 @@ def test_float32_extremes(scale):
     np.testing.assert_allclose(det.state_log_densities(X32), det.state_log_densities(X), atol=1e-3)
     mixed = X.astype(np.float32)
     mixed[7] = X32[7]  # one extreme row does not change its neighbours' scores
-    np.testing.assert_allclose(det.state_log_densities(mixed)[8:],
-                               det.state_log_densities(X.astype(np.float32))[8:], rtol=1e-12)
+    np.testing.assert_allclose(
+        det.state_log_densities(mixed)[8:],
+        det.state_log_densities(X.astype(np.float32))[8:],
+        rtol=1e-12,
+    )
 
 
 # --------------------------------------------------------------- non-finite scores are errors
@@ -181,7 +198,10 @@ def test_infinite_log_density_is_an_error_not_a_hallucination():
     det = _det(normalize=False).fit(X, y)
     T = X[:5].copy()
     T[2] = 1e160  # finite, but its squared z-score overflows: log-density -inf
-    with pytest.raises(ValueError, match=r"log-density of 1 row\(s\) of `X` \(2\) is not finite.*not a hallucination"):
+    with pytest.raises(
+        ValueError,
+        match=r"log-density of 1 row\(s\) of `X` \(2\) is not finite.*not a hallucination",
+    ):
         det.hallucination_rate(T)
     det_full = _det(normalize=False, covariance_type="full").fit(X, y)
     with pytest.raises(ValueError, match=r"\(2\) is not finite"):

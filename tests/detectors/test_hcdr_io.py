@@ -21,15 +21,21 @@ def data():
 
 @pytest.mark.parametrize(
     ("ct", "pca_dim", "labels", "calibration"),
-    [("diag", 6, None, "conformal"), ("full", None, ["a", "b"], "percentile"), ("tied", 4, None, "conformal"),
-     ("spherical", None, [0.5, 1.5], "percentile"), ("auto", "auto", None, "conformal")],
+    [
+        ("diag", 6, None, "conformal"),
+        ("full", None, ["a", "b"], "percentile"),
+        ("tied", 4, None, "conformal"),
+        ("spherical", None, [0.5, 1.5], "percentile"),
+        ("auto", "auto", None, "conformal"),
+    ],
 )
 def test_round_trip_identical(tmp_path, data, ct, pca_dim, labels, calibration):
     X, y = data
     if labels is not None:
         y = np.where(y == 3, labels[0], labels[1])
-    det = HCDRDetector(pca_dim=pca_dim, n_components=2, covariance_type=ct, calibration=calibration,
-                       random_state=1).fit(X, y)
+    det = HCDRDetector(
+        pca_dim=pca_dim, n_components=2, covariance_type=ct, calibration=calibration, random_state=1
+    ).fit(X, y)
     path = tmp_path / "det.safetensors"
     det.save(path)
     back = HCDRDetector.load(path)
@@ -55,7 +61,9 @@ def test_tampered_array_rejected(tmp_path, data):
     with safe_open(str(path), framework="numpy") as fh:
         meta = fh.metadata()
     arrays = load_file(str(path))
-    arrays["state0.calibration_scores"] = arrays["state0.calibration_scores"] - 5.0  # silently widen a region
+    arrays["state0.calibration_scores"] = (
+        arrays["state0.calibration_scores"] - 5.0
+    )  # silently widen a region
     save_file(arrays, str(path), metadata=meta)
     with pytest.raises(ValueError, match="failed its SHA-256 check"):
         HCDRDetector.load(path)
@@ -120,16 +128,34 @@ def _rewrite(path, edit):
     save_file(arrays, str(path), metadata=meta)
 
 
-@pytest.mark.parametrize(("edit", "match"), [
-    (lambda a, m: a.__setitem__("state0.calibration_scores", a["state0.calibration_scores"] * np.nan),
-     r"`state0.calibration_scores` must be finite"),
-    (lambda a, m: a.__setitem__("state1.means", a["state1.means"].astype(np.float32)),
-     r"`state1.means` must be float64; got float32"),
-    (lambda a, m: a.__setitem__("state_sigma2", -a["state_sigma2"]), r"`state_sigma2` must be finite and > 0"),
-    (lambda a, m: a.__setitem__("state_pca_dim", a["state_pca_dim"] + 100), r"`state_pca_dim` must be int64"),
-    (lambda a, m: a.pop("densities.components"), r"densities.components"),
-    (lambda a, m: m.__setitem__("format_version", "1"), r"has HCDR format version '1'; this deltahall reads version '2'"),
-])
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (
+            lambda a, m: a.__setitem__(
+                "state0.calibration_scores", a["state0.calibration_scores"] * np.nan
+            ),
+            r"`state0.calibration_scores` must be finite",
+        ),
+        (
+            lambda a, m: a.__setitem__("state1.means", a["state1.means"].astype(np.float32)),
+            r"`state1.means` must be float64; got float32",
+        ),
+        (
+            lambda a, m: a.__setitem__("state_sigma2", -a["state_sigma2"]),
+            r"`state_sigma2` must be finite and > 0",
+        ),
+        (
+            lambda a, m: a.__setitem__("state_pca_dim", a["state_pca_dim"] + 100),
+            r"`state_pca_dim` must be int64",
+        ),
+        (lambda a, m: a.pop("densities.components"), r"densities.components"),
+        (
+            lambda a, m: m.__setitem__("format_version", "1"),
+            r"has HCDR format version '1'; this deltahall reads version '2'",
+        ),
+    ],
+)
 def test_forged_files_are_validated(tmp_path, data, edit, match):
     X, y = data
     path = tmp_path / "det.safetensors"

@@ -47,8 +47,12 @@ def _expected_failures(estimator: BaseEstimator) -> dict[str, str]:
 
 
 def test_every_exported_estimator_is_checked() -> None:
-    exported = {name for name in detectors.__all__
-                if inspect.isclass(getattr(detectors, name)) and issubclass(getattr(detectors, name), BaseEstimator)}
+    exported = {
+        name
+        for name in detectors.__all__
+        if inspect.isclass(getattr(detectors, name))
+        and issubclass(getattr(detectors, name), BaseEstimator)
+    }
     assert exported == {type(e).__name__ for e in _ESTIMATORS}
 
 

@@ -28,7 +28,11 @@ from pathlib import Path
 
 def _tear(src: str) -> None:
     p = Path(src)
-    files = [p] if p.is_file() else sorted((f for f in p.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    files = (
+        [p]
+        if p.is_file()
+        else sorted((f for f in p.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    )
     if files:
         target = files[-1]
         with open(target, "r+b") as fh:

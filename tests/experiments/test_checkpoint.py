@@ -34,7 +34,15 @@ def test_resume_reproduces_uninterrupted_training(tmp_path):
     rng1 = np.random.default_rng(5)
     for _ in range(3):
         _step(m1, o1, g1)
-    save_checkpoint(tmp_path, 3, model_state=m1.state_dict(), optimizer=o1, generator=g1, numpy_rng=rng1, extra={"epoch": 3})
+    save_checkpoint(
+        tmp_path,
+        3,
+        model_state=m1.state_dict(),
+        optimizer=o1,
+        generator=g1,
+        numpy_rng=rng1,
+        extra={"epoch": 3},
+    )
     for _ in range(3):
         _step(m1, o1, g1)
     next_draw = rng1.random()
@@ -42,7 +50,9 @@ def test_resume_reproduces_uninterrupted_training(tmp_path):
     m2, o2 = _model_and_opt()
     g2 = torch.Generator()
     rng2 = np.random.default_rng(0)
-    state = load_checkpoint(list_checkpoints(tmp_path)[-1], model=m2, optimizer=o2, generator=g2, numpy_rng=rng2)
+    state = load_checkpoint(
+        list_checkpoints(tmp_path)[-1], model=m2, optimizer=o2, generator=g2, numpy_rng=rng2
+    )
     assert state["extra"] == {"epoch": 3} and state["step"] == 3
     for _ in range(3):
         _step(m2, o2, g2)
@@ -70,7 +80,9 @@ def test_disk_full_names_the_checkpoint_file_and_leaves_no_folder(tmp_path, monk
     from safetensors import SafetensorError
 
     def full(*a, **k):
-        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
 
     monkeypatch.setattr("safetensors.torch.save_file", full)
     m, opt = _model_and_opt()
@@ -90,7 +102,9 @@ def test_damaged_checkpoints_are_named_on_load(tmp_path):
     data = (path / "model.safetensors").read_bytes()
     (path / "model.safetensors").write_bytes(data[: len(data) // 2])
     for call in (lambda: verify_checkpoint(path), lambda: load_checkpoint(path, model=m)):
-        with pytest.raises(BadInput, match=r"model\.safetensors' is not a readable safetensors file"):
+        with pytest.raises(
+            BadInput, match=r"model\.safetensors' is not a readable safetensors file"
+        ):
             call()
     (path / "state.json").write_text("{nope")
     with pytest.raises(BadInput, match=r"state\.json' is not valid JSON \(line 1"):

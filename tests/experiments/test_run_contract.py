@@ -41,36 +41,114 @@ FIXTURES = Path(__file__).parent / "qa" / "fixtures"
 
 EXPERIMENTS: dict[str, dict] = {
     "coinflip": {
-        "argv": ["coinflip", "run", "--m", "200", "--epochs", "4", "--batch-size", "32", "--n-layers", "1",
-                 "--d-model", "8", "--n-heads", "2", "--d-ff", "16", "--progress", "false"],
-        "outputs": ["metrics.csv", "predictions.csv", "reference.json", "checkpoints/checkpoint-4/model.safetensors"],
-        "change": ["--lr", "0.01"], "changed_key": "lr: 0.001 -> 0.01",
+        "argv": [
+            "coinflip",
+            "run",
+            "--m",
+            "200",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "32",
+            "--n-layers",
+            "1",
+            "--d-model",
+            "8",
+            "--n-heads",
+            "2",
+            "--d-ff",
+            "16",
+            "--progress",
+            "false",
+        ],
+        "outputs": [
+            "metrics.csv",
+            "predictions.csv",
+            "reference.json",
+            "checkpoints/checkpoint-4/model.safetensors",
+        ],
+        "change": ["--lr", "0.01"],
+        "changed_key": "lr: 0.001 -> 0.01",
         "artefact": None,
     },
     "qa": {
-        "argv": ["qa", "run", "--preset", "tiny", "--data", str(FIXTURES / "open_qa_small.jsonl"),
-                 "--truthfulqa", str(FIXTURES / "truthfulqa_small.csv"), "--epochs", "1", "2", "--batch-size", "4",
-                 "--max-new-tokens", "6", "--max-length", "48"],
-        "outputs": ["scores.csv", "answers/tiny/seed-0/epoch-0.jsonl", "answers/tiny/seed-0/epoch-2.jsonl",
-                    "train/tiny/seed-0/epoch-2/adapter_model.safetensors", "tiny-model/model.safetensors"],
-        "change": ["--temperature", "0.5"], "changed_key": "temperature: 0.7 -> 0.5",
+        "argv": [
+            "qa",
+            "run",
+            "--preset",
+            "tiny",
+            "--data",
+            str(FIXTURES / "open_qa_small.jsonl"),
+            "--truthfulqa",
+            str(FIXTURES / "truthfulqa_small.csv"),
+            "--epochs",
+            "1",
+            "2",
+            "--batch-size",
+            "4",
+            "--max-new-tokens",
+            "6",
+            "--max-length",
+            "48",
+        ],
+        "outputs": [
+            "scores.csv",
+            "answers/tiny/seed-0/epoch-0.jsonl",
+            "answers/tiny/seed-0/epoch-2.jsonl",
+            "train/tiny/seed-0/epoch-2/adapter_model.safetensors",
+            "tiny-model/model.safetensors",
+        ],
+        "change": ["--temperature", "0.5"],
+        "changed_key": "temperature: 0.7 -> 0.5",
         "artefact": "tiny-model",
     },
     "t2i": {
-        "argv": ["t2i", "run", "--preset", "digits", "--train-steps", "4", "--checkpoint-every", "2",
-                 "--num-samples", "4", "--sample-batch-size", "4", "--inference-steps", "2", "--progress", "false",
-                 "--device", "cpu", "--prompts", "a handwritten digit one"],
-        "outputs": ["metrics.csv", "loss.csv", "checkpoint-4/model.safetensors", "instrument.json", "measure.json",
-                    "base_model/unet/diffusion_pytorch_model.safetensors"],
-        "change": ["--learning-rate", "0.01"], "changed_key": "learning_rate: 0.001 -> 0.01",
+        "argv": [
+            "t2i",
+            "run",
+            "--preset",
+            "digits",
+            "--train-steps",
+            "4",
+            "--checkpoint-every",
+            "2",
+            "--num-samples",
+            "4",
+            "--sample-batch-size",
+            "4",
+            "--inference-steps",
+            "2",
+            "--progress",
+            "false",
+            "--device",
+            "cpu",
+            "--prompts",
+            "a handwritten digit one",
+        ],
+        "outputs": [
+            "metrics.csv",
+            "loss.csv",
+            "checkpoint-4/model.safetensors",
+            "instrument.json",
+            "measure.json",
+            "base_model/unet/diffusion_pytorch_model.safetensors",
+        ],
+        "change": ["--learning-rate", "0.01"],
+        "changed_key": "learning_rate: 0.001 -> 0.01",
         "artefact": "base_model",
     },
 }
 
 
 def _env(cache: Path) -> dict[str, str]:
-    return dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                TOKENIZERS_PARALLELISM="false", DELTAHALL_CACHE=str(cache))
+    return dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        DELTAHALL_CACHE=str(cache),
+    )
 
 
 def _cmd(argv: list[str], out: Path, *extra: str) -> list[str]:
@@ -78,7 +156,9 @@ def _cmd(argv: list[str], out: Path, *extra: str) -> list[str]:
 
 
 def _run(argv: list[str], out: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_cmd(argv, out, *extra), env=_env(cache), capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        _cmd(argv, out, *extra), env=_env(cache), capture_output=True, text=True, timeout=600
+    )
 
 
 def _digest(root: Path, names: list[str]) -> dict[str, str]:
@@ -105,8 +185,11 @@ def _content_sha(path: Path) -> str:
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 HOOK = Path(__file__).with_name("_kill_at_event.py")
@@ -115,12 +198,25 @@ HOOK = Path(__file__).with_name("_kill_at_event.py")
 def _killed_run(argv: list[str], out: Path, cache: Path, log: Path, *extra: str, kill: str) -> int:
     """Run under the event hook, SIGKILLed at event ``kill`` (``"k:before"``/``"k:after"``; ``"0:after"``:
     never); returns the exit status (``-SIGKILL`` when killed). Events go to ``log``."""
-    env = dict(_env(cache), DELTAHALL_EVENT_SCOPE=str(out), DELTAHALL_EVENT_LOG=str(log), DELTAHALL_KILL_AT=kill)
-    proc = subprocess.run([sys.executable, str(HOOK), *argv, "--out-dir", str(out), *extra], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600,
-                          start_new_session=True)
+    env = dict(
+        _env(cache),
+        DELTAHALL_EVENT_SCOPE=str(out),
+        DELTAHALL_EVENT_LOG=str(log),
+        DELTAHALL_KILL_AT=kill,
+    )
+    proc = subprocess.run(
+        [sys.executable, str(HOOK), *argv, "--out-dir", str(out), *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+    )
     if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(f"{argv[0]} under the hook failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        raise AssertionError(
+            f"{argv[0]} under the hook failed ({proc.returncode}): {proc.stderr[-2000:]}"
+        )
     return proc.returncode
 
 
@@ -182,7 +278,9 @@ def test_run_contract(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
     before = _snapshot(ref)
     rc, err = cli(ref, "--resume-from-checkpoint", "latest", *spec["change"])
     lines = err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1 and spec["changed_key"] in lines[0] and "Traceback" not in err
+    assert (
+        rc == 2 and len(lines) == 1 and spec["changed_key"] in lines[0] and "Traceback" not in err
+    )
     assert _snapshot(ref) == before
     # The same config without resume: refused, nothing changed.
     rc, err = cli(ref)

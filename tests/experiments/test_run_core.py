@@ -27,7 +27,9 @@ def _cfg(tmp_path: Path, **kw) -> Cfg:
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_fingerprint_skips_free_fields():
@@ -50,7 +52,9 @@ def test_fresh_run_writes_manifest_with_config_and_world(tmp_path):
 def test_existing_run_without_resume_is_refused_untouched(tmp_path):
     open_run(_cfg(tmp_path), experiment="demo")
     before = _snapshot(tmp_path / "r")
-    with pytest.raises(ValueError, match="already holds a run; pass --resume-from-checkpoint latest"):
+    with pytest.raises(
+        ValueError, match="already holds a run; pass --resume-from-checkpoint latest"
+    ):
         open_run(_cfg(tmp_path), experiment="demo")
     assert _snapshot(tmp_path / "r") == before
 
@@ -59,7 +63,9 @@ def test_changed_setting_is_refused_with_the_key_named_and_nothing_written(tmp_p
     open_run(_cfg(tmp_path), experiment="demo")
     before = _snapshot(tmp_path / "r")
     with pytest.raises(ValueError, match=r"differ in 1 key: lr: 0.1 -> 0.5\."):
-        open_run(_cfg(tmp_path, lr=0.5, run={"resume_from_checkpoint": "latest"}), experiment="demo")
+        open_run(
+            _cfg(tmp_path, lr=0.5, run={"resume_from_checkpoint": "latest"}), experiment="demo"
+        )
     assert _snapshot(tmp_path / "r") == before
 
 
@@ -68,7 +74,9 @@ def test_free_field_may_change_on_resume_and_sessions_are_recorded(tmp_path):
     ck = tmp_path / "r" / "checkpoint-5"
     ck.mkdir()
     (ck / "state.json").write_text("{}")
-    r = open_run(_cfg(tmp_path, steps=20, run={"resume_from_checkpoint": "latest"}), experiment="demo")
+    r = open_run(
+        _cfg(tmp_path, steps=20, run={"resume_from_checkpoint": "latest"}), experiment="demo"
+    )
     assert r.checkpoint == ck and r.resumed
     m = json.loads((r.root / "manifest.json").read_text())
     assert len(m["sessions"]) == 2 and m["sessions"][1]["resumed_from"] == str(ck)
@@ -83,7 +91,10 @@ def test_latest_without_a_run_starts_fresh_with_one_warning(tmp_path, caplog):
 
 def test_missing_explicit_checkpoint_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"got '.*nope' \(no such folder\)"):
-        open_run(_cfg(tmp_path, run={"resume_from_checkpoint": str(tmp_path / "nope")}), experiment="demo")
+        open_run(
+            _cfg(tmp_path, run={"resume_from_checkpoint": str(tmp_path / "nope")}),
+            experiment="demo",
+        )
     assert not (tmp_path / "r").exists()
 
 
@@ -107,12 +118,18 @@ def test_non_main_process_writes_nothing(tmp_path):
     assert calls == [1, 1] and not (tmp_path / "r" / "manifest.json").exists()
 
 
-@pytest.mark.parametrize(("kw", "match"), [
-    ({"device": "gpu"}, "`device` must be"),
-    ({"threads": 0}, "`threads` must be >= 1"),
-    ({"resume_from_checkpoint": " "}, "`resume_from_checkpoint` must be 'latest' or a checkpoint folder"),
-    ({"progress": "yes"}, "`progress` must be a bool"),
-])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"device": "gpu"}, "`device` must be"),
+        ({"threads": 0}, "`threads` must be >= 1"),
+        (
+            {"resume_from_checkpoint": " "},
+            "`resume_from_checkpoint` must be 'latest' or a checkpoint folder",
+        ),
+        ({"progress": "yes"}, "`progress` must be a bool"),
+    ],
+)
 def test_run_options_validation(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
         RunOptions(**kw)
@@ -124,10 +141,13 @@ def test_run_options_with_defaults_fills_only_unset():
     assert dataclasses.replace(r, threads=3).with_defaults(threads=1).threads == 3
 
 
-@pytest.mark.parametrize(("argv", "missing", "extra"), [
-    (["qa", "run", "--preset", "tiny"], "peft", "qa"),
-    (["t2i", "run", "--train-steps", "2", "--checkpoint-every", "2"], "diffusers", "t2i"),
-])
+@pytest.mark.parametrize(
+    ("argv", "missing", "extra"),
+    [
+        (["qa", "run", "--preset", "tiny"], "peft", "qa"),
+        (["t2i", "run", "--train-steps", "2", "--checkpoint-every", "2"], "diffusers", "t2i"),
+    ],
+)
 def test_missing_package_names_the_extra(argv, missing, extra, tmp_path, monkeypatch, capsys):
     import sys
 

@@ -17,7 +17,9 @@ from deltahall.io.atomic import stale_temps
 
 
 def _tree(root):
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_atomic_dir_builds_and_leaves_no_temp(tmp_path):
@@ -90,7 +92,9 @@ def test_atomic_dir_sigkill_at_any_instant_leaves_nothing_or_complete(tmp_path):
     outcomes = []
     for k, delay in enumerate([0.0, 0.02, 0.08, 0.2, None]):  # None: after the build finished
         final = tmp_path / f"run{k}" / "artefact"
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(final)], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(final)], stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         if delay is None:
             assert proc.stdout.readline().strip() == "done"

@@ -12,7 +12,9 @@ from deltahall.io import iter_jsonl, read_jsonl
 def test_unicode_line_breaks_inside_strings_do_not_split(tmp_path):
     texts = ["a\u2028b", "c\u2029d", "e\x85f", "g\x0ch", "i\x1cj", "k\rl"]
     p = tmp_path / "a.jsonl"
-    p.write_bytes("".join(json.dumps({"q": t}, ensure_ascii=False) + "\n" for t in texts).encode("utf-8"))
+    p.write_bytes(
+        "".join(json.dumps({"q": t}, ensure_ascii=False) + "\n" for t in texts).encode("utf-8")
+    )
     assert "a\u2028b".splitlines() != ["a\u2028b"]  # what the old reader split on
     assert [r["q"] for r in read_jsonl(p)] == texts
 
@@ -29,11 +31,17 @@ def test_crlf_bom_and_blank_lines(tmp_path):
     ("content", "msg"),
     [
         (b'{"a": 1}\n{"a": 2,}\n', r":2: invalid JSON at column 9: Expecting property name"),
-        (b'{"a": 1}\n{"a": "\xff\xfe"}\n', r":2: invalid UTF-8 at byte 8 of the line \(b'\\xff\\xfe"),
+        (
+            b'{"a": 1}\n{"a": "\xff\xfe"}\n',
+            r":2: invalid UTF-8 at byte 8 of the line \(b'\\xff\\xfe",
+        ),
         (b'{"a": NaN}\n', r":1: non-standard JSON constant NaN"),
         (b'{"a": 1}\n{"a": -Infinity}\n', r":2: non-standard JSON constant -Infinity"),
         (b'{"a": 1} {"b": 2}\n', r":1: invalid JSON at column 10: Extra data"),
-        (b'{"a": "unterminated\r"}\n', r":1: invalid JSON at column 20: Invalid control character\.$"),
+        (
+            b'{"a": "unterminated\r"}\n',
+            r":1: invalid JSON at column 20: Invalid control character\.$",
+        ),
     ],
     ids=["syntax", "utf8", "nan", "inf", "two-values", "raw-newline-in-string"],
 )

@@ -37,11 +37,18 @@ def test_csv_round_trips_floats_exactly(tmp_path):
 
 def test_json_is_strict_with_non_finite(tmp_path):
     rd = RunDir(tmp_path)
-    rd.write_json("a.json", {"v": math.nan, "w": -math.inf, "arr": np.arange(3), "x": np.array([1.0, np.inf])})
+    rd.write_json(
+        "a.json", {"v": math.nan, "w": -math.inf, "arr": np.arange(3), "x": np.array([1.0, np.inf])}
+    )
     text = (tmp_path / "a.json").read_text()
-    assert "NaN" not in text.replace('"NaN"', "") and "Infinity" not in text.replace('"-Infinity"', "").replace('"Infinity"', "")
+    assert "NaN" not in text.replace('"NaN"', "") and "Infinity" not in text.replace(
+        '"-Infinity"', ""
+    ).replace('"Infinity"', "")
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict constant {c}")) == {
-        "v": None, "w": None, "arr": [0, 1, 2], "x": [1.0, None],
+        "v": None,
+        "w": None,
+        "arr": [0, 1, 2],
+        "x": [1.0, None],
         "null_reasons": {"/v": "NaN", "/w": "-Infinity", "/x/1": "Infinity"},
     }
     assert to_jsonable(np.float64(2.5)) == 2.5
@@ -49,7 +56,9 @@ def test_json_is_strict_with_non_finite(tmp_path):
 
 
 def test_json_null_reasons_from_caller_and_kept_on_rewrite():
-    out = json.loads(dumps_json({"rate": math.nan, "n": 0}, null_reasons={"/rate": "no rows to score"}))
+    out = json.loads(
+        dumps_json({"rate": math.nan, "n": 0}, null_reasons={"/rate": "no rows to score"})
+    )
     assert out == {"rate": None, "n": 0, "null_reasons": {"/rate": "no rows to score"}}
     again = json.loads(dumps_json({**out, "s": {"a/b": math.inf}}))
     assert again["null_reasons"] == {"/rate": "no rows to score", "/s/a~1b": "Infinity"}
@@ -57,7 +66,10 @@ def test_json_null_reasons_from_caller_and_kept_on_rewrite():
     assert json.loads(dumps_json([math.nan, 1])) == [None, 1]
     with pytest.raises(TypeError, match="`null_reasons` needs a mapping"):
         dumps_json([math.nan], null_reasons={"/0": "why"})
-    assert nonfinite_fields({"a": [0.0, -math.inf], "b": (math.nan,)}) == {"/a/1": "-Infinity", "/b/0": "NaN"}
+    assert nonfinite_fields({"a": [0.0, -math.inf], "b": (math.nan,)}) == {
+        "/a/1": "-Infinity",
+        "/b/0": "NaN",
+    }
 
 
 def test_csv_quotes_header_like_rows(tmp_path):
@@ -91,7 +103,7 @@ def test_report_embeds_figures_and_escapes(tmp_path):
     assert "data:image/png;base64," in html
     assert "a &lt; b" in html and "S &lt;1&gt;" in html
     assert "0.1235" in html
-    assert "src=\"figures" not in html  # self-contained
+    assert 'src="figures' not in html  # self-contained
     with pytest.raises(ValueError, match="must be a .png"):
         s.figure(tmp_path / "x.txt")
 

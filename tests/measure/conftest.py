@@ -9,14 +9,18 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DELTAHALL_CACHE", str(tmp_path_factory.getbasetemp() / "deltahall_cache"))
 
 
 MEANS = np.array([[6.0, 0, 0, 0], [0, 6.0, 0, 0], [0, 0, 6.0, 0]])
 
 
-def draw(rng: np.random.Generator, n: int, states: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def draw(
+    rng: np.random.Generator, n: int, states: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     y = rng.integers(0, 3, n) if states is None else states
     return MEANS[y] + rng.normal(size=(len(y), 4)), y
 
@@ -47,5 +51,7 @@ def cli(monkeypatch: pytest.MonkeyPatch):
     import deltahall.cli.main as M
 
     if "measure" not in {n for n, _, _ in M._SUBCOMMANDS}:
-        monkeypatch.setattr(M, "_SUBCOMMANDS", (*M._SUBCOMMANDS, ("measure", "deltahall.cli.measure", "measure")))
+        monkeypatch.setattr(
+            M, "_SUBCOMMANDS", (*M._SUBCOMMANDS, ("measure", "deltahall.cli.measure", "measure"))
+        )
     return M.main

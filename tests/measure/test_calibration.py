@@ -25,7 +25,9 @@ def test_blends_are_flagged_real_like_samples_sit_at_the_floor() -> None:
     pp = {r["prompt"]: r for r in m.per_prompt}
     assert pp["blend"]["rate"] > 0.9 and pp["real"]["rate"] < 0.2
     assert pp["blend"]["rate_ci"][0] <= pp["blend"]["rate"] <= pp["blend"]["rate_ci"][1]
-    assert pp["real"]["mean_embedding_inside"] is False  # the mean of three states lies between them
+    assert (
+        pp["real"]["mean_embedding_inside"] is False
+    )  # the mean of three states lies between them
     assert m.excess_p_value < 1e-6
     assert m.floor.n == 90 and m.floor.rate < 0.25
     s = m.summary()
@@ -86,12 +88,23 @@ def test_errors_are_one_line() -> None:
     X, y = _ref(rng)
     G = draw(rng, 10)[0]
     cases = [
-        (lambda: measure_embeddings(X, np.zeros(len(y)), G, settings=S), "at least two latent states; got one"),
-        (lambda: measure_embeddings(X, y, G[:, :3], settings=S), "must have the reference's dimension 4; got 3"),
+        (
+            lambda: measure_embeddings(X, np.zeros(len(y)), G, settings=S),
+            "at least two latent states; got one",
+        ),
+        (
+            lambda: measure_embeddings(X, y, G[:, :3], settings=S),
+            "must have the reference's dimension 4; got 3",
+        ),
         (lambda: measure_embeddings(X, y, G[:0], settings=S), "at least one sample"),
-        (lambda: measure_embeddings(X[:60], np.repeat([0, 1, 2], 20), G, settings=S),
-         r"state '0' has m=6 calibration samples \(of its 20 reference samples\), so m\+1 < 1/alpha = 10"),
-        (lambda: measure_embeddings(X, y, G, prompts=["a"], settings=S), "one entry per generated row"),
+        (
+            lambda: measure_embeddings(X[:60], np.repeat([0, 1, 2], 20), G, settings=S),
+            r"state '0' has m=6 calibration samples \(of its 20 reference samples\), so m\+1 < 1/alpha = 10",
+        ),
+        (
+            lambda: measure_embeddings(X, y, G, prompts=["a"], settings=S),
+            "one entry per generated row",
+        ),
     ]
     for fn, msg in cases:
         with pytest.raises(ValueError, match=msg) as exc:
@@ -113,9 +126,15 @@ def test_a_mode_collapsed_generator_is_not_called_hallucinating() -> None:
     for seed in range(30):
         rng = np.random.default_rng(100 + seed)
         y = np.repeat(np.arange(3), 120)
-        X = np.array([[6.0, 0, 0, 0], [0, 8.0, 0, 0], [0, 0, 7.0, 0]])[y] + rng.normal(size=(360, 4)) * scales[y]
+        X = (
+            np.array([[6.0, 0, 0, 0], [0, 8.0, 0, 0], [0, 0, 7.0, 0]])[y]
+            + rng.normal(size=(360, 4)) * scales[y]
+        )
         st = seed % 3
-        G = np.array([[6.0, 0, 0, 0], [0, 8.0, 0, 0], [0, 0, 7.0, 0]])[st] + rng.normal(size=(80, 4)) * scales[st]
+        G = (
+            np.array([[6.0, 0, 0, 0], [0, 8.0, 0, 0], [0, 0, 7.0, 0]])[st]
+            + rng.normal(size=(80, 4)) * scales[st]
+        )
         m = measure_embeddings(X, y, G, settings=DetectorSettings(normalize=False, seed=seed))
         rejected += m.excess_p_value < 0.05
         rejected_pooled += m.excess_p_value_pooled < 0.05

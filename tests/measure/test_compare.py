@@ -10,9 +10,18 @@ from deltahall.measure.compare import compare_methods, digits_known_truth, synth
 def test_synthetic_known_truth_table() -> None:
     d = synthetic_known_truth(0, n_per_state=200, n_eval=300)
     rows = {r["method"]: r for r in compare_methods(d)}
-    assert set(rows) == {"HCDR (conformal)", "HCDR (percentile)", "elliptic-envelope", "mahalanobis", "knn-radius", "lof"}
+    assert set(rows) == {
+        "HCDR (conformal)",
+        "HCDR (percentile)",
+        "elliptic-envelope",
+        "mahalanobis",
+        "knn-radius",
+        "lof",
+    }
     for r in rows.values():
-        assert r["false_flag_rate"] < 0.2  # every method is calibrated at alpha = 0.1 on held-out real
+        assert (
+            r["false_flag_rate"] < 0.2
+        )  # every method is calibrated at alpha = 0.1 on held-out real
     assert rows["HCDR (conformal)"]["precision"] > 0.9 and rows["HCDR (conformal)"]["recall"] > 0.85
     assert rows["elliptic-envelope"]["recall"] < 0.3  # a blend sits near the pooled mean
 

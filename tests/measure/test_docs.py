@@ -12,7 +12,11 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "measure.md"
 
 def _commands() -> list[list[str]]:
     text = DOC.read_text(encoding="utf-8").replace("\\\n", " ")
-    return [shlex.split(line.strip())[1:] for line in text.splitlines() if line.strip().startswith("deltahall measure ")]
+    return [
+        shlex.split(line.strip())[1:]
+        for line in text.splitlines()
+        if line.strip().startswith("deltahall measure ")
+    ]
 
 
 @pytest.mark.skipif(not DOC.is_file(), reason="docs not shipped with this install")

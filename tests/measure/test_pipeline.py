@@ -61,7 +61,7 @@ def _image(rng: np.random.Generator, quadrants: list[int]) -> np.ndarray:
     a = rng.uniform(0, 0.15, (16, 16))
     for q in quadrants:
         r, c = divmod(q, 2)
-        a[r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] += 0.7 + rng.uniform(-0.1, 0.1)
+        a[r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8] += 0.7 + rng.uniform(-0.1, 0.1)
     return (np.clip(a, 0, 1) * 255).astype(np.uint8)
 
 
@@ -76,22 +76,61 @@ def _save(a: np.ndarray, path: Path) -> None:
 def test_npy_end_to_end(cli, npy_inputs, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     p = npy_inputs
-    rc = cli(["measure", "--reference", str(p["ref"]), "--reference-labels", str(p["labels"]),
-              "--generated", str(p["gen"]), "--generated-prompts", str(p["prompts"]), "--pca-dim", "0",
-              "--select", "hcdr", "--baselines", "true", "--out-dir", str(out), "--json"])
+    rc = cli(
+        [
+            "measure",
+            "--reference",
+            str(p["ref"]),
+            "--reference-labels",
+            str(p["labels"]),
+            "--generated",
+            str(p["gen"]),
+            "--generated-prompts",
+            str(p["prompts"]),
+            "--pca-dim",
+            "0",
+            "--select",
+            "hcdr",
+            "--baselines",
+            "true",
+            "--out-dir",
+            str(out),
+            "--json",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     s = json.loads(capsys.readouterr().out)
     on_disk = json.loads((out / "measure.json").read_text())
-    for key in ("rate", "rate_ci", "ci_method", "n_generated", "floor", "floor_ci", "excess_p_value", "alpha",
-                "calibration", "states", "per_prompt", "selection", "baselines"):
+    for key in (
+        "rate",
+        "rate_ci",
+        "ci_method",
+        "n_generated",
+        "floor",
+        "floor_ci",
+        "excess_p_value",
+        "alpha",
+        "calibration",
+        "states",
+        "per_prompt",
+        "selection",
+        "baselines",
+    ):
         assert key in s and key in on_disk
     assert s["n_generated"] == 100 and s["calibration"] == "conformal" and s["alpha"] == 0.1
     pp = {r["prompt"]: r for r in s["per_prompt"]}
     assert pp["bad"]["rate"] > 0.8 > 0.25 > pp["good"]["rate"]
     assert set(pp["good"]) >= {"prompt", "n", "rate", "rate_ci", "mean_embedding_inside"}
     assert s["selection"]["rate_before"] == pytest.approx(s["rate"])
-    assert {b["method"] for b in s["baselines"]} >= {"mahalanobis", "lof", "knn-radius", "elliptic-envelope"}
-    json.loads((out / "measure.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict {c}"))
+    assert {b["method"] for b in s["baselines"]} >= {
+        "mahalanobis",
+        "lof",
+        "knn-radius",
+        "elliptic-envelope",
+    }
+    json.loads(
+        (out / "measure.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict {c}")
+    )
     with open(out / "samples.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 100
@@ -102,11 +141,33 @@ def test_npy_end_to_end(cli, npy_inputs, tmp_path: Path, capsys) -> None:
     assert "Wilson" in html and html.count("<img") >= 3
 
 
-def test_percentile_calibration_and_states_auto(cli, npy_inputs, tmp_path: Path, capsys, caplog) -> None:
+def test_percentile_calibration_and_states_auto(
+    cli, npy_inputs, tmp_path: Path, capsys, caplog
+) -> None:
     p = npy_inputs
-    rc = cli(["measure", "--reference", str(p["ref"]), "--generated", str(p["gen"]), "--states", "auto",
-              "--max-states", "5", "--calibration", "percentile", "--normalize", "false", "--pca-dim", "0",
-              "--report", "false", "--out-dir", str(tmp_path / "o")])
+    rc = cli(
+        [
+            "measure",
+            "--reference",
+            str(p["ref"]),
+            "--generated",
+            str(p["gen"]),
+            "--states",
+            "auto",
+            "--max-states",
+            "5",
+            "--calibration",
+            "percentile",
+            "--normalize",
+            "false",
+            "--pca-dim",
+            "0",
+            "--report",
+            "false",
+            "--out-dir",
+            str(tmp_path / "o"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "3 states (BIC)" in out and "estimate of the latent variable" in out
@@ -124,15 +185,49 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
 
 def test_jsonl_end_to_end_with_cache(cli, monkeypatch, tmp_path: Path, capsys) -> None:
     _fake(monkeypatch, FakeTextEmbedder())
-    ref = _jsonl(tmp_path / "ref.jsonl", [{"text": f"{s} sample {i}", "state": s} for s in "abc" for i in range(40)])
-    gen = _jsonl(tmp_path / "gen.jsonl", [{"text": f"a gen {i}", "prompt": "ok"} for i in range(20)]
-                 + [{"text": f"blend gen {i}", "prompt": "mix", "id": f"m{i}"} for i in range(20)])
-    args = ["measure", "--reference", str(ref), "--generated", str(gen), "--embedder", "fake", "--pca-dim", "0",
-            "--normalize", "false", "--out-dir", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "cache")]
+    ref = _jsonl(
+        tmp_path / "ref.jsonl",
+        [{"text": f"{s} sample {i}", "state": s} for s in "abc" for i in range(40)],
+    )
+    gen = _jsonl(
+        tmp_path / "gen.jsonl",
+        [{"text": f"a gen {i}", "prompt": "ok"} for i in range(20)]
+        + [{"text": f"blend gen {i}", "prompt": "mix", "id": f"m{i}"} for i in range(20)],
+    )
+    args = [
+        "measure",
+        "--reference",
+        str(ref),
+        "--generated",
+        str(gen),
+        "--embedder",
+        "fake",
+        "--pca-dim",
+        "0",
+        "--normalize",
+        "false",
+        "--out-dir",
+        str(tmp_path / "o"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     FakeTextEmbedder.calls = 0
     assert cli(args) == 0
     assert FakeTextEmbedder.calls == 2 and len(list((tmp_path / "cache").glob("emb-*.npy"))) == 2
-    assert cli([*args[:-4], "--alpha", "0.2", "--out-dir", str(tmp_path / "o2"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        cli(
+            [
+                *args[:-4],
+                "--alpha",
+                "0.2",
+                "--out-dir",
+                str(tmp_path / "o2"),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     assert FakeTextEmbedder.calls == 2  # both inputs came from the cache
     s = json.loads((tmp_path / "o" / "measure.json").read_text())
     pp = {r["prompt"]: r for r in s["per_prompt"]}
@@ -146,7 +241,9 @@ def test_jsonl_end_to_end_with_cache(cli, monkeypatch, tmp_path: Path, capsys) -
 
 def test_image_folders_end_to_end(cli, monkeypatch, tmp_path: Path) -> None:
     _fake(monkeypatch, FakeImageEmbedder())
-    monkeypatch.setattr("deltahall.measure.inputs._LOAD_BATCH", 7)  # images are opened batch by batch
+    monkeypatch.setattr(
+        "deltahall.measure.inputs._LOAD_BATCH", 7
+    )  # images are opened batch by batch
     rng = np.random.default_rng(0)
     for s, q in (("zero", 0), ("one", 1), ("two", 2)):
         for i in range(34):
@@ -155,13 +252,33 @@ def test_image_folders_end_to_end(cli, monkeypatch, tmp_path: Path) -> None:
         _save(_image(rng, [0]), tmp_path / "gen" / "p-zero" / f"{i}.png")
         _save(_image(rng, [0, 1]), tmp_path / "gen" / "p-blend" / f"{i}.png")
     out = tmp_path / "o"
-    assert cli(["measure", "--reference", str(tmp_path / "ref"), "--generated", str(tmp_path / "gen"),
-                "--embedder", "fake", "--pca-dim", "0", "--normalize", "false", "--out-dir", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "measure",
+                "--reference",
+                str(tmp_path / "ref"),
+                "--generated",
+                str(tmp_path / "gen"),
+                "--embedder",
+                "fake",
+                "--pca-dim",
+                "0",
+                "--normalize",
+                "false",
+                "--out-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     s = json.loads((out / "measure.json").read_text())
     assert [st["name"] for st in s["states"]] == ["one", "two", "zero"]
     pp = {r["prompt"]: r for r in s["per_prompt"]}
     assert pp["p-blend"]["rate"] == 1.0 and pp["p-zero"]["rate"] <= 0.3
-    assert (out / "figures" / "grid_flagged.png").is_file() and (out / "figures" / "grid_accepted.png").is_file()
+    assert (out / "figures" / "grid_flagged.png").is_file() and (
+        out / "figures" / "grid_accepted.png"
+    ).is_file()
     rows = list(csv.DictReader(open(out / "samples.csv", newline="")))
     assert rows[0]["id"].startswith("p-blend/")
 
@@ -180,37 +297,84 @@ def test_bad_inputs(cli, npy_inputs, tmp_path: Path, capsys, monkeypatch) -> Non
     base = ["--reference", str(p["ref"]), "--reference-labels", str(p["labels"])]
     out = ["--out-dir", str(tmp_path / "o")]
     np.save(tmp_path / "g3.npy", np.zeros((5, 3), np.float32))
-    assert "dimension 4; got 3" in _err(cli, capsys, [*base, "--generated", str(tmp_path / "g3.npy"), *out])
+    assert "dimension 4; got 3" in _err(
+        cli, capsys, [*base, "--generated", str(tmp_path / "g3.npy"), *out]
+    )
     np.save(tmp_path / "g0.npy", np.zeros((0, 4), np.float32))
-    assert "at least one sample" in _err(cli, capsys, [*base, "--generated", str(tmp_path / "g0.npy"), *out])
+    assert "at least one sample" in _err(
+        cli, capsys, [*base, "--generated", str(tmp_path / "g0.npy"), *out]
+    )
     np.save(tmp_path / "one.npy", np.array(["a"] * 450))
     assert "at least two latent states" in _err(
-        cli, capsys, ["--reference", str(p["ref"]), "--reference-labels", str(tmp_path / "one.npy"),
-                      "--generated", str(p["gen"]), *out])
-    assert "m+1 < 1/alpha = 100" in _err(cli, capsys, [*base, "--generated", str(p["gen"]), "--alpha", "0.01", *out])
+        cli,
+        capsys,
+        [
+            "--reference",
+            str(p["ref"]),
+            "--reference-labels",
+            str(tmp_path / "one.npy"),
+            "--generated",
+            str(p["gen"]),
+            *out,
+        ],
+    )
+    assert "m+1 < 1/alpha = 100" in _err(
+        cli, capsys, [*base, "--generated", str(p["gen"]), "--alpha", "0.01", *out]
+    )
     assert "must not be an input" in _err(
-        cli, capsys, [*base, "--generated", str(p["gen"]), "--out-dir", str(p["ref"])])
-    assert "not found" in _err(cli, capsys, [*base, "--generated", str(tmp_path / "nope.npy"), *out])
-    assert "`reference_labels` is required" in _err(cli, capsys, ["--reference", str(p["ref"]), "--generated", str(p["gen"]), *out])
+        cli, capsys, [*base, "--generated", str(p["gen"]), "--out-dir", str(p["ref"])]
+    )
+    assert "not found" in _err(
+        cli, capsys, [*base, "--generated", str(tmp_path / "nope.npy"), *out]
+    )
+    assert "`reference_labels` is required" in _err(
+        cli, capsys, ["--reference", str(p["ref"]), "--generated", str(p["gen"]), *out]
+    )
     (tmp_path / "imgs").mkdir()
     assert "`generated` is required" in _err(cli, capsys, base)
-    assert "exclude each other" in _err(cli, capsys, [*base, "--generated", str(p["gen"]), "--states", "auto", *out])
+    assert "exclude each other" in _err(
+        cli, capsys, [*base, "--generated", str(p["gen"]), "--states", "auto", *out]
+    )
     bad = np.load(p["gen"])
     bad[3, 1] = np.nan
     np.save(tmp_path / "nan.npy", bad)
     assert "finite" in _err(cli, capsys, [*base, "--generated", str(tmp_path / "nan.npy"), *out])
-    assert "needs an embedder" in _err(cli, capsys, [*base, "--generated", str(tmp_path / "imgs"), *out])
+    assert "needs an embedder" in _err(
+        cli, capsys, [*base, "--generated", str(tmp_path / "imgs"), *out]
+    )
     assert not (tmp_path / "o").exists()
     # a reference folder with one state
     _fake(monkeypatch, FakeImageEmbedder())
     _save(_image(np.random.default_rng(0), [0]), tmp_path / "ref1" / "only" / "0.png")
     assert "at least two state subfolders" in _err(
-        cli, capsys, ["--reference", str(tmp_path / "ref1"), "--generated", str(tmp_path / "ref1"),
-                      "--embedder", "fake", "--out-dir", str(tmp_path / "o")])
+        cli,
+        capsys,
+        [
+            "--reference",
+            str(tmp_path / "ref1"),
+            "--generated",
+            str(tmp_path / "ref1"),
+            "--embedder",
+            "fake",
+            "--out-dir",
+            str(tmp_path / "o"),
+        ],
+    )
     # output folder inside an input folder
     assert "inside `reference`" in _err(
-        cli, capsys, ["--reference", str(tmp_path / "ref1"), "--generated", str(p["gen"]), "--embedder", "fake",
-                      "--out-dir", str(tmp_path / "ref1" / "out")])
+        cli,
+        capsys,
+        [
+            "--reference",
+            str(tmp_path / "ref1"),
+            "--generated",
+            str(p["gen"]),
+            "--embedder",
+            "fake",
+            "--out-dir",
+            str(tmp_path / "ref1" / "out"),
+        ],
+    )
 
 
 # ----------------------------------------------------------------- real embedders (offline)
@@ -228,17 +392,70 @@ def test_jsonl_with_minilm(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         emb = load_embedder("@minilm")
     except (ModelUnavailableError, OSError, ValueError) as exc:
         pytest.skip(f"@minilm unavailable offline: {exc}")
-    monkeypatch.setattr(deltahall.models, "load_embedder", lambda spec, **kw: emb if spec == "@minilm" else None)
-    animals = ["cat", "dog", "horse", "cow", "sheep", "goat", "rabbit", "mouse", "duck", "hen", "pig", "fox"]
-    code = ["Python", "Rust", "Java", "Go", "C", "Haskell", "Ruby", "Perl", "Scala", "Kotlin", "Swift", "Lua"]
-    ref = [{"text": f"The {a} is sleeping in the barn.", "state": "farm"} for a in animals] \
-        + [{"text": f"{c} compiles this program quickly.", "state": "code"} for c in code]
-    gen = [{"text": "The lamb is sleeping in the barn.", "prompt": "farm"},
-           {"text": "Volcanic eruptions reshape islands over centuries.", "prompt": "odd"}]
+    monkeypatch.setattr(
+        deltahall.models, "load_embedder", lambda spec, **kw: emb if spec == "@minilm" else None
+    )
+    animals = [
+        "cat",
+        "dog",
+        "horse",
+        "cow",
+        "sheep",
+        "goat",
+        "rabbit",
+        "mouse",
+        "duck",
+        "hen",
+        "pig",
+        "fox",
+    ]
+    code = [
+        "Python",
+        "Rust",
+        "Java",
+        "Go",
+        "C",
+        "Haskell",
+        "Ruby",
+        "Perl",
+        "Scala",
+        "Kotlin",
+        "Swift",
+        "Lua",
+    ]
+    ref = [{"text": f"The {a} is sleeping in the barn.", "state": "farm"} for a in animals] + [
+        {"text": f"{c} compiles this program quickly.", "state": "code"} for c in code
+    ]
+    gen = [
+        {"text": "The lamb is sleeping in the barn.", "prompt": "farm"},
+        {"text": "Volcanic eruptions reshape islands over centuries.", "prompt": "odd"},
+    ]
     r, g = _jsonl(tmp_path / "r.jsonl", ref), _jsonl(tmp_path / "g.jsonl", gen)
     out = tmp_path / "o"
-    assert cli(["measure", "--reference", str(r), "--generated", str(g), "--embedder", "@minilm", "--alpha", "0.25",
-                "--pca-dim", "4", "--n-components", "1", "--out-dir", str(out), "--report", "false"]) == 0
+    assert (
+        cli(
+            [
+                "measure",
+                "--reference",
+                str(r),
+                "--generated",
+                str(g),
+                "--embedder",
+                "@minilm",
+                "--alpha",
+                "0.25",
+                "--pca-dim",
+                "4",
+                "--n-components",
+                "1",
+                "--out-dir",
+                str(out),
+                "--report",
+                "false",
+            ]
+        )
+        == 0
+    )
     s = json.loads((out / "measure.json").read_text())
     assert s["n_generated"] == 2 and s["embedder"] == "@minilm"
     man = json.loads((out / "manifest.json").read_text())
@@ -258,10 +475,29 @@ def test_image_folder_with_digits_cnn(cli, tmp_path: Path) -> None:
     ones = d.images[d.target == 1][-10:]
     for k in range(10):
         _save((zeros[k] * 15.9).astype(np.uint8), tmp_path / "gen" / "zero" / f"{k}.png")
-        _save(((zeros[k] + ones[k]) / 2 * 15.9).astype(np.uint8), tmp_path / "gen" / "blend" / f"{k}.png")
+        _save(
+            ((zeros[k] + ones[k]) / 2 * 15.9).astype(np.uint8),
+            tmp_path / "gen" / "blend" / f"{k}.png",
+        )
     out = tmp_path / "o"
-    assert cli(["measure", "--reference", str(tmp_path / "ref"), "--generated", str(tmp_path / "gen"),
-                "--embedder", "@digits-cnn", "--pca-dim", "8", "--out-dir", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "measure",
+                "--reference",
+                str(tmp_path / "ref"),
+                "--generated",
+                str(tmp_path / "gen"),
+                "--embedder",
+                "@digits-cnn",
+                "--pca-dim",
+                "8",
+                "--out-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     s = json.loads((out / "measure.json").read_text())
     pp = {r["prompt"]: r for r in s["per_prompt"]}
     assert pp["blend"]["rate"] > pp["zero"]["rate"]
@@ -271,10 +507,34 @@ def test_bad_jsonl_is_named_with_its_line(cli, monkeypatch, tmp_path: Path, caps
     _fake(monkeypatch, FakeTextEmbedder())
     ref = _jsonl(tmp_path / "ref.jsonl", [{"text": "a x", "state": "a"}, {"text": "b y"}])
     gen = _jsonl(tmp_path / "gen.jsonl", [{"text": "a z"}])
-    err = _err(cli, capsys, ["--reference", str(ref), "--generated", str(gen), "--embedder", "fake",
-                             "--out-dir", str(tmp_path / "o")])
+    err = _err(
+        cli,
+        capsys,
+        [
+            "--reference",
+            str(ref),
+            "--generated",
+            str(gen),
+            "--embedder",
+            "fake",
+            "--out-dir",
+            str(tmp_path / "o"),
+        ],
+    )
     assert "ref.jsonl:2: needs a string 'state' field" in err
     (tmp_path / "gen.jsonl").write_text('{"text": "a"}\n{oops\n', encoding="utf-8")
     ref = _jsonl(tmp_path / "ref.jsonl", [{"text": "a x", "state": "a"}])
-    assert "gen.jsonl:2" in _err(cli, capsys, ["--reference", str(ref), "--generated", str(gen), "--embedder",
-                                               "fake", "--out-dir", str(tmp_path / "o")])
+    assert "gen.jsonl:2" in _err(
+        cli,
+        capsys,
+        [
+            "--reference",
+            str(ref),
+            "--generated",
+            str(gen),
+            "--embedder",
+            "fake",
+            "--out-dir",
+            str(tmp_path / "o"),
+        ],
+    )

@@ -29,7 +29,17 @@ from deltahall.measure.selection import select_candidates
 
 from .conftest import MEANS, blends, draw
 
-TRICKY = ["plain", "with,comma", 'with "quotes"', "new\nline", "cr\rhere", " lead space", "", "ünï", "tab\there"]
+TRICKY = [
+    "plain",
+    "with,comma",
+    'with "quotes"',
+    "new\nline",
+    "cr\rhere",
+    " lead space",
+    "",
+    "ünï",
+    "tab\there",
+]
 
 
 def _bits(x: float) -> bytes:
@@ -60,12 +70,28 @@ def _measurement(texts: bool) -> tuple[Any, Samples, Any]:
     G = np.vstack([draw(rng, 30)[0], blends(rng, 20)])
     prompts = [TRICKY[i % len(TRICKY)] for i in range(50)]
     states = np.array(["a", "b,1", 'c"q'])[y]
-    m = measure_embeddings(X, states, G, prompts=prompts, settings=DetectorSettings(normalize=False, pca_dim=None))
+    m = measure_embeddings(
+        X, states, G, prompts=prompts, settings=DetectorSettings(normalize=False, pca_dim=None)
+    )
     ids = [f"id{i}" if i % 7 else TRICKY[i % len(TRICKY)] + str(i) for i in range(50)]
-    gen = Samples(embeddings=G, ids=ids, prompts=prompts, texts=[t * 2 for t in prompts] if texts else None,
-                  kind="jsonl" if texts else "npy")
-    sel = select_candidates(m.gen_p, m.prompts, m.gen_nearest, m.gen_flagged, states=m.states,
-                            reference_sizes=m.state_sizes["total"], mode="hcdr", k=None, alpha=0.1)
+    gen = Samples(
+        embeddings=G,
+        ids=ids,
+        prompts=prompts,
+        texts=[t * 2 for t in prompts] if texts else None,
+        kind="jsonl" if texts else "npy",
+    )
+    sel = select_candidates(
+        m.gen_p,
+        m.prompts,
+        m.gen_nearest,
+        m.gen_flagged,
+        states=m.states,
+        reference_sizes=m.state_sizes["total"],
+        mode="hcdr",
+        k=None,
+        alpha=0.1,
+    )
     return m, gen, sel
 
 
@@ -73,12 +99,22 @@ def _reference_csv(m: Any, gen: Samples, selection: Any) -> str:
     """The former writer, ``csv.writer`` on one row per sample, also quoting fields with a ``\\r``
     (written bare with ``lineterminator="\\n"``, where ``csv.reader`` then splits the row)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")  # quotes fields holding \r or \n; no TRICKY value holds "\r\n"
-    header = ["id", "prompt", "p_value", "nearest_state", "flagged"] + (["kept"] if selection is not None else [])
+    w = csv.writer(
+        buf, lineterminator="\r\n"
+    )  # quotes fields holding \r or \n; no TRICKY value holds "\r\n"
+    header = ["id", "prompt", "p_value", "nearest_state", "flagged"] + (
+        ["kept"] if selection is not None else []
+    )
     header += [f"log_density_{s}" for s in m.states] + (["text"] if gen.texts is not None else [])
     w.writerow(header)
     for i in range(len(gen.ids)):
-        row = [gen.ids[i], m.prompts[i], repr(float(m.gen_p[i])), m.states[m.gen_nearest[i]], str(bool(m.gen_flagged[i]))]
+        row = [
+            gen.ids[i],
+            m.prompts[i],
+            repr(float(m.gen_p[i])),
+            m.states[m.gen_nearest[i]],
+            str(bool(m.gen_flagged[i])),
+        ]
         if selection is not None:
             row.append(str(bool(selection.kept[i])))
         row += [repr(float(v)) for v in m.gen_scores[i]]
@@ -90,7 +126,9 @@ def _reference_csv(m: Any, gen: Samples, selection: Any) -> str:
 
 @pytest.mark.parametrize("texts", [False, True])
 @pytest.mark.parametrize("chunk", [7, 1 << 16])
-def test_csv_is_what_csv_writer_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, texts: bool, chunk: int) -> None:
+def test_csv_is_what_csv_writer_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, texts: bool, chunk: int
+) -> None:
     monkeypatch.setattr(pipeline, "_CSV_CHUNK", chunk)
     m, gen, sel = _measurement(texts)
     for selection in (None, sel):
@@ -101,7 +139,9 @@ def test_csv_is_what_csv_writer_writes(tmp_path: Path, monkeypatch: pytest.Monke
             rows = list(csv.DictReader(fh))
         assert [r["id"] for r in rows] == gen.ids and [r["prompt"] for r in rows] == m.prompts
         assert np.array_equal(np.array([float(r["p_value"]) for r in rows]), m.gen_p)
-        assert np.array_equal(np.array([float(r['log_density_c"q']) for r in rows]), m.gen_scores[:, 2])
+        assert np.array_equal(
+            np.array([float(r['log_density_c"q']) for r in rows]), m.gen_scores[:, 2]
+        )
         assert [r["nearest_state"] for r in rows] == [m.states[j] for j in m.gen_nearest]
 
 
@@ -110,8 +150,18 @@ def test_parquet_holds_the_same_table_typed(tmp_path: Path) -> None:
     m, gen, sel = _measurement(texts=True)
     write_samples_parquet(tmp_path / "samples.parquet", m, gen, sel)
     t = pq.read_table(tmp_path / "samples.parquet")
-    assert t.column_names == ["id", "prompt", "p_value", "nearest_state", "flagged", "kept", "log_density_a",
-                              "log_density_b,1", 'log_density_c"q', "text"]
+    assert t.column_names == [
+        "id",
+        "prompt",
+        "p_value",
+        "nearest_state",
+        "flagged",
+        "kept",
+        "log_density_a",
+        "log_density_b,1",
+        'log_density_c"q',
+        "text",
+    ]
     assert t.column("id").to_pylist() == gen.ids and t.column("text").to_pylist() == gen.texts
     assert np.array_equal(t.column("p_value").to_numpy(), m.gen_p)
     assert np.array_equal(t.column("log_density_b,1").to_numpy(), m.gen_scores[:, 1])
@@ -123,19 +173,37 @@ def test_parquet_holds_the_same_table_typed(tmp_path: Path) -> None:
 def test_command_writes_parquet_instead_of_csv(npy_inputs: dict[str, Path], tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")
     p = npy_inputs
-    res = run(MeasureConfig(reference=p["ref"], reference_labels=p["labels"], generated=p["gen"],
-                            generated_prompts=p["prompts"], out_dir=tmp_path / "o", report=False,
-                            samples_format="parquet"))
-    assert (tmp_path / "o" / "samples.parquet").is_file() and not (tmp_path / "o" / "samples.csv").exists()
+    res = run(
+        MeasureConfig(
+            reference=p["ref"],
+            reference_labels=p["labels"],
+            generated=p["gen"],
+            generated_prompts=p["prompts"],
+            out_dir=tmp_path / "o",
+            report=False,
+            samples_format="parquet",
+        )
+    )
+    assert (tmp_path / "o" / "samples.parquet").is_file() and not (
+        tmp_path / "o" / "samples.csv"
+    ).exists()
     assert "write_samples" in res.seconds
 
 
-def test_parquet_without_pyarrow_is_one_line_naming_the_extra(npy_inputs: dict[str, Path], tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parquet_without_pyarrow_is_one_line_naming_the_extra(
+    npy_inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
     p = npy_inputs
-    cfg = MeasureConfig(reference=p["ref"], reference_labels=p["labels"], generated=p["gen"],
-                        generated_prompts=p["prompts"], out_dir=tmp_path / "o", report=False, samples_format="parquet")
+    cfg = MeasureConfig(
+        reference=p["ref"],
+        reference_labels=p["labels"],
+        generated=p["gen"],
+        generated_prompts=p["prompts"],
+        out_dir=tmp_path / "o",
+        report=False,
+        samples_format="parquet",
+    )
     with pytest.raises(ImportError, match=r"pip install 'deltahall\[parquet\]'") as exc:
         run(cfg)
     assert "\n" not in str(exc.value)
@@ -143,8 +211,12 @@ def test_parquet_without_pyarrow_is_one_line_naming_the_extra(npy_inputs: dict[s
 
 
 def test_unknown_samples_format_refused(npy_inputs: dict[str, Path]) -> None:
-    with pytest.raises(ValueError, match=r"`samples_format` must be one of 'csv', 'parquet'; got 'xlsx'"):
-        MeasureConfig(reference=npy_inputs["ref"], generated=npy_inputs["gen"], samples_format="xlsx")  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"`samples_format` must be one of 'csv', 'parquet'; got 'xlsx'"
+    ):
+        MeasureConfig(
+            reference=npy_inputs["ref"], generated=npy_inputs["gen"], samples_format="xlsx"
+        )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("n_groups", [1, 3, 700])

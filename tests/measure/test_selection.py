@@ -25,8 +25,16 @@ def _setup(seed: int = 0):
 
 def test_hcdr_selection_lowers_the_true_rate_and_reports_the_cost() -> None:
     m, truth = _setup()
-    sel = select_candidates(m.gen_p, m.prompts, m.gen_nearest, m.gen_flagged, states=m.states,
-                            reference_sizes=m.state_sizes["total"], mode="hcdr", alpha=0.1)
+    sel = select_candidates(
+        m.gen_p,
+        m.prompts,
+        m.gen_nearest,
+        m.gen_flagged,
+        states=m.states,
+        reference_sizes=m.state_sizes["total"],
+        mode="hcdr",
+        alpha=0.1,
+    )
     true_before, true_after = truth.mean(), truth[sel.kept].mean()
     assert true_before == 0.5 and true_after < 0.1
     assert sel.rate_after == 0.0 and sel.rate_before == pytest.approx(m.rate.rate)
@@ -40,8 +48,16 @@ def test_hcdr_selection_lowers_the_true_rate_and_reports_the_cost() -> None:
 
 def test_top_k_keeps_k_per_prompt_with_highest_p() -> None:
     m, truth = _setup(1)
-    sel = select_candidates(m.gen_p, m.prompts, m.gen_nearest, m.gen_flagged, states=m.states,
-                            reference_sizes=m.state_sizes["total"], mode="top-k", k=30)
+    sel = select_candidates(
+        m.gen_p,
+        m.prompts,
+        m.gen_nearest,
+        m.gen_flagged,
+        states=m.states,
+        reference_sizes=m.state_sizes["total"],
+        mode="top-k",
+        k=30,
+    )
     assert sel.n_kept == 30 and truth[sel.kept].mean() < truth.mean()
     assert m.gen_p[sel.kept].min() >= np.sort(m.gen_p)[-30]
 
@@ -49,9 +65,13 @@ def test_top_k_keeps_k_per_prompt_with_highest_p() -> None:
 def test_errors_and_tv() -> None:
     assert total_variation([1, 0, 0], [0, 0, 1]) == 1.0
     with pytest.raises(ValueError, match="`select_k` is required"):
-        select_candidates([0.5], ["a"], [0], [False], states=["x"], reference_sizes=[1], mode="top-k")
+        select_candidates(
+            [0.5], ["a"], [0], [False], states=["x"], reference_sizes=[1], mode="top-k"
+        )
     with pytest.raises(ValueError, match="`select` must be one of"):
-        select_candidates([0.5], ["a"], [0], [False], states=["x"], reference_sizes=[1], mode="best")
+        select_candidates(
+            [0.5], ["a"], [0], [False], states=["x"], reference_sizes=[1], mode="best"
+        )
     with pytest.raises(ValueError, match="at least one sample"):
         select_candidates([], [], [], [], states=["x"], reference_sizes=[1])
 
@@ -61,8 +81,16 @@ def test_top_k_with_several_interleaved_prompts_keeps_k_of_each() -> None:
     g = np.random.default_rng(5)
     p = g.random(60)
     prompts = ["a", "b", "c"] * 20
-    sel = select_candidates(p, prompts, np.zeros(60, dtype=int), p < 0.1, states=["x"], reference_sizes=[10],
-                            mode="top-k", k=4)
+    sel = select_candidates(
+        p,
+        prompts,
+        np.zeros(60, dtype=int),
+        p < 0.1,
+        states=["x"],
+        reference_sizes=[10],
+        mode="top-k",
+        k=4,
+    )
     assert sel.n_kept == 12
     for name in "abc":
         rows = np.flatnonzero(np.array(prompts) == name)

@@ -61,8 +61,17 @@ def test_two_processes_gather_to_the_one_shot_measurement(tmp_path: Path) -> Non
     worker = Path(__file__).with_name("streaming_worker.py")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(free_port()), str(worker), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(worker),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0 = json.loads((tmp_path / "rank0.json").read_text())
@@ -70,4 +79,6 @@ def test_two_processes_gather_to_the_one_shot_measurement(tmp_path: Path) -> Non
     assert r0["world"] == 2
     for r in (r0, r1):
         assert r["p"] == r0["one_shot"]["p"] and r["flagged"] == r0["one_shot"]["flagged"]
-        assert r["rate"] == r0["one_shot"]["rate"] and r["per_prompt"] == r0["one_shot"]["per_prompt"]
+        assert (
+            r["rate"] == r0["one_shot"]["rate"] and r["per_prompt"] == r0["one_shot"]["per_prompt"]
+        )

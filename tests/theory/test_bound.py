@@ -19,7 +19,9 @@ from deltahall.theory.bound import (
 from deltahall.theory.mixtures import GaussianState
 
 
-@pytest.mark.parametrize("kind,param", [("gaussian", 0), ("sphere", 0), ("cube", 0), ("student_t", 9.0), ("spike", 0.4)])
+@pytest.mark.parametrize(
+    "kind,param", [("gaussian", 0), ("sphere", 0), ("cube", 0), ("student_t", 9.0), ("spike", 0.4)]
+)
 def test_law_moments_match_sampling(kind, param) -> None:
     law = StateMeanLaw(kind, 1.7, 3, param)
     x = law.sample(400_000, np.random.default_rng(0))
@@ -81,12 +83,29 @@ def test_check_runs_and_reports() -> None:
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: theorem_6_1_bound([0.5, 0.6], [1, 1], kurtosis_ratios=[1, 1], radius=0), "must sum to 1"),
-        (lambda: theorem_6_1_bound([0.5, 0.5], [1, -1], kurtosis_ratios=[1, 1], radius=0), "`mean_variances` must be positive"),
-        (lambda: theorem_6_1_bound([0.5, 0.5], [1, 1], kurtosis_ratios=[1, 2], radius=0), r"`kurtosis_ratios` must be in \(0, 1\]"),
-        (lambda: theorem_6_1_bound([0.5, 0.5], [1, 1], kurtosis_ratios=[1, 1], radius=float("nan")), "`radius` must be finite"),
+        (
+            lambda: theorem_6_1_bound([0.5, 0.6], [1, 1], kurtosis_ratios=[1, 1], radius=0),
+            "must sum to 1",
+        ),
+        (
+            lambda: theorem_6_1_bound([0.5, 0.5], [1, -1], kurtosis_ratios=[1, 1], radius=0),
+            "`mean_variances` must be positive",
+        ),
+        (
+            lambda: theorem_6_1_bound([0.5, 0.5], [1, 1], kurtosis_ratios=[1, 2], radius=0),
+            r"`kurtosis_ratios` must be in \(0, 1\]",
+        ),
+        (
+            lambda: theorem_6_1_bound(
+                [0.5, 0.5], [1, 1], kurtosis_ratios=[1, 1], radius=float("nan")
+            ),
+            "`radius` must be finite",
+        ),
         (lambda: check_theorem_6_1(1_000_000, 1000), "`n_instances` must be <= 10000"),
-        (lambda: check_theorem_6_1(10_000, 1_000_000), r"`n_instances` \* `mc_samples` must be <= 1e\+09"),
+        (
+            lambda: check_theorem_6_1(10_000, 1_000_000),
+            r"`n_instances` \* `mc_samples` must be <= 1e\+09",
+        ),
         (lambda: check_theorem_6_1(10, 10**9), "`mc_samples` must be <= 100000000"),
         (lambda: StateMeanLaw("student_t", 1.0, 1, 3.0), "nu"),
         (lambda: StateMeanLaw("poisson", 1.0, 1), "`kind` must be one of"),

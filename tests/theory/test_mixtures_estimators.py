@@ -35,7 +35,9 @@ def test_densities_match_scipy(seed: int, n: int, d: int) -> None:
     rng = np.random.default_rng(seed)
     mix = _random_mixture(rng, n, d)
     x = rng.standard_normal((7, d)) * 4
-    ref = np.stack([stats.multivariate_normal(s.loc, s.cov).logpdf(x).reshape(-1) for s in mix.states], axis=1)
+    ref = np.stack(
+        [stats.multivariate_normal(s.loc, s.cov).logpdf(x).reshape(-1) for s in mix.states], axis=1
+    )
     np.testing.assert_allclose(mix.log_component_pdf(x), ref, rtol=1e-9, atol=1e-9)
     marg = np.log(np.exp(ref) @ mix.weights)
     np.testing.assert_allclose(mix.logpdf(x), marg, rtol=1e-9, atol=1e-9)
@@ -62,7 +64,9 @@ def test_sample_labels_and_lemma_b1() -> None:
     r_opt = quadratic_risk(opt, x)[0]
     r_pert = quadratic_risk(pert, x)
     assert np.all(r_pert > quadratic_risk(x.mean(0), x)[0])
-    np.testing.assert_allclose(r_pert - quadratic_risk(x.mean(0), x)[0], np.sum((pert - x.mean(0)) ** 2, 1), rtol=1e-8)
+    np.testing.assert_allclose(
+        r_pert - quadratic_risk(x.mean(0), x)[0], np.sum((pert - x.mean(0)) ** 2, 1), rtol=1e-8
+    )
     assert np.linalg.norm(x.mean(0) - opt) < 0.1 and r_opt < r_pert.min()
 
 
@@ -87,14 +91,20 @@ def test_delta_test_matches_direct_evaluation(seed: int, n: int, d: int, logd: f
     t = DeltaTest(mix, delta, chunk_size=257)
     ref = np.all(mix.log_component_pdf(x) <= math.log(delta), axis=1)
     np.testing.assert_array_equal(t.hallucinates(x), ref)
-    np.testing.assert_allclose(t.max_log_density(x), mix.log_component_pdf(x).max(1), rtol=1e-9, atol=1e-8)
+    np.testing.assert_allclose(
+        t.max_log_density(x), mix.log_component_pdf(x).max(1), rtol=1e-9, atol=1e-8
+    )
 
 
 def test_delta_test_generic_states() -> None:
-    mix = LatentMixture([0.5, 0.5], [ScipyState(stats.t(df=3, loc=-3)), ScipyState(stats.laplace(loc=3))])
+    mix = LatentMixture(
+        [0.5, 0.5], [ScipyState(stats.t(df=3, loc=-3)), ScipyState(stats.laplace(loc=3))]
+    )
     x = np.array([[0.0], [3.0]])
     assert delta_hallucinates(mix, x, delta=0.05).tolist() == [True, False]
-    disc = LatentMixture([0.3, 0.7], [DiscreteState([[0.0], [1.0]], [0.5, 0.5]), DiscreteState([[2.0]], [1.0])])
+    disc = LatentMixture(
+        [0.3, 0.7], [DiscreteState([[0.0], [1.0]], [0.5, 0.5]), DiscreteState([[2.0]], [1.0])]
+    )
     assert disc.mean()[0] == pytest.approx(0.3 * 0.5 + 0.7 * 2)
     assert delta_hallucinates(disc, [[disc.mean()[0]], [2.0]], delta=0.1).tolist() == [True, False]
 
@@ -103,16 +113,33 @@ def test_delta_test_generic_states() -> None:
     ("call", "match"),
     [
         (lambda: LatentMixture([0.5, 0.6], [GaussianState([0.0], [[1.0]])] * 2), "must sum to 1"),
-        (lambda: LatentMixture([1.0, 0.0], [GaussianState([0.0], [[1.0]])] * 2), "must be positive"),
+        (
+            lambda: LatentMixture([1.0, 0.0], [GaussianState([0.0], [[1.0]])] * 2),
+            "must be positive",
+        ),
         (lambda: GaussianState([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]]), "positive definite"),
         (lambda: GaussianState([np.nan], [[1.0]]), "finite"),
         (lambda: GaussianState.isotropic([0.0], 0.0), r"`scale` must be in \(0, inf\); got 0"),
-        (lambda: DeltaTest(LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]), 0.0), r"\(0, 1\]"),
-        (lambda: DeltaTest(LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]), 2.0), r"\(0, 1\]"),
-        (lambda: LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]).logpdf([[np.nan]]), "finite"),
-        (lambda: cross_entropy_optimal_estimate([[0.5, 0.6], [0.0, 1.0]]),
-         r"`targets` rows must each sum to 1; row 0 sums to 1\.1 \(1 of 2 rows off\)"),
-        (lambda: cross_entropy_optimal_estimate([[1.0, 0.0], [1.5, -0.5]]), "row 1 has a negative entry"),
+        (
+            lambda: DeltaTest(LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]), 0.0),
+            r"\(0, 1\]",
+        ),
+        (
+            lambda: DeltaTest(LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]), 2.0),
+            r"\(0, 1\]",
+        ),
+        (
+            lambda: LatentMixture([1.0], [GaussianState([0.0], [[1.0]])]).logpdf([[np.nan]]),
+            "finite",
+        ),
+        (
+            lambda: cross_entropy_optimal_estimate([[0.5, 0.6], [0.0, 1.0]]),
+            r"`targets` rows must each sum to 1; row 0 sums to 1\.1 \(1 of 2 rows off\)",
+        ),
+        (
+            lambda: cross_entropy_optimal_estimate([[1.0, 0.0], [1.5, -0.5]]),
+            "row 1 has a negative entry",
+        ),
         (lambda: cross_entropy_optimal_estimate(np.zeros((0, 2))), "at least one row"),
         (lambda: expected_cross_entropy([0.5, 0.5], [[0.2, 0.2]]), "row 0 sums to 0.4"),
     ],

@@ -27,8 +27,15 @@ def _gauss(rng: np.random.Generator, d: int, scale: float) -> GaussianState:
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2**31), d=st.integers(1, 6), mass=st.floats(0.05, 0.98), scale=st.floats(0.1, 10))
-def test_gaussian_hdr_mass_matches_monte_carlo(seed: int, d: int, mass: float, scale: float) -> None:
+@given(
+    seed=st.integers(0, 2**31),
+    d=st.integers(1, 6),
+    mass=st.floats(0.05, 0.98),
+    scale=st.floats(0.1, 10),
+)
+def test_gaussian_hdr_mass_matches_monte_carlo(
+    seed: int, d: int, mass: float, scale: float
+) -> None:
     rng = np.random.default_rng(seed)
     g = _gauss(rng, d, scale)
     thr = hdr_threshold(g, mass)
@@ -42,7 +49,12 @@ def test_monte_carlo_hdr_threshold_has_stated_error() -> None:
     g = GaussianState([0.0, 1.0], [[2.0, 0.3], [0.3, 1.0]])
     exact = hdr_threshold(g, 0.8).log_threshold
     # A ScipyState wrapper forces the sampling path on the same law.
-    mc = hdr_threshold(ScipyState(stats.multivariate_normal([0.0, 1.0], [[2.0, 0.3], [0.3, 1.0]])), 0.8, rng=rng, n_samples=50_000)
+    mc = hdr_threshold(
+        ScipyState(stats.multivariate_normal([0.0, 1.0], [[2.0, 0.3], [0.3, 1.0]])),
+        0.8,
+        rng=rng,
+        n_samples=50_000,
+    )
     assert not mc.exact and mc.mass_std_error == pytest.approx(math.sqrt(0.8 * 0.2 / 50_000))
     assert mc.log_threshold_ci[0] <= exact <= mc.log_threshold_ci[1]
     mix = LatentMixture([0.5, 0.5], [GaussianState([-2.0], [[1.0]]), GaussianState([2.0], [[1.0]])])
@@ -52,7 +64,12 @@ def test_monte_carlo_hdr_threshold_has_stated_error() -> None:
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**31), d=st.integers(1, 6), logd=st.floats(-20, 0), scale=st.floats(0.05, 5))
+@given(
+    seed=st.integers(0, 2**31),
+    d=st.integers(1, 6),
+    logd=st.floats(-20, 0),
+    scale=st.floats(0.05, 5),
+)
 def test_covering_radius_encloses_region(seed: int, d: int, logd: float, scale: float) -> None:
     rng = np.random.default_rng(seed)
     g = _gauss(rng, d, scale)

@@ -15,7 +15,9 @@ from deltahall.theory.mixtures import GaussianState, scaled_norm
 
 deltas = st.one_of(st.sampled_from([1.0, 1e-300, 5e-324]), st.floats(1e-12, 1.0))
 weights_st = st.integers(2, 6).flatmap(
-    lambda n: st.lists(st.floats(1e-6, 1.0), min_size=n, max_size=n).map(lambda v: (np.array(v) / np.sum(v)).tolist())
+    lambda n: st.lists(st.floats(1e-6, 1.0), min_size=n, max_size=n).map(
+        lambda v: (np.array(v) / np.sum(v)).tolist()
+    )
 )
 scales = st.floats(1e-100, 1e100)
 
@@ -25,7 +27,9 @@ def _direct_check(res: W.WitnessResult) -> None:
     logd = math.log(res.delta)
     at = res.mixture.log_component_pdf(res.estimate)[0]
     assert np.all(at <= logd), (at, logd)
-    assert np.all(res.log_densities >= at - 1e-9 * np.maximum(1, np.abs(at)))  # ball max >= centre value
+    assert np.all(
+        res.log_densities >= at - 1e-9 * np.maximum(1, np.abs(at))
+    )  # ball max >= centre value
     assert res.hallucinates
     # maximisers lie in the ball and their density is what is reported
     dist = np.linalg.norm(res.argmax - res.estimate, axis=1)
@@ -41,7 +45,13 @@ def test_theorem_5_1(delta, w, dim, scale) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(delta=deltas, w=weights_st, dim=st.integers(1, 6), scale=st.floats(1e-50, 1e50), eps_rel=st.floats(0, 100))
+@given(
+    delta=deltas,
+    w=weights_st,
+    dim=st.integers(1, 6),
+    scale=st.floats(1e-50, 1e50),
+    eps_rel=st.floats(0, 100),
+)
 def test_theorem_5_2_ball(delta, w, dim, scale, eps_rel) -> None:
     res = W.theorem_5_2(delta, len(w), eps=eps_rel * scale, dim=dim, weights=w, scale=scale)
     _direct_check(res)
@@ -50,7 +60,9 @@ def test_theorem_5_2_ball(delta, w, dim, scale, eps_rel) -> None:
 @settings(max_examples=25, deadline=None)
 @given(delta=deltas, w=weights_st, dim=st.integers(1, 5), lip=st.floats(0, 50), hb=st.floats(0, 50))
 # a ball of radius 3e-28: the maximiser's distance is only resolved to float64 coordinate precision
-@example(delta=1.0, w=[0.8707482993197279, 0.1292517006802721], dim=1, lip=1.0, hb=3.177712580849402e-28)
+@example(
+    delta=1.0, w=[0.8707482993197279, 0.1292517006802721], dim=1, lip=1.0, hb=3.177712580849402e-28
+)
 def test_theorem_5_3(delta, w, dim, lip, hb) -> None:
     res = W.theorem_5_3(delta, len(w), lipschitz=lip, hint_bound=hb, dim=dim, weights=w)
     _direct_check(res)
@@ -61,7 +73,9 @@ def test_theorem_5_3(delta, w, dim, lip, hb) -> None:
 @settings(max_examples=30, deadline=None)
 @given(delta=deltas, w=weights_st, extra_c=st.integers(0, 3), scale=st.floats(1e-3, 1e3))
 def test_theorem_c_1(delta, w, extra_c, scale) -> None:
-    res = W.theorem_c_1(delta, len(w), n_classes=max(2, len(w) - 1) + extra_c, weights=w, scale=scale)
+    res = W.theorem_c_1(
+        delta, len(w), n_classes=max(2, len(w) - 1) + extra_c, weights=w, scale=scale
+    )
     _direct_check(res)
     np.testing.assert_allclose(res.estimate.sum(), 1.0)  # a probability vector
 
@@ -78,7 +92,9 @@ def test_general_covariance_and_scipy_agreement() -> None:
     res = W.theorem_5_2(0.01, 4, eps=5.0, dim=3, cov=cov)
     _direct_check(res)
     for s, lf in zip(res.mixture.states, res.log_densities, strict=True):
-        ref = stats.multivariate_normal(s.loc, s.cov).logpdf(res.argmax[list(res.mixture.states).index(s)])
+        ref = stats.multivariate_normal(s.loc, s.cov).logpdf(
+            res.argmax[list(res.mixture.states).index(s)]
+        )
         assert lf == pytest.approx(ref, rel=1e-9, abs=1e-9)
 
 
@@ -111,7 +127,9 @@ def test_paper_slips_reproduced() -> None:
     assert not b.hallucinates and b.densities[0] == pytest.approx(0.032538, rel=1e-4)
     assert W.theorem_5_1_as_written(0.1, 2).hallucinates  # equal weights happen to work
     c = W.theorem_5_2_as_written(0.01, 4, weights=[0.25, 0.4, 0.25, 0.1], eps=0.5)
-    assert not c.hallucinates and c.densities[1] == pytest.approx(1 / math.sqrt(2 * math.pi), rel=1e-9)
+    assert not c.hallucinates and c.densities[1] == pytest.approx(
+        1 / math.sqrt(2 * math.pi), rel=1e-9
+    )
     assert c.log_density_last_state_at_zero > math.log(0.01) and c.optimum_norm > 1
     e = W.theorem_c_1_as_written(0.01, 2)
     assert not e.hallucinates
@@ -163,7 +181,9 @@ def test_builders_are_keyword_only_after_delta_and_n_states(builder, args) -> No
     builder(*args[:2])  # the two positional ones are enough
 
 
-@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e-180, 1e-160, 1e-100, 1.0, 1e100, 1e200, 1e290])
+@pytest.mark.parametrize(
+    "scale", [1e-300, 1e-200, 1e-180, 1e-160, 1e-100, 1.0, 1e100, 1e200, 1e290]
+)
 def test_5_2_and_5_3_hold_at_extreme_scales(scale) -> None:
     # 1e-200 with eps 3e-201 used to report "does NOT hallucinate" (norm underflow in the ball
     # maximisation); 5.3 at 1e-180 used to refuse with "x must contain only finite values".
@@ -186,7 +206,9 @@ def test_ball_maximum_at_tiny_scale_is_exact() -> None:
 
 
 def test_c_1_refuses_scales_beyond_float64_with_the_usable_range() -> None:
-    with pytest.raises(ValueError, match=r"`scale` = 1e\+200 .* outside \[1e-300, 1e\+300\] .* use `scale` in \["):
+    with pytest.raises(
+        ValueError, match=r"`scale` = 1e\+200 .* outside \[1e-300, 1e\+300\] .* use `scale` in \["
+    ):
         W.theorem_c_1(1e-300, 2, scale=1e200)
     with pytest.raises(ValueError, match="`scale` = 1e-300"):
         W.theorem_c_1(0.5, 2, scale=1e-300)
@@ -201,7 +223,9 @@ def test_tiny_scale_log_density_underflow_is_strict_json() -> None:
     assert res.hallucinates and np.all(np.isneginf(res.log_densities))
     d = res.to_dict()
     text = json.dumps(d, allow_nan=False)  # raises on NaN/inf
-    assert d["states"][0]["log_density"] is None and "underflows" in d["states"][0]["log_density_note"]
+    assert (
+        d["states"][0]["log_density"] is None and "underflows" in d["states"][0]["log_density_note"]
+    )
     assert d["log_margin"] is None and "log_margin_note" in d
     assert json.loads(text)["details"]["n_classes"] == 3
 
@@ -210,7 +234,9 @@ def test_c_1_valid_variances_are_the_two_tails() -> None:
     # δ = 0.01, N = 2: the density at p_X is <= δ exactly for v <= v_lo or v >= v_hi.
     res = W.theorem_c_1(0.01, 2)
     v_lo, v_hi = math.exp(res.log_variance_low), math.exp(res.log_variance_high)
-    assert v_lo == pytest.approx(0.0421, abs=5e-5) and v_lo < 1 / (4 * math.log(100))  # paper: 0.0543
+    assert v_lo == pytest.approx(0.0421, abs=5e-5) and v_lo < 1 / (
+        4 * math.log(100)
+    )  # paper: 0.0543
 
     def logf(v: float) -> float:
         return -math.log(2 * math.pi * v) - 0.25 / v
@@ -229,9 +255,15 @@ def test_c_1_valid_variances_are_the_two_tails() -> None:
         (lambda: W.theorem_c_1(0.1, 1000), r"`n_states` \* `n_classes`\*\*2 must be <= 4194304"),
         (lambda: W.corollary_5_2_1(0.1, 2, n_inputs=10**6), "`n_inputs` must be <= 1000"),
         (lambda: W.theorem_5_1(0.1, 2, scale=1e-310), r"`scale` must be in \[1e-300, 1e\+300\]"),
-        (lambda: W.theorem_5_1(0.1, 2, weights=[0.2, 0.8], scale=1e300), "puts a mean at distance 4e[+]300"),
+        (
+            lambda: W.theorem_5_1(0.1, 2, weights=[0.2, 0.8], scale=1e300),
+            "puts a mean at distance 4e[+]300",
+        ),
         (lambda: W.theorem_5_3(0.1, 2, lipschitz=1e200, hint_bound=1e200), "must be finite"),
-        (lambda: W.theorem_c_1_as_written(1e-300, 2, variance=0.0), r"`variance` must be in \(0, inf\)"),
+        (
+            lambda: W.theorem_c_1_as_written(1e-300, 2, variance=0.0),
+            r"`variance` must be in \(0, inf\)",
+        ),
     ],
 )
 def test_sizes_and_scales_refused_up_front(call, match) -> None:

@@ -28,22 +28,35 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     from deltahall.experiments.coinflip.config import CoinFlipConfig
     from deltahall.experiments.coinflip.sweep import SweepConfig
 
-    p = sub.add_parser(name, help=summary, description=(
-        "2N coins with head probabilities (i+1)/(2N); a sample flips N of them and counts the heads; "
-        "a transformer sees the chosen coins' labels and predicts the count. Measures training loss "
-        "against the exact conditional probability of the estimate, epoch by epoch."))
+    p = sub.add_parser(
+        name,
+        help=summary,
+        description=(
+            "2N coins with head probabilities (i+1)/(2N); a sample flips N of them and counts the heads; "
+            "a transformer sees the chosen coins' labels and predicts the count. Measures training loss "
+            "against the exact conditional probability of the estimate, epoch by epoch."
+        ),
+    )
     ss = p.add_subparsers(dest="coinflip_command", metavar="{run,sweep,report}")
 
-    pr = ss.add_parser("run", help="train one model; metrics.csv per epoch, resumable",
-                       description="Train one coin-flip model into --out-dir (checkpoint every epoch).")
+    pr = ss.add_parser(
+        "run",
+        help="train one model; metrics.csv per epoch, resumable",
+        description="Train one coin-flip model into --out-dir (checkpoint every epoch).",
+    )
     add_dataclass_arguments(pr, CoinFlipConfig)
     _common(pr)
     pr.set_defaults(handler=_handle_run)
 
-    ps = ss.add_parser("sweep", help="the Figure 3 sweep (N x M x rounds x objectives), resumable",
-                       description=("Train every run of the grid into --out-dir/runs/, skipping finished runs and "
-                                    "resuming unfinished ones; then write runs.csv, correlations.csv, figures/ and "
-                                    "report.html. Rerun the same command to resume."))
+    ps = ss.add_parser(
+        "sweep",
+        help="the Figure 3 sweep (N x M x rounds x objectives), resumable",
+        description=(
+            "Train every run of the grid into --out-dir/runs/, skipping finished runs and "
+            "resuming unfinished ones; then write runs.csv, correlations.csv, figures/ and "
+            "report.html. Rerun the same command to resume."
+        ),
+    )
     add_dataclass_arguments(ps, SweepConfig, exclude=("base",))
     add_dataclass_arguments(ps, CoinFlipConfig, exclude=(*_SWEEP_VARIED, "run"))
     ps.add_argument("--no-report", action="store_true", help="skip figures and report.html")
@@ -58,7 +71,10 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML or JSON file with option values (sweep: a [base] table for run options)")
+    p.add_argument(
+        "--config",
+        help="TOML or JSON file with option values (sweep: a [base] table for run options)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -74,21 +90,32 @@ def _handle_run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(CoinFlipConfig, args, config_file=args.config)
     if cfg.run.out_dir is None:
-        raise ValueError("`--out-dir` must be given: the run directory for metrics and checkpoints.")
+        raise ValueError(
+            "`--out-dir` must be given: the run directory for metrics and checkpoints."
+        )
     _entry_point_torch()
     t0 = time.perf_counter()
     res = run(cfg)
     wall = time.perf_counter() - t0
-    out = {"out_dir": str(res.out_dir), "seconds": wall, "final": res.final, "reference": res.reference}
+    out = {
+        "out_dir": str(res.out_dir),
+        "seconds": wall,
+        "final": res.final,
+        "reference": res.reference,
+    }
     if args.json:
         sys.stdout.write(dumps_json(out))
     else:
         f, r = res.final, res.reference
         print(f"{res.out_dir}: {len(res.history)} epochs, {wall:.1f} s")
-        print(f"train MSE {f['train_mse']:.4f} (Bayes floor {r['bayes_mse_train']:.4f}), val MSE {f['val_mse']:.4f}, "
-              f"RMS distance to E[Y|X] {f['dist_bayes']:.4f}")
-        print(f"P(Y=est|X) {f['cp_est']:.4f} (round E[Y|X]: {r['cp_bayes_round']:.4f}, mode: {r['cp_mode']:.4f}); "
-              f"P(Y=ceil|X) {f['cp_ceil']:.4f}; P(Y=raw|X) {f['cp_raw']:.4f}")
+        print(
+            f"train MSE {f['train_mse']:.4f} (Bayes floor {r['bayes_mse_train']:.4f}), val MSE {f['val_mse']:.4f}, "
+            f"RMS distance to E[Y|X] {f['dist_bayes']:.4f}"
+        )
+        print(
+            f"P(Y=est|X) {f['cp_est']:.4f} (round E[Y|X]: {r['cp_bayes_round']:.4f}, mode: {r['cp_mode']:.4f}); "
+            f"P(Y=ceil|X) {f['cp_ceil']:.4f}; P(Y=raw|X) {f['cp_raw']:.4f}"
+        )
     return 0
 
 
@@ -99,18 +126,26 @@ def _sweep_config(args: argparse.Namespace) -> Any:
     file_vals: dict[str, Any] = load_config_file(args.config) if args.config else {}
     base_file = file_vals.pop("base", {})
     if not isinstance(base_file, dict):
-        raise ValueError(f"config file {args.config}: `base` must be a table of run settings; got {base_file!r}.")
+        raise ValueError(
+            f"config file {args.config}: `base` must be a table of run settings; got {base_file!r}."
+        )
     bad = sorted(set(base_file) & set(_SWEEP_VARIED))
     if bad:
-        raise ValueError(f"`[base]` in {args.config} must not set {bad}: the sweep varies them (use ns, ms, objectives).")
+        raise ValueError(
+            f"`[base]` in {args.config} must not set {bad}: the sweep varies them (use ns, ms, objectives)."
+        )
     base_known = {f.name for f in dataclasses.fields(CoinFlipConfig)} - {"run", *_SWEEP_VARIED}
     check_known_keys(args.config, "base", base_file, base_known)
     from deltahall.experiments._run import RunOptions
 
     run_names = {f.name for f in dataclasses.fields(RunOptions)}
     sweep_names = {f.name for f in dataclasses.fields(SweepConfig)}
-    base_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in sweep_names | run_names})
-    base = config_from_args(CoinFlipConfig, base_args, **_merge(base_file, base_args, CoinFlipConfig))
+    base_args = argparse.Namespace(
+        **{k: v for k, v in vars(args).items() if k not in sweep_names | run_names}
+    )
+    base = config_from_args(
+        CoinFlipConfig, base_args, **_merge(base_file, base_args, CoinFlipConfig)
+    )
     sweep_vals = _merge(file_vals, args, SweepConfig)
     unknown = sorted(set(file_vals) - sweep_names - run_names)
     if unknown:
@@ -140,16 +175,32 @@ def _handle_sweep(args: argparse.Namespace) -> int:
     if not args.no_report:
         from deltahall.experiments.coinflip.report import write_sweep_report
 
-        report = write_sweep_report(res.out_dir, n_permutations=cfg.n_permutations, seed=cfg.base_seed)
+        report = write_sweep_report(
+            res.out_dir, n_permutations=cfg.n_permutations, seed=cfg.base_seed
+        )
     if args.json:
-        sys.stdout.write(dumps_json({"out_dir": str(res.out_dir), "wall_seconds": res.wall_seconds,
-                                     "correlations": res.correlations, "report": str(report) if report else None}))
+        sys.stdout.write(
+            dumps_json(
+                {
+                    "out_dir": str(res.out_dir),
+                    "wall_seconds": res.wall_seconds,
+                    "correlations": res.correlations,
+                    "report": str(report) if report else None,
+                }
+            )
+        )
         return 0
-    print(f"{res.out_dir}: {len(res.runs)} runs, training wall time {res.wall_seconds:.1f} s (all sessions)")
-    print(f"{'objective':9s} {'N':>2s} {'M':>6s} {'from':>4s} {'prob':8s} {'pearson':>8s} {'p':>7s} {'spearman':>8s} {'p':>7s}")
+    print(
+        f"{res.out_dir}: {len(res.runs)} runs, training wall time {res.wall_seconds:.1f} s (all sessions)"
+    )
+    print(
+        f"{'objective':9s} {'N':>2s} {'M':>6s} {'from':>4s} {'prob':8s} {'pearson':>8s} {'p':>7s} {'spearman':>8s} {'p':>7s}"
+    )
     for r in res.correlations:
-        print(f"{r['objective']:9s} {r['n']:2d} {r['m']:6d} {r['from_epoch']:4d} {r['probability']:8s} {r['pearson']:8.3f} "
-              f"{r['pearson_p']:7.4f} {r['spearman']:8.3f} {r['spearman_p']:7.4f}")
+        print(
+            f"{r['objective']:9s} {r['n']:2d} {r['m']:6d} {r['from_epoch']:4d} {r['probability']:8s} {r['pearson']:8.3f} "
+            f"{r['pearson_p']:7.4f} {r['spearman']:8.3f} {r['spearman_p']:7.4f}"
+        )
     if report:
         print(f"report: {report}")
     return 0

@@ -86,7 +86,9 @@ def _field_default(f: dataclasses.Field[Any]) -> Any:
     return None
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[str, ...] = ()) -> None:
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[str, ...] = ()
+) -> None:
     """Add one ``--option`` per field of the dataclass ``cls``.
 
     Defaults are *not* set on the parser (they stay ``_UNSET``) so that
@@ -107,9 +109,19 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclu
                 if not g.init or g.name in exclude:
                     continue
                 conv, extra = _converter(inner_hints[g.name])
-                default = getattr(inner_default, g.name) if inner_default is not None else _field_default(g)
-                sub.add_argument(_flag(g.name), dest=g.name, type=conv, default=_UNSET,
-                                 help=f"{g.metadata.get('help', '')} (default: {_shown(default)})".strip(), **extra)
+                default = (
+                    getattr(inner_default, g.name)
+                    if inner_default is not None
+                    else _field_default(g)
+                )
+                sub.add_argument(
+                    _flag(g.name),
+                    dest=g.name,
+                    type=conv,
+                    default=_UNSET,
+                    help=f"{g.metadata.get('help', '')} (default: {_shown(default)})".strip(),
+                    **extra,
+                )
             continue
         conv, extra = _converter(hints[f.name])
         default = _field_default(f)
@@ -141,7 +153,9 @@ def check_known_keys(config_file: str | Path, section: str | None, keys: Any, kn
     bad = sorted(set(keys) - set(known))
     if bad:
         where = f"table [{section}] has" if section else "has"
-        raise BadInput(f"config file {config_file}: {where} unknown keys {bad}; known keys are {sorted(known)}.")
+        raise BadInput(
+            f"config file {config_file}: {where} unknown keys {bad}; known keys are {sorted(known)}."
+        )
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -156,12 +170,16 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ValueError(f"`--config` file {p} is not UTF-8 text (line {line}, byte {exc.start}).") from None
+        raise ValueError(
+            f"`--config` file {p} is not UTF-8 text (line {line}, byte {exc.start})."
+        ) from None
     if p.suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"`--config` file {p}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+            raise ValueError(
+                f"`--config` file {p}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
+            ) from None
     else:
         if sys.version_info >= (3, 11):
             import tomllib
@@ -172,11 +190,19 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"`--config` file {p}: invalid TOML: {exc}.") from None
     if not isinstance(data, dict):
-        raise ValueError(f"`--config` file {p} must hold a table/object of option values; got {type(data).__name__}.")
+        raise ValueError(
+            f"`--config` file {p} must hold a table/object of option values; got {type(data).__name__}."
+        )
     return dict(data)
 
 
-def config_from_args(cls: type[T], args: argparse.Namespace, *, config_file: str | Path | None = None, **overrides: Any) -> T:
+def config_from_args(
+    cls: type[T],
+    args: argparse.Namespace,
+    *,
+    config_file: str | Path | None = None,
+    **overrides: Any,
+) -> T:
     """Instantiate ``cls`` from (defaults < config file < command line < overrides)."""
     nested = _nested(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init} - set(nested)  # type: ignore[arg-type]

@@ -18,12 +18,19 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(name, help=summary, description=__doc__.splitlines()[0])
     kinds = p.add_subparsers(dest="kind", metavar="KIND")
-    t = kinds.add_parser("truthfulqa", help="TruthfulQA CSV -> per-prompt reference JSONL (correct / incorrect states)")
+    t = kinds.add_parser(
+        "truthfulqa",
+        help="TruthfulQA CSV -> per-prompt reference JSONL (correct / incorrect states)",
+    )
     t.add_argument("--csv", type=Path, required=True, help="TruthfulQA.csv (the original layout)")
     t.add_argument("--out", type=Path, required=True, help="the reference JSONL to write")
-    t.add_argument("--min-answers", type=int, default=2,
-                   help="keep a state only with at least this many answers (leave-one-out calibration needs 2); "
-                        "a question left with fewer than two states is dropped")
+    t.add_argument(
+        "--min-answers",
+        type=int,
+        default=2,
+        help="keep a state only with at least this many answers (leave-one-out calibration needs 2); "
+        "a question left with fewer than two states is dropped",
+    )
     t.set_defaults(handler=_truthfulqa)
 
 
@@ -51,8 +58,12 @@ def _truthfulqa(args: argparse.Namespace) -> int:
     items = load_truthfulqa_csv(args.csv)
     rows = truthfulqa_rows(items, args.min_answers)
     if not rows:
-        raise ValueError(f"`csv` {os.fspath(args.csv)!r}: no question has two states with >= {args.min_answers} answers.")
+        raise ValueError(
+            f"`csv` {os.fspath(args.csv)!r}: no question has two states with >= {args.min_answers} answers."
+        )
     atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     n_q = len({r["prompt"] for r in rows})
-    print(f"wrote {len(rows)} reference answers of {n_q} questions ({len(items) - n_q} dropped) to {out}")
+    print(
+        f"wrote {len(rows)} reference answers of {n_q} questions ({len(items) - n_q} dropped) to {out}"
+    )
     return 0

@@ -37,11 +37,24 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
             "sentence-transformers or CLIP vision model."
         ),
     )
-    p.add_argument("--embedder", required=True, metavar="SPEC", help="alias ('@minilm'), model folder or hub id")
+    p.add_argument(
+        "--embedder",
+        required=True,
+        metavar="SPEC",
+        help="alias ('@minilm'), model folder or hub id",
+    )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--texts", metavar="FILE.jsonl", help="JSON Lines, one object per line with a string field 'text'")
-    src.add_argument("--images", metavar="DIR", help="folder; every image file under it (recursive, sorted)")
-    p.add_argument("--out", required=True, metavar="E.npy", help="output .npy; the sidecar is E.json beside it")
+    src.add_argument(
+        "--texts",
+        metavar="FILE.jsonl",
+        help="JSON Lines, one object per line with a string field 'text'",
+    )
+    src.add_argument(
+        "--images", metavar="DIR", help="folder; every image file under it (recursive, sorted)"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="E.npy", help="output .npy; the sidecar is E.json beside it"
+    )
     p.add_argument("--batch-size", type=int, default=64, help="items per forward pass (default 64)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -68,11 +81,17 @@ def read_texts_jsonl(path: Path) -> tuple[list[str], list[int], str]:
     ids: list[int] = []
     for i, obj in iter_jsonl(path):  # "\n"-only lines; bad UTF-8 / JSON name the file and line
         if not isinstance(obj, dict):
-            raise ValueError(f"{os.fspath(path)}:{i}: must be a JSON object with a 'text' field; got {type(obj).__name__}.")
+            raise ValueError(
+                f"{os.fspath(path)}:{i}: must be a JSON object with a 'text' field; got {type(obj).__name__}."
+            )
         if "text" not in obj:
-            raise ValueError(f"{os.fspath(path)}:{i}: has no 'text' field (fields: {', '.join(map(str, obj)) or 'none'}).")
+            raise ValueError(
+                f"{os.fspath(path)}:{i}: has no 'text' field (fields: {', '.join(map(str, obj)) or 'none'})."
+            )
         if not isinstance(obj["text"], str):
-            raise ValueError(f"{os.fspath(path)}:{i}: 'text' must be a string; got {type(obj['text']).__name__}.")
+            raise ValueError(
+                f"{os.fspath(path)}:{i}: 'text' must be a string; got {type(obj['text']).__name__}."
+            )
         texts.append(obj["text"])
         ids.append(i)
     data = path.read_bytes()
@@ -90,8 +109,10 @@ def list_images(folder: Path) -> tuple[list[Path], list[str], str]:
         if folder.exists():
             raise ValueError(f"`--images` must be a folder; got the file {os.fspath(folder)!r}.")
         raise FileNotFoundError(f"`--images` folder not found: {os.fspath(folder)!r}.")
-    files = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                   key=lambda p: p.relative_to(folder).as_posix())
+    files = sorted(
+        (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: p.relative_to(folder).as_posix(),
+    )
     if not files:
         raise ValueError(
             f"`--images` folder {os.fspath(folder)!r} contains no image files ({', '.join(IMAGE_SUFFIXES)})."
@@ -143,7 +164,9 @@ def run_embed(args: argparse.Namespace) -> int:
     check_output_path(sidecar, "--out's sidecar", inputs=[(in_name, in_path)])
     alias = ALIASES.get(args.embedder)
     if alias is not None and alias.kind != f"{modality}-embedder":
-        raise ValueError(f"`--embedder` {args.embedder!r} ({alias.kind}) cannot embed {in_name} input.")
+        raise ValueError(
+            f"`--embedder` {args.embedder!r} ({alias.kind}) cannot embed {in_name} input."
+        )
 
     ids: list[Any]
     texts: list[str] = []
@@ -157,25 +180,43 @@ def run_embed(args: argparse.Namespace) -> int:
 
     embedder = load_embedder(args.embedder, device=args.device, batch_size=batch_size)
     if embedder.modality != modality:
-        raise ValueError(f"`--embedder` {args.embedder!r} embeds {embedder.modality}s; it cannot embed {in_name} input.")
+        raise ValueError(
+            f"`--embedder` {args.embedder!r} embeds {embedder.modality}s; it cannot embed {in_name} input."
+        )
     chunks = []
-    with tqdm(total=n, desc=f"embed {args.embedder}", unit=modality, disable=args.no_progress,
-              file=sys.stderr) as bar:
+    with tqdm(
+        total=n,
+        desc=f"embed {args.embedder}",
+        unit=modality,
+        disable=args.no_progress,
+        file=sys.stderr,
+    ) as bar:
         for i in range(0, n, batch_size):
-            batch = texts[i: i + batch_size] if modality == "text" else _load_images(files[i: i + batch_size])
+            batch = (
+                texts[i : i + batch_size]
+                if modality == "text"
+                else _load_images(files[i : i + batch_size])
+            )
             chunks.append(embedder.embed(batch, batch_size=batch_size))
             bar.update(len(batch))
     emb = np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
     if emb.shape != (n, embedder.dim):
-        raise RunFailure(f"embedder {args.embedder!r} returned shape {emb.shape}; expected {(n, embedder.dim)}.")
+        raise RunFailure(
+            f"embedder {args.embedder!r} returned shape {emb.shape}; expected {(n, embedder.dim)}."
+        )
     if not np.isfinite(emb).all():
         bad = int((~np.isfinite(emb)).any(axis=1).sum())
-        raise RunFailure(f"embedder {args.embedder!r} returned NaN/inf for {bad} of {n} items; nothing written.")
+        raise RunFailure(
+            f"embedder {args.embedder!r} returned NaN/inf for {bad} of {n} items; nothing written."
+        )
 
     meta = {
         "embedder": {"spec": args.embedder, "fingerprint": embedder.fingerprint},
-        "input": {"kind": "texts" if modality == "text" else "images", "path": os.fspath(in_path),
-                  "sha256": in_sha},
+        "input": {
+            "kind": "texts" if modality == "text" else "images",
+            "path": os.fspath(in_path),
+            "sha256": in_sha,
+        },
         "n": n,
         "dim": int(embedder.dim),
         "dtype": "float32",
@@ -189,9 +230,13 @@ def run_embed(args: argparse.Namespace) -> int:
     atomic_write_bytes(out, buf.getvalue())
     atomic_write_text(sidecar, text + "\n")
     if args.json:
-        print(json.dumps({k: v for k, v in meta.items() if k != "ids"} | {"out": os.fspath(out),
-                                                                         "sidecar": os.fspath(sidecar)},
-                         allow_nan=False))
+        print(
+            json.dumps(
+                {k: v for k, v in meta.items() if k != "ids"}
+                | {"out": os.fspath(out), "sidecar": os.fspath(sidecar)},
+                allow_nan=False,
+            )
+        )
     else:
         print(f"wrote {os.fspath(out)} ({n} x {embedder.dim} float32) and {os.fspath(sidecar)}")
     return 0

@@ -62,7 +62,9 @@ def _load_npy(path: str, what: str, ndim: int) -> npt.NDArray[Any]:
     except (EOFError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
-        raise ValueError(f"{what} {path!r} is a truncated or corrupt .npy file ({exc or type(exc).__name__}).") from None
+        raise ValueError(
+            f"{what} {path!r} is a truncated or corrupt .npy file ({exc or type(exc).__name__})."
+        ) from None
     if arr.ndim != ndim:
         shape = "(n_samples, n_features)" if ndim == 2 else "(n_samples,)"
         raise ValueError(f"{what} {path!r} must have shape {shape}; got shape {arr.shape}.")
@@ -79,7 +81,9 @@ def _pca_dim(s: str) -> int | str | None:
     try:
         return int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--pca-dim must be 'auto', an integer or 'none'; got {s!r}.") from None
+        raise argparse.ArgumentTypeError(
+            f"--pca-dim must be 'auto', an integer or 'none'; got {s!r}."
+        ) from None
 
 
 def _auto_int(s: str) -> int | str:
@@ -88,7 +92,9 @@ def _auto_int(s: str) -> int | str:
     try:
         return int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--n-components must be 'auto' or an integer; got {s!r}.") from None
+        raise argparse.ArgumentTypeError(
+            f"--n-components must be 'auto' or an integer; got {s!r}."
+        ) from None
 
 
 def parse_percentiles(s: str) -> npt.NDArray[np.float64]:
@@ -132,7 +138,9 @@ def parse_percentiles(s: str) -> npt.NDArray[np.float64]:
     return p
 
 
-def _outputs(args: argparse.Namespace, outs: list[tuple[str, str | None]], inputs: list[tuple[str, str]]) -> None:
+def _outputs(
+    args: argparse.Namespace, outs: list[tuple[str, str | None]], inputs: list[tuple[str, str]]
+) -> None:
     """Refuse every output that is an input, inside one, a folder, or another output."""
     from deltahall._validation import check_output_path
 
@@ -169,21 +177,46 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
 
     f = hs.add_parser("fit", help="fit a detector on labelled real embeddings and save it")
     f.add_argument("--embeddings", required=True, help=".npy float array (n_samples, n_features)")
-    f.add_argument("--labels", required=True, help=".npy array (n_samples,) of state labels (int or str)")
+    f.add_argument(
+        "--labels", required=True, help=".npy array (n_samples,) of state labels (int or str)"
+    )
     f.add_argument("--out", required=True, help="output detector file (.safetensors)")
-    f.add_argument("--calibration", default=d["calibration"], choices=["conformal", "percentile"],
-                   help=f"conformal p-values, or the paper's percentile rule (default {d['calibration']})")
-    f.add_argument("--alpha", type=float, default=d["alpha"],
-                   help=f"level: a fresh real sample is flagged with probability <= alpha; the percentile "
-                        f"rule's threshold percentile is 100 alpha (default {d['alpha']:g})")
-    f.add_argument("--calibration-fraction", type=float, default=d["calibration_fraction"],
-                   help=f"share of each state kept apart to calibrate (default {d['calibration_fraction']:g})")
-    f.add_argument("--pca-dim", type=_pca_dim, default=d["pca_dim"],
-                   help=f"principal coordinates per state: 'auto', an integer or 'none' (default {d['pca_dim']})")
-    f.add_argument("--n-components", type=_auto_int, default=d["n_components"],
-                   help=f"mixture components per state, 'auto' or an integer (default {d['n_components']})")
-    f.add_argument("--covariance-type", default=d["covariance_type"],
-                   choices=["auto", "full", "diag", "tied", "spherical"])
+    f.add_argument(
+        "--calibration",
+        default=d["calibration"],
+        choices=["conformal", "percentile"],
+        help=f"conformal p-values, or the paper's percentile rule (default {d['calibration']})",
+    )
+    f.add_argument(
+        "--alpha",
+        type=float,
+        default=d["alpha"],
+        help=f"level: a fresh real sample is flagged with probability <= alpha; the percentile "
+        f"rule's threshold percentile is 100 alpha (default {d['alpha']:g})",
+    )
+    f.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=d["calibration_fraction"],
+        help=f"share of each state kept apart to calibrate (default {d['calibration_fraction']:g})",
+    )
+    f.add_argument(
+        "--pca-dim",
+        type=_pca_dim,
+        default=d["pca_dim"],
+        help=f"principal coordinates per state: 'auto', an integer or 'none' (default {d['pca_dim']})",
+    )
+    f.add_argument(
+        "--n-components",
+        type=_auto_int,
+        default=d["n_components"],
+        help=f"mixture components per state, 'auto' or an integer (default {d['n_components']})",
+    )
+    f.add_argument(
+        "--covariance-type",
+        default=d["covariance_type"],
+        choices=["auto", "full", "diag", "tied", "spherical"],
+    )
     f.add_argument("--reg-covar", type=float, default=d["reg_covar"])
     f.add_argument("--no-normalize", action="store_true", help="skip the L2-normalisation")
     f.add_argument("--seed", type=int, default=0, help="random_state of the split and mixtures")
@@ -193,15 +226,22 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     s = hs.add_parser("score", help="score embeddings with a saved detector")
     s.add_argument("--detector", required=True, help="detector file written by 'hcdr fit'")
     s.add_argument("--embeddings", required=True, help=".npy float array (n_samples, n_features)")
-    s.add_argument("--out", help="CSV with one row per embedding (inside, decision, per-state log-densities)")
+    s.add_argument(
+        "--out", help="CSV with one row per embedding (inside, decision, per-state log-densities)"
+    )
     s.add_argument("--json", action="store_true", help="print machine-readable JSON")
     s.set_defaults(handler=_score)
 
-    c = hs.add_parser("curve", help="hallucination rate as a function of the level 100 alpha (no refit)")
+    c = hs.add_parser(
+        "curve", help="hallucination rate as a function of the level 100 alpha (no refit)"
+    )
     c.add_argument("--detector", required=True)
     c.add_argument("--embeddings", required=True)
-    c.add_argument("--percentiles", default="0:50:1",
-                   help="'start:stop:step' (stop included) or comma list, in [0, 100] (default 0:50:1)")
+    c.add_argument(
+        "--percentiles",
+        default="0:50:1",
+        help="'start:stop:step' (stop included) or comma list, in [0, 100] (default 0:50:1)",
+    )
     c.add_argument("--out", help="CSV of percentile (100 alpha), nominal mass (1 - alpha), rate")
     c.add_argument("--png", help="also plot the curve to this PNG")
     c.add_argument("--json", action="store_true")
@@ -213,35 +253,62 @@ def _fit(args: argparse.Namespace) -> int:
     from deltahall.detectors import HCDRDetector
     from deltahall.detectors.diagnostics import coverage_report
 
-    _outputs(args, [("--out", args.out)], [("--embeddings", args.embeddings), ("--labels", args.labels)])
+    _outputs(
+        args, [("--out", args.out)], [("--embeddings", args.embeddings), ("--labels", args.labels)]
+    )
     X = _load_npy(args.embeddings, "embeddings", 2)
     y = _load_npy(args.labels, "labels", 1)
     det = HCDRDetector(
-        calibration=args.calibration, alpha=args.alpha, calibration_fraction=args.calibration_fraction,
-        pca_dim=args.pca_dim, n_components=args.n_components, covariance_type=args.covariance_type,
-        normalize=not args.no_normalize, reg_covar=args.reg_covar, random_state=args.seed,
+        calibration=args.calibration,
+        alpha=args.alpha,
+        calibration_fraction=args.calibration_fraction,
+        pca_dim=args.pca_dim,
+        n_components=args.n_components,
+        covariance_type=args.covariance_type,
+        normalize=not args.no_normalize,
+        reg_covar=args.reg_covar,
+        random_state=args.seed,
     ).fit(X, y)
     det.save(args.out)  # the only write, atomic
     rows = coverage_report(det).rows()
     for r, t, ch in zip(rows, det.thresholds_, det.densities_.summary(), strict=True):
         r["threshold"] = float(t)
-        r["model"] = {k: ch[k] for k in ("pca_dim", "covariance_type", "n_components", "n_fit", "reason")}
+        r["model"] = {
+            k: ch[k] for k in ("pca_dim", "covariance_type", "n_components", "n_fit", "reason")
+        }
     if args.json:
-        _print_json({"detector": args.out, "calibration": det.calibration, "alpha": float(det.alpha), "states": rows})
+        _print_json(
+            {
+                "detector": args.out,
+                "calibration": det.calibration,
+                "alpha": float(det.alpha),
+                "states": rows,
+            }
+        )
         return 0
-    print(f"fitted on {X.shape[0]} x {X.shape[1]} embeddings, {len(rows)} states, {det.calibration} rule at "
-          f"alpha={det.alpha:g}; saved {args.out}")
-    print(f"{'state':>12} {'model':>14} {'n_fit':>6} {'threshold':>12} {'n_holdout':>9} {'coverage':>9} {'nominal':>8}")
+    print(
+        f"fitted on {X.shape[0]} x {X.shape[1]} embeddings, {len(rows)} states, {det.calibration} rule at "
+        f"alpha={det.alpha:g}; saved {args.out}"
+    )
+    print(
+        f"{'state':>12} {'model':>14} {'n_fit':>6} {'threshold':>12} {'n_holdout':>9} {'coverage':>9} {'nominal':>8}"
+    )
     for r in rows:
         m = r["model"]
         model = f"k={m['pca_dim']} {m['covariance_type']} x{m['n_components']}"
-        print(f"{r['state']!s:>12} {model:>14} {m['n_fit']:>6d} {r['threshold']:>12.4f} {r['n_holdout']:>9d} "
-              f"{r['holdout_coverage']:>9.3f} {r['nominal_mass']:>8.3f}")
+        print(
+            f"{r['state']!s:>12} {model:>14} {m['n_fit']:>6d} {r['threshold']:>12.4f} {r['n_holdout']:>9d} "
+            f"{r['holdout_coverage']:>9.3f} {r['nominal_mass']:>8.3f}"
+        )
     return 0
 
 
-def _score_csv(states: list[str], inside: npt.NDArray[np.bool_], dec: npt.NDArray[np.float64],
-               scores: npt.NDArray[np.float64]) -> str:
+def _score_csv(
+    states: list[str],
+    inside: npt.NDArray[np.bool_],
+    dec: npt.NDArray[np.float64],
+    scores: npt.NDArray[np.float64],
+) -> str:
     """One row per embedding; header and labels quoted by the csv module alike."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -255,10 +322,16 @@ def _score(args: argparse.Namespace) -> int:
     from deltahall.detectors import HCDRDetector
     from deltahall.io import atomic_write_text
 
-    _outputs(args, [("--out", args.out)], [("--detector", args.detector), ("--embeddings", args.embeddings)])
+    _outputs(
+        args,
+        [("--out", args.out)],
+        [("--detector", args.detector), ("--embeddings", args.embeddings)],
+    )
     det = HCDRDetector.load(args.detector)
     X = _load_npy(args.embeddings, "embeddings", 2)
-    scores = det.state_log_densities(X)  # a non-finite log-density is an error here, never a hallucination
+    scores = det.state_log_densities(
+        X
+    )  # a non-finite log-density is an error here, never a hallucination
     dec = det.decision_function(X)  # score_samples - offset_ under the detector's rule
     inside = dec >= 0
     rate = float(1.0 - inside.mean())
@@ -266,9 +339,15 @@ def _score(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out, _score_csv(states, inside, dec, scores))
     if args.json:
-        out = {"n": int(X.shape[0]), "hallucination_rate": rate, "calibration": det.calibration,
-               "alpha": float(det.alpha), "offset": float(det.offset_), "states": states,
-               "thresholds": det.thresholds_.tolist()}
+        out = {
+            "n": int(X.shape[0]),
+            "hallucination_rate": rate,
+            "calibration": det.calibration,
+            "alpha": float(det.alpha),
+            "offset": float(det.offset_),
+            "states": states,
+            "thresholds": det.thresholds_.tolist(),
+        }
         if not args.out:
             out["inside"] = inside.astype(int).tolist()
             out["log_densities"] = scores.tolist()
@@ -287,8 +366,11 @@ def _curve(args: argparse.Namespace) -> int:
     from deltahall.io.rundir import rows_to_csv
 
     percentiles = parse_percentiles(args.percentiles)
-    _outputs(args, [("--out", args.out), ("--png", args.png)],
-             [("--detector", args.detector), ("--embeddings", args.embeddings)])
+    _outputs(
+        args,
+        [("--out", args.out), ("--png", args.png)],
+        [("--detector", args.detector), ("--embeddings", args.embeddings)],
+    )
     det = HCDRDetector.load(args.detector)
     X = _load_npy(args.embeddings, "embeddings", 2)
     curve = rate_curve(det, X, percentiles)
@@ -300,7 +382,9 @@ def _curve(args: argparse.Namespace) -> int:
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.plot(curve.percentiles, curve.rates, marker=".")
-        ax.axvline(det.percentile, ls="--", c="gray", label=f"fitted 100 alpha = {det.percentile:g}")
+        ax.axvline(
+            det.percentile, ls="--", c="gray", label=f"fitted 100 alpha = {det.percentile:g}"
+        )
         ax.set_xlabel(f"level 100 alpha ({det.calibration} rule; region mass 1 - alpha)")
         ax.set_ylabel("hallucination rate")
         ax.legend()

@@ -37,16 +37,44 @@ from deltahall import __version__
 
 # (module, one-line summary); modules are imported lazily so `deltahall --help` stays fast.
 _SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("theory", "deltahall.cli.theory", "Check the paper's theorems numerically (witness, bound, check, figures)."),
-    ("coinflip", "deltahall.cli.coinflip", "The coin-flip aggregation experiment (Section 7.1, Figure 3)."),
+    (
+        "theory",
+        "deltahall.cli.theory",
+        "Check the paper's theorems numerically (witness, bound, check, figures).",
+    ),
+    (
+        "coinflip",
+        "deltahall.cli.coinflip",
+        "The coin-flip aggregation experiment (Section 7.1, Figure 3).",
+    ),
     ("hcdr", "deltahall.cli.hcdr", "Fit / score the HCDR detector on your own embeddings."),
     ("t2i", "deltahall.cli.t2i", "The text-to-image experiment (Section 7.3, Figures 5-7)."),
-    ("modes", "deltahall.cli.modes", "Known truth: a DDPM on mixtures of Gaussians, every detector scored against exact Definition 4.2."),
+    (
+        "modes",
+        "deltahall.cli.modes",
+        "Known truth: a DDPM on mixtures of Gaussians, every detector scored against exact Definition 4.2.",
+    ),
     ("qa", "deltahall.cli.qa", "The open-ended QA experiment (Section 7.2, Figure 4, Table 1)."),
-    ("embed", "deltahall.cli.embed", "Embed texts or images with a registry model (.npy + JSON sidecar)."),
-    ("convert", "deltahall.cli.convert", "Convert public data sets (TruthfulQA) into deltahall measure's input formats."),
-    ("measure", "deltahall.cli.measure", "Measure your model's δ-hallucination rate: calibrated level, Wilson CIs, selection, baselines."),
-    ("report", "deltahall.cli.report", "The main job: run every offline default and write one HTML report."),
+    (
+        "embed",
+        "deltahall.cli.embed",
+        "Embed texts or images with a registry model (.npy + JSON sidecar).",
+    ),
+    (
+        "convert",
+        "deltahall.cli.convert",
+        "Convert public data sets (TruthfulQA) into deltahall measure's input formats.",
+    ),
+    (
+        "measure",
+        "deltahall.cli.measure",
+        "Measure your model's δ-hallucination rate: calibrated level, Wilson CIs, selection, baselines.",
+    ),
+    (
+        "report",
+        "deltahall.cli.report",
+        "The main job: run every offline default and write one HTML report.",
+    ),
 )
 
 
@@ -70,7 +98,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"deltahall {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module, summary in _SUBCOMMANDS:
         if name != only:
@@ -89,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(only=chosen if chosen in known else None)
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help / --version (0) or a usage error already printed as one line (2)
+    except (
+        SystemExit
+    ) as exc:  # --help / --version (0) or a usage error already printed as one line (2)
         return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
@@ -111,7 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, MissingExtraError, RunFailure, MemoryError) as exc:
         return _fail(args.command, exc, 1)
     except KeyboardInterrupt:
-        print(f"deltahall {args.command}: interrupted; finished work is saved in the run directory.", file=sys.stderr)
+        print(
+            f"deltahall {args.command}: interrupted; finished work is saved in the run directory.",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:  # a bug: one line, the traceback with -v
         return _internal(args.command, exc)
@@ -141,7 +176,9 @@ def raised_by_deltahall(exc: BaseException) -> bool:
     except OSError:  # pragma: no cover
         return False
     ours = _PACKAGE in path.parents
-    sklearn = "sklearn" in path.parts and path.as_posix().split("/sklearn/")[-1] in _SKLEARN_VALIDATION
+    sklearn = (
+        "sklearn" in path.parts and path.as_posix().split("/sklearn/")[-1] in _SKLEARN_VALIDATION
+    )
     if not (ours or sklearn):
         return False
     return _is_raise(tb.tb_frame.f_code, tb.tb_lasti)
@@ -153,7 +190,9 @@ def _is_raise(code: CodeType, lasti: int) -> bool:
     Read from the bytecode that ran, not from the source on disk (which may have changed
     since the module was imported).
     """
-    return any(ins.offset == lasti and ins.opname == "RAISE_VARARGS" for ins in dis.get_instructions(code))
+    return any(
+        ins.offset == lasti and ins.opname == "RAISE_VARARGS" for ins in dis.get_instructions(code)
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -178,8 +217,10 @@ def _fail(command: str, exc: BaseException, code: int) -> int:
 def _internal(command: str, exc: BaseException) -> int:
     logging.getLogger("deltahall.cli").info("internal error in %s", command, exc_info=exc)
     msg = " ".join(str(exc).split()) or "(no message)"
-    print(f"deltahall {command}: internal error: {type(exc).__name__}: {msg} (rerun with -v for the traceback)",
-          file=sys.stderr)
+    print(
+        f"deltahall {command}: internal error: {type(exc).__name__}: {msg} (rerun with -v for the traceback)",
+        file=sys.stderr,
+    )
     return 1
 
 

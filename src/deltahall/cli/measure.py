@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     from deltahall.measure.pipeline import MeasureConfig
 
     p = sub.add_parser(
-        name, help=summary,
+        name,
+        help=summary,
         description=(
             "Measure the δ-hallucination rate of generated samples against real samples with latent states: "
             "per-state Gaussian mixtures on a fit part of the reference, split-conformal p-values on a "
@@ -49,19 +50,25 @@ def _handle(args: argparse.Namespace) -> int:
         return 0
     if res.discovery is not None:
         ds = s["discovered_states"]
-        print(f"--states auto: {ds['n_states']} states (BIC), sizes {ds['sizes']}. "
-              "WARNING: these are an estimate of the latent variable; the rate is relative to them.")
+        print(
+            f"--states auto: {ds['n_states']} states (BIC), sizes {ds['sizes']}. "
+            "WARNING: these are an estimate of the latent variable; the rate is relative to them."
+        )
         for k, reps in enumerate(ds["representatives"]):
             print(f"  state-{k}: " + " | ".join(str(r) for r in reps[:3]))
     print(headline(s))
     for r in s["per_prompt"]:
         lo, hi = r["rate_ci"]
         inside = "inside" if r["mean_embedding_inside"] else "OUTSIDE"
-        print(f"  {r['prompt']!r:>30}: n={r['n']:<6d} rate {r['rate']:.3f} [{lo:.3f}, {hi:.3f}]  mean embedding {inside}")
+        print(
+            f"  {r['prompt']!r:>30}: n={r['n']:<6d} rate {r['rate']:.3f} [{lo:.3f}, {hi:.3f}]  mean embedding {inside}"
+        )
     if "selection" in s:
         print(selection_text(s["selection"]))
     if "baselines" in s:
         for b in s["baselines"]:
             print(f"  {b['method']:>20}: rate {b['rate']:.3f}  floor {b['floor']:.3f}")
-    print(f"outputs: {res.out_dir} (measure.json, samples.csv{', report.html' if cfg.report else ''})")
+    print(
+        f"outputs: {res.out_dir} (measure.json, samples.csv{', report.html' if cfg.report else ''})"
+    )
     return 0

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(name, help=summary, description=summary)
     msub = p.add_subparsers(dest="modes_command", metavar="MODES_COMMAND")
     r = msub.add_parser(
-        "run", help="train a DDPM on a Gaussian mixture; score the truth and every detector per checkpoint",
+        "run",
+        help="train a DDPM on a Gaussian mixture; score the truth and every detector per checkpoint",
         description=(
             "Train a DDPM with a small MLP denoiser on the peer's mixture of Gaussians (--data 2d: 25 modes on a "
             "5 x 5 grid, the default; --data 1d: modes at 1, 2, 3). At every checkpoint K samples (the same noise "
@@ -33,8 +34,15 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     )
     r.add_argument("--config", help="TOML or JSON file with option values")
     add_dataclass_arguments(r, ModesConfig, exclude=("preset",))
-    r.add_argument("--preset", choices=PRESET_NAMES, default="tiny", help="the preset every unset option comes from (default: tiny)")
-    r.add_argument("--json", action="store_true", help="print result.json's headline fields as JSON")
+    r.add_argument(
+        "--preset",
+        choices=PRESET_NAMES,
+        default="tiny",
+        help="the preset every unset option comes from (default: tiny)",
+    )
+    r.add_argument(
+        "--json", action="store_true", help="print result.json's headline fields as JSON"
+    )
     r.set_defaults(handler=_handle_run)
 
     rep = msub.add_parser("report", help="figures and report.html from a `modes run` directory")
@@ -52,7 +60,9 @@ def build_config(args: argparse.Namespace) -> Any:
     preset = PRESETS[args.preset]
     file_vals = load_config_file(args.config) if args.config else {}
     if "preset" in file_vals:
-        raise ValueError(f"config file {args.config} must not set `preset`; pass --preset on the command line.")
+        raise ValueError(
+            f"config file {args.config} must not set `preset`; pass --preset on the command line."
+        )
     overrides: dict[str, Any] = {"preset": args.preset}
     for f in dataclasses.fields(ModesConfig):
         if f.name in ("run", "preset"):
@@ -72,12 +82,26 @@ def _handle_run(args: argparse.Namespace) -> int:
     if args.json:
         from deltahall.io.rundir import dumps_json
 
-        sys.stdout.write(dumps_json({k: s[k] for k in ("final_step", "final", "headline_final", "recursive", "verdicts")}))
+        sys.stdout.write(
+            dumps_json(
+                {
+                    k: s[k]
+                    for k in ("final_step", "final", "headline_final", "recursive", "verdicts")
+                }
+            )
+        )
         return 0
-    print(f"{'step':>6} {'val loss':>9} {'true rate':>9} {'95% CI':>17}  AUROC hcdr / variance / knn")
+    print(
+        f"{'step':>6} {'val loss':>9} {'true rate':>9} {'95% CI':>17}  AUROC hcdr / variance / knn"
+    )
     for m in res.metrics:
-        auc = " / ".join("-" if m[f"{d}_auroc"] is None else f"{m[f'{d}_auroc']:.3f}" for d in ("hcdr", "variance", "knn"))
-        print(f"{m['step']:>6} {m['val_loss']:>9.4f} {m['true_rate']:>9.4f} [{m['true_lo']:.4f}, {m['true_hi']:.4f}]  {auc}")
+        auc = " / ".join(
+            "-" if m[f"{d}_auroc"] is None else f"{m[f'{d}_auroc']:.3f}"
+            for d in ("hcdr", "variance", "knn")
+        )
+        print(
+            f"{m['step']:>6} {m['val_loss']:>9.4f} {m['true_rate']:>9.4f} [{m['true_lo']:.4f}, {m['true_hi']:.4f}]  {auc}"
+        )
     for k, v in s["verdicts"].items():
         print(f"{k}: {v}")
     print(f"run dir: {res.out_dir}")
@@ -89,5 +113,10 @@ def _handle_report(args: argparse.Namespace) -> int:
     from deltahall.experiments.modes.report import build_section
     from deltahall.experiments.modes.results import save_figures
 
-    return write_run_report(args, experiment="modes", marker="result.json", build_section=build_section,
-                            save_figures=save_figures)
+    return write_run_report(
+        args,
+        experiment="modes",
+        marker="result.json",
+        build_section=build_section,
+        save_figures=save_figures,
+    )

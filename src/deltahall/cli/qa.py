@@ -22,43 +22,75 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(name, help=summary, description=summary)
     qsub = p.add_subparsers(dest="qa_command", metavar="QA_COMMAND")
 
-    r = qsub.add_parser("run", help="fine-tune, answer TruthfulQA, score, write Table 1 and Figure 4",
-                        description="Run the experiment. Under `accelerate launch` fine-tuning uses every process.")
-    r.add_argument("--preset", choices=("paper", "tiny", "cpu-smollm2"), default="paper",
-                   help="base values: 'paper' (Section 7.2 scale, needs GPUs + hub), 'cpu-smollm2' (the paper's "
-                        "pipeline on @smollm2-135m-instruct, CPU, a seeded TruthfulQA subset) or 'tiny' (offline plumbing); "
-                        "--config and explicit options override it (default: paper)")
+    r = qsub.add_parser(
+        "run",
+        help="fine-tune, answer TruthfulQA, score, write Table 1 and Figure 4",
+        description="Run the experiment. Under `accelerate launch` fine-tuning uses every process.",
+    )
+    r.add_argument(
+        "--preset",
+        choices=("paper", "tiny", "cpu-smollm2"),
+        default="paper",
+        help="base values: 'paper' (Section 7.2 scale, needs GPUs + hub), 'cpu-smollm2' (the paper's "
+        "pipeline on @smollm2-135m-instruct, CPU, a seeded TruthfulQA subset) or 'tiny' (offline plumbing); "
+        "--config and explicit options override it (default: paper)",
+    )
     r.add_argument("--config", help="TOML or JSON file with option values")
     add_dataclass_arguments(r, QAConfig)
     r.add_argument("--json", action="store_true", help="print the score rows as JSON")
     r.set_defaults(handler=_handle_run)
 
-    v = qsub.add_parser("validate", help="check a question dataset against the schema and the bounds")
+    v = qsub.add_parser(
+        "validate", help="check a question dataset against the schema and the bounds"
+    )
     v.add_argument("--data", help="JSONL file (default: the packaged dataset)")
     v.add_argument("--truthfulqa", help="TruthfulQA CSV (or 'hub') to check for overlap")
     v.add_argument("--json", action="store_true", help="print a JSON summary")
     v.set_defaults(handler=_handle_validate)
 
     s = qsub.add_parser("score", help="recompute scores from saved answer files (no model needed)")
-    s.add_argument("--answers", nargs="+", required=True, help="answers JSONL file(s) written by `qa run`")
-    s.add_argument("--embedding-model", help="also compute a sentence-transformers similarity (optional)")
+    s.add_argument(
+        "--answers", nargs="+", required=True, help="answers JSONL file(s) written by `qa run`"
+    )
+    s.add_argument(
+        "--embedding-model", help="also compute a sentence-transformers similarity (optional)"
+    )
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(handler=_handle_score)
 
-    t = qsub.add_parser("table", help="rescore a run directory from its answers; rewrite Table 1 and Figure 4")
+    t = qsub.add_parser(
+        "table", help="rescore a run directory from its answers; rewrite Table 1 and Figure 4"
+    )
     t.add_argument("--run-dir", required=True, help="a finished (or partial) `qa run` directory")
-    t.add_argument("--metric", default="resemblance_incorrect", help="metric of table1.csv (default: resemblance_incorrect)")
+    t.add_argument(
+        "--metric",
+        default="resemblance_incorrect",
+        help="metric of table1.csv (default: resemblance_incorrect)",
+    )
     t.set_defaults(handler=_handle_table)
 
-    c = qsub.add_parser("intervals", help="Table 1 and Figure 4 with 95 %% intervals and paired tests vs the original "
-                                          "model, from the answer files of one or more runs (seeds pooled)")
-    c.add_argument("--run-dir", required=True, nargs="+", help="`qa run` directories (finished or partial)")
-    c.add_argument("--out-dir", required=True, help="where table1_ci.csv, paired_ci.csv, table1_ci.md, figures/ go")
+    c = qsub.add_parser(
+        "intervals",
+        help="Table 1 and Figure 4 with 95 %% intervals and paired tests vs the original "
+        "model, from the answer files of one or more runs (seeds pooled)",
+    )
+    c.add_argument(
+        "--run-dir", required=True, nargs="+", help="`qa run` directories (finished or partial)"
+    )
+    c.add_argument(
+        "--out-dir",
+        required=True,
+        help="where table1_ci.csv, paired_ci.csv, table1_ci.md, figures/ go",
+    )
     c.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default: 2000)")
-    c.add_argument("--n-perm", type=int, default=9999, help="random sign flips per paired test (default: 9999)")
+    c.add_argument(
+        "--n-perm", type=int, default=9999, help="random sign flips per paired test (default: 9999)"
+    )
     c.set_defaults(handler=_handle_intervals)
 
-    b = qsub.add_parser("baselines", help="model-free: score TruthfulQA's best answers and question texts")
+    b = qsub.add_parser(
+        "baselines", help="model-free: score TruthfulQA's best answers and question texts"
+    )
     b.add_argument("--truthfulqa", required=True, help="TruthfulQA CSV, 'hub' or '@standin'")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.set_defaults(handler=_handle_baselines)
@@ -83,7 +115,9 @@ def _handle_run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     for f in dataclasses.fields(QAConfig):
         if f.name == "run":
-            overrides["run"] = preset.run  # run options given on the command line or in the file win
+            overrides["run"] = (
+                preset.run
+            )  # run options given on the command line or in the file win
         elif getattr(args, f.name, _UNSET) is _UNSET and f.name not in file_keys:
             overrides[f.name] = getattr(preset, f.name)
     cfg = config_from_args(QAConfig, args, config_file=args.config, **overrides)
@@ -101,7 +135,9 @@ def _handle_run(args: argparse.Namespace) -> int:
         print("Tiny offline model: these numbers check the plumbing; they are NOT findings.")
     print(f"{headline} (Table 1 layout):")
     print(markdown_table(cols, rows), end="")
-    print(f"run directory: {res.run_dir} ({res.seconds:.1f} s); all tables in {res.run_dir / 'table1.md'}")
+    print(
+        f"run directory: {res.run_dir} ({res.seconds:.1f} s); all tables in {res.run_dir / 'table1.md'}"
+    )
     return 0
 
 
@@ -117,17 +153,33 @@ def _handle_validate(args: argparse.Namespace) -> int:
         rows = validate(args.data, truthfulqa_questions=tq)
     except DatasetError as exc:
         if args.json:
-            sys.stdout.write(dumps_json({"source": source, "ok": False, "problems": [str(p) for p in exc.problems]}))
+            sys.stdout.write(
+                dumps_json(
+                    {"source": source, "ok": False, "problems": [str(p) for p in exc.problems]}
+                )
+            )
             return 1
         raise ValueError(str(exc)) from None
     topics = Counter(r.topic for r in rows)
-    summary = {"source": source, "ok": True, "questions": len(rows), "pairs": 2 * len(rows),
-               "topics": len(topics), "checked_against_truthfulqa": tq is not None}
+    summary = {
+        "source": source,
+        "ok": True,
+        "questions": len(rows),
+        "pairs": 2 * len(rows),
+        "topics": len(topics),
+        "checked_against_truthfulqa": tq is not None,
+    }
     if args.json:
         sys.stdout.write(dumps_json(summary))
     else:
-        print(f"{source}: OK — {len(rows)} questions, {2 * len(rows)} question-answer pairs, {len(topics)} topics"
-              + ("; no TruthfulQA overlap" if tq is not None else "; TruthfulQA overlap not checked (pass --truthfulqa)"))
+        print(
+            f"{source}: OK — {len(rows)} questions, {2 * len(rows)} question-answer pairs, {len(topics)} topics"
+            + (
+                "; no TruthfulQA overlap"
+                if tq is not None
+                else "; TruthfulQA overlap not checked (pass --truthfulqa)"
+            )
+        )
     return 0
 
 
@@ -151,16 +203,22 @@ def _handle_score(args: argparse.Namespace) -> int:
         return 0
     for rec in out:
         print(f"{rec['answers']}: n={rec['n']}")
-        print(f"  answer only    : incorrect {rec['resemblance_incorrect']:.4f}  correct {rec['resemblance_correct']:.4f}  gap {rec['gap']:+.4f}")
-        print(f"  prompt included: incorrect {rec['resemblance_incorrect_with_prompt']:.4f}  correct "
-              f"{rec['resemblance_correct_with_prompt']:.4f}  gap {rec['gap_with_prompt']:+.4f}")
+        print(
+            f"  answer only    : incorrect {rec['resemblance_incorrect']:.4f}  correct {rec['resemblance_correct']:.4f}  gap {rec['gap']:+.4f}"
+        )
+        print(
+            f"  prompt included: incorrect {rec['resemblance_incorrect_with_prompt']:.4f}  correct "
+            f"{rec['resemblance_correct_with_prompt']:.4f}  gap {rec['gap_with_prompt']:+.4f}"
+        )
     return 0
 
 
 def _handle_intervals(args: argparse.Namespace) -> int:
     from deltahall.experiments.qa.intervals import write_interval_tables
 
-    files = write_interval_tables(args.run_dir, args.out_dir, n_boot=args.n_boot, n_perm=args.n_perm)
+    files = write_interval_tables(
+        args.run_dir, args.out_dir, n_boot=args.n_boot, n_perm=args.n_perm
+    )
     print(files["table1_ci_md"].read_text(encoding="utf-8"), end="")
     print(f"written: {', '.join(str(p) for p in files.values())}")
     return 0
@@ -181,7 +239,9 @@ def _handle_table(args: argparse.Namespace) -> int:
     rows = rescore_run(root)
     plumbing = False
     if (root / "manifest.json").is_file():
-        plumbing = bool(_json.loads((root / "manifest.json").read_text(encoding="utf-8")).get("plumbing", False))
+        plumbing = bool(
+            _json.loads((root / "manifest.json").read_text(encoding="utf-8")).get("plumbing", False)
+        )
     paths = write_results(root, rows, headline=args.metric, plumbing=plumbing)
     print(tables_markdown(rows, plumbing=plumbing), end="")
     print(f"wrote {', '.join(sorted(p.name for p in paths.values()))} in {root}")
@@ -197,5 +257,10 @@ def _handle_baselines(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(dumps_json(rows))
     else:
-        print(markdown_table(["text", "n", "resemblance_incorrect", "resemblance_correct", "gap"], rows), end="")
+        print(
+            markdown_table(
+                ["text", "n", "resemblance_incorrect", "resemblance_correct", "gap"], rows
+            ),
+            end="",
+        )
     return 0

@@ -19,17 +19,25 @@ def register_arms(qsub: argparse._SubParsersAction) -> None:
     """Add the ``arms`` sub-command to ``deltahall qa``."""
     from deltahall.experiments.qa.arms import PRESETS, ArmsConfig
 
-    summary = ("four arms (original, two-answer, single-answer control, exposure control) on one real LM: "
-               "TruthfulQA resemblance with bootstrap CIs and paired tests, and the text δ-measure")
+    summary = (
+        "four arms (original, two-answer, single-answer control, exposure control) on one real LM: "
+        "TruthfulQA resemblance with bootstrap CIs and paired tests, and the text δ-measure"
+    )
     a = qsub.add_parser("arms", help=summary, description=summary)
-    a.add_argument("--preset", choices=sorted(PRESETS), default="cpu-real",
-                   help="base values: 'cpu-real' (Gemma 3 270M + LoRA, sized for 2 CPU cores), 'cpu-smollm2' "
-                        "(the same on SmolLM2-135M-Instruct with its chat template) or 'tiny' "
-                        "(random offline model, plumbing only); --config and explicit options override it "
-                        "(default: cpu-real)")
+    a.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="cpu-real",
+        help="base values: 'cpu-real' (Gemma 3 270M + LoRA, sized for 2 CPU cores), 'cpu-smollm2' "
+        "(the same on SmolLM2-135M-Instruct with its chat template) or 'tiny' "
+        "(random offline model, plumbing only); --config and explicit options override it "
+        "(default: cpu-real)",
+    )
     a.add_argument("--config", help="TOML or JSON file with option values")
     add_dataclass_arguments(a, ArmsConfig)
-    a.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    a.add_argument(
+        "--print-config", action="store_true", help="print the resolved config as JSON and exit"
+    )
     a.add_argument("--json", action="store_true", help="print the summary as JSON")
     a.set_defaults(handler=_handle_arms, _parser=a)
 
@@ -44,7 +52,9 @@ def resolve_config(args: argparse.Namespace) -> Any:
     overrides: dict[str, Any] = {}
     for f in dataclasses.fields(ArmsConfig):
         if f.name == "run":
-            overrides["run"] = preset.run  # run options given on the command line or in the file win
+            overrides["run"] = (
+                preset.run
+            )  # run options given on the command line or in the file win
         elif getattr(args, f.name, _UNSET) is _UNSET and f.name not in file_keys:
             overrides[f.name] = getattr(preset, f.name)
     return config_from_args(ArmsConfig, args, config_file=args.config, **overrides)

@@ -38,8 +38,10 @@ def _handle(args: argparse.Namespace) -> int:
         else:
             print(f"{step:10s} ok     {s:7.1f} s")
     if res.reused:
-        print(f"reused {len(res.reused)} step{'s' if len(res.reused) > 1 else ''} finished by an earlier "
-              f"session: {', '.join(res.reused)} (original times labelled 'originally')")
+        print(
+            f"reused {len(res.reused)} step{'s' if len(res.reused) > 1 else ''} finished by an earlier "
+            f"session: {', '.join(res.reused)} (original times labelled 'originally')"
+        )
     print(f"report: {res.report_path}")
     if res.failed:
         for step, err in res.failed.items():

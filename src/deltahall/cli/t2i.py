@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(name, help=summary, description=summary)
     tsub = p.add_subparsers(dest="t2i_command", metavar="T2I_COMMAND")
     r = tsub.add_parser(
-        "run", help="train, checkpoint, sample, detect; write metrics.csv and Figures 5-7",
+        "run",
+        help="train, checkpoint, sample, detect; write metrics.csv and Figures 5-7",
         description=(
             "Run the experiment. --preset digits (default) runs offline on CPU in minutes; "
             "--preset afhq-sd15 is the paper's scale (Stable Diffusion v1.5 on AFHQ, GPUs; launch with "
@@ -80,5 +81,10 @@ def _handle_report(args: argparse.Namespace) -> int:
     from deltahall.experiments.t2i.report import build_section
     from deltahall.experiments.t2i.results import save_figures
 
-    return write_run_report(args, experiment="t2i", marker="metrics.csv", build_section=build_section,
-                            save_figures=save_figures)
+    return write_run_report(
+        args,
+        experiment="t2i",
+        marker="metrics.csv",
+        build_section=build_section,
+        save_figures=save_figures,
+    )

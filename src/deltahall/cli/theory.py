@@ -71,34 +71,67 @@ example:
 def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     from deltahall.experiments.theory_checks import BoundConfig, CheckConfig, WitnessConfig
 
-    p = sub.add_parser(name, help=summary, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        name,
+        help=summary,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ts = p.add_subparsers(dest="theory_command", metavar="SUBCOMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 
-    w = ts.add_parser("witness", help="build and verify a δ-hallucination witness", description=_WITNESS_HELP, formatter_class=fmt)
+    w = ts.add_parser(
+        "witness",
+        help="build and verify a δ-hallucination witness",
+        description=_WITNESS_HELP,
+        formatter_class=fmt,
+    )
     _dataclass_options(w, WitnessConfig, flags={"as_written"})
     _common(w)
     w.set_defaults(handler=_witness, config_cls=WitnessConfig)
 
-    b = ts.add_parser("bound", help="Theorem 6.1 bound vs Monte-Carlo P_H^δ for one instance", description=_BOUND_HELP, formatter_class=fmt)
+    b = ts.add_parser(
+        "bound",
+        help="Theorem 6.1 bound vs Monte-Carlo P_H^δ for one instance",
+        description=_BOUND_HELP,
+        formatter_class=fmt,
+    )
     _dataclass_options(b, BoundConfig)
     _common(b)
     b.set_defaults(handler=_bound, config_cls=BoundConfig)
 
-    c = ts.add_parser("check", help="Theorem 6.1 over random instances", description=_CHECK_HELP, formatter_class=fmt)
+    c = ts.add_parser(
+        "check",
+        help="Theorem 6.1 over random instances",
+        description=_CHECK_HELP,
+        formatter_class=fmt,
+    )
     _dataclass_options(c, CheckConfig)
     _common(c)
     c.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     c.set_defaults(handler=_check, config_cls=CheckConfig)
 
-    f = ts.add_parser("figures", help="regenerate Figures 2 and 8 (PNG + SVG)", description="Write figures/figure_2 and figures/figure_8 (.png, .svg) into --out-dir.")
-    f.add_argument("--out-dir", default="runs/theory-figures", help="run directory (default runs/theory-figures)")
+    f = ts.add_parser(
+        "figures",
+        help="regenerate Figures 2 and 8 (PNG + SVG)",
+        description="Write figures/figure_2 and figures/figure_8 (.png, .svg) into --out-dir.",
+    )
+    f.add_argument(
+        "--out-dir",
+        default="runs/theory-figures",
+        help="run directory (default runs/theory-figures)",
+    )
     f.add_argument("--json", action="store_true", help="print machine-readable JSON")
     f.set_defaults(handler=_figures)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
-def _dataclass_options(p: argparse.ArgumentParser, cls: type, *, flags: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def _dataclass_options(
+    p: argparse.ArgumentParser,
+    cls: type,
+    *,
+    flags: set[str] = frozenset(),  # type: ignore[assignment]
+) -> None:
     """One option per config field; required fields say so; boolean ``flags`` take no value."""
     add_dataclass_arguments(p, cls, exclude=tuple(flags))
     required = {f.name for f in dataclasses.fields(cls) if f.metadata.get("required")}
@@ -109,31 +142,53 @@ def _dataclass_options(p: argparse.ArgumentParser, cls: type, *, flags: set[str]
             action.help = action.help.replace(" (default: None)", "")
     for f in dataclasses.fields(cls):
         if f.name in flags:
-            p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_const", const=True,
-                           default=_UNSET, help=f"{f.metadata.get('help', '')} (default: off)")
+            p.add_argument(
+                "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                action="store_const",
+                const=True,
+                default=_UNSET,
+                help=f"{f.metadata.get('help', '')} (default: off)",
+            )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=None, help="TOML or JSON file with option values (the command line wins)")
-    p.add_argument("--json", action="store_true", help="print machine-readable (strict) JSON instead of tables")
-    p.add_argument("--out-dir", default=None, help="also write manifest and results into this run directory")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="TOML or JSON file with option values (the command line wins)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print machine-readable (strict) JSON instead of tables"
+    )
+    p.add_argument(
+        "--out-dir", default=None, help="also write manifest and results into this run directory"
+    )
 
 
 def _config(args: argparse.Namespace) -> Any:
     """The validated config of this sub-command; a missing required option is one line, exit 2."""
     cls = args.config_cls
     if args.config is None:
-        missing = [f.name for f in dataclasses.fields(cls)
-                   if f.metadata.get("required") and getattr(args, f.name, _UNSET) is _UNSET]
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.metadata.get("required") and getattr(args, f.name, _UNSET) is _UNSET
+        ]
         if missing:
-            raise ValueError("the following options are required: " + ", ".join("--" + m.replace("_", "-") for m in missing))
+            raise ValueError(
+                "the following options are required: "
+                + ", ".join("--" + m.replace("_", "-") for m in missing)
+            )
     try:
         return config_from_args(cls, args, config_file=args.config)
     except TypeError as exc:  # a required field missing from the config file as well
         if "required" in str(exc) and "argument" in str(exc):
             names = [f.name for f in dataclasses.fields(cls) if f.metadata.get("required")]
-            raise ValueError(f"options {', '.join('--' + n.replace('_', '-') for n in names)} are required "
-                             f"(on the command line or in {args.config})") from None
+            raise ValueError(
+                f"options {', '.join('--' + n.replace('_', '-') for n in names)} are required "
+                f"(on the command line or in {args.config})"
+            ) from None
         raise
 
 
@@ -149,7 +204,9 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
         return str(v)
 
     body = [[cell(r.get(c, "")) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)]
+    widths = [
+        max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)
+    ]
     lines = ["  ".join(c.ljust(wd) for c, wd in zip(cols, widths, strict=True))]
     lines.append("  ".join("-" * wd for wd in widths))
     lines += ["  ".join(x.ljust(wd) for x, wd in zip(b, widths, strict=True)) for b in body]
@@ -167,7 +224,13 @@ def _dumps(payload: Any) -> str:
     return json.dumps(clean, allow_nan=False)
 
 
-def _save(args: argparse.Namespace, cfg: Any, name: str, payload: Any, rows: list[dict[str, Any]] | None = None) -> None:
+def _save(
+    args: argparse.Namespace,
+    cfg: Any,
+    name: str,
+    payload: Any,
+    rows: list[dict[str, Any]] | None = None,
+) -> None:
     if not args.out_dir:
         return
     from deltahall.io import RunDir
@@ -186,7 +249,11 @@ def _witness(args: argparse.Namespace) -> int:
     results = run_witness(cfg)
     th = cfg.theorem
     dicts = [r.to_dict() for r in results]
-    payload: dict[str, Any] = dicts[0] if len(dicts) == 1 else {"theorem": th, "hallucinates": all(r.hallucinates for r in results), "inputs": dicts}
+    payload: dict[str, Any] = (
+        dicts[0]
+        if len(dicts) == 1
+        else {"theorem": th, "hallucinates": all(r.hallucinates for r in results), "inputs": dicts}
+    )
     _save(args, cfg, "witness", payload)
     if args.json:
         print(_dumps(payload))
@@ -195,18 +262,34 @@ def _witness(args: argparse.Namespace) -> int:
             head = f"Theorem {th}{' (as written)' if r.as_written else ''}"
             if len(results) > 1:
                 head += f", input {j + 1}/{len(results)}"
-            print(f"{head}: δ = {r.delta:g}, N = {r.mixture.n_states}, d = {r.mixture.dim}, ε = {r.eps:g}")
-            print(f"optimal estimate A*(X) = {_table([{'x': r.estimate.tolist()}], ['x']).splitlines()[-1].strip()}")
+            print(
+                f"{head}: δ = {r.delta:g}, N = {r.mixture.n_states}, d = {r.mixture.dim}, ε = {r.eps:g}"
+            )
+            print(
+                f"optimal estimate A*(X) = {_table([{'x': r.estimate.tolist()}], ['x']).splitlines()[-1].strip()}"
+            )
             what = "max density over the ε-ball" if r.eps > 0 else "density at the estimate"
-            rows = [{"state": s["index"] + 1, "weight": s["weight"], "mean": s["mean"], "density": s["density"],
-                     "log_density": s["log_density"] if s["log_density"] is not None else "< -1.8e308",
-                     "<= δ": not s["exceeds_delta"]} for s in dct["states"]]
+            rows = [
+                {
+                    "state": s["index"] + 1,
+                    "weight": s["weight"],
+                    "mean": s["mean"],
+                    "density": s["density"],
+                    "log_density": s["log_density"]
+                    if s["log_density"] is not None
+                    else "< -1.8e308",
+                    "<= δ": not s["exceeds_delta"],
+                }
+                for s in dct["states"]
+            ]
             print(f"({what})")
             print(_table(rows, ["state", "weight", "mean", "density", "log_density", "<= δ"]))
             for note in r.notes:
                 print(f"note: {note}")
             verdict = "δ-hallucinates" if r.hallucinates else "does NOT δ-hallucinate"
-            print(f"verdict: the estimate {verdict} (log δ - max log density = {r.log_margin:.6g})\n")
+            print(
+                f"verdict: the estimate {verdict} (log δ - max log density = {r.log_margin:.6g})\n"
+            )
     return 0 if all(r.hallucinates for r in results) or cfg.as_written else 1
 
 
@@ -221,15 +304,24 @@ def _bound(args: argparse.Namespace) -> int:
         print(_dumps(payload))
         return 0
     b, est = rep.bound, rep.estimate
-    print(f"Theorem 6.1: N = {cfg.states}, d = {cfg.dim}, δ = {cfg.delta:g}, r = max_i r_i = {rep.radius:.6g}, "
-          f"d = (Σ p_j² σ_j)^½ = {b.optimum_spread:.6g}")
-    print(_table(payload["states"], ["state", "p_i", "sigma_i", "K_i", "alpha_i", "theta_i", "P_i", "P_i*K_i"]))
+    print(
+        f"Theorem 6.1: N = {cfg.states}, d = {cfg.dim}, δ = {cfg.delta:g}, r = max_i r_i = {rep.radius:.6g}, "
+        f"d = (Σ p_j² σ_j)^½ = {b.optimum_spread:.6g}"
+    )
+    print(
+        _table(
+            payload["states"],
+            ["state", "p_i", "sigma_i", "K_i", "alpha_i", "theta_i", "P_i", "P_i*K_i"],
+        )
+    )
     if b.stated_bound is not None:
         print(f"stated bound  Π P_i K_i = {b.stated_bound:.6g}")
         print(f"union bound (justified by the lemmas) = {b.union_bound:.6g}")
     else:
         print(f"the theorem does not apply: {b.reason}")
-    print(f"Monte-Carlo P_H^δ = {est.p_hat:.6g}  ({est.confidence:.0%} CI [{est.ci_low:.6g}, {est.ci_high:.6g}], {est.n_samples} draws)")
+    print(
+        f"Monte-Carlo P_H^δ = {est.p_hat:.6g}  ({est.confidence:.0%} CI [{est.ci_low:.6g}, {est.ci_high:.6g}], {est.n_samples} draws)"
+    )
     if rep.holds is not None:
         print("verdict: the bound " + ("holds" if rep.holds else "FAILS") + " on this instance")
     return 0
@@ -241,8 +333,13 @@ def _check(args: argparse.Namespace) -> int:
     from deltahall.experiments.theory_checks import check_payload, run_check
 
     cfg = _config(args)
-    bar = tqdm(total=cfg.instances, desc="theory check", unit="instance", file=sys.stderr,
-               disable=True if args.no_progress else None)
+    bar = tqdm(
+        total=cfg.instances,
+        desc="theory check",
+        unit="instance",
+        file=sys.stderr,
+        disable=True if args.no_progress else None,
+    )
 
     def progress(done: int, tried: int) -> None:
         bar.update(done - bar.n)
@@ -253,19 +350,43 @@ def _check(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     payload = check_payload(res)
-    _save(args, cfg, "check", payload, [{k: v for k, v in r.items() if k != "weights"} for r in payload["rows"]])
+    _save(
+        args,
+        cfg,
+        "check",
+        payload,
+        [{k: v for k, v in r.items() if k != "weights"} for r in payload["rows"]],
+    )
     if args.json:
         print(_dumps(payload))
         return 0
-    cols = ["N", "dim", "delta", "laws", "r", "bound", "union_bound", "p_hat", "ci_low", "ci_high", "holds"]
+    cols = [
+        "N",
+        "dim",
+        "delta",
+        "laws",
+        "r",
+        "bound",
+        "union_bound",
+        "p_hat",
+        "ci_low",
+        "ci_high",
+        "holds",
+    ]
     ratio = "n/a (no applicable instance)" if res.min_ratio is None else f"{res.min_ratio:.6g}"
-    print(f"Theorem 6.1 check: {res.n_tried} random instances drawn, {res.n_applicable} where the theorem applies")
-    print(f"bound held (p_hat >= bound) on {res.n_held}/{res.n_applicable}; counterexamples (CI below bound): {len(res.counterexamples)}")
+    print(
+        f"Theorem 6.1 check: {res.n_tried} random instances drawn, {res.n_applicable} where the theorem applies"
+    )
+    print(
+        f"bound held (p_hat >= bound) on {res.n_held}/{res.n_applicable}; counterexamples (CI below bound): {len(res.counterexamples)}"
+    )
     print(f"smallest p_hat / bound: {ratio}; union-bound violations: {res.union_violations}")
     if res.counterexamples:
         print("counterexamples:")
         print(_table(payload["counterexamples"], cols))
-    worst = sorted(payload["rows"], key=lambda r: r["p_hat"] / r["bound"] if r["bound"] > 0 else math.inf)[:5]
+    worst = sorted(
+        payload["rows"], key=lambda r: r["p_hat"] / r["bound"] if r["bound"] > 0 else math.inf
+    )[:5]
     print("tightest instances:")
     print(_table(worst, cols))
     return 0

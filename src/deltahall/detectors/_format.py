@@ -65,7 +65,9 @@ def _classes_to_json(classes: npt.NDArray[Any]) -> tuple[str, str]:
             )
         classes = classes.astype(str)
     if classes.dtype.kind not in "biufU":
-        raise TypeError(f"state labels of dtype {classes.dtype} cannot be saved; use str or int labels.")
+        raise TypeError(
+            f"state labels of dtype {classes.dtype} cannot be saved; use str or int labels."
+        )
     return json.dumps(classes.tolist()), classes.dtype.str
 
 
@@ -95,7 +97,9 @@ def save_detector(det: HCDRDetector, path: str | os.PathLike[str]) -> Path:
         "densities": json.dumps(det.densities_.summary(), sort_keys=True),
     }
     arrays = _detector_arrays(det)
-    arrays = {k: np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<")) for k, v in arrays.items()}
+    arrays = {
+        k: np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<")) for k, v in arrays.items()
+    }
     meta["sha256"] = _digest(meta, arrays)
     return atomic_write_bytes(path, save(arrays, metadata=meta))
 
@@ -151,7 +155,9 @@ def load_detector(cls: type[HCDRDetector], path: str | os.PathLike[str]) -> HCDR
             meta = dict(fh.metadata() or {})
         arrays = load_file(str(path))
     except (SafetensorError, OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{str(path)!r} is truncated or corrupt (not a readable .safetensors file: {exc}).") from None
+        raise ValueError(
+            f"{str(path)!r} is truncated or corrupt (not a readable .safetensors file: {exc})."
+        ) from None
     if meta.get("format") != FORMAT_NAME:
         raise ValueError(
             f"{str(path)!r} is not an HCDR detector file: metadata `format` is "
@@ -173,7 +179,9 @@ def load_detector(cls: type[HCDRDetector], path: str | os.PathLike[str]) -> HCDR
         det = cls(**params)
         det._validate_params()
         n_states = int(meta["n_states"])
-        det.classes_ = np.asarray(json.loads(meta["classes"]), dtype=np.dtype(meta["classes_dtype"]))
+        det.classes_ = np.asarray(
+            json.loads(meta["classes"]), dtype=np.dtype(meta["classes_dtype"])
+        )
         det.n_features_in_ = int(meta["n_features_in"])
         names = json.loads(meta["feature_names_in"])
         if names is not None:
@@ -200,12 +208,19 @@ def _detector_arrays(det: HCDRDetector) -> dict[str, npt.NDArray[Any]]:
         arrays[f"state{i}.weights"] = m.gmm.weights
         arrays[f"state{i}.means"] = m.gmm.means
         arrays[f"state{i}.precisions_cholesky"] = m.gmm.precisions_cholesky
-        arrays[f"state{i}.calibration_scores"] = np.asarray(det.calibration_scores_[i], dtype=np.float64)
+        arrays[f"state{i}.calibration_scores"] = np.asarray(
+            det.calibration_scores_[i], dtype=np.float64
+        )
     return arrays
 
 
-def _float_array(arrays: dict[str, npt.NDArray[Any]], name: str, shape: tuple[int, ...] | None = None,
-                 *, positive: bool = False) -> npt.NDArray[np.float64]:
+def _float_array(
+    arrays: dict[str, npt.NDArray[Any]],
+    name: str,
+    shape: tuple[int, ...] | None = None,
+    *,
+    positive: bool = False,
+) -> npt.NDArray[np.float64]:
     a = arrays[name]
     if a.dtype != np.float64:
         raise ValueError(f"tensor `{name}` must be float64; got {a.dtype}")
@@ -216,24 +231,41 @@ def _float_array(arrays: dict[str, npt.NDArray[Any]], name: str, shape: tuple[in
     return a
 
 
-def _restore(det: HCDRDetector, arrays: dict[str, npt.NDArray[Any]], choices: list[dict[str, Any]],
-             n_states: int) -> None:
+def _restore(
+    det: HCDRDetector,
+    arrays: dict[str, npt.NDArray[Any]],
+    choices: list[dict[str, Any]],
+    n_states: int,
+) -> None:
     """Rebuild the scorer and the calibrator of ``det`` from its tensors, validating each."""
     from deltahall.detectors.densities import DensityChoice, StateDensities, _StateModel
 
     d = det.n_features_in_
     comps = _float_array(arrays, "densities.components")
     if comps.ndim != 2 or comps.shape[1] != d or not 1 <= comps.shape[0] <= d:
-        raise ValueError(f"tensor `densities.components` must have shape (D, {d}); got {comps.shape}")
+        raise ValueError(
+            f"tensor `densities.components` must have shape (D, {d}); got {comps.shape}"
+        )
     ks = arrays["state_pca_dim"]
-    if ks.dtype != np.int64 or ks.shape != (n_states,) or (ks < 1).any() or (ks > comps.shape[0]).any():
-        raise ValueError(f"tensor `state_pca_dim` must be int64 ({n_states},) in [1, {comps.shape[0]}]")
+    if (
+        ks.dtype != np.int64
+        or ks.shape != (n_states,)
+        or (ks < 1).any()
+        or (ks > comps.shape[0]).any()
+    ):
+        raise ValueError(
+            f"tensor `state_pca_dim` must be int64 ({n_states},) in [1, {comps.shape[0]}]"
+        )
     sigma2 = _float_array(arrays, "state_sigma2", (n_states,), positive=True)
     if len(choices) != n_states:
         raise ValueError(f"metadata `densities` lists {len(choices)} states, not {n_states}")
-    dens = StateDensities(pca_dim=det.pca_dim, covariance_type=det.covariance_type,
-                          n_components=det.n_components, normalize=bool(det.normalize),
-                          reg_covar=float(det.reg_covar))
+    dens = StateDensities(
+        pca_dim=det.pca_dim,
+        covariance_type=det.covariance_type,
+        n_components=det.n_components,
+        normalize=bool(det.normalize),
+        reg_covar=float(det.reg_covar),
+    )
     dens.mean_ = _float_array(arrays, "densities.mean", (d,))
     dens.scale_ = float(_float_array(arrays, "densities.scale", (1,), positive=True)[0])
     dens.components_ = comps
@@ -250,7 +282,9 @@ def _restore(det: HCDRDetector, arrays: dict[str, npt.NDArray[Any]], choices: li
         )
         gmm.validate()
         if gmm.n_features != int(ks[i]):
-            raise ValueError(f"state {i}'s mixture has {gmm.n_features} features, not state_pca_dim {int(ks[i])}")
+            raise ValueError(
+                f"state {i}'s mixture has {gmm.n_features} features, not state_pca_dim {int(ks[i])}"
+            )
         dens.models_.append(_StateModel(int(ks[i]), gmm, float(sigma2[i]), d))
         c = _float_array(arrays, f"state{i}.calibration_scores")
         if c.ndim != 1 or c.size == 0:

@@ -103,7 +103,11 @@ class GaussianMixtureParams:
         if ct == "diag":
             prec = pc**2  # (K, d)
             const = -0.5 * (d * _LOG_2PI + (mu**2 * prec).sum(1)) + np.log(pc).sum(1) + log_w
-            return {"A": np.ascontiguousarray((-0.5 * prec).T), "B": np.ascontiguousarray((mu * prec).T), "c": const}
+            return {
+                "A": np.ascontiguousarray((-0.5 * prec).T),
+                "B": np.ascontiguousarray((mu * prec).T),
+                "c": const,
+            }
         if ct == "spherical":
             prec = pc**2  # (K,)
             const = -0.5 * (d * _LOG_2PI + (mu**2).sum(1) * prec) + d * np.log(pc) + log_w

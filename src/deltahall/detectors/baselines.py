@@ -73,7 +73,9 @@ def _elliptic(X: Any, y: Any, rs: int) -> Any:
 
     with warnings.catch_warnings():
         # MinCovDet's "Determinant has increased" is a numerical note of its C-step, not a failure
-        warnings.filterwarnings("ignore", message="Determinant has increased", category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message="Determinant has increased", category=RuntimeWarning
+        )
         m = EllipticEnvelope(support_fraction=None, random_state=rs).fit(X)
     return m.score_samples
 
@@ -119,7 +121,12 @@ def _lof(X: Any, y: Any, rs: int) -> Any:
     return m.score_samples
 
 
-_FITTERS = {"elliptic-envelope": _elliptic, "mahalanobis": _mahalanobis, "knn-radius": _knn, "lof": _lof}
+_FITTERS = {
+    "elliptic-envelope": _elliptic,
+    "mahalanobis": _mahalanobis,
+    "knn-radius": _knn,
+    "lof": _lof,
+}
 
 
 def fit_baseline(
@@ -156,7 +163,9 @@ def fit_baseline(
     Xf = np.asarray(X_fit, dtype=np.float64)
     Xc = np.asarray(X_cal, dtype=np.float64)
     if Xc.shape[0] + 1 < math.ceil(1.0 / alpha - 1e-9):
-        raise ValueError(f"`X_cal` must have m rows with m + 1 >= 1/alpha = {1 / alpha:g}; got m={Xc.shape[0]}.")
+        raise ValueError(
+            f"`X_cal` must have m rows with m + 1 >= 1/alpha = {1 / alpha:g}; got m={Xc.shape[0]}."
+        )
     model = _FITTERS[name](Xf, np.asarray(y_fit), random_state)
     b = CalibratedBaseline(name=name, alpha=alpha, model=model)
     b.calibration_scores = np.sort(b.score(Xc))

@@ -65,7 +65,11 @@ def margins(scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None) ->
     >>> margins(np.array([[0.9, 0.5, 0.1]])).tolist()
     [[0.4, -0.4, -0.8]]
     """
-    s = np.where(allowed, scores, -np.inf) if allowed is not None else np.asarray(scores, dtype=np.float64)
+    s = (
+        np.where(allowed, scores, -np.inf)
+        if allowed is not None
+        else np.asarray(scores, dtype=np.float64)
+    )
     n, k = s.shape
     if k == 1:
         return np.full((n, 1), np.inf)
@@ -99,8 +103,12 @@ class Calibrator:
     rule: str = "conformal"
     alpha: float = 0.1
 
-    def fit(self, cal_scores: list[FloatArray] | FloatArray, n_states: int,
-            cal_margins: list[FloatArray] | FloatArray | None = None) -> Calibrator:
+    def fit(
+        self,
+        cal_scores: list[FloatArray] | FloatArray,
+        n_states: int,
+        cal_margins: list[FloatArray] | FloatArray | None = None,
+    ) -> Calibrator:
         """Store the calibration scores (and margins, for ``"margin"``) of each state, sorted."""
         if self.rule not in CALIBRATIONS:
             raise ValueError(f"`calibration` must be one of {CALIBRATIONS}; got {self.rule!r}.")
@@ -128,7 +136,9 @@ class Calibrator:
                 out[i] = -np.inf if k <= 0 else (np.inf if k > cal.size else cal[k - 1])
         return out
 
-    def state_p_values(self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+    def state_p_values(
+        self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> FloatArray:
         """Per-state p-values (n, N); 0 for states a sample may not belong to."""
         S = np.asarray(scores, dtype=np.float64)
         n, N = S.shape
@@ -158,17 +168,29 @@ class Calibrator:
             p = np.minimum(1.0, 2.0 * np.minimum(p, pm))
         return p
 
-    def p_values(self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+    def p_values(
+        self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> FloatArray:
         """:math:`p(z) = \\max_i p_i(z)` over allowed states, shape (n,)."""
         return np.asarray(self.state_p_values(scores, allowed).max(axis=1))
 
-    def flags(self, scores: FloatArray, p: FloatArray | None = None, *, allowed: npt.NDArray[np.bool_] | None = None,
-              alpha: float | None = None) -> npt.NDArray[np.bool_]:
+    def flags(
+        self,
+        scores: FloatArray,
+        p: FloatArray | None = None,
+        *,
+        allowed: npt.NDArray[np.bool_] | None = None,
+        alpha: float | None = None,
+    ) -> npt.NDArray[np.bool_]:
         """Flagged (outside every allowed state) at ``alpha`` (default: the fitted one)."""
         a = float(self.alpha if alpha is None else alpha)
         if self.rule == "percentile":
             thr = self.thresholds(a) if alpha is not None else self.thresholds_
-            inside = np.asarray(scores) >= thr[None, :] if not self.pooled_ else np.asarray(scores) >= thr[0]
+            inside = (
+                np.asarray(scores) >= thr[None, :]
+                if not self.pooled_
+                else np.asarray(scores) >= thr[0]
+            )
             if allowed is not None:
                 inside &= allowed
             return np.asarray(~inside.any(axis=1))
@@ -177,5 +199,11 @@ class Calibrator:
         return np.asarray(p <= a)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "alpha": self.alpha, "pooled": bool(self.pooled_),
-                "n_calibration": self.n_calibration_.tolist() if not self.pooled_ else int(self.n_calibration_[0])}
+        return {
+            "rule": self.rule,
+            "alpha": self.alpha,
+            "pooled": bool(self.pooled_),
+            "n_calibration": self.n_calibration_.tolist()
+            if not self.pooled_
+            else int(self.n_calibration_[0]),
+        }

@@ -74,9 +74,19 @@ class DensityChoice:
     reason: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in (
-            "state", "pca_dim", "covariance_type", "n_components", "heldout_loglik", "n_fit",
-            "n_candidates", "reason")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "state",
+                "pca_dim",
+                "covariance_type",
+                "n_components",
+                "heldout_loglik",
+                "n_fit",
+                "n_candidates",
+                "reason",
+            )
+        }
 
 
 def _feasible(n_rows: int, k: int, cov: str, c: int) -> bool:
@@ -90,7 +100,9 @@ def candidate_grid(
 ) -> list[tuple[int, str, int]]:
     """``(k, covariance_type, n_components)`` candidates, fixed values narrowing the grid."""
     if pca_dim == AUTO:
-        ks = sorted({min(v, max_dim) for v in PCA_GRID} | ({max_dim} if max_dim <= PCA_GRID[-1] else set()))
+        ks = sorted(
+            {min(v, max_dim) for v in PCA_GRID} | ({max_dim} if max_dim <= PCA_GRID[-1] else set())
+        )
     elif pca_dim is None:
         ks = [max_dim]
     else:
@@ -107,8 +119,12 @@ class _StateModel:
         self.k, self.gmm, self.sigma2, self.d = k, gmm, sigma2, d
         self.pre = gmm._precompute()
 
-    def log_density(self, c: npt.NDArray[np.float64], total_sq: npt.NDArray[np.float64] | None = None,
-                    cum_sq: npt.NDArray[np.float64] | None = None) -> npt.NDArray[np.float64]:
+    def log_density(
+        self,
+        c: npt.NDArray[np.float64],
+        total_sq: npt.NDArray[np.float64] | None = None,
+        cum_sq: npt.NDArray[np.float64] | None = None,
+    ) -> npt.NDArray[np.float64]:
         """The mixture's log-density of the first ``k`` coordinates; with ``total_sq`` and ``cum_sq``
         also the isotropic residual term (the whole-space density used to compare candidates)."""
         out = self.gmm.log_density(np.ascontiguousarray(c[:, : self.k]), self.pre)
@@ -137,16 +153,30 @@ def _one_gaussian(x: npt.NDArray[np.float64], cov: str, reg_covar: float) -> Gau
     return GaussianMixtureParams("full", np.ones(1), mu[None, :], prec[None, :, :])
 
 
-def _fit_model(c: npt.NDArray[np.float64], total_sq: npt.NDArray[np.float64], k: int, cov: str, comps: int,
-               d: int, seed: int, reg_covar: float) -> _StateModel:
+def _fit_model(
+    c: npt.NDArray[np.float64],
+    total_sq: npt.NDArray[np.float64],
+    k: int,
+    cov: str,
+    comps: int,
+    d: int,
+    seed: int,
+    reg_covar: float,
+) -> _StateModel:
     x = c[:, :k]
     if comps == 1 and cov in ("full", "diag"):
         params = _one_gaussian(x, cov, reg_covar)
     else:
         from sklearn.mixture import GaussianMixture
 
-        gmm = GaussianMixture(n_components=comps, covariance_type=cov, reg_covar=reg_covar, random_state=seed,
-                              max_iter=100, init_params="k-means++").fit(x)
+        gmm = GaussianMixture(
+            n_components=comps,
+            covariance_type=cov,
+            reg_covar=reg_covar,
+            random_state=seed,
+            max_iter=100,
+            init_params="k-means++",
+        ).fit(x)
         params = GaussianMixtureParams.from_sklearn(gmm)
     rest = d - k
     if rest > 0:
@@ -179,8 +209,16 @@ class StateDensities:
     n_features_in_ : int
     """
 
-    def __init__(self, *, pca_dim: Any = AUTO, covariance_type: Any = AUTO, n_components: Any = AUTO,
-                 normalize: bool = True, reg_covar: float = 1e-4, random_state: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        pca_dim: Any = AUTO,
+        covariance_type: Any = AUTO,
+        n_components: Any = AUTO,
+        normalize: bool = True,
+        reg_covar: float = 1e-4,
+        random_state: int = 0,
+    ) -> None:
         self.pca_dim = pca_dim
         self.covariance_type = covariance_type
         self.n_components = n_components
@@ -195,7 +233,9 @@ class StateDensities:
         W = self.components_ if k is None else self.components_[:k]
         return np.asarray((U @ W.T - self.mean_ @ W.T) / self.scale_)
 
-    def fit(self, X: npt.ArrayLike, y_idx: npt.ArrayLike, state_names: list[str] | None = None) -> StateDensities:
+    def fit(
+        self, X: npt.ArrayLike, y_idx: npt.ArrayLike, state_names: list[str] | None = None
+    ) -> StateDensities:
         """Fit the transform on all rows and each state's chosen model on its rows.
 
         Parameters
@@ -216,28 +256,43 @@ class StateDensities:
         A = np.asarray(X, dtype=np.float64)
         y = np.asarray(y_idx).astype(np.int64).ravel()
         if A.ndim != 2 or A.shape[0] != y.shape[0]:
-            raise ValueError(f"`X` must be (n, d) with one state per row; got {A.shape} and {y.shape[0]} states.")
+            raise ValueError(
+                f"`X` must be (n, d) with one state per row; got {A.shape} and {y.shape[0]} states."
+            )
         if not np.isfinite(A).all():
             raise ValueError("the reference embeddings must be finite; found NaN/inf.")
         n, d = A.shape
         n_states = int(y.max()) + 1 if y.size else 0
         names = state_names or [str(i) for i in range(n_states)]
         if self.normalize and d == 1:
-            raise ValueError("1-dimensional embeddings cannot be L2-normalised (every row becomes +1 or -1); "
-                             "pass normalize=False.")
+            raise ValueError(
+                "1-dimensional embeddings cannot be L2-normalised (every row becomes +1 or -1); "
+                "pass normalize=False."
+            )
         if self.normalize and not A.any(axis=1).all():
-            raise ValueError("the reference has all-zero rows: L2 normalisation is undefined for them.")
+            raise ValueError(
+                "the reference has all-zero rows: L2 normalisation is undefined for them."
+            )
         for v, nm in ((self.pca_dim, "pca_dim"), (self.n_components, "n_components")):
             if v != AUTO and v is not None:
                 check_int(v, nm, low=1)
-        if self.covariance_type != AUTO and self.covariance_type not in ("full", "diag", "tied", "spherical"):
-            raise ValueError(f"`covariance_type` must be 'auto', 'full', 'diag', 'tied' or 'spherical'; "
-                             f"got {self.covariance_type!r}.")
+        if self.covariance_type != AUTO and self.covariance_type not in (
+            "full",
+            "diag",
+            "tied",
+            "spherical",
+        ):
+            raise ValueError(
+                f"`covariance_type` must be 'auto', 'full', 'diag', 'tied' or 'spherical'; "
+                f"got {self.covariance_type!r}."
+            )
         counts = np.bincount(y, minlength=n_states)
         for i, m in enumerate(counts.tolist()):
             if m < MIN_FIT_ROWS:
-                raise ValueError(f"state {names[i]!r} has {m} row(s) in its fit part; the density model needs at "
-                                 f"least {MIN_FIT_ROWS}. Add reference samples for it.")
+                raise ValueError(
+                    f"state {names[i]!r} has {m} row(s) in its fit part; the density model needs at "
+                    f"least {MIN_FIT_ROWS}. Add reference samples for it."
+                )
         U = safe_l2_normalize(A) if self.normalize else A
         self.mean_ = U.mean(axis=0)
         Uc = U - self.mean_
@@ -262,8 +317,15 @@ class StateDensities:
         self.k_max_ = max(m.k for m in self.models_)
         return self
 
-    def _choose(self, c: npt.NDArray[np.float64], total: npt.NDArray[np.float64], D: int, d: int, name: str,
-                rng: np.random.Generator) -> tuple[_StateModel, DensityChoice]:
+    def _choose(
+        self,
+        c: npt.NDArray[np.float64],
+        total: npt.NDArray[np.float64],
+        D: int,
+        d: int,
+        name: str,
+        rng: np.random.Generator,
+    ) -> tuple[_StateModel, DensityChoice]:
         m = c.shape[0]
         grid = candidate_grid(D, self.pca_dim, self.covariance_type, self.n_components)
         seed = int(rng.integers(2**31 - 1))
@@ -283,8 +345,10 @@ class StateDensities:
             fallback = (k, cov, 1)
             fixed = [g for g in grid if g[0] <= k] or [fallback]
             feasible = [g for g in fixed if _feasible(m, *g)] or [fallback]
-            reason = (f"shrunk: {m} fit rows are too few for the requested model(s) "
-                      f"{sorted(set(grid))[:3]}...; used the smallest feasible")
+            reason = (
+                f"shrunk: {m} fit rows are too few for the requested model(s) "
+                f"{sorted(set(grid))[:3]}...; used the smallest feasible"
+            )
             logger.warning("state %r: %s", name, reason)
             k, cov, comps = feasible[0]
             model = _fit_model(c, total, k, cov, comps, d, seed, self.reg_covar)
@@ -309,10 +373,16 @@ class StateDensities:
                 reason = "every candidate failed on the selection split; used the first"
         k, cov, comps = best[1]
         if isinstance(self.pca_dim, int) and self.pca_dim > D:
-            reason += (f"; pca_dim {self.pca_dim} capped to {D} = min(n_features, n_fit_rows - 1, "
-                       f"{max(PCA_GRID)}), the largest the data allow")
-            logger.warning("state %r: pca_dim %d capped to %d (the data's rank or the grid's maximum).",
-                           name, self.pca_dim, D)
+            reason += (
+                f"; pca_dim {self.pca_dim} capped to {D} = min(n_features, n_fit_rows - 1, "
+                f"{max(PCA_GRID)}), the largest the data allow"
+            )
+            logger.warning(
+                "state %r: pca_dim %d capped to %d (the data's rank or the grid's maximum).",
+                name,
+                self.pca_dim,
+                D,
+            )
         model = _fit_model(c, total, k, cov, comps, d, seed, self.reg_covar)
         ll_opt = best[0] if math.isfinite(best[0]) else None
         return model, DensityChoice(name, k, cov, comps, ll_opt, m, len(feasible), reason)
@@ -322,17 +392,23 @@ class StateDensities:
         """Per-state log-densities, shape (n, N_states), chunk by chunk."""
         A = X if isinstance(X, np.ndarray) else np.asarray(X)
         if A.ndim != 2 or A.shape[1] != self.n_features_in_:
-            raise ValueError(f"embeddings must have shape (n, {self.n_features_in_}); got {A.shape}.")
+            raise ValueError(
+                f"embeddings must have shape (n, {self.n_features_in_}); got {A.shape}."
+            )
         n = A.shape[0]
         out = np.empty((n, len(self.models_)))
         for s in range(0, n, _CHUNK):
             block = np.asarray(A[s : s + _CHUNK], dtype=np.float64)
             if not np.isfinite(block).all():
                 bad = s + np.flatnonzero(~np.isfinite(block).all(axis=1))
-                raise ValueError(f"embeddings must be finite; rows {bad[:10].tolist()} hold NaN/inf.")
+                raise ValueError(
+                    f"embeddings must be finite; rows {bad[:10].tolist()} hold NaN/inf."
+                )
             if self.normalize and not block.any(axis=1).all():
                 bad = s + np.flatnonzero(~block.any(axis=1))
-                raise ValueError(f"rows {bad[:10].tolist()} are all zero: L2 normalisation is undefined for them.")
+                raise ValueError(
+                    f"rows {bad[:10].tolist()} are all zero: L2 normalisation is undefined for them."
+                )
             c = self._coords(block, self.k_max_)
             for i, mdl in enumerate(self.models_):
                 out[s : s + block.shape[0], i] = mdl.log_density(c)

@@ -71,7 +71,12 @@ class CoverageReport:
                 "gap": float(g),
             }
             for c, n, cov, se, g in zip(
-                self.classes, self.n_holdout, self.holdout_coverage, self.std_error, self.gap, strict=True
+                self.classes,
+                self.n_holdout,
+                self.holdout_coverage,
+                self.std_error,
+                self.gap,
+                strict=True,
             )
         ]
 
@@ -92,7 +97,9 @@ def coverage_report(detector: HCDRDetector) -> CoverageReport:
     )
 
 
-def coverage_on(detector: HCDRDetector, X: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def coverage_on(
+    detector: HCDRDetector, X: npt.ArrayLike, y: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
     """Fraction of fresh rows of each state that fall inside that state's own region.
 
     Unlike ``holdout_coverage_`` (close to nominal by construction), this measures how well
@@ -164,7 +171,11 @@ def make_gaussian_states(
     n_per_state = check_int(n_per_state, "n_per_state", low=1)
     mu = np.atleast_2d(np.asarray(means, dtype=np.float64))
     s, d = mu.shape
-    cv = np.broadcast_to(np.eye(d), (s, d, d)).copy() if covs is None else np.asarray(covs, dtype=np.float64)
+    cv = (
+        np.broadcast_to(np.eye(d), (s, d, d)).copy()
+        if covs is None
+        else np.asarray(covs, dtype=np.float64)
+    )
     if cv.shape != (s, d, d):
         raise ValueError(f"`covs` must have shape {(s, d, d)} to match `means`; got {cv.shape}.")
     gen = np.random.default_rng(rng)

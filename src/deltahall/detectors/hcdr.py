@@ -103,7 +103,10 @@ def stratified_split(
         cal.append(idx[:n_cal])
         fit.append(idx[n_cal:])
     empty = np.empty(0, dtype=np.intp)
-    return (np.sort(np.concatenate(fit)) if fit else empty, np.sort(np.concatenate(cal)) if cal else empty)
+    return (
+        np.sort(np.concatenate(fit)) if fit else empty,
+        np.sort(np.concatenate(cal)) if cal else empty,
+    )
 
 
 def _rows_text(rows: npt.NDArray[np.intp] | list[int], limit: int = 10) -> str:
@@ -150,11 +153,20 @@ def _check_dtype(X: Any, name: str = "X") -> None:
                 "Convert deliberately (e.g. X.astype(float)) if 0/1 features are meant."
             )
         if kind == "c":
-            raise ValueError(f"`{name}` must be real-valued; got complex dtype {dt} (Complex data not supported).")
+            raise ValueError(
+                f"`{name}` must be real-valued; got complex dtype {dt} (Complex data not supported)."
+            )
         if kind in "USVMm":
             raise TypeError(f"`{name}` must be a numeric array (float or int); got dtype {dt}.")
         if kind == "O" and isinstance(X, np.ndarray):
-            bad = next((v for v in X.ravel() if isinstance(v, (bool, np.bool_, complex, np.complexfloating))), None)
+            bad = next(
+                (
+                    v
+                    for v in X.ravel()
+                    if isinstance(v, (bool, np.bool_, complex, np.complexfloating))
+                ),
+                None,
+            )
             if bad is not None:
                 raise TypeError(
                     f"`{name}` must hold real numbers; its object array contains {type(bad).__name__} {bad!r}."
@@ -298,7 +310,9 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
                 "(`y` holds the latent-state label of every row of `X`)."
             )
         _check_dtype(X)
-        A = np.asarray(validate_data(self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2))
+        A = np.asarray(
+            validate_data(self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2)
+        )
         labels = column_or_1d(y, warn=True)
         if labels.shape[0] != A.shape[0]:
             raise ValueError(
@@ -306,7 +320,9 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             )
         if labels.dtype.kind == "f" and not np.isfinite(labels).all():
             bad = np.flatnonzero(~np.isfinite(labels))
-            raise ValueError(f"`y` must not contain NaN/inf labels; found them at index {bad[:10].tolist()}.")
+            raise ValueError(
+                f"`y` must not contain NaN/inf labels; found them at index {bad[:10].tolist()}."
+            )
         _check_finite_rows(A, "X")
         classes, y_idx = np.unique(labels, return_inverse=True)
         if classes.shape[0] < 2:
@@ -324,8 +340,12 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         split_seed, density_seed = (int(v) for v in rs.randint(np.iinfo(np.int32).max, size=2))
         fit_idx, cal_idx = stratified_split(y_idx, float(self.calibration_fraction), split_seed)
         n_fit = np.bincount(y_idx[fit_idx], minlength=classes.size)
-        self._check_sizes(classes, n_fit, np.bincount(y_idx[cal_idx], minlength=classes.size),
-                          np.bincount(y_idx, minlength=classes.size))
+        self._check_sizes(
+            classes,
+            n_fit,
+            np.bincount(y_idx[cal_idx], minlength=classes.size),
+            np.bincount(y_idx, minlength=classes.size),
+        )
         if isinstance(self.pca_dim, (int, np.integer)):
             top = min(d, int(n_fit.sum()) - 1, max(PCA_GRID))
             if self.pca_dim > top:
@@ -336,9 +356,14 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         U = safe_l2_normalize(A) if self.normalize else A
         self._check_state_spread(A, U, None, classes, y_idx)
         names = [str(c) for c in classes.tolist()]
-        dens = StateDensities(pca_dim=self.pca_dim, covariance_type=self.covariance_type,
-                              n_components=self.n_components, normalize=bool(self.normalize),
-                              reg_covar=float(self.reg_covar), random_state=density_seed)
+        dens = StateDensities(
+            pca_dim=self.pca_dim,
+            covariance_type=self.covariance_type,
+            n_components=self.n_components,
+            normalize=bool(self.normalize),
+            reg_covar=float(self.reg_covar),
+            random_state=density_seed,
+        )
         dens.fit(A[fit_idx], y_idx[fit_idx], names)
         self._check_state_spread(A, U, dens, classes, y_idx)
         S_cal = dens.score(A[cal_idx])
@@ -354,8 +379,13 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.densities_ = dens
         self._set_calibration([own[y_cal == i] for i in range(classes.size)])
         self.classes_ = classes
-        logger.info("HCDR fitted: %d states, %s rule at alpha=%g, calibration sizes %s",
-                    classes.size, self.calibration, self.alpha, self.n_calibration_.tolist())
+        logger.info(
+            "HCDR fitted: %d states, %s rule at alpha=%g, calibration sizes %s",
+            classes.size,
+            self.calibration,
+            self.alpha,
+            self.n_calibration_.tolist(),
+        )
         return self
 
     def _set_calibration(self, cal_scores: list[npt.NDArray[np.float64]]) -> None:
@@ -366,8 +396,11 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.n_calibration_ = cal.n_calibration_
         self.thresholds_ = np.asarray(cal.thresholds_, dtype=np.float64)
         self.holdout_coverage_ = np.array(
-            [float(np.mean(c >= t)) for c, t in zip(cal.cal_, self.thresholds_, strict=True)])
-        self.offset_ = float(np.nextafter(float(self.alpha), 1.0)) if self.calibration == "conformal" else 0.0
+            [float(np.mean(c >= t)) for c, t in zip(cal.cal_, self.thresholds_, strict=True)]
+        )
+        self.offset_ = (
+            float(np.nextafter(float(self.alpha), 1.0)) if self.calibration == "conformal" else 0.0
+        )
 
     def _check_sizes(self, classes: npt.NDArray[Any], n_fit: Any, n_cal: Any, n_total: Any) -> None:
         """One-line ValueError naming the first state whose fit or calibration part is too small."""
@@ -376,8 +409,11 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         for i, c in enumerate(classes.tolist()):
             of = f" (of its {int(n_total[i])} samples, calibration_fraction={self.calibration_fraction:g})"
             if int(n_cal[i]) < need:
-                why = (f"so m+1 < 1/alpha = {1 / alpha:g}: it could never be flagged at `alpha`={alpha:g}"
-                       if self.calibration == "conformal" else "the percentile rule needs at least one")
+                why = (
+                    f"so m+1 < 1/alpha = {1 / alpha:g}: it could never be flagged at `alpha`={alpha:g}"
+                    if self.calibration == "conformal"
+                    else "the percentile rule needs at least one"
+                )
                 raise ValueError(
                     f"state {c!r} has m={int(n_cal[i])} calibration samples{of}, {why}; add samples "
                     f"(need m >= {need}), raise `calibration_fraction` or raise `alpha`."
@@ -441,8 +477,10 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             elif dens is None:
                 how = f"are all the same point to {_SAME_POINT:g} of the pooled scale"
             else:
-                how = (f"all coincide in the {dens.models_[i].k} principal coordinates its density "
-                       f"models (pca_dim={self.pca_dim})")
+                how = (
+                    f"all coincide in the {dens.models_[i].k} principal coordinates its density "
+                    f"models (pca_dim={self.pca_dim})"
+                )
             raise ValueError(
                 f"state {label!r} has zero variance: its {idx.size} rows ({_rows_text(idx)}) {how}, "
                 "so no density can be fitted to it; drop the state or check its embeddings."
@@ -452,7 +490,9 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     def _validate_X(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
         check_is_fitted(self)
         _check_dtype(X)
-        A = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], ensure_all_finite=False)
+        A = validate_data(
+            self, X, reset=False, dtype=[np.float64, np.float32], ensure_all_finite=False
+        )
         _check_finite_rows(A, "X")
         if self.normalize:
             zero = np.flatnonzero(~A.any(axis=1))
@@ -468,7 +508,9 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         out = np.empty((A.shape[0], len(self.classes_)))
         for s in range(0, A.shape[0], _CHUNK_ROWS):
             block = A[s : s + _CHUNK_ROWS]
-            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite: error below
+            with np.errstate(
+                invalid="ignore", over="ignore", divide="ignore"
+            ):  # non-finite: error below
                 res = self.densities_.score(block)
             bad = np.flatnonzero(~np.isfinite(res).all(axis=1))
             if bad.size:
@@ -535,9 +577,14 @@ class HCDRDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self)
         p = np.atleast_1d(np.asarray(percentiles, dtype=np.float64))
         if p.ndim != 1 or not np.isfinite(p).all() or (p < 0).any() or (p > 100).any():
-            raise ValueError(f"`percentiles` must be a 1-d array of values in [0, 100]; got {p.tolist()}.")
-        return np.stack([self.calibrator_.thresholds(float(v) / 100.0) for v in p]) if p.size else \
-            np.empty((0, len(self.classes_)))
+            raise ValueError(
+                f"`percentiles` must be a 1-d array of values in [0, 100]; got {p.tolist()}."
+            )
+        return (
+            np.stack([self.calibrator_.thresholds(float(v) / 100.0) for v in p])
+            if p.size
+            else np.empty((0, len(self.classes_)))
+        )
 
     def rate_curve(self, X: npt.ArrayLike, percentiles: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Hallucination rate of ``X`` at each level ``alpha = p / 100`` of the rule (no refit).

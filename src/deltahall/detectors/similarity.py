@@ -37,24 +37,36 @@ class ReferenceSimilarity:
         its own group. Default: one group.
     """
 
-    def fit(self, ref: npt.ArrayLike, state_idx: npt.ArrayLike, n_states: int,
-            state_groups: npt.ArrayLike | None = None) -> ReferenceSimilarity:
+    def fit(
+        self,
+        ref: npt.ArrayLike,
+        state_idx: npt.ArrayLike,
+        n_states: int,
+        state_groups: npt.ArrayLike | None = None,
+    ) -> ReferenceSimilarity:
         R = np.asarray(ref, dtype=np.float64)
         y = np.asarray(state_idx, dtype=np.int64).ravel()
         if R.ndim != 2 or R.shape[0] != y.size:
-            raise ValueError(f"references must be (n, d) with one state each; got {R.shape} and {y.size}.")
+            raise ValueError(
+                f"references must be (n, d) with one state each; got {R.shape} and {y.size}."
+            )
         if not np.isfinite(R).all():
             raise ValueError("reference embeddings must be finite; found NaN/inf.")
         if not R.any(axis=1).all():
-            raise ValueError("reference embeddings hold all-zero rows: cosine similarity is undefined for them.")
+            raise ValueError(
+                "reference embeddings hold all-zero rows: cosine similarity is undefined for them."
+            )
         order = np.argsort(y, kind="stable")
         self.refs_ = safe_l2_normalize(R[order])
         self.ref_state_ = y[order]
         self.ref_order_ = order
         self.bounds_ = np.searchsorted(self.ref_state_, np.arange(n_states + 1))
         self.n_states_ = int(n_states)
-        self.groups_ = (np.zeros(n_states, dtype=np.int64) if state_groups is None
-                        else np.asarray(state_groups, dtype=np.int64).ravel())
+        self.groups_ = (
+            np.zeros(n_states, dtype=np.int64)
+            if state_groups is None
+            else np.asarray(state_groups, dtype=np.int64).ravel()
+        )
         self.n_features_in_ = R.shape[1]
         return self
 
@@ -62,11 +74,15 @@ class ReferenceSimilarity:
         """``(n, N)`` max-cosine scores; ``-inf`` where a state is not allowed."""
         Z = np.asarray(X, dtype=np.float64)
         if Z.ndim != 2 or Z.shape[1] != self.n_features_in_:
-            raise ValueError(f"embeddings must have shape (n, {self.n_features_in_}); got {Z.shape}.")
+            raise ValueError(
+                f"embeddings must have shape (n, {self.n_features_in_}); got {Z.shape}."
+            )
         if not np.isfinite(Z).all():
             raise ValueError("embeddings must be finite; found NaN/inf.")
         if not Z.any(axis=1).all():
-            raise ValueError("embeddings hold all-zero rows: cosine similarity is undefined for them.")
+            raise ValueError(
+                "embeddings hold all-zero rows: cosine similarity is undefined for them."
+            )
         Z = safe_l2_normalize(Z)
         out = np.full((Z.shape[0], self.n_states_), -np.inf)
         # Rows sharing a set of allowed states are scored together.
@@ -90,7 +106,9 @@ class ReferenceSimilarity:
             out[np.ix_(rows, states[nonempty])] = red
         return out
 
-    def leave_one_out(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    def leave_one_out(
+        self,
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         """Each reference's leave-one-out score for its own state and its margin over its group's other states.
 
         Returns
@@ -118,7 +136,9 @@ class ReferenceSimilarity:
                 a, b = int(self.bounds_[s]), int(self.bounds_[s + 1])
                 if a == b:
                     continue
-                others = np.concatenate([np.arange(self.bounds_[t], self.bounds_[t + 1]) for t in states if t != s])
+                others = np.concatenate(
+                    [np.arange(self.bounds_[t], self.bounds_[t + 1]) for t in states if t != s]
+                )
                 if others.size == 0:
                     continue
                 other_sims = self.refs_[a:b] @ self.refs_[others].T
@@ -128,4 +148,3 @@ class ReferenceSimilarity:
         inv = np.empty(n, dtype=np.int64)
         inv[self.ref_order_] = np.arange(n)
         return own[inv], marg[inv], self.ref_state_[inv]
-

@@ -107,13 +107,17 @@ def discover_states(
     A = check_finite_array(X, "X", ndim=2)
     n, d = A.shape
     if n < 2 * max_states:
-        raise ValueError(f"`X` must have at least 2 * `max_states` = {2 * max_states} rows to discover states; got {n}.")
+        raise ValueError(
+            f"`X` must have at least 2 * `max_states` = {2 * max_states} rows to discover states; got {n}."
+        )
     rs = check_random_state(random_state)
     if normalize:
         norms = np.linalg.norm(A, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         A = A / norms
-    fit_rows = np.arange(n) if n <= max_fit_rows else np.sort(rs.choice(n, max_fit_rows, replace=False))
+    fit_rows = (
+        np.arange(n) if n <= max_fit_rows else np.sort(rs.choice(n, max_fit_rows, replace=False))
+    )
     if pca_dim is not None and pca_dim < d:
         k = min(int(pca_dim), fit_rows.size - 1, d)
         pca = PCA(n_components=k, random_state=rs.randint(2**31 - 1)).fit(A[fit_rows])
@@ -126,14 +130,25 @@ def discover_states(
     bic: dict[int, float] = {}
     models: dict[int, Any] = {}
     for k in range(1, max_states + 1):
-        gm = GaussianMixture(n_components=k, covariance_type=covariance_type, n_init=2, reg_covar=1e-4,
-                             random_state=rs.randint(2**31 - 1)).fit(Z[fit_rows])
+        gm = GaussianMixture(
+            n_components=k,
+            covariance_type=covariance_type,
+            n_init=2,
+            reg_covar=1e-4,
+            random_state=rs.randint(2**31 - 1),
+        ).fit(Z[fit_rows])
         bic[k] = float(gm.bic(Z[fit_rows]))
         models[k] = gm
     best = min(range(2, max_states + 1), key=lambda k: bic[k])
     one = bic[1] < bic[best]
     if one:
-        logger.warning("BIC prefers a single state (BIC %.1f vs %.1f for k=%d); using k=%d.", bic[1], bic[best], best, best)
+        logger.warning(
+            "BIC prefers a single state (BIC %.1f vs %.1f for k=%d); using k=%d.",
+            bic[1],
+            bic[best],
+            best,
+            best,
+        )
     gm = models[best]
     raw = gm.predict(Z)
     # Number states by decreasing size (deterministic names state-0, state-1, ...).
@@ -148,5 +163,11 @@ def discover_states(
         rows = np.flatnonzero(labels == s)
         reps.append(rows[np.argsort(-logp[rows], kind="stable")][:n_representatives].tolist())
     sizes = np.bincount(labels, minlength=best).tolist()
-    return StateDiscovery(labels=labels, n_states=best, bic=bic, sizes=sizes, representatives=reps,
-                          one_state_preferred=one)
+    return StateDiscovery(
+        labels=labels,
+        n_states=best,
+        bic=bic,
+        sizes=sizes,
+        representatives=reps,
+        one_state_preferred=one,
+    )

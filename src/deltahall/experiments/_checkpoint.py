@@ -99,7 +99,9 @@ def save_checkpoint(
     try:
         tmp.mkdir(parents=True)
         writing = final / "model.safetensors"
-        _save_tensors({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, tmp / writing.name)
+        _save_tensors(
+            {k: v.detach().cpu().contiguous() for k, v in model_state.items()}, tmp / writing.name
+        )
         state: dict[str, Any] = {"step": int(step), "extra": dict(extra or {})}
         if optimizer is not None:
             sd = optimizer.state_dict()
@@ -170,8 +172,10 @@ def _load_tensors(path: Path) -> dict[str, Any]:
     except OSError:
         raise
     except Exception as exc:  # SafetensorError: "Error while deserializing header: ..."
-        raise BadInput(f"checkpoint file {os.fspath(path)!r} is not a readable safetensors file "
-                       f"(truncated or corrupt: {' '.join(str(exc).split())}).") from None
+        raise BadInput(
+            f"checkpoint file {os.fspath(path)!r} is not a readable safetensors file "
+            f"(truncated or corrupt: {' '.join(str(exc).split())})."
+        ) from None
 
 
 def verify_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -195,8 +199,10 @@ def verify_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         except OSError:
             raise
         except Exception as exc:  # SafetensorError
-            raise BadInput(f"checkpoint file {os.fspath(f)!r} is not a readable safetensors file "
-                           f"(truncated or corrupt: {' '.join(str(exc).split())}).") from None
+            raise BadInput(
+                f"checkpoint file {os.fspath(f)!r} is not a readable safetensors file "
+                f"(truncated or corrupt: {' '.join(str(exc).split())})."
+            ) from None
     return state
 
 
@@ -206,12 +212,18 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = json.loads(f.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise BadInput(f"checkpoint file {os.fspath(f)!r} is not UTF-8 text (byte {exc.start}).") from None
+        raise BadInput(
+            f"checkpoint file {os.fspath(f)!r} is not UTF-8 text (byte {exc.start})."
+        ) from None
     except json.JSONDecodeError as exc:
-        raise BadInput(f"checkpoint file {os.fspath(f)!r} is not valid JSON (line {exc.lineno}, "
-                       f"column {exc.colno}: {exc.msg}).") from None
+        raise BadInput(
+            f"checkpoint file {os.fspath(f)!r} is not valid JSON (line {exc.lineno}, "
+            f"column {exc.colno}: {exc.msg})."
+        ) from None
     if not isinstance(state, dict) or not isinstance(state.get("extra", {}), dict):
-        raise BadInput(f"checkpoint file {os.fspath(f)!r} must hold a JSON object with an object `extra`.")
+        raise BadInput(
+            f"checkpoint file {os.fspath(f)!r} must hold a JSON object with an object `extra`."
+        )
     return state
 
 
@@ -244,7 +256,11 @@ def load_checkpoint(
         opt = state.get("optimizer")
         if opt is None:
             raise ValueError(f"checkpoint {path} has no optimizer state.")
-        tensors = _load_tensors(path / "optimizer.safetensors") if (path / "optimizer.safetensors").is_file() else {}
+        tensors = (
+            _load_tensors(path / "optimizer.safetensors")
+            if (path / "optimizer.safetensors").is_file()
+            else {}
+        )
         per: dict[int, dict[str, Any]] = {}
         for key, v in tensors.items():
             pid, k = key.split(".", 1)

@@ -73,33 +73,53 @@ class RunOptions:
         Progress bars on stderr.
     """
 
-    out_dir: Path | None = field(default=None, metadata=free("run directory (default: the experiment's)"))
-    resume_from_checkpoint: str | None = field(default=None, metadata=free(
-        "'latest' (continue the run in --out-dir; starts fresh if there is none yet) or a checkpoint "
-        "folder (must exist); unset: start a new run, refusing a folder that holds one"))
-    device: str = field(default="auto", metadata=free("'auto', 'cpu', 'cuda', 'cuda:i' or 'mps' (a launcher picks per process)"))
-    threads: int | None = field(default=None, metadata=free("torch CPU threads per process (>= 1; unset: the experiment's default)"))
+    out_dir: Path | None = field(
+        default=None, metadata=free("run directory (default: the experiment's)")
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata=free(
+            "'latest' (continue the run in --out-dir; starts fresh if there is none yet) or a checkpoint "
+            "folder (must exist); unset: start a new run, refusing a folder that holds one"
+        ),
+    )
+    device: str = field(
+        default="auto",
+        metadata=free("'auto', 'cpu', 'cuda', 'cuda:i' or 'mps' (a launcher picks per process)"),
+    )
+    threads: int | None = field(
+        default=None,
+        metadata=free("torch CPU threads per process (>= 1; unset: the experiment's default)"),
+    )
     progress: bool = field(default=True, metadata=free("show progress bars on stderr"))
 
     def __post_init__(self) -> None:
         if self.out_dir is not None and not isinstance(self.out_dir, Path):
             if not isinstance(self.out_dir, (str, os.PathLike)):
-                raise TypeError(f"`out_dir` must be a path; got {type(self.out_dir).__name__} {self.out_dir!r}.")
+                raise TypeError(
+                    f"`out_dir` must be a path; got {type(self.out_dir).__name__} {self.out_dir!r}."
+                )
             object.__setattr__(self, "out_dir", Path(self.out_dir))
         if self.out_dir is not None and not str(self.out_dir).strip():
             raise ValueError("`out_dir` must be a folder path; got ''.")
         r = self.resume_from_checkpoint
         if r is not None:
             if not isinstance(r, (str, os.PathLike)):
-                raise TypeError(f"`resume_from_checkpoint` must be 'latest' or a path; got {type(r).__name__} {r!r}.")
+                raise TypeError(
+                    f"`resume_from_checkpoint` must be 'latest' or a path; got {type(r).__name__} {r!r}."
+                )
             if not str(r).strip():
-                raise ValueError("`resume_from_checkpoint` must be 'latest' or a checkpoint folder; got ''.")
+                raise ValueError(
+                    "`resume_from_checkpoint` must be 'latest' or a checkpoint folder; got ''."
+                )
             object.__setattr__(self, "resume_from_checkpoint", os.fspath(r))
         if not isinstance(self.device, str) or not (
             self.device in ("auto", "cpu", "cuda", "mps")
             or (self.device.startswith("cuda:") and self.device[5:].isdigit())
         ):
-            raise ValueError(f"`device` must be 'auto', 'cpu', 'cuda', 'cuda:i' or 'mps'; got {self.device!r}.")
+            raise ValueError(
+                f"`device` must be 'auto', 'cpu', 'cuda', 'cuda:i' or 'mps'; got {self.device!r}."
+            )
         if self.threads is not None:
             check_int(self.threads, "threads", low=1, high=4096)
         if not isinstance(self.progress, bool):
@@ -149,7 +169,9 @@ def config_from_dict(cls: Any, d: Mapping[str, Any], what: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise ValueError(f"{what} config has unknown keys {unknown}; known keys are {sorted(names)}.")
+        raise ValueError(
+            f"{what} config has unknown keys {unknown}; known keys are {sorted(names)}."
+        )
     values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
     if isinstance(values.get("run"), dict):
         values["run"] = RunOptions(**values["run"])  # RunOptions turns a string out_dir into a Path
@@ -265,14 +287,20 @@ def make_accelerator(
     device = run.device
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RunFailure(f"`device` {device!r} was asked for, but torch sees no CUDA GPU on this machine.")
+        raise RunFailure(
+            f"`device` {device!r} was asked for, but torch sees no CUDA GPU on this machine."
+        )
     if device.startswith("cuda:") and launched_world_size() == 1:
         torch.cuda.set_device(int(device.split(":", 1)[1]))
-    kwargs: dict[str, Any] = {"cpu": cpu, "mixed_precision": mixed_precision,
-                              "gradient_accumulation_steps": gradient_accumulation_steps}
+    kwargs: dict[str, Any] = {
+        "cpu": cpu,
+        "mixed_precision": mixed_precision,
+        "gradient_accumulation_steps": gradient_accumulation_steps,
+    }
     if project_dir is not None:
-        kwargs["project_config"] = ProjectConfiguration(project_dir=str(project_dir),
-                                                        logging_dir=str(project_dir / "logs"))
+        kwargs["project_config"] = ProjectConfiguration(
+            project_dir=str(project_dir), logging_dir=str(project_dir / "logs")
+        )
     launched = launched_world_size()
     if launched == 1:
         # One process: a previous run in this process (another experiment, a notebook cell) may
@@ -292,8 +320,11 @@ def make_accelerator(
 
 def world_of(accelerator: Any) -> World:
     """The :class:`World` of an ``Accelerator``."""
-    return World(rank=int(accelerator.process_index), size=int(accelerator.num_processes),
-                 barrier=accelerator.wait_for_everyone)
+    return World(
+        rank=int(accelerator.process_index),
+        size=int(accelerator.num_processes),
+        barrier=accelerator.wait_for_everyone,
+    )
 
 
 @contextlib.contextmanager
@@ -335,9 +366,13 @@ def _check_out_dir(out: Path) -> None:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise ValueError(f"`out_dir` {os.fspath(out)!r} cannot be created: {os.fspath(probe)!r} is a file.")
+        raise ValueError(
+            f"`out_dir` {os.fspath(out)!r} cannot be created: {os.fspath(probe)!r} is a file."
+        )
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise PermissionError(13, "Permission denied (the run directory cannot be written)", os.fspath(probe))
+        raise PermissionError(
+            13, "Permission denied (the run directory cannot be written)", os.fspath(probe)
+        )
 
 
 def _read_manifest(out: Path) -> dict[str, Any] | None:
@@ -347,10 +382,14 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"`out_dir` {os.fspath(out)!r} holds an unreadable {MANIFEST} ({exc}); "
-                         "choose another --out-dir.") from None
+        raise ValueError(
+            f"`out_dir` {os.fspath(out)!r} holds an unreadable {MANIFEST} ({exc}); "
+            "choose another --out-dir."
+        ) from None
     if not isinstance(data, dict):
-        raise ValueError(f"`out_dir` {os.fspath(out)!r} holds a {MANIFEST} that is not a JSON object.")
+        raise ValueError(
+            f"`out_dir` {os.fspath(out)!r} holds a {MANIFEST} that is not a JSON object."
+        )
     return data
 
 
@@ -367,7 +406,9 @@ class RunDecision:
     manifest: dict[str, Any] | None
 
 
-def check_run(config: Any, *, checkpoints: str = "", experiment: str, quiet: bool = False) -> RunDecision:
+def check_run(
+    config: Any, *, checkpoints: str = "", experiment: str, quiet: bool = False
+) -> RunDecision:
     """Decide whether ``config`` may run in its ``run.out_dir``; read-only (see the module docstring).
 
     Call it before any expensive set-up (an ``Accelerator``, a model download), so that a refused
@@ -395,8 +436,10 @@ def check_run(config: Any, *, checkpoints: str = "", experiment: str, quiet: boo
     resume = run.resume_from_checkpoint
     checkpoint: Path | None = None
     if manifest is not None and manifest.get("experiment") not in (None, experiment):
-        raise ValueError(f"`out_dir` {os.fspath(out)!r} holds a {manifest.get('experiment')!r} run, not "
-                         f"{experiment!r}; choose another --out-dir.")
+        raise ValueError(
+            f"`out_dir` {os.fspath(out)!r} holds a {manifest.get('experiment')!r} run, not "
+            f"{experiment!r}; choose another --out-dir."
+        )
     if resume is None:
         if manifest is not None or list_checkpoints(ckpt_root):
             raise ValueError(
@@ -407,7 +450,10 @@ def check_run(config: Any, *, checkpoints: str = "", experiment: str, quiet: boo
         if resume == "latest":
             if manifest is None and not list_checkpoints(ckpt_root):
                 if not quiet:
-                    logger.warning("no run in %s yet: --resume-from-checkpoint latest starts a fresh one there.", out)
+                    logger.warning(
+                        "no run in %s yet: --resume-from-checkpoint latest starts a fresh one there.",
+                        out,
+                    )
             else:
                 ckpts = list_checkpoints(ckpt_root)
                 checkpoint = ckpts[-1] if ckpts else None
@@ -433,7 +479,8 @@ def check_run(config: Any, *, checkpoints: str = "", experiment: str, quiet: boo
                 diff = changed_keys(written_by, fp)
                 raise BadInput(
                     f"cannot resume from checkpoint {resume!r}: the run that wrote it differs in "
-                    f"{len(diff)} key{'s' if len(diff) != 1 else ''}: " + "; ".join(diff)
+                    f"{len(diff)} key{'s' if len(diff) != 1 else ''}: "
+                    + "; ".join(diff)
                     + ". Undo the change, or start a fresh run."
                 )
         old = manifest.get("fingerprint") if manifest is not None else None
@@ -443,28 +490,49 @@ def check_run(config: Any, *, checkpoints: str = "", experiment: str, quiet: boo
             diff = changed_keys(old, fp)
             raise BadInput(
                 f"cannot resume the run in {os.fspath(out)!r}: its settings differ in "
-                f"{len(diff)} key{'s' if len(diff) != 1 else ''}: " + "; ".join(diff)
+                f"{len(diff)} key{'s' if len(diff) != 1 else ''}: "
+                + "; ".join(diff)
                 + ". Undo the change, or start a new run in another --out-dir."
             )
     if checkpoint is not None:
-        verify_checkpoint(checkpoint)  # a truncated checkpoint is refused before anything is written
+        verify_checkpoint(
+            checkpoint
+        )  # a truncated checkpoint is refused before anything is written
     resumed = resume is not None and (manifest is not None or checkpoint is not None)
-    return RunDecision(config=config, out_dir=out, experiment=experiment, checkpoint=checkpoint,
-                       resumed=resumed, fingerprint=fp, manifest=manifest)
+    return RunDecision(
+        config=config,
+        out_dir=out,
+        experiment=experiment,
+        checkpoint=checkpoint,
+        resumed=resumed,
+        fingerprint=fp,
+        manifest=manifest,
+    )
 
 
-def accept_run(decision: RunDecision, *, world: World = SINGLE, extra: Mapping[str, Any] | None = None) -> OpenRun:
+def accept_run(
+    decision: RunDecision, *, world: World = SINGLE, extra: Mapping[str, Any] | None = None
+) -> OpenRun:
     """Write the manifest of an accepted run (main process only; the others wait at barriers)."""
-    config, out, checkpoint, manifest = decision.config, decision.out_dir, decision.checkpoint, decision.manifest
+    config, out, checkpoint, manifest = (
+        decision.config,
+        decision.out_dir,
+        decision.checkpoint,
+        decision.manifest,
+    )
     world.barrier()
     if world.is_main:
         rd = RunDir(out)
         sessions = list(manifest.get("sessions", [])) if manifest is not None else []
-        sessions.append({
-            "argv": sys.argv, "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "resumed_from": os.fspath(checkpoint) if checkpoint is not None else None,
-            "world_size": world.size, "run": to_jsonable(config.run),
-        })
+        sessions.append(
+            {
+                "argv": sys.argv,
+                "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "resumed_from": os.fspath(checkpoint) if checkpoint is not None else None,
+                "world_size": world.size,
+                "run": to_jsonable(config.run),
+            }
+        )
         seed = getattr(config, "seed", None)
         body = {
             "experiment": decision.experiment,
@@ -483,8 +551,13 @@ def accept_run(decision: RunDecision, *, world: World = SINGLE, extra: Mapping[s
     world.barrier()
     if not world.is_main:
         rd = RunDir(out)  # the folder exists now: nothing is created or written
-    return OpenRun(rd=rd, checkpoint=checkpoint, resumed=decision.resumed, world=world,
-                   fingerprint=decision.fingerprint)
+    return OpenRun(
+        rd=rd,
+        checkpoint=checkpoint,
+        resumed=decision.resumed,
+        world=world,
+        fingerprint=decision.fingerprint,
+    )
 
 
 def open_run(
@@ -516,7 +589,9 @@ def open_run(
     ValueError, FileNotFoundError, PermissionError
         As :func:`check_run`.
     """
-    decision = check_run(config, checkpoints=checkpoints, experiment=experiment, quiet=not world.is_main)
+    decision = check_run(
+        config, checkpoints=checkpoints, experiment=experiment, quiet=not world.is_main
+    )
     return accept_run(decision, world=world, extra=extra)
 
 

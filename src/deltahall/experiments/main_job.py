@@ -45,13 +45,27 @@ STEPS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class MainJobConfig:
-    out_dir: Path = field(default=Path("runs/report"), metadata={"help": "run directory for the report and every step's files"})
+    out_dir: Path = field(
+        default=Path("runs/report"),
+        metadata={"help": "run directory for the report and every step's files"},
+    )
     seed: int = field(default=0, metadata={"help": "seed passed to every step"})
-    only: tuple[str, ...] = field(default=(), metadata={"help": "run only these steps (theory coinflip t2i qa real modes); empty = all"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar over the steps on stderr"})
-    resume_from_checkpoint: str | None = field(default=None, metadata={"help": (
-        "'latest': continue the main job in --out-dir, reusing the steps it finished (they are "
-        "reported as reused, with their original times); unset: refuse a folder that holds one")})
+    only: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "run only these steps (theory coinflip t2i qa real modes); empty = all"},
+    )
+    progress: bool = field(
+        default=True, metadata={"help": "show a progress bar over the steps on stderr"}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "'latest': continue the main job in --out-dir, reusing the steps it finished (they are "
+                "reported as reused, with their original times); unset: refuse a folder that holds one"
+            )
+        },
+    )
 
     def __post_init__(self) -> None:
         known = {n for n, _ in STEPS}
@@ -59,8 +73,10 @@ class MainJobConfig:
         if bad:
             raise ValueError(f"`only` must name steps among {sorted(known)}; got {bad}.")
         if self.resume_from_checkpoint not in (None, "latest"):
-            raise BadInput("`resume_from_checkpoint` must be 'latest' for the main job (it resumes the run in "
-                           f"--out-dir); got {self.resume_from_checkpoint!r}.")
+            raise BadInput(
+                "`resume_from_checkpoint` must be 'latest' for the main job (it resumes the run in "
+                f"--out-dir); got {self.resume_from_checkpoint!r}."
+            )
 
 
 @dataclass(frozen=True)
@@ -96,24 +112,34 @@ def _previous(config: MainJobConfig) -> dict[str, Any] | None:
     if not manifest.is_file() and not summary.is_file():
         return None
     if config.resume_from_checkpoint != "latest":
-        raise BadInput(f"`out_dir` {os.fspath(out)!r} already holds a main-job run; pass "
-                       "--resume-from-checkpoint latest to continue it (finished steps are reused and "
-                       "reported as such), or choose another --out-dir.")
+        raise BadInput(
+            f"`out_dir` {os.fspath(out)!r} already holds a main-job run; pass "
+            "--resume-from-checkpoint latest to continue it (finished steps are reused and "
+            "reported as such), or choose another --out-dir."
+        )
     try:
         old = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
         prev = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(f"`out_dir` {os.fspath(out)!r} holds an unreadable {manifest.name} or {SUMMARY} "
-                       f"({exc}); choose another --out-dir.") from None
+        raise BadInput(
+            f"`out_dir` {os.fspath(out)!r} holds an unreadable {manifest.name} or {SUMMARY} "
+            f"({exc}); choose another --out-dir."
+        ) from None
     if not isinstance(old, dict) or not isinstance(prev, dict):
-        raise BadInput(f"`out_dir` {os.fspath(out)!r} holds a {manifest.name} or {SUMMARY} that is not a JSON object.")
+        raise BadInput(
+            f"`out_dir` {os.fspath(out)!r} holds a {manifest.name} or {SUMMARY} that is not a JSON object."
+        )
     kind = old.get("config_type")
     if kind is not None and kind != f"{MainJobConfig.__module__}.{MainJobConfig.__qualname__}":
-        raise BadInput(f"`out_dir` {os.fspath(out)!r} holds a {kind!r} run, not a main job; choose another --out-dir.")
+        raise BadInput(
+            f"`out_dir` {os.fspath(out)!r} holds a {kind!r} run, not a main job; choose another --out-dir."
+        )
     old_seed = old.get("seed", config.seed)
     if old_seed != config.seed:
-        raise BadInput(f"cannot resume the main job in {os.fspath(out)!r}: its settings differ in 1 key: "
-                       f"seed: {old_seed} -> {config.seed}. Undo the change, or choose another --out-dir.")
+        raise BadInput(
+            f"cannot resume the main job in {os.fspath(out)!r}: its settings differ in 1 key: "
+            f"seed: {old_seed} -> {config.seed}. Undo the change, or choose another --out-dir."
+        )
     return prev
 
 
@@ -150,13 +176,19 @@ def run(config: MainJobConfig) -> MainJobResult:
     seconds: dict[str, float] = {}
     failed: dict[str, str] = {}
     reused: dict[str, float] = {}
-    finished = [s for s in before if s not in {n for n, _ in STEPS if not config.only or n in config.only}]
+    finished = [
+        s for s in before if s not in {n for n, _ in STEPS if not config.only or n in config.only}
+    ]
     steps = [(n, m) for n, m in STEPS if not config.only or n in config.only]
     bar = tqdm(steps, desc="main job", unit="step", disable=not config.progress)
     for name, module in bar:
         bar.set_postfix_str(name)
         t0 = time.perf_counter()
-        logger.info("main job: step %s%s", name, " (finished by an earlier session: reusing)" if name in before else "")
+        logger.info(
+            "main job: step %s%s",
+            name,
+            " (finished by an earlier session: reusing)" if name in before else "",
+        )
         try:
             mod = importlib.import_module(module)
             section: Section = mod.main_job_section(rd.root / name, seed=config.seed)
@@ -176,27 +208,53 @@ def run(config: MainJobConfig) -> MainJobResult:
     timing = report.section("Timing")
     if reused:
         timing.note(
-            "Reused steps (" + ", ".join(reused) + ") were finished by an earlier session of this main job; "
+            "Reused steps ("
+            + ", ".join(reused)
+            + ") were finished by an earlier session of this main job; "
             "this session only re-checked their files. Their 'seconds' are this session's; "
             "'original seconds' is what the step took when it ran."
         )
-    timing.table([_timing_row(k, v, failed, reused) for k, v in seconds.items()],
-                 ["step", "status", "seconds", "original seconds"])
+    timing.table(
+        [_timing_row(k, v, failed, reused) for k, v in seconds.items()],
+        ["step", "status", "seconds", "original seconds"],
+    )
     path = report.write(rd.path("report.html"))
     _write_summary(rd, seconds, failed, reused, finished, before, report=path)
     return MainJobResult(report_path=path, seconds=seconds, failed=failed, reused=reused)
 
 
-def _timing_row(step: str, secs: float, failed: dict[str, str], reused: dict[str, float]) -> dict[str, Any]:
+def _timing_row(
+    step: str, secs: float, failed: dict[str, str], reused: dict[str, float]
+) -> dict[str, Any]:
     status = "failed" if step in failed else ("reused" if step in reused else "ran")
-    return {"step": step, "status": status, "seconds": secs,
-            "original seconds": reused.get(step, secs if status == "ran" else "")}
+    return {
+        "step": step,
+        "status": status,
+        "seconds": secs,
+        "original seconds": reused.get(step, secs if status == "ran" else ""),
+    }
 
 
-def _write_summary(rd: RunDir, seconds: dict[str, float], failed: dict[str, str], reused: dict[str, float],
-                   finished: list[str], before: dict[str, float], *, report: Path | None = None) -> None:
+def _write_summary(
+    rd: RunDir,
+    seconds: dict[str, float],
+    failed: dict[str, str],
+    reused: dict[str, float],
+    finished: list[str],
+    before: dict[str, float],
+    *,
+    report: Path | None = None,
+) -> None:
     # original_seconds: what each finished step took when it really ran (carried across sessions).
     original = {s: before.get(s, seconds.get(s, 0.0)) for s in finished}
-    rd.write_json(SUMMARY, {"seconds": seconds, "failed": failed, "reused": sorted(reused),
-                            "finished": finished, "original_seconds": original,
-                            "report": str(report) if report else None})
+    rd.write_json(
+        SUMMARY,
+        {
+            "seconds": seconds,
+            "failed": failed,
+            "reused": sorted(reused),
+            "finished": finished,
+            "original_seconds": original,
+            "report": str(report) if report else None,
+        },
+    )

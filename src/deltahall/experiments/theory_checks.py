@@ -119,7 +119,11 @@ _APPLIES: dict[str, set[str]] = {
     "5.2.1": {"dim", "weights", "scale", "inputs"},
     "C.1": {"dim", "weights", "scale"},
 }
-_APPLIES_AS_WRITTEN: dict[str, set[str]] = {"5.1": {"dim", "weights", "scale"}, "5.2": {"dim", "weights", "eps"}, "C.1": set()}
+_APPLIES_AS_WRITTEN: dict[str, set[str]] = {
+    "5.1": {"dim", "weights", "scale"},
+    "5.2": {"dim", "weights", "eps"},
+    "C.1": set(),
+}
 _OPTIONAL = ("dim", "weights", "eps", "lipschitz", "hint_bound", "scale", "cov", "inputs")
 
 
@@ -127,28 +131,61 @@ _OPTIONAL = ("dim", "weights", "eps", "lipschitz", "hint_bound", "scale", "cov",
 class WitnessConfig:
     """``deltahall theory witness``: build and verify one witness (options left None are not passed)."""
 
-    theorem: Theorem = field(metadata={"help": "which result: 5.1, 5.2, 5.3, 5.2.1 (Corollary) or C.1", "required": True})
+    theorem: Theorem = field(
+        metadata={"help": "which result: 5.1, 5.2, 5.3, 5.2.1 (Corollary) or C.1", "required": True}
+    )
     delta: float = field(metadata={"help": "density tolerance δ in (0, 1]", "required": True})
     states: int = field(metadata={"help": "number of latent states N, 2..10000", "required": True})
-    dim: int | None = field(default=None, metadata={
-        "help": f"output dimension d, 1..1024 (builder default {_default(W.theorem_5_1, 'dim')}); "
-                "for C.1 the number of classes C >= 2 (default N)"})
-    weights: tuple[float, ...] | None = field(default=None, metadata={
-        "help": "p_1..p_N, positive, summing to 1 (default uniform)"})
-    eps: float | None = field(default=None, metadata={
-        "help": f"5.2: radius ε >= 0 of the ball of near-optimal estimates (builder default {_default(W.theorem_5_2, 'eps')})"})
-    lipschitz: float | None = field(default=None, metadata={
-        "help": f"5.3: Lipschitz constant L >= 0 (builder default {_default(W.theorem_5_3, 'lipschitz')})"})
-    hint_bound: float | None = field(default=None, metadata={
-        "help": f"5.3: hint norm bound B >= 0 (builder default {_default(W.theorem_5_3, 'hint_bound')})"})
-    scale: float | None = field(default=None, metadata={
-        "help": f"length scale s in [1e-300, 1e300]: covariances s²·C (builder default {_default(W.theorem_5_1, 'scale')}); "
-                "as written, 5.1's cov_scale"})
-    cov: tuple[float, ...] | None = field(default=None, metadata={
-        "help": "d*d entries (row-major) of the shape matrix C, positive definite (default identity)"})
-    inputs: int | None = field(default=None, metadata={
-        "help": f"5.2.1: number of inputs S, 1..1000 (builder default {_default(W.corollary_5_2_1, 'n_inputs')})"})
-    as_written: bool = field(default=False, metadata={"help": "use the paper's construction literally (5.1, 5.2, C.1)"})
+    dim: int | None = field(
+        default=None,
+        metadata={
+            "help": f"output dimension d, 1..1024 (builder default {_default(W.theorem_5_1, 'dim')}); "
+            "for C.1 the number of classes C >= 2 (default N)"
+        },
+    )
+    weights: tuple[float, ...] | None = field(
+        default=None, metadata={"help": "p_1..p_N, positive, summing to 1 (default uniform)"}
+    )
+    eps: float | None = field(
+        default=None,
+        metadata={
+            "help": f"5.2: radius ε >= 0 of the ball of near-optimal estimates (builder default {_default(W.theorem_5_2, 'eps')})"
+        },
+    )
+    lipschitz: float | None = field(
+        default=None,
+        metadata={
+            "help": f"5.3: Lipschitz constant L >= 0 (builder default {_default(W.theorem_5_3, 'lipschitz')})"
+        },
+    )
+    hint_bound: float | None = field(
+        default=None,
+        metadata={
+            "help": f"5.3: hint norm bound B >= 0 (builder default {_default(W.theorem_5_3, 'hint_bound')})"
+        },
+    )
+    scale: float | None = field(
+        default=None,
+        metadata={
+            "help": f"length scale s in [1e-300, 1e300]: covariances s²·C (builder default {_default(W.theorem_5_1, 'scale')}); "
+            "as written, 5.1's cov_scale"
+        },
+    )
+    cov: tuple[float, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "d*d entries (row-major) of the shape matrix C, positive definite (default identity)"
+        },
+    )
+    inputs: int | None = field(
+        default=None,
+        metadata={
+            "help": f"5.2.1: number of inputs S, 1..1000 (builder default {_default(W.corollary_5_2_1, 'n_inputs')})"
+        },
+    )
+    as_written: bool = field(
+        default=False, metadata={"help": "use the paper's construction literally (5.1, 5.2, C.1)"}
+    )
 
     def __post_init__(self) -> None:
         check_choice(self.theorem, "theorem", tuple(_APPLIES))
@@ -156,7 +193,9 @@ class WitnessConfig:
         states = check_int(self.states, "states", low=2)
         classes = self.theorem == "C.1"
         dim = self.dim if self.dim is not None else (states if classes else 1)
-        check_problem_size(states, dim, states_name="states", dim_name="dim (classes)" if classes else "dim")
+        check_problem_size(
+            states, dim, states_name="states", dim_name="dim (classes)" if classes else "dim"
+        )
         for name in ("eps", "lipschitz", "hint_bound", "scale"):
             v = getattr(self, name)
             if v is not None:
@@ -177,7 +216,9 @@ class WitnessConfig:
         for name in _OPTIONAL:
             if getattr(self, name) is not None and name not in allowed:
                 how = " as written" if self.as_written else ""
-                raise ValueError(f"`--{name.replace('_', '-')}` does not apply to Theorem {self.theorem}{how}.")
+                raise ValueError(
+                    f"`--{name.replace('_', '-')}` does not apply to Theorem {self.theorem}{how}."
+                )
         if self.cov is not None:
             d = 1 if self.dim is None else self.dim
             if len(self.cov) != d * d:
@@ -225,9 +266,18 @@ def run_witness(config: WitnessConfig) -> list[W.WitnessResult]:
     if th == "5.2.1":
         return list(W.corollary_5_2_1(config.delta, config.states, **kw).witnesses)
     builders: dict[str, Callable[..., W.WitnessResult]] = (
-        {"5.1": W.theorem_5_1_as_written, "5.2": W.theorem_5_2_as_written, "C.1": W.theorem_c_1_as_written}
+        {
+            "5.1": W.theorem_5_1_as_written,
+            "5.2": W.theorem_5_2_as_written,
+            "C.1": W.theorem_c_1_as_written,
+        }
         if config.as_written
-        else {"5.1": W.theorem_5_1, "5.2": W.theorem_5_2, "5.3": W.theorem_5_3, "C.1": W.theorem_c_1}
+        else {
+            "5.1": W.theorem_5_1,
+            "5.2": W.theorem_5_2,
+            "5.3": W.theorem_5_3,
+            "C.1": W.theorem_c_1,
+        }
     )
     return [builders[th](config.delta, config.states, **kw)]
 
@@ -241,15 +291,28 @@ class BoundConfig:
 
     delta: float = field(metadata={"help": "density tolerance δ in (0, 1]", "required": True})
     states: int = field(default=2, metadata={"help": "number of latent states N, 2..10000"})
-    weights: tuple[float, ...] | None = field(default=None, metadata={"help": "p_1..p_N (default uniform)"})
+    weights: tuple[float, ...] | None = field(
+        default=None, metadata={"help": "p_1..p_N (default uniform)"}
+    )
     dim: int = field(default=1, metadata={"help": "output dimension d, 1..1024, N d² <= 2**22"})
-    within_scale: tuple[float, ...] = field(default=(0.1,), metadata={
-        "help": "s_i > 0 of the within-state laws N(μ_i, s_i² I): one value or N"})
+    within_scale: tuple[float, ...] = field(
+        default=(0.1,),
+        metadata={"help": "s_i > 0 of the within-state laws N(μ_i, s_i² I): one value or N"},
+    )
     mean_law: MeanLaw = field(default="gaussian", metadata={"help": "law of μ_i - μ_0"})
-    mean_scale: tuple[float, ...] = field(default=(1.0,), metadata={"help": "τ_i > 0 of the mean law: one value or N"})
-    law_param: float = field(default=0.0, metadata={"help": "ν > 4 for student_t, q in (0, 1] for spike"})
-    mc_samples: int = field(default=200_000, metadata={"help": f"Monte-Carlo draws of the means, 1..{MAX_MC_SAMPLES:.0e}"})
-    confidence: float = field(default=0.95, metadata={"help": "confidence level of the Wilson interval, in (0, 1)"})
+    mean_scale: tuple[float, ...] = field(
+        default=(1.0,), metadata={"help": "τ_i > 0 of the mean law: one value or N"}
+    )
+    law_param: float = field(
+        default=0.0, metadata={"help": "ν > 4 for student_t, q in (0, 1] for spike"}
+    )
+    mc_samples: int = field(
+        default=200_000,
+        metadata={"help": f"Monte-Carlo draws of the means, 1..{MAX_MC_SAMPLES:.0e}"},
+    )
+    confidence: float = field(
+        default=0.95, metadata={"help": "confidence level of the Wilson interval, in (0, 1)"}
+    )
     seed: int = field(default=0, metadata={"help": "random seed"})
 
     def __post_init__(self) -> None:
@@ -301,14 +364,25 @@ class BoundReport:
         """Strict-JSON-ready: no NaN; ``bound`` is None with ``reason`` when the theorem does not apply."""
         b, e = self.bound, self.estimate
         out: dict[str, Any] = {
-            "d": b.optimum_spread, "r": self.radius, "applicable": b.applicable, "reason": b.reason,
-            "bound": b.stated_bound, "union_bound": b.union_bound,
-            "states": [st.to_dict() for st in b.states], "p_hat": e.p_hat, "ci": [e.ci_low, e.ci_high],
-            "confidence": e.confidence, "mc_samples": e.n_samples, "holds": self.holds,
+            "d": b.optimum_spread,
+            "r": self.radius,
+            "applicable": b.applicable,
+            "reason": b.reason,
+            "bound": b.stated_bound,
+            "union_bound": b.union_bound,
+            "states": [st.to_dict() for st in b.states],
+            "p_hat": e.p_hat,
+            "ci": [e.ci_low, e.ci_high],
+            "confidence": e.confidence,
+            "mc_samples": e.n_samples,
+            "holds": self.holds,
         }
         if not b.applicable:
-            out["null_fields"] = {"bound": b.reason, "holds": "the theorem does not apply",
-                                  "states[].alpha_i/theta_i": "null for states with no alpha > 1, theta_i(alpha) <= 1"}
+            out["null_fields"] = {
+                "bound": b.reason,
+                "holds": "the theorem does not apply",
+                "states[].alpha_i/theta_i": "null for states with no alpha > 1, theta_i(alpha) <= 1",
+            }
         return out
 
 
@@ -325,14 +399,22 @@ def run_bound(config: BoundConfig) -> BoundReport:
     BoundReport
     """
     n, d = config.states, config.dim
-    w = np.full(n, 1.0 / n) if config.weights is None else np.asarray(config.weights, dtype=np.float64)
+    w = (
+        np.full(n, 1.0 / n)
+        if config.weights is None
+        else np.asarray(config.weights, dtype=np.float64)
+    )
     within = [GaussianState.isotropic(np.zeros(d), s) for s in config.per_state("within_scale")]
-    laws = tuple(StateMeanLaw(config.mean_law, m, d, config.law_param) for m in config.per_state("mean_scale"))
+    laws = tuple(
+        StateMeanLaw(config.mean_law, m, d, config.law_param)
+        for m in config.per_state("mean_scale")
+    )
     means = IndependentMeans(tuple([0.0] * d), laws)
     r = max(covering_radius(g, config.delta).radius for g in within)
     b = theorem_6_1_bound(w, means.sigmas, kurtosis_ratios=means.kurtosis, radius=r)
-    est = estimate_hallucination_probability(w, within, config.delta, means, config.mc_samples, config.seed,
-                                             confidence=config.confidence)
+    est = estimate_hallucination_probability(
+        w, within, config.delta, means, config.mc_samples, config.seed, confidence=config.confidence
+    )
     return BoundReport(config, r, b, est)
 
 
@@ -343,11 +425,19 @@ def run_bound(config: BoundConfig) -> BoundReport:
 class CheckConfig:
     """``deltahall theory check``: Theorem 6.1 over random instances."""
 
-    instances: int = field(default=100, metadata={"help": f"applicable instances to test, 1..{MAX_CHECK_INSTANCES}"})
-    mc_samples: int = field(default=20_000, metadata={
-        "help": f"Monte-Carlo draws per instance; instances * mc_samples <= {MAX_CHECK_DRAWS:.0e}"})
-    confidence: float = field(default=_default(check_theorem_6_1, "confidence"),
-                              metadata={"help": "confidence level of each interval, in (0, 1)"})
+    instances: int = field(
+        default=100, metadata={"help": f"applicable instances to test, 1..{MAX_CHECK_INSTANCES}"}
+    )
+    mc_samples: int = field(
+        default=20_000,
+        metadata={
+            "help": f"Monte-Carlo draws per instance; instances * mc_samples <= {MAX_CHECK_DRAWS:.0e}"
+        },
+    )
+    confidence: float = field(
+        default=_default(check_theorem_6_1, "confidence"),
+        metadata={"help": "confidence level of each interval, in (0, 1)"},
+    )
     seed: int = field(default=0, metadata={"help": "random seed"})
 
     def __post_init__(self) -> None:
@@ -361,7 +451,9 @@ class CheckConfig:
         check_int(self.seed, "seed", low=0)
 
 
-def run_check(config: CheckConfig, *, progress: Callable[[int, int], None] | None = None) -> CheckResult:
+def run_check(
+    config: CheckConfig, *, progress: Callable[[int, int], None] | None = None
+) -> CheckResult:
     """Run :func:`~deltahall.theory.bound.check_theorem_6_1` with ``config``.
 
     Parameters
@@ -375,8 +467,13 @@ def run_check(config: CheckConfig, *, progress: Callable[[int, int], None] | Non
     -------
     CheckResult
     """
-    return check_theorem_6_1(config.instances, config.mc_samples, rng=config.seed, confidence=config.confidence,
-                             progress=progress)
+    return check_theorem_6_1(
+        config.instances,
+        config.mc_samples,
+        rng=config.seed,
+        confidence=config.confidence,
+        progress=progress,
+    )
 
 
 def check_payload(res: CheckResult) -> dict[str, Any]:
@@ -391,13 +488,19 @@ def check_payload(res: CheckResult) -> dict[str, Any]:
     dict
     """
     out: dict[str, Any] = {
-        "n_tried": res.n_tried, "n_applicable": res.n_applicable, "n_held": res.n_held,
-        "n_counterexamples": len(res.counterexamples), "min_ratio_p_hat_over_bound": res.min_ratio,
-        "union_violations": res.union_violations, "counterexamples": [r.to_dict() for r in res.counterexamples],
+        "n_tried": res.n_tried,
+        "n_applicable": res.n_applicable,
+        "n_held": res.n_held,
+        "n_counterexamples": len(res.counterexamples),
+        "min_ratio_p_hat_over_bound": res.min_ratio,
+        "union_violations": res.union_violations,
+        "counterexamples": [r.to_dict() for r in res.counterexamples],
         "rows": [r.to_dict() for r in res.rows],
     }
     if res.min_ratio is None:
-        out["null_fields"] = {"min_ratio_p_hat_over_bound": "no applicable instance with a positive bound"}
+        out["null_fields"] = {
+            "min_ratio_p_hat_over_bound": "no applicable instance with a positive bound"
+        }
     return out
 
 
@@ -407,7 +510,11 @@ def check_payload(res: CheckResult) -> dict[str, Any]:
 PAPER_CASES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("5.1", "theorem_5_1_as_written", {"delta": 0.1, "n_states": 2, "weights": [0.01, 0.99]}),
     ("5.1", "theorem_5_1_as_written", {"delta": 0.01, "n_states": 2, "dim": 2, "cov_scale": 2.0}),
-    ("5.2", "theorem_5_2_as_written", {"delta": 0.01, "n_states": 4, "weights": [0.25, 0.4, 0.25, 0.1], "eps": 0.5}),
+    (
+        "5.2",
+        "theorem_5_2_as_written",
+        {"delta": 0.01, "n_states": 4, "weights": [0.25, 0.4, 0.25, 0.1], "eps": 0.5},
+    ),
     ("C.1", "theorem_c_1_as_written", {"delta": 0.01, "n_states": 2}),
 )
 
@@ -419,21 +526,57 @@ def witness_grid() -> list[dict[str, Any]]:
     """Corrected witnesses for every theorem over δ × N × d × weights × scale (incl. the failing inputs)."""
     rows = []
     deltas = (1.0, 0.1, 1e-3, 1e-300)
-    for delta, n, dim, wk, scale in itertools.product(deltas, (2, 5), (1, 8), ("uniform", "skewed"), (1e-3, 1.0, 1e3)):
+    for delta, n, dim, wk, scale in itertools.product(
+        deltas, (2, 5), (1, 8), ("uniform", "skewed"), (1e-3, 1.0, 1e3)
+    ):
         weights = None if wk == "uniform" else [0.01] * (n - 1) + [1 - 0.01 * (n - 1)]
         for th, res in (
             ("5.1", W.theorem_5_1(delta, n, dim=dim, weights=weights, scale=scale)),
-            ("5.2", W.theorem_5_2(delta, n, eps=2.0 * scale, dim=dim, weights=weights, scale=scale)),
-            ("5.3", W.theorem_5_3(delta, n, lipschitz=3.0, hint_bound=0.5 * scale, dim=dim, weights=weights, scale=scale)),
+            (
+                "5.2",
+                W.theorem_5_2(delta, n, eps=2.0 * scale, dim=dim, weights=weights, scale=scale),
+            ),
+            (
+                "5.3",
+                W.theorem_5_3(
+                    delta,
+                    n,
+                    lipschitz=3.0,
+                    hint_bound=0.5 * scale,
+                    dim=dim,
+                    weights=weights,
+                    scale=scale,
+                ),
+            ),
             ("C.1", W.theorem_c_1(delta, n, n_classes=max(dim, 2), weights=weights, scale=scale)),
         ):
-            rows.append({"theorem": th, "delta": delta, "N": n, "dim": dim, "weights": wk, "scale": scale,
-                         "max_log_density": float(res.log_densities.max()), "log_margin": res.log_margin,
-                         "hallucinates": res.hallucinates})
+            rows.append(
+                {
+                    "theorem": th,
+                    "delta": delta,
+                    "N": n,
+                    "dim": dim,
+                    "weights": wk,
+                    "scale": scale,
+                    "max_log_density": float(res.log_densities.max()),
+                    "log_margin": res.log_margin,
+                    "hallucinates": res.hallucinates,
+                }
+            )
     cor = W.corollary_5_2_1(0.01, 3, n_inputs=4, dim=2)
-    rows.append({"theorem": "5.2.1", "delta": 0.01, "N": 3, "dim": 2, "weights": "uniform", "scale": 1.0,
-                 "max_log_density": max(float(w.log_densities.max()) for w in cor.witnesses),
-                 "log_margin": min(w.log_margin for w in cor.witnesses), "hallucinates": cor.hallucinates})
+    rows.append(
+        {
+            "theorem": "5.2.1",
+            "delta": 0.01,
+            "N": 3,
+            "dim": 2,
+            "weights": "uniform",
+            "scale": 1.0,
+            "max_log_density": max(float(w.log_densities.max()) for w in cor.witnesses),
+            "log_margin": min(w.log_margin for w in cor.witnesses),
+            "hallucinates": cor.hallucinates,
+        }
+    )
     return rows
 
 
@@ -443,9 +586,15 @@ def paper_rows() -> list[dict[str, Any]]:
     for th, fn, kw in PAPER_CASES:
         args = dict(kw)
         r = getattr(W, fn)(args.pop("delta"), args.pop("n_states"), **args)
-        rows.append({"theorem": th, "inputs": ", ".join(f"{k}={v}" for k, v in kw.items()),
-                     "densities": ", ".join(f"{x:.4g}" for x in r.densities), "delta": r.delta,
-                     "hallucinates": r.hallucinates})
+        rows.append(
+            {
+                "theorem": th,
+                "inputs": ", ".join(f"{k}={v}" for k, v in kw.items()),
+                "densities": ", ".join(f"{x:.4g}" for x in r.densities),
+                "delta": r.delta,
+                "hallucinates": r.hallucinates,
+            }
+        )
     return rows
 
 
@@ -476,11 +625,18 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
     rd.write_csv("paper_cases.csv", paper)
     check = run_check(cfg)
     rows = [r.to_dict() for r in check.rows]
-    rd.write_csv("theorem_6_1_check.csv", [{k: v for k, v in r.items() if k != "weights"} for r in rows])
+    rd.write_csv(
+        "theorem_6_1_check.csv", [{k: v for k, v in r.items() if k != "weights"} for r in rows]
+    )
     figs = save_theory_figures(rd)
-    summary = {"grid_all_hallucinate": all(r["hallucinates"] for r in grid), "n_grid": len(grid), "paper_cases": paper,
-               "check": {k: v for k, v in check_payload(check).items() if k != "rows"}, "figures": figs,
-               "seconds": time.perf_counter() - t0}
+    summary = {
+        "grid_all_hallucinate": all(r["hallucinates"] for r in grid),
+        "n_grid": len(grid),
+        "paper_cases": paper,
+        "check": {k: v for k, v in check_payload(check).items() if k != "rows"},
+        "figures": figs,
+        "seconds": time.perf_counter() - t0,
+    }
     rd.write_json("summary.json", strict_json(summary))
 
     s = Section("Theory: δ-hallucination witnesses and the Theorem 6.1 bound")
@@ -492,10 +648,26 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
         "maximum over the ε-ball)."
     )
     worst = sorted(grid, key=lambda r: r["log_margin"])[:6]
-    s.table(worst, ["theorem", "delta", "N", "dim", "weights", "scale", "max_log_density", "log_margin", "hallucinates"],
-            caption="Tightest grid cells (log margin = log δ - max log density; must be >= 0)")
-    s.table(paper, ["theorem", "inputs", "densities", "delta", "hallucinates"],
-            caption="The paper's constructions taken literally: densities at the estimate exceed δ")
+    s.table(
+        worst,
+        [
+            "theorem",
+            "delta",
+            "N",
+            "dim",
+            "weights",
+            "scale",
+            "max_log_density",
+            "log_margin",
+            "hallucinates",
+        ],
+        caption="Tightest grid cells (log margin = log δ - max log density; must be >= 0)",
+    )
+    s.table(
+        paper,
+        ["theorem", "inputs", "densities", "delta", "hallucinates"],
+        caption="The paper's constructions taken literally: densities at the estimate exceed δ",
+    )
     ratio = "n/a" if check.min_ratio is None else f"{check.min_ratio:.3g}"
     s.text(
         f"Theorem 6.1 check: {check.n_tried} random instances drawn, the theorem's condition held on "
@@ -504,11 +676,22 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
         "The proof's product step is not justified (the events share A*), but no violation was found: "
         "the bound never exceeds about 8.0e-4 and is rarely applicable."
     )
-    tight = sorted(rows, key=lambda r: r["p_hat"] / r["bound"] if r["bound"] > 0 else float("inf"))[:5]
-    s.table(tight, ["N", "dim", "delta", "laws", "r", "bound", "p_hat", "ci_low", "ci_high", "holds"],
-            caption="Theorem 6.1: tightest instances")
-    s.figure(rd.path("figures", "figure_8.png"), "Figure 8 regenerated: HDR vs HCDR for a two-normal mixture")
-    s.figure(rd.path("figures", "figure_2.png"), "Figure 2 regenerated: the optimum between cat and dog vs a cat-like output")
+    tight = sorted(rows, key=lambda r: r["p_hat"] / r["bound"] if r["bound"] > 0 else float("inf"))[
+        :5
+    ]
+    s.table(
+        tight,
+        ["N", "dim", "delta", "laws", "r", "bound", "p_hat", "ci_low", "ci_high", "holds"],
+        caption="Theorem 6.1: tightest instances",
+    )
+    s.figure(
+        rd.path("figures", "figure_8.png"),
+        "Figure 8 regenerated: HDR vs HCDR for a two-normal mixture",
+    )
+    s.figure(
+        rd.path("figures", "figure_2.png"),
+        "Figure 2 regenerated: the optimum between cat and dog vs a cat-like output",
+    )
     s.note("These are exact/numerical checks of the theory, not experiments on models.")
     logger.info("theory step done in %.1f s", time.perf_counter() - t0)
     return s

@@ -100,7 +100,9 @@ def stale_temps(path: str | os.PathLike[str]) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str], *, remove_stale: bool = False, fsync: bool = True) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike[str], *, remove_stale: bool = False, fsync: bool = True
+) -> Iterator[Path]:
     """Build a folder atomically: yield a temporary folder, then rename it to ``path``.
 
     The temporary folder is a hidden sibling of ``path`` (same filesystem, so the final
@@ -162,8 +164,12 @@ def atomic_dir(path: str | os.PathLike[str], *, remove_stale: bool = False, fsyn
                         with open(f, "rb") as fh:
                             os.fsync(fh.fileno())
                 _fsync_dir(Path(root))
-        if path.exists() or path.is_symlink():  # created meanwhile: rename() would merge into an empty dir
-            raise FileExistsError(17, "cannot build it atomically: it appeared while building", os.fspath(path))
+        if (
+            path.exists() or path.is_symlink()
+        ):  # created meanwhile: rename() would merge into an empty dir
+            raise FileExistsError(
+                17, "cannot build it atomically: it appeared while building", os.fspath(path)
+            )
         try:
             os.rename(tmp, path)
         except OSError as exc:

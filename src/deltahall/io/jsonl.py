@@ -19,10 +19,14 @@ __all__ = ["iter_jsonl", "read_jsonl"]
 
 
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name} (strict JSON has no NaN/Infinity; use null)")
+    raise ValueError(
+        f"non-standard JSON constant {name} (strict JSON has no NaN/Infinity; use null)"
+    )
 
 
-def iter_jsonl(path: str | os.PathLike[str], *, skip_blank: bool = True) -> Iterator[tuple[int, Any]]:
+def iter_jsonl(
+    path: str | os.PathLike[str], *, skip_blank: bool = True
+) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, value)`` for every line of a JSON Lines file.
 
     Parameters
@@ -64,8 +68,12 @@ def iter_jsonl(path: str | os.PathLike[str], *, skip_blank: bool = True) -> Iter
             try:
                 value = json.loads(text, parse_constant=_no_constant)
             except json.JSONDecodeError as exc:
-                msg = exc.msg.removesuffix(" at")  # "Invalid control character at" expects a position
-                raise ValueError(f"{os.fspath(p)}:{lineno}: invalid JSON at column {exc.colno}: {msg}.") from None
+                msg = exc.msg.removesuffix(
+                    " at"
+                )  # "Invalid control character at" expects a position
+                raise ValueError(
+                    f"{os.fspath(p)}:{lineno}: invalid JSON at column {exc.colno}: {msg}."
+                ) from None
             except ValueError as exc:
                 raise ValueError(f"{os.fspath(p)}:{lineno}: {exc}.") from None
             yield lineno, value

@@ -104,14 +104,19 @@ def table_html(
 def figure_html(path: str | os.PathLike[str], caption: str = "") -> str:
     """An ``<img>`` with the file inlined as base64 (PNG, SVG, JPEG)."""
     p = Path(path)
-    mime = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}.get(
-        p.suffix.lower()
-    )
+    mime = {
+        ".png": "image/png",
+        ".svg": "image/svg+xml",
+        ".jpg": "image/jpeg",
+        ".jpeg": "image/jpeg",
+    }.get(p.suffix.lower())
     if mime is None:
         raise ValueError(f"`path` must be a .png, .svg or .jpg file; got {p.name!r}.")
     data = base64.b64encode(p.read_bytes()).decode("ascii")
     cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return f'<figure><img alt="{html.escape(p.stem)}" src="data:{mime};base64,{data}"/>{cap}</figure>'
+    return (
+        f'<figure><img alt="{html.escape(p.stem)}" src="data:{mime};base64,{data}"/>{cap}</figure>'
+    )
 
 
 class Report:
@@ -132,7 +137,8 @@ class Report:
     def render(self) -> str:
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         toc = "".join(
-            f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(self.sections)
+            f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>'
+            for i, s in enumerate(self.sections)
         )
         body = "".join(
             f'<h2 id="s{i}">{html.escape(s.title)}</h2>' + "".join(s.parts)

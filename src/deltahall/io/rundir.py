@@ -248,7 +248,9 @@ class RunDir:
     ) -> Path:
         return atomic_write_text(self.path(name), rows_to_csv(rows, fieldnames))
 
-    def save_figure(self, fig: Any, name: str, formats: Sequence[str] = ("png", "svg"), dpi: int = 120) -> list[Path]:
+    def save_figure(
+        self, fig: Any, name: str, formats: Sequence[str] = ("png", "svg"), dpi: int = 120
+    ) -> list[Path]:
         """Save a matplotlib figure under ``figures/`` in each format (atomic)."""
         out = []
         for fmt in formats:

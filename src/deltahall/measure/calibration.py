@@ -101,7 +101,9 @@ class DetectorSettings:
             )
         _auto_or_int(self.pca_dim, "pca_dim", allow_none=True)
         _auto_or_int(self.n_components, "n_components")
-        check_choice(self.covariance_type, "covariance_type", (AUTO, "full", "diag", "tied", "spherical"))
+        check_choice(
+            self.covariance_type, "covariance_type", (AUTO, "full", "diag", "tied", "spherical")
+        )
         check_int(self.seed, "seed")
 
 
@@ -192,10 +194,17 @@ class Measurement:
             "scope": self.scope,
             "calibrator": self.calibrator.as_dict(),
             "density_models": self.density_models,
-            "states": [] if many else [
-                {"name": n, "size": self.state_sizes["total"][i], "fit": self.state_sizes["fit"][i],
-                 "calibration": self.state_sizes["calibration"][i], "test": self.state_sizes["test"][i],
-                 "share_inside": self.state_shares[i]}
+            "states": []
+            if many
+            else [
+                {
+                    "name": n,
+                    "size": self.state_sizes["total"][i],
+                    "fit": self.state_sizes["fit"][i],
+                    "calibration": self.state_sizes["calibration"][i],
+                    "test": self.state_sizes["test"][i],
+                    "share_inside": self.state_shares[i],
+                }
                 for i, n in enumerate(self.states)
             ],
             "n_states": len(self.states),
@@ -231,7 +240,8 @@ def split_reference(
 ) -> dict[str, npt.NDArray[np.intp]]:
     """Seeded stratified fit / calibration / test row indices of the reference set."""
     fit, cal, test = stratified_split(
-        y_idx, (settings.fit_fraction, settings.calibration_fraction, settings.test_fraction),
+        y_idx,
+        (settings.fit_fraction, settings.calibration_fraction, settings.test_fraction),
         np.random.default_rng([settings.seed, 7]),
     )
     return {"fit": fit, "calibration": cal, "test": test}
@@ -243,7 +253,9 @@ def required_per_state(alpha: float, calibration_fraction: float) -> int:
     return math.ceil(need / calibration_fraction)
 
 
-def check_split_sizes(states: list[str], sizes: dict[str, list[int]], alpha: float, calibration: str) -> None:
+def check_split_sizes(
+    states: list[str], sizes: dict[str, list[int]], alpha: float, calibration: str
+) -> None:
     """One-line ValueError naming the first state whose parts are too small for ``alpha``."""
     from deltahall.detectors.densities import MIN_FIT_ROWS
 
@@ -257,16 +269,23 @@ def check_split_sizes(states: list[str], sizes: dict[str, list[int]], alpha: flo
                 f"(need m >= {need}) or raise `alpha`."
             )
         if sizes["fit"][i] < MIN_FIT_ROWS:
-            raise ValueError(f"state {name!r} has {sizes['fit'][i]} samples in its fit part{of}; the density "
-                             f"model needs at least {MIN_FIT_ROWS}.")
+            raise ValueError(
+                f"state {name!r} has {sizes['fit'][i]} samples in its fit part{of}; the density "
+                f"model needs at least {MIN_FIT_ROWS}."
+            )
         if sizes["test"][i] < 1:
-            raise ValueError(f"state {name!r} has no sample in its test part{of}; add reference samples or "
-                             "raise `test_fraction`.")
+            raise ValueError(
+                f"state {name!r} has no sample in its test part{of}; add reference samples or "
+                "raise `test_fraction`."
+            )
 
 
 # --------------------------------------------------------------------------- the core
-def nearest_state(per_state_p: npt.NDArray[np.float64], scores: npt.NDArray[np.float64],
-                  medians: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+def nearest_state(
+    per_state_p: npt.NDArray[np.float64],
+    scores: npt.NDArray[np.float64],
+    medians: npt.NDArray[np.float64],
+) -> npt.NDArray[np.int64]:
     """Largest :math:`p_i`; ties (e.g. far from every state) broken by ``score - median``."""
     best = per_state_p.max(axis=1, keepdims=True)
     with np.errstate(invalid="ignore"):
@@ -278,11 +297,15 @@ def nearest_state(per_state_p: npt.NDArray[np.float64], scores: npt.NDArray[np.f
 def prompt_codes(prompts: list[str]) -> tuple[list[str], npt.NDArray[np.int64]]:
     """Distinct prompts in first-seen order and each row's index into them."""
     index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(p, len(index)) for p in prompts), dtype=np.int64, count=len(prompts))
+    codes = np.fromiter(
+        (index.setdefault(p, len(index)) for p in prompts), dtype=np.int64, count=len(prompts)
+    )
     return list(index), codes
 
 
-def _group_means(G: npt.NDArray[Any], codes: npt.NDArray[np.int64], n_groups: int) -> npt.NDArray[np.float64]:
+def _group_means(
+    G: npt.NDArray[Any], codes: npt.NDArray[np.int64], n_groups: int
+) -> npt.NDArray[np.float64]:
     """Mean row of each group: a sparse one-hot ``(n_groups, rows)`` product per 8,192-row block.
 
     Each block is read once (in float64, so sums of float32 rows do not lose digits); nothing
@@ -302,15 +325,27 @@ def _group_means(G: npt.NDArray[Any], codes: npt.NDArray[np.int64], n_groups: in
     return np.asarray(sums / np.maximum(counts, 1)[:, None])
 
 
-def _stratified_excess(gen_near: Any, gen_flag: Any, test_near: Any, test_flag: Any, n_states: int) -> float:
+def _stratified_excess(
+    gen_near: Any, gen_flag: Any, test_near: Any, test_flag: Any, n_states: int
+) -> float:
     ng = np.bincount(gen_near, minlength=n_states)
-    kg = np.bincount(gen_near, weights=gen_flag.astype(float), minlength=n_states).round().astype(int)
+    kg = (
+        np.bincount(gen_near, weights=gen_flag.astype(float), minlength=n_states)
+        .round()
+        .astype(int)
+    )
     nt = np.bincount(test_near, minlength=n_states)
-    kt = np.bincount(test_near, weights=test_flag.astype(float), minlength=n_states).round().astype(int)
+    kt = (
+        np.bincount(test_near, weights=test_flag.astype(float), minlength=n_states)
+        .round()
+        .astype(int)
+    )
     keep = (ng > 0) & (nt > 0)
     if not keep.any():
         return 1.0
-    return stratified_excess_test(kg[keep].tolist(), ng[keep].tolist(), kt[keep].tolist(), nt[keep].tolist())
+    return stratified_excess_test(
+        kg[keep].tolist(), ng[keep].tolist(), kt[keep].tolist(), nt[keep].tolist()
+    )
 
 
 def measure_scores(
@@ -348,7 +383,9 @@ def measure_scores(
         flag_test = np.asarray(p_test <= settings.alpha)
     near_test = nearest_state(P_test, test_scores, med)
     if flag_test.size == 0:
-        raise ValueError("the reference's test part is empty; add reference samples or raise `test_fraction`.")
+        raise ValueError(
+            "the reference's test part is empty; add reference samples or raise `test_fraction`."
+        )
     rate = proportion(int(flag_gen.sum()), int(flag_gen.size))
     floor = proportion(int(flag_test.sum()), int(flag_test.size))
     pooled = excess_test(rate.k, rate.n, floor.k, floor.n)
@@ -360,32 +397,83 @@ def measure_scores(
     not_reached = [states[i] for i in np.flatnonzero(reachable & (counts == 0))]
     names, codes = prompt_codes(prompts)
     n = np.bincount(codes, minlength=len(names))
-    k = np.bincount(codes, weights=flag_gen.astype(np.float64), minlength=len(names)).round().astype(np.int64)
+    k = (
+        np.bincount(codes, weights=flag_gen.astype(np.float64), minlength=len(names))
+        .round()
+        .astype(np.int64)
+    )
     mi = mean_inside(names, codes) if mean_inside is not None else None
     per_prompt = []
     for j, pr in enumerate(names):
         est = proportion(int(k[j]), int(n[j]))
-        row: dict[str, Any] = {"prompt": pr, "n": est.n, "n_flagged": est.k, "rate": est.rate,
-                               "rate_ci": list(est.ci)}
+        row: dict[str, Any] = {
+            "prompt": pr,
+            "n": est.n,
+            "n_flagged": est.k,
+            "rate": est.rate,
+            "rate_ci": list(est.ci),
+        }
         if mi is not None:
             row["mean_embedding_inside"] = bool(mi[0][j])
             row["mean_embedding_p_value"] = float(mi[1][j])
         per_prompt.append(row)
-    curve = _curve(calibrator, gen_scores, p_gen, gen_allowed, test_scores, p_test, test_allowed,
-                   test_p_override is not None)
-    logger.info("rate %.4f [%.4f, %.4f], floor %.4f, stratified excess p %.3g", rate.rate, *rate.ci, floor.rate, strat)
+    curve = _curve(
+        calibrator,
+        gen_scores,
+        p_gen,
+        gen_allowed,
+        test_scores,
+        p_test,
+        test_allowed,
+        test_p_override is not None,
+    )
+    logger.info(
+        "rate %.4f [%.4f, %.4f], floor %.4f, stratified excess p %.3g",
+        rate.rate,
+        *rate.ci,
+        floor.rate,
+        strat,
+    )
     return Measurement(
-        settings=settings, scorer=scorer, calibrator=calibrator, states=list(states), state_sizes=state_sizes,
-        gen_scores=gen_scores, gen_p=p_gen, gen_flagged=flag_gen, gen_nearest=near_gen, prompts=list(prompts),
-        test_p=p_test, test_flagged=flag_test, test_nearest=near_test, test_labels=test_labels,
-        rate=rate, floor=floor, excess_p_value=strat, excess_p_value_pooled=pooled, per_prompt=per_prompt,
-        state_shares=shares, states_not_reached=not_reached, curve=curve, parts=parts or {}, scope=scope,
-        floor_source=floor_source, density_models=density_models or [],
+        settings=settings,
+        scorer=scorer,
+        calibrator=calibrator,
+        states=list(states),
+        state_sizes=state_sizes,
+        gen_scores=gen_scores,
+        gen_p=p_gen,
+        gen_flagged=flag_gen,
+        gen_nearest=near_gen,
+        prompts=list(prompts),
+        test_p=p_test,
+        test_flagged=flag_test,
+        test_nearest=near_test,
+        test_labels=test_labels,
+        rate=rate,
+        floor=floor,
+        excess_p_value=strat,
+        excess_p_value_pooled=pooled,
+        per_prompt=per_prompt,
+        state_shares=shares,
+        states_not_reached=not_reached,
+        curve=curve,
+        parts=parts or {},
+        scope=scope,
+        floor_source=floor_source,
+        density_models=density_models or [],
     )
 
 
-def _curve(cal: Calibrator, S_gen: Any, p_gen: Any, A_gen: Any, S_test: Any, p_test: Any, A_test: Any,
-           p_only: bool) -> dict[str, list[float]]:
+def _curve(
+    cal: Calibrator,
+    S_gen: Any,
+    p_gen: Any,
+    A_gen: Any,
+    S_test: Any,
+    p_test: Any,
+    A_test: Any,
+    p_only: bool,
+) -> dict[str, list[float]]:
     alphas = list(ALPHA_GRID)
     if cal.rule != "percentile" or p_only:
         gs, ts = np.sort(p_gen), np.sort(p_test)
@@ -401,14 +489,24 @@ def _curve(cal: Calibrator, S_gen: Any, p_gen: Any, A_gen: Any, S_test: Any, p_t
 def _labels(ref_y: npt.ArrayLike, n: int) -> tuple[npt.NDArray[Any], npt.NDArray[np.intp]]:
     labels = np.asarray(ref_y).ravel()
     if labels.shape[0] != n:
-        raise ValueError(f"`reference_labels` must have one label per reference row; got {labels.shape[0]} for {n}.")
+        raise ValueError(
+            f"`reference_labels` must have one label per reference row; got {labels.shape[0]} for {n}."
+        )
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
         bad = np.flatnonzero(~np.isfinite(labels))
-        raise ValueError(f"`reference_labels` must not hold NaN/inf; found {bad.size} at rows {bad[:10].tolist()}.")
+        raise ValueError(
+            f"`reference_labels` must not hold NaN/inf; found {bad.size} at rows {bad[:10].tolist()}."
+        )
     if labels.dtype.kind == "O":
-        nulls = [i for i, v in enumerate(labels.tolist()) if v is None or (isinstance(v, float) and not math.isfinite(v))]
+        nulls = [
+            i
+            for i, v in enumerate(labels.tolist())
+            if v is None or (isinstance(v, float) and not math.isfinite(v))
+        ]
         if nulls:
-            raise ValueError(f"`reference_labels` must not hold null/NaN; found {len(nulls)} at rows {nulls[:10]}.")
+            raise ValueError(
+                f"`reference_labels` must not hold null/NaN; found {len(nulls)} at rows {nulls[:10]}."
+            )
     classes, y_idx = np.unique(labels, return_inverse=True)
     if classes.size < 2:
         raise ValueError(
@@ -428,15 +526,21 @@ def plan_global(ref_y: npt.ArrayLike, n_ref: int, settings: DetectorSettings) ->
     return {"classes": classes, "y_idx": y_idx, "parts": parts, "sizes": sizes, "states": states}
 
 
-def fit_global(ref_X: npt.ArrayLike, plan: dict[str, Any], settings: DetectorSettings) -> tuple[Any, Calibrator, Any]:
+def fit_global(
+    ref_X: npt.ArrayLike, plan: dict[str, Any], settings: DetectorSettings
+) -> tuple[Any, Calibrator, Any]:
     """Fit the density scorer on the fit part and the calibrator on the calibration part."""
     from deltahall.detectors.densities import StateDensities
 
     X = ref_X if isinstance(ref_X, np.ndarray) else np.asarray(ref_X)
     parts, y_idx, states = plan["parts"], plan["y_idx"], plan["states"]
-    scorer = StateDensities(pca_dim=settings.pca_dim, covariance_type=settings.covariance_type,
-                            n_components=settings.n_components, normalize=settings.normalize,
-                            random_state=settings.seed)
+    scorer = StateDensities(
+        pca_dim=settings.pca_dim,
+        covariance_type=settings.covariance_type,
+        n_components=settings.n_components,
+        normalize=settings.normalize,
+        random_state=settings.seed,
+    )
     scorer.fit(np.asarray(X[parts["fit"]], dtype=np.float64), y_idx[parts["fit"]], states)
     S_cal = scorer.score(X[parts["calibration"]])
     y_cal = y_idx[parts["calibration"]]
@@ -447,7 +551,9 @@ def fit_global(ref_X: npt.ArrayLike, plan: dict[str, Any], settings: DetectorSet
 
         M = margins(S_cal)
         cal_margins = [M[y_cal == i, i] for i in range(len(states))]
-    calibrator = Calibrator(settings.calibration, settings.alpha).fit(cal_scores, len(states), cal_margins)
+    calibrator = Calibrator(settings.calibration, settings.alpha).fit(
+        cal_scores, len(states), cal_margins
+    )
     S_test = scorer.score(X[parts["test"]])
     return scorer, calibrator, S_test
 
@@ -494,9 +600,13 @@ def measure_embeddings(
     X = ref_X if isinstance(ref_X, np.ndarray) else np.asarray(ref_X)
     G = gen_X if isinstance(gen_X, np.ndarray) else np.asarray(gen_X)
     if X.ndim != 2:
-        raise ValueError(f"`reference` embeddings must be 2-dimensional (n, d); got shape {X.shape}.")
+        raise ValueError(
+            f"`reference` embeddings must be 2-dimensional (n, d); got shape {X.shape}."
+        )
     if G.ndim != 2 or G.shape[0] == 0:
-        raise ValueError(f"`generated` must contain at least one sample (shape (n>=1, d)); got shape {G.shape}.")
+        raise ValueError(
+            f"`generated` must contain at least one sample (shape (n>=1, d)); got shape {G.shape}."
+        )
     if G.shape[1] != X.shape[1]:
         raise ValueError(
             f"`generated` embeddings must have the reference's dimension {X.shape[1]}; got {G.shape[1]} "
@@ -504,7 +614,9 @@ def measure_embeddings(
         )
     pr = [""] * G.shape[0] if prompts is None else [str(p) for p in prompts]
     if len(pr) != G.shape[0]:
-        raise ValueError(f"`prompts` must have one entry per generated row; got {len(pr)} for {G.shape[0]}.")
+        raise ValueError(
+            f"`prompts` must have one entry per generated row; got {len(pr)} for {G.shape[0]}."
+        )
     plan = plan_global(ref_y, X.shape[0], s)
     scorer, calibrator, S_test = fit_global(X, plan, s)
     S_gen = scorer.score(G)
@@ -516,10 +628,20 @@ def measure_embeddings(
         return ~calibrator.flags(S, p), p
 
     return measure_scores(
-        settings=s, scorer=scorer, calibrator=calibrator, states=plan["states"], state_sizes=plan["sizes"],
-        gen_scores=S_gen, gen_allowed=None, prompts=pr, test_scores=S_test, test_allowed=None,
-        test_labels=plan["y_idx"][plan["parts"]["test"]].astype(np.int64), mean_inside=mean_inside,
-        parts=plan["parts"], density_models=scorer.summary(),
+        settings=s,
+        scorer=scorer,
+        calibrator=calibrator,
+        states=plan["states"],
+        state_sizes=plan["sizes"],
+        gen_scores=S_gen,
+        gen_allowed=None,
+        prompts=pr,
+        test_scores=S_test,
+        test_allowed=None,
+        test_labels=plan["y_idx"][plan["parts"]["test"]].astype(np.int64),
+        mean_inside=mean_inside,
+        parts=plan["parts"],
+        density_models=scorer.summary(),
     )
 
 
@@ -537,14 +659,25 @@ class ScopedPlan:
 
 
 def plan_scoped(
-    ref_states: list[str], ref_prompts: list[str], gen_prompts: list[str], *,
-    calibration_states: list[str] | None = None, calibration_prompts: list[str] | None = None,
-    alpha: float = 0.1, calibration: str = "conformal",
+    ref_states: list[str],
+    ref_prompts: list[str],
+    gen_prompts: list[str],
+    *,
+    calibration_states: list[str] | None = None,
+    calibration_prompts: list[str] | None = None,
+    alpha: float = 0.1,
+    calibration: str = "conformal",
 ) -> ScopedPlan:
     """Validate per-prompt states before any embedding (one-line errors), and index them."""
     index: dict[tuple[str, str], int] = {}
-    ref_state = np.fromiter((index.setdefault((p, s), len(index)) for p, s in zip(ref_prompts, ref_states, strict=True)),
-                            dtype=np.int64, count=len(ref_states))
+    ref_state = np.fromiter(
+        (
+            index.setdefault((p, s), len(index))
+            for p, s in zip(ref_prompts, ref_states, strict=True)
+        ),
+        dtype=np.int64,
+        count=len(ref_states),
+    )
     keys = list(index)
     counts = np.bincount(ref_state, minlength=len(keys))
     one = [f"{p!r}/{s!r}" for (p, s), c in zip(keys, counts, strict=True) if c < 2]
@@ -571,19 +704,35 @@ def plan_scoped(
     n_cal = int(counts.sum()) if calibration_states is None else len(calibration_states)
     need = math.ceil((2.0 if calibration == "margin" else 1.0) / alpha - 1.0 - 1e-9)
     if n_cal < need:
-        raise ValueError(f"the calibration pool has {n_cal} scores, so m+1 < 1/alpha = {1 / alpha:g}; add "
-                         "references or calibration samples, or raise `alpha`.")
+        raise ValueError(
+            f"the calibration pool has {n_cal} scores, so m+1 < 1/alpha = {1 / alpha:g}; add "
+            "references or calibration samples, or raise `alpha`."
+        )
     if calibration_states is not None:
         if calibration_prompts is None or len(calibration_prompts) != len(calibration_states):
             raise ValueError("`calibration_samples` rows need both `prompt` and `state`.")
-        missing = [(p, s) for p, s in zip(calibration_prompts, calibration_states, strict=True) if (p, s) not in index]
+        missing = [
+            (p, s)
+            for p, s in zip(calibration_prompts, calibration_states, strict=True)
+            if (p, s) not in index
+        ]
         if missing:
-            raise ValueError(f"calibration sample state(s) not in the reference: {missing[:3]!r}; each row's "
-                             "(prompt, state) must be one of the reference's.")
-        cal_state = np.array([index[(p, s)] for p, s in zip(calibration_prompts, calibration_states, strict=True)],
-                             dtype=np.int64)
-    return ScopedPlan(states=[f"{p}/{s}" for p, s in keys], state_prompt=[p for p, _ in keys], ref_state=ref_state,
-                      gen_allowed=allowed, prompt_states=prompt_states, cal_state=cal_state)
+            raise ValueError(
+                f"calibration sample state(s) not in the reference: {missing[:3]!r}; each row's "
+                "(prompt, state) must be one of the reference's."
+            )
+        cal_state = np.array(
+            [index[(p, s)] for p, s in zip(calibration_prompts, calibration_states, strict=True)],
+            dtype=np.int64,
+        )
+    return ScopedPlan(
+        states=[f"{p}/{s}" for p, s in keys],
+        state_prompt=[p for p, _ in keys],
+        ref_state=ref_state,
+        gen_allowed=allowed,
+        prompt_states=prompt_states,
+        cal_state=cal_state,
+    )
 
 
 def measure_references(
@@ -630,16 +779,26 @@ def measure_references(
     R = np.asarray(ref_E, dtype=np.float64)
     G = np.asarray(gen_E, dtype=np.float64)
     if R.ndim != 2 or G.ndim != 2 or R.shape[1] != G.shape[1]:
-        raise ValueError(f"reference and generated embeddings must be (n, d) with one d; got {R.shape} and {G.shape}.")
+        raise ValueError(
+            f"reference and generated embeddings must be (n, d) with one d; got {R.shape} and {G.shape}."
+        )
     if G.shape[0] == 0:
         raise ValueError("`generated` must contain at least one sample.")
     if not (len(ref_states) == len(ref_prompts) == R.shape[0]):
         raise ValueError("each reference row needs a state and a prompt.")
     if len(gen_prompts) != G.shape[0]:
-        raise ValueError(f"`prompts` must have one entry per generated row; got {len(gen_prompts)} for {G.shape[0]}.")
-    p = plan or plan_scoped(list(ref_states), list(ref_prompts), list(gen_prompts),
-                            calibration_states=calibration_states, calibration_prompts=calibration_prompts,
-                            alpha=s.alpha, calibration=s.calibration)
+        raise ValueError(
+            f"`prompts` must have one entry per generated row; got {len(gen_prompts)} for {G.shape[0]}."
+        )
+    p = plan or plan_scoped(
+        list(ref_states),
+        list(ref_prompts),
+        list(gen_prompts),
+        calibration_states=calibration_states,
+        calibration_prompts=calibration_prompts,
+        alpha=s.alpha,
+        calibration=s.calibration,
+    )
     n_states = len(p.states)
     groups = np.array([list(p.prompt_states).index(pr) for pr in p.state_prompt], dtype=np.int64)
     scorer = ReferenceSimilarity().fit(R, p.ref_state, n_states, state_groups=groups)
@@ -658,8 +817,9 @@ def measure_references(
     else:
         cal_pool, cal_mpool = loo[usable], loo_m[usable]
         source = "leave-one-out references"
-    calibrator = Calibrator(s.calibration, s.alpha).fit(np.asarray(cal_pool), n_states,
-                                                        np.asarray(cal_mpool) if s.calibration == "margin" else None)
+    calibrator = Calibrator(s.calibration, s.alpha).fit(
+        np.asarray(cal_pool), n_states, np.asarray(cal_mpool) if s.calibration == "margin" else None
+    )
     gen_allowed = p.gen_allowed
     S_gen = scorer.score(G, gen_allowed)
     # The floor: each usable reference, scored leave-one-out, p-value against the pool without itself.
@@ -668,7 +828,9 @@ def measure_references(
     test_allowed = np.zeros((ref_idx.size, n_states), dtype=bool)
     test_scores[np.arange(ref_idx.size), loo_state[ref_idx]] = loo[ref_idx]
     test_allowed[np.arange(ref_idx.size), loo_state[ref_idx]] = True
-    jack = _jackknife_p(loo[ref_idx], loo_m[ref_idx], calibrator, source == "leave-one-out references")
+    jack = _jackknife_p(
+        loo[ref_idx], loo_m[ref_idx], calibrator, source == "leave-one-out references"
+    )
     sizes = {"total": np.bincount(p.ref_state, minlength=n_states).tolist()}
     sizes["fit"] = sizes["total"]
     sizes["calibration"] = sizes["total"]
@@ -684,17 +846,28 @@ def measure_references(
         return ~calibrator.flags(S, pv, allowed=A), pv
 
     m = measure_scores(
-        settings=s, scorer=scorer, calibrator=calibrator, states=p.states, state_sizes=sizes,
-        gen_scores=S_gen, gen_allowed=gen_allowed, prompts=list(gen_prompts), test_scores=test_scores,
-        test_allowed=test_allowed, test_labels=loo_state[ref_idx].astype(np.int64), mean_inside=mean_inside,
-        scope="per-prompt", floor_source=f"references scored leave-one-out (calibration: {source})",
+        settings=s,
+        scorer=scorer,
+        calibrator=calibrator,
+        states=p.states,
+        state_sizes=sizes,
+        gen_scores=S_gen,
+        gen_allowed=gen_allowed,
+        prompts=list(gen_prompts),
+        test_scores=test_scores,
+        test_allowed=test_allowed,
+        test_labels=loo_state[ref_idx].astype(np.int64),
+        mean_inside=mean_inside,
+        scope="per-prompt",
+        floor_source=f"references scored leave-one-out (calibration: {source})",
         test_p_override=jack,
     )
     return m
 
 
-def _jackknife_p(scores: npt.NDArray[np.float64], marg: npt.NDArray[np.float64], cal: Calibrator,
-                 drop_self: bool) -> npt.NDArray[np.float64]:
+def _jackknife_p(
+    scores: npt.NDArray[np.float64], marg: npt.NDArray[np.float64], cal: Calibrator, drop_self: bool
+) -> npt.NDArray[np.float64]:
     """p-values of the references' own leave-one-out scores, each against the pool without itself."""
     pool = cal.cal_[0]
     m = pool.size - (1 if drop_self else 0)

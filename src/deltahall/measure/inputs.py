@@ -30,8 +30,18 @@ import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "Samples", "content_hash", "embed_samples", "input_kind", "load_generated", "load_reference",
-           "read_calibration_samples", "read_generated", "read_reference"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Samples",
+    "content_hash",
+    "embed_samples",
+    "input_kind",
+    "load_generated",
+    "load_reference",
+    "read_calibration_samples",
+    "read_generated",
+    "read_reference",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 PRECOMPUTED = "precomputed"
@@ -92,7 +102,9 @@ def _load_npy(path: Path, name: str, ndim: int, *, mmap: bool = False) -> npt.ND
     try:
         arr = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except ValueError as exc:
-        raise ValueError(f"`{name}` {os.fspath(path)!r} cannot be read without pickle ({exc}); save a plain .npy.") from None
+        raise ValueError(
+            f"`{name}` {os.fspath(path)!r} cannot be read without pickle ({exc}); save a plain .npy."
+        ) from None
     if arr.ndim != ndim:
         shape = "(n_samples, n_features)" if ndim == 2 else "(n_samples,)"
         raise ValueError(f"`{name}` {os.fspath(path)!r} must have shape {shape}; got {arr.shape}.")
@@ -143,16 +155,25 @@ def _image_files(folder: Path, *, recursive: bool) -> list[Path]:
         for fp in folder.iterdir():
             if fp.is_symlink():
                 skipped += 1 if fp.suffix.lower() in IMAGE_SUFFIXES or fp.is_dir() else 0
-            elif fp.is_file() and fp.suffix.lower() in IMAGE_SUFFIXES and not fp.name.startswith("."):
+            elif (
+                fp.is_file() and fp.suffix.lower() in IMAGE_SUFFIXES and not fp.name.startswith(".")
+            ):
                 out.append(fp)
     if skipped:
-        logger.warning("%s: skipped %d symbolic link(s); links inside input folders are not followed.",
-                       os.fspath(folder), skipped)
+        logger.warning(
+            "%s: skipped %d symbolic link(s); links inside input folders are not followed.",
+            os.fspath(folder),
+            skipped,
+        )
     return sorted(out)
 
 
 def _subfolders(folder: Path) -> list[Path]:
-    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.is_symlink() and not d.name.startswith("."))
+    return sorted(
+        d
+        for d in folder.iterdir()
+        if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")
+    )
 
 
 #: Keys a JSONL row may carry, per input.
@@ -160,8 +181,9 @@ REFERENCE_KEYS = ("text", "state", "prompt", "id")
 GENERATED_KEYS = ("text", "prompt", "id")
 
 
-def _read_jsonl(path: Path, name: str, required: tuple[str, ...],
-                allowed: tuple[str, ...] = REFERENCE_KEYS) -> list[dict[str, Any]]:
+def _read_jsonl(
+    path: Path, name: str, required: tuple[str, ...], allowed: tuple[str, ...] = REFERENCE_KEYS
+) -> list[dict[str, Any]]:
     """Rows of a JSON Lines file (:func:`deltahall.io.jsonl.iter_jsonl`): objects with ``required`` strings.
 
     A key outside ``allowed`` is an error naming the file, line and key (a misspelt ``prompt``
@@ -172,11 +194,15 @@ def _read_jsonl(path: Path, name: str, required: tuple[str, ...],
     rows: list[dict[str, Any]] = []
     for i, obj in iter_jsonl(path):
         if not isinstance(obj, dict):
-            raise ValueError(f"`{name}` {os.fspath(path)}:{i}: each line must be a JSON object; got {type(obj).__name__}.")
+            raise ValueError(
+                f"`{name}` {os.fspath(path)}:{i}: each line must be a JSON object; got {type(obj).__name__}."
+            )
         unknown = sorted(k for k in obj if k not in allowed)
         if unknown:
-            raise ValueError(f"`{name}` {os.fspath(path)}:{i}: unknown key(s) {unknown}; a row may hold "
-                             f"{', '.join(repr(k) for k in allowed)}.")
+            raise ValueError(
+                f"`{name}` {os.fspath(path)}:{i}: unknown key(s) {unknown}; a row may hold "
+                f"{', '.join(repr(k) for k in allowed)}."
+            )
         for key in required:
             if not isinstance(obj.get(key), str):
                 raise ValueError(
@@ -184,7 +210,9 @@ def _read_jsonl(path: Path, name: str, required: tuple[str, ...],
                 )
         for key in ("prompt", "state", "id"):
             if key in obj and not isinstance(obj[key], str):
-                raise ValueError(f"`{name}` {os.fspath(path)}:{i}: {key!r} must be a string; got {obj[key]!r}.")
+                raise ValueError(
+                    f"`{name}` {os.fspath(path)}:{i}: {key!r} must be a string; got {obj[key]!r}."
+                )
         obj["_line"] = i
         rows.append(obj)
     return rows
@@ -201,7 +229,11 @@ def _embed_cached(
     """
     from deltahall.io import atomic_write_bytes
 
-    fp = json.dumps(getattr(embedder, "fingerprint", {"name": getattr(embedder, "name", "?")}), sort_keys=True, default=str)
+    fp = json.dumps(
+        getattr(embedder, "fingerprint", {"name": getattr(embedder, "name", "?")}),
+        sort_keys=True,
+        default=str,
+    )
     # The key names the rows in their order too: the same content read in another order is another entry.
     order = hashlib.sha256("\0".join(map(str, items)).encode("utf-8")).hexdigest()
     key = hashlib.sha256((key_source + "\0" + order + "\0" + fp).encode("utf-8")).hexdigest()[:32]
@@ -217,13 +249,17 @@ def _embed_cached(
     if loader is None:
         E = np.asarray(embedder.embed(items), dtype=np.float32)
     else:
-        parts = [np.asarray(embedder.embed(loader(items[s : s + _LOAD_BATCH])), dtype=np.float32)
-                 for s in range(0, len(items), _LOAD_BATCH)]
+        parts = [
+            np.asarray(embedder.embed(loader(items[s : s + _LOAD_BATCH])), dtype=np.float32)
+            for s in range(0, len(items), _LOAD_BATCH)
+        ]
         E = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
     if E.ndim != 2 or E.shape[0] != len(items):
         from deltahall._validation import RunFailure
 
-        raise RunFailure(f"embedder {getattr(embedder, 'name', '?')!r} returned shape {E.shape} for {len(items)} inputs.")
+        raise RunFailure(
+            f"embedder {getattr(embedder, 'name', '?')!r} returned shape {E.shape} for {len(items)} inputs."
+        )
     if path is not None:
         buf = io.BytesIO()
         np.save(buf, E, allow_pickle=False)
@@ -250,15 +286,26 @@ def _open_images(paths: list[Path]) -> list[Any]:
     return [open_image(p) for p in paths]
 
 
-def _embed_images(embedder: Any, paths: list[Path], root: Path, name: str, cache_dir: Path | None) -> npt.NDArray[np.float32]:
+def _embed_images(
+    embedder: Any, paths: list[Path], root: Path, name: str, cache_dir: Path | None
+) -> npt.NDArray[np.float32]:
     _check_modality(embedder, "image", name, root)
-    return _embed_cached(embedder, paths, key_source="images:" + content_hash(root), cache_dir=cache_dir,
-                         loader=_open_images)
+    return _embed_cached(
+        embedder,
+        paths,
+        key_source="images:" + content_hash(root),
+        cache_dir=cache_dir,
+        loader=_open_images,
+    )
 
 
-def _embed_texts(embedder: Any, texts: list[str], path: Path, name: str, cache_dir: Path | None) -> npt.NDArray[np.float32]:
+def _embed_texts(
+    embedder: Any, texts: list[str], path: Path, name: str, cache_dir: Path | None
+) -> npt.NDArray[np.float32]:
     _check_modality(embedder, "text", name, path)
-    return _embed_cached(embedder, texts, key_source="jsonl:" + content_hash(path), cache_dir=cache_dir)
+    return _embed_cached(
+        embedder, texts, key_source="jsonl:" + content_hash(path), cache_dir=cache_dir
+    )
 
 
 def _need_embedder(embedder: Any, kind: str, name: str, path: Path) -> Any:
@@ -277,7 +324,9 @@ def _pending(samples: Samples, kind: str, name: str, path: Path, items: list[Any
     return samples
 
 
-def embed_samples(samples: Samples, embedder: Any, cache_dir: str | os.PathLike[str] | None) -> Samples:
+def embed_samples(
+    samples: Samples, embedder: Any, cache_dir: str | os.PathLike[str] | None
+) -> Samples:
     """Embed what :func:`read_reference` / :func:`read_generated` left pending (a no-op for ``.npy``)."""
     pend = samples.meta.pop("pending", None)
     if pend is None:
@@ -331,7 +380,9 @@ def read_reference(
             )
         return Samples(embeddings=X, ids=[str(i) for i in range(X.shape[0])], labels=y, kind="npy")
     if labels is not None:
-        raise ValueError("`reference_labels` applies only to .npy reference embeddings; folders and JSONL carry their states.")
+        raise ValueError(
+            "`reference_labels` applies only to .npy reference embeddings; folders and JSONL carry their states."
+        )
     if kind == "images":
         subdirs = _subfolders(p)
         loose = _image_files(p, recursive=False)
@@ -350,14 +401,21 @@ def read_reference(
             files += loose
             ys += [""] * len(loose)
         if not files:
-            raise ValueError(f"`reference` folder {os.fspath(p)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+            raise ValueError(
+                f"`reference` folder {os.fspath(p)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})."
+            )
         if require_labels and len(set(ys)) < 2:
             raise ValueError(
                 f"`reference` folder {os.fspath(p)!r} must hold at least two state subfolders with images; "
                 f"got {sorted(set(ys))}."
             )
-        s = Samples(embeddings=_no_embeddings(), ids=[f.relative_to(p).as_posix() for f in files],
-                    labels=np.asarray(ys) if require_labels else None, image_paths=files, kind="images")
+        s = Samples(
+            embeddings=_no_embeddings(),
+            ids=[f.relative_to(p).as_posix() for f in files],
+            labels=np.asarray(ys) if require_labels else None,
+            image_paths=files,
+            kind="images",
+        )
         return _pending(s, "images", "reference", p, files)
     rows = _read_jsonl(p, "reference", ("text", "state") if require_labels else ("text",))
     if not rows:
@@ -371,9 +429,14 @@ def read_reference(
             "'prompt' or none."
         )
     texts = [r["text"] for r in rows]
-    s = Samples(embeddings=_no_embeddings(), ids=[str(r.get("id", r["_line"])) for r in rows],
-                labels=np.asarray([r["state"] for r in rows]) if require_labels else None,
-                prompts=[r["prompt"] for r in rows] if all(scoped) else None, texts=texts, kind="jsonl")
+    s = Samples(
+        embeddings=_no_embeddings(),
+        ids=[str(r.get("id", r["_line"])) for r in rows],
+        labels=np.asarray([r["state"] for r in rows]) if require_labels else None,
+        prompts=[r["prompt"] for r in rows] if all(scoped) else None,
+        texts=texts,
+        kind="jsonl",
+    )
     return _pending(s, "jsonl", "reference", p, texts)
 
 
@@ -402,8 +465,12 @@ def read_generated(
                 )
             pr = [str(v) for v in parr.tolist()]
         if X.shape[0] == 0:
-            raise ValueError(f"`generated` must contain at least one sample; {os.fspath(p)!r} has none.")
-        return Samples(embeddings=X, ids=[str(i) for i in range(X.shape[0])], prompts=pr, kind="npy")
+            raise ValueError(
+                f"`generated` must contain at least one sample; {os.fspath(p)!r} has none."
+            )
+        return Samples(
+            embeddings=X, ids=[str(i) for i in range(X.shape[0])], prompts=pr, kind="npy"
+        )
     if prompts is not None:
         raise ValueError("`generated_prompts` applies only to .npy generated embeddings.")
     if kind == "images":
@@ -414,23 +481,39 @@ def read_generated(
             files += fs
             prs += [d.name] * len(fs)
         if not files:
-            raise ValueError(f"`generated` must contain at least one sample; folder {os.fspath(p)!r} holds no images.")
-        s = Samples(embeddings=_no_embeddings(), ids=[f.relative_to(p).as_posix() for f in files], prompts=prs,
-                    image_paths=files, kind="images")
+            raise ValueError(
+                f"`generated` must contain at least one sample; folder {os.fspath(p)!r} holds no images."
+            )
+        s = Samples(
+            embeddings=_no_embeddings(),
+            ids=[f.relative_to(p).as_posix() for f in files],
+            prompts=prs,
+            image_paths=files,
+            kind="images",
+        )
         return _pending(s, "images", "generated", p, files)
     rows = _read_jsonl(p, "generated", ("text",), GENERATED_KEYS)
     if not rows:
-        raise ValueError(f"`generated` must contain at least one sample; {os.fspath(p)!r} holds no rows.")
+        raise ValueError(
+            f"`generated` must contain at least one sample; {os.fspath(p)!r} holds no rows."
+        )
     ids = [str(r.get("id", r["_line"])) for r in rows]
     seen: dict[str, int] = {}
     for r, i in zip(rows, ids, strict=True):
         if i in seen:
-            raise ValueError(f"`generated` {os.fspath(p)}:{r['_line']}: id {i!r} was already used on line "
-                             f"{seen[i]}; every row's id must be unique.")
+            raise ValueError(
+                f"`generated` {os.fspath(p)}:{r['_line']}: id {i!r} was already used on line "
+                f"{seen[i]}; every row's id must be unique."
+            )
         seen[i] = r["_line"]
     texts = [r["text"] for r in rows]
-    s = Samples(embeddings=_no_embeddings(), ids=ids, prompts=[str(r.get("prompt", "")) for r in rows],
-                texts=texts, kind="jsonl")
+    s = Samples(
+        embeddings=_no_embeddings(),
+        ids=ids,
+        prompts=[str(r.get("prompt", "")) for r in rows],
+        texts=texts,
+        kind="jsonl",
+    )
     return _pending(s, "jsonl", "generated", p, texts)
 
 
@@ -438,26 +521,45 @@ def read_calibration_samples(path: str | os.PathLike[str]) -> Samples:
     """In-state calibration samples for per-prompt states: JSONL rows ``{"text", "state", "prompt"}``."""
     p = Path(path)
     if input_kind(p, "calibration_samples") != "jsonl":
-        raise ValueError(f"`calibration_samples` must be a JSONL file of {{\"text\", \"state\", \"prompt\"}} rows; "
-                         f"got {os.fspath(p)!r}.")
+        raise ValueError(
+            f'`calibration_samples` must be a JSONL file of {{"text", "state", "prompt"}} rows; '
+            f"got {os.fspath(p)!r}."
+        )
     rows = _read_jsonl(p, "calibration_samples", ("text", "state", "prompt"))
     if not rows:
         raise ValueError(f"`calibration_samples` {os.fspath(p)!r} holds no rows.")
     texts = [r["text"] for r in rows]
-    s = Samples(embeddings=_no_embeddings(), ids=[str(r.get("id", r["_line"])) for r in rows],
-                labels=np.asarray([r["state"] for r in rows]), prompts=[r["prompt"] for r in rows],
-                texts=texts, kind="jsonl")
+    s = Samples(
+        embeddings=_no_embeddings(),
+        ids=[str(r.get("id", r["_line"])) for r in rows],
+        labels=np.asarray([r["state"] for r in rows]),
+        prompts=[r["prompt"] for r in rows],
+        texts=texts,
+        kind="jsonl",
+    )
     return _pending(s, "jsonl", "calibration_samples", p, texts)
 
 
-def load_reference(path: str | os.PathLike[str], *, labels: str | os.PathLike[str] | None = None,
-                   embedder: Any = None, cache_dir: str | os.PathLike[str] | None = None,
-                   require_labels: bool = True) -> Samples:
+def load_reference(
+    path: str | os.PathLike[str],
+    *,
+    labels: str | os.PathLike[str] | None = None,
+    embedder: Any = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    require_labels: bool = True,
+) -> Samples:
     """:func:`read_reference` then :func:`embed_samples`."""
-    return embed_samples(read_reference(path, labels=labels, require_labels=require_labels), embedder, cache_dir)
+    return embed_samples(
+        read_reference(path, labels=labels, require_labels=require_labels), embedder, cache_dir
+    )
 
 
-def load_generated(path: str | os.PathLike[str], *, prompts: str | os.PathLike[str] | None = None,
-                   embedder: Any = None, cache_dir: str | os.PathLike[str] | None = None) -> Samples:
+def load_generated(
+    path: str | os.PathLike[str],
+    *,
+    prompts: str | os.PathLike[str] | None = None,
+    embedder: Any = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Samples:
     """:func:`read_generated` then :func:`embed_samples`."""
     return embed_samples(read_generated(path, prompts=prompts), embedder, cache_dir)

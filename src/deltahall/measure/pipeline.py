@@ -37,7 +37,14 @@ from deltahall.measure.selection import SELECT_MODES, Selection, select_candidat
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAMPLES_FORMATS", "MeasureConfig", "MeasureResult", "run", "write_samples_csv", "write_samples_parquet"]
+__all__ = [
+    "SAMPLES_FORMATS",
+    "MeasureConfig",
+    "MeasureResult",
+    "run",
+    "write_samples_csv",
+    "write_samples_parquet",
+]
 
 #: Formats of the per-sample table (``--samples-format``).
 SAMPLES_FORMATS = ("csv", "parquet")
@@ -51,39 +58,126 @@ def _h(text: str) -> dict[str, str]:
 class MeasureConfig:
     """Everything one measurement needs; ``run(config)`` executes it."""
 
-    reference: Path | None = field(default=None, metadata=_h("real samples with their states: .npy embeddings (+ --reference-labels), a folder with one image subfolder per state, or JSONL rows {text, state[, prompt]} (with prompt: states scoped to their prompt)"))
-    generated: Path | None = field(default=None, metadata=_h("generated samples: .npy embeddings (+ --generated-prompts), a folder of images (optionally one subfolder per prompt), or JSONL rows {text[, prompt][, id]}"))
-    reference_labels: Path | None = field(default=None, metadata=_h(".npy state label per reference row (.npy reference only)"))
-    generated_prompts: Path | None = field(default=None, metadata=_h(".npy prompt per generated row (.npy generated only)"))
-    calibration_samples: Path | None = field(default=None, metadata=_h("per-prompt states only: JSONL rows {text, state, prompt} of in-state samples to calibrate on (default: the references, leave one out)"))
-    embedder: str = field(default=PRECOMPUTED, metadata=_h("'precomputed' for .npy inputs, or an alias (@minilm, @efficientnet-lite0, @digits-cnn), hub id or model folder"))
-    alpha: float = field(default=0.1, metadata=_h("flag level: a fresh real sample is flagged with probability <= alpha"))
-    calibration: Literal["conformal", "percentile", "margin"] = field(default="conformal", metadata=_h("'conformal' (guaranteed level), 'percentile' (the paper's rule) or 'margin' (blend-aware: also closer to its state than to the others)"))
-    states: Literal["labels", "auto"] = field(default="labels", metadata=_h("'labels' (given) or 'auto' (BIC-chosen Gaussian mixture: an estimate of the latent states)"))
-    max_states: int = field(default=10, metadata=_h("largest number of states tried by --states auto"))
-    select: Literal["hcdr", "top-k"] | None = field(default=None, metadata=_h("HCDR-guided selection: keep per prompt the candidates inside the HCDR ('hcdr') or the K with the highest p-values ('top-k')"))
+    reference: Path | None = field(
+        default=None,
+        metadata=_h(
+            "real samples with their states: .npy embeddings (+ --reference-labels), a folder with one image subfolder per state, or JSONL rows {text, state[, prompt]} (with prompt: states scoped to their prompt)"
+        ),
+    )
+    generated: Path | None = field(
+        default=None,
+        metadata=_h(
+            "generated samples: .npy embeddings (+ --generated-prompts), a folder of images (optionally one subfolder per prompt), or JSONL rows {text[, prompt][, id]}"
+        ),
+    )
+    reference_labels: Path | None = field(
+        default=None, metadata=_h(".npy state label per reference row (.npy reference only)")
+    )
+    generated_prompts: Path | None = field(
+        default=None, metadata=_h(".npy prompt per generated row (.npy generated only)")
+    )
+    calibration_samples: Path | None = field(
+        default=None,
+        metadata=_h(
+            "per-prompt states only: JSONL rows {text, state, prompt} of in-state samples to calibrate on (default: the references, leave one out)"
+        ),
+    )
+    embedder: str = field(
+        default=PRECOMPUTED,
+        metadata=_h(
+            "'precomputed' for .npy inputs, or an alias (@minilm, @efficientnet-lite0, @digits-cnn), hub id or model folder"
+        ),
+    )
+    alpha: float = field(
+        default=0.1,
+        metadata=_h("flag level: a fresh real sample is flagged with probability <= alpha"),
+    )
+    calibration: Literal["conformal", "percentile", "margin"] = field(
+        default="conformal",
+        metadata=_h(
+            "'conformal' (guaranteed level), 'percentile' (the paper's rule) or 'margin' (blend-aware: also closer to its state than to the others)"
+        ),
+    )
+    states: Literal["labels", "auto"] = field(
+        default="labels",
+        metadata=_h(
+            "'labels' (given) or 'auto' (BIC-chosen Gaussian mixture: an estimate of the latent states)"
+        ),
+    )
+    max_states: int = field(
+        default=10, metadata=_h("largest number of states tried by --states auto")
+    )
+    select: Literal["hcdr", "top-k"] | None = field(
+        default=None,
+        metadata=_h(
+            "HCDR-guided selection: keep per prompt the candidates inside the HCDR ('hcdr') or the K with the highest p-values ('top-k')"
+        ),
+    )
     select_k: int | None = field(default=None, metadata=_h("K of --select top-k"))
-    baselines: bool = field(default=False, metadata=_h("also flag with EllipticEnvelope, shared-covariance Mahalanobis, kNN radius and LOF at the same alpha"))
-    out_dir: Path = field(default=Path("runs/measure"), metadata=_h("output folder (measure.json, samples.csv, report.html); one that holds a measurement is refused unless --resume-from-checkpoint latest with the same settings"))
-    resume_from_checkpoint: Literal["latest"] | None = field(default=None, metadata=_h("'latest': redo the measurement in --out-dir (same settings required); unset: refuse a folder that holds one"))
+    baselines: bool = field(
+        default=False,
+        metadata=_h(
+            "also flag with EllipticEnvelope, shared-covariance Mahalanobis, kNN radius and LOF at the same alpha"
+        ),
+    )
+    out_dir: Path = field(
+        default=Path("runs/measure"),
+        metadata=_h(
+            "output folder (measure.json, samples.csv, report.html); one that holds a measurement is refused unless --resume-from-checkpoint latest with the same settings"
+        ),
+    )
+    resume_from_checkpoint: Literal["latest"] | None = field(
+        default=None,
+        metadata=_h(
+            "'latest': redo the measurement in --out-dir (same settings required); unset: refuse a folder that holds one"
+        ),
+    )
     report: bool = field(default=True, metadata=_h("write report.html"))
-    samples_format: Literal["csv", "parquet"] = field(default="csv", metadata=_h("per-sample table: 'csv' (samples.csv) or 'parquet' (samples.parquet, typed columns; needs pip install 'deltahall[parquet]')"))
-    fit_fraction: float = field(default=0.5, metadata=_h("share of each state's reference rows fitting the densities (and choosing their model)"))
+    samples_format: Literal["csv", "parquet"] = field(
+        default="csv",
+        metadata=_h(
+            "per-sample table: 'csv' (samples.csv) or 'parquet' (samples.parquet, typed columns; needs pip install 'deltahall[parquet]')"
+        ),
+    )
+    fit_fraction: float = field(
+        default=0.5,
+        metadata=_h(
+            "share of each state's reference rows fitting the densities (and choosing their model)"
+        ),
+    )
     calibration_fraction: float = field(default=0.3, metadata=_h("share calibrating the p-values"))
     test_fraction: float = field(default=0.2, metadata=_h("share held out for the floor"))
-    pca_dim: str = field(default="auto", metadata=_h("principal coordinates per state's density: 'auto' (chosen per state by held-out likelihood on the fit part), 'none' (all) or an integer"))
-    n_components: str = field(default="auto", metadata=_h("Gaussian-mixture components per state: 'auto' (chosen per state) or an integer"))
-    covariance_type: Literal["auto", "full", "diag", "tied", "spherical"] = field(default="auto", metadata=_h("mixture covariance type ('auto': full, diag only where a state is too small)"))
+    pca_dim: str = field(
+        default="auto",
+        metadata=_h(
+            "principal coordinates per state's density: 'auto' (chosen per state by held-out likelihood on the fit part), 'none' (all) or an integer"
+        ),
+    )
+    n_components: str = field(
+        default="auto",
+        metadata=_h(
+            "Gaussian-mixture components per state: 'auto' (chosen per state) or an integer"
+        ),
+    )
+    covariance_type: Literal["auto", "full", "diag", "tied", "spherical"] = field(
+        default="auto",
+        metadata=_h("mixture covariance type ('auto': full, diag only where a state is too small)"),
+    )
     normalize: bool = field(default=True, metadata=_h("L2-normalise embeddings first"))
     seed: int = field(default=0, metadata=_h("seed of the split and the mixtures"))
-    cache_dir: Path | None = field(default=None, metadata=_h("embedding cache folder (default: deltahall.models.cache_dir()/embeddings)"))
+    cache_dir: Path | None = field(
+        default=None,
+        metadata=_h("embedding cache folder (default: deltahall.models.cache_dir()/embeddings)"),
+    )
     device: str = field(default="cpu", metadata=_h("device of the embedder"))
     batch_size: int = field(default=64, metadata=_h("embedder batch size"))
 
     def __post_init__(self) -> None:
         for name in ("reference", "generated"):
             if getattr(self, name) is None:
-                raise ValueError(f"`{name}` is required (--{name} PATH: a .npy file, a JSONL file or an image folder).")
+                raise ValueError(
+                    f"`{name}` is required (--{name} PATH: a .npy file, a JSONL file or an image folder)."
+                )
         check_choice(self.states, "states", ("labels", "auto"))
         check_int(self.max_states, "max_states", low=2)
         if self.states == "auto" and self.reference_labels is not None:
@@ -100,15 +194,23 @@ class MeasureConfig:
         check_int(self.batch_size, "batch_size", low=1)
         check_choice(self.samples_format, "samples_format", SAMPLES_FORMATS)
         if self.resume_from_checkpoint not in (None, "latest"):
-            raise ValueError(f"`resume_from_checkpoint` of a measurement must be 'latest'; got {self.resume_from_checkpoint!r}.")
+            raise ValueError(
+                f"`resume_from_checkpoint` of a measurement must be 'latest'; got {self.resume_from_checkpoint!r}."
+            )
         self.settings()  # validates alpha, calibration, fractions, pca_dim, ...
 
     def settings(self) -> DetectorSettings:
         return DetectorSettings(
-            alpha=self.alpha, calibration=self.calibration, fit_fraction=self.fit_fraction,
-            calibration_fraction=self.calibration_fraction, test_fraction=self.test_fraction,
-            pca_dim=_auto_int(self.pca_dim, "pca_dim", none_ok=True), n_components=_auto_int(self.n_components, "n_components"),
-            covariance_type=self.covariance_type, normalize=self.normalize, seed=self.seed,
+            alpha=self.alpha,
+            calibration=self.calibration,
+            fit_fraction=self.fit_fraction,
+            calibration_fraction=self.calibration_fraction,
+            test_fraction=self.test_fraction,
+            pca_dim=_auto_int(self.pca_dim, "pca_dim", none_ok=True),
+            n_components=_auto_int(self.n_components, "n_components"),
+            covariance_type=self.covariance_type,
+            normalize=self.normalize,
+            seed=self.seed,
         )
 
 
@@ -124,10 +226,14 @@ def _auto_int(v: Any, name: str, *, none_ok: bool = False) -> Any:
     try:
         k = int(s)
     except ValueError:
-        raise ValueError(f"`{name}` must be 'auto'{', ' + repr('none') if none_ok else ''} or a positive integer; "
-                         f"got {v!r}.") from None
+        raise ValueError(
+            f"`{name}` must be 'auto'{', ' + repr('none') if none_ok else ''} or a positive integer; "
+            f"got {v!r}."
+        ) from None
     if k < 1:
-        raise ValueError(f"`{name}` must be 'auto'{', ' + repr('none') if none_ok else ''} or a positive integer; got {v!r}.")
+        raise ValueError(
+            f"`{name}` must be 'auto'{', ' + repr('none') if none_ok else ''} or a positive integer; got {v!r}."
+        )
     return k
 
 
@@ -147,9 +253,13 @@ class MeasureResult:
 
 
 def _inputs(config: MeasureConfig) -> list[tuple[str, Any]]:
-    return [("reference", config.reference), ("generated", config.generated),
-            ("reference_labels", config.reference_labels), ("generated_prompts", config.generated_prompts),
-            ("calibration_samples", config.calibration_samples)]
+    return [
+        ("reference", config.reference),
+        ("generated", config.generated),
+        ("reference_labels", config.reference_labels),
+        ("generated_prompts", config.generated_prompts),
+        ("calibration_samples", config.calibration_samples),
+    ]
 
 
 def _embedder(config: MeasureConfig) -> tuple[Any, Path | None]:
@@ -159,11 +269,20 @@ def _embedder(config: MeasureConfig) -> tuple[Any, Path | None]:
     from deltahall.models import cache_dir, load_embedder
 
     emb = load_embedder(config.embedder, device=config.device, batch_size=config.batch_size)
-    return emb, Path(config.cache_dir) if config.cache_dir is not None else cache_dir() / "embeddings"
+    return emb, Path(
+        config.cache_dir
+    ) if config.cache_dir is not None else cache_dir() / "embeddings"
 
 
 #: What a measurement folder holds (a folder with any of them holds a measurement).
-OUTPUTS = ("measure.json", "samples.csv", "samples.parquet", "report.html", "figures", "manifest.json")
+OUTPUTS = (
+    "measure.json",
+    "samples.csv",
+    "samples.parquet",
+    "report.html",
+    "figures",
+    "manifest.json",
+)
 
 
 def _fingerprint(config: MeasureConfig) -> dict[str, Any]:
@@ -184,27 +303,41 @@ def _check_out(config: MeasureConfig) -> Path:
     ro = Path(os.path.realpath(out))
     for name, path in _inputs(config):
         if path is not None and ro in Path(os.path.realpath(path)).parents:
-            raise ValueError(f"`{name}` {os.fspath(path)!r} lies inside `out_dir` {os.fspath(out)!r}, where outputs "
-                             "are written; choose another --out-dir.")
+            raise ValueError(
+                f"`{name}` {os.fspath(path)!r} lies inside `out_dir` {os.fspath(out)!r}, where outputs "
+                "are written; choose another --out-dir."
+            )
     held = [n for n in OUTPUTS if (out / n).exists()]
     if held:
         if config.resume_from_checkpoint != "latest":
-            raise ValueError(f"`out_dir` {os.fspath(out)!r} already holds a measurement ({', '.join(held)}); pass "
-                             "--resume-from-checkpoint latest to redo it with the same settings, or choose another --out-dir.")
+            raise ValueError(
+                f"`out_dir` {os.fspath(out)!r} already holds a measurement ({', '.join(held)}); pass "
+                "--resume-from-checkpoint latest to redo it with the same settings, or choose another --out-dir."
+            )
         man = out / "manifest.json"
         try:
-            old = json.loads(man.read_text(encoding="utf-8")).get("config") if man.is_file() else None
+            old = (
+                json.loads(man.read_text(encoding="utf-8")).get("config") if man.is_file() else None
+            )
         except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
             old = None
         if not isinstance(old, dict):
-            raise ValueError(f"`out_dir` {os.fspath(out)!r} holds measurement files without a readable manifest.json; "
-                             "choose another --out-dir.")
+            raise ValueError(
+                f"`out_dir` {os.fspath(out)!r} holds measurement files without a readable manifest.json; "
+                "choose another --out-dir."
+            )
         old.pop("resume_from_checkpoint", None)
         new = _fingerprint(config)
-        diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        diff = [
+            f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+            for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)
+        ]
         if diff:
-            raise ValueError(f"cannot redo the measurement in {os.fspath(out)!r}: its settings differ in "
-                             f"{len(diff)} key(s): " + "; ".join(diff) + ".")
+            raise ValueError(
+                f"cannot redo the measurement in {os.fspath(out)!r}: its settings differ in "
+                f"{len(diff)} key(s): " + "; ".join(diff) + "."
+            )
     return out
 
 
@@ -215,17 +348,28 @@ def _plan(config: MeasureConfig, ref: Samples, gen: Samples, cal: Samples | None
     s = config.settings()
     if ref.prompts is not None:
         if config.states == "auto":
-            raise ValueError("`states`='auto' needs global states; the reference rows carry a 'prompt' (per-prompt states).")
+            raise ValueError(
+                "`states`='auto' needs global states; the reference rows carry a 'prompt' (per-prompt states)."
+            )
         if ref.labels is None:
             raise ValueError("per-prompt reference rows need a 'state'.")
         if config.select is not None or config.baselines:
-            raise ValueError("`select` and `baselines` apply to global states; the reference has per-prompt states.")
-        return plan_scoped([str(v) for v in ref.labels.tolist()], list(ref.prompts), list(gen.prompts or []),
-                           calibration_states=None if cal is None else [str(v) for v in cal.labels.tolist()],  # type: ignore[union-attr]
-                           calibration_prompts=None if cal is None else cal.prompts,
-                           alpha=s.alpha, calibration=s.calibration)
+            raise ValueError(
+                "`select` and `baselines` apply to global states; the reference has per-prompt states."
+            )
+        return plan_scoped(
+            [str(v) for v in ref.labels.tolist()],
+            list(ref.prompts),
+            list(gen.prompts or []),
+            calibration_states=None if cal is None else [str(v) for v in cal.labels.tolist()],  # type: ignore[union-attr]
+            calibration_prompts=None if cal is None else cal.prompts,
+            alpha=s.alpha,
+            calibration=s.calibration,
+        )
     if cal is not None:
-        raise ValueError("`calibration_samples` applies to per-prompt states (reference rows with a 'prompt').")
+        raise ValueError(
+            "`calibration_samples` applies to per-prompt states (reference rows with a 'prompt')."
+        )
     if config.states == "auto":
         return None
     if ref.labels is None:
@@ -268,7 +412,11 @@ def run(config: MeasureConfig) -> MeasureResult:
     auto = config.states == "auto"
     ref = read_reference(ref_path, labels=config.reference_labels, require_labels=not auto)
     gen = read_generated(gen_path, prompts=config.generated_prompts)
-    cal = read_calibration_samples(config.calibration_samples) if config.calibration_samples is not None else None
+    cal = (
+        read_calibration_samples(config.calibration_samples)
+        if config.calibration_samples is not None
+        else None
+    )
     plan = _plan(config, ref, gen, cal)
     emb, cache = _embedder(config)
     for smp in (ref, gen) + ((cal,) if cal is not None else ()):
@@ -285,29 +433,51 @@ def run(config: MeasureConfig) -> MeasureResult:
     if ref.prompts is not None:
         from deltahall.measure.calibration import measure_references
 
-        m = measure_references(ref.embeddings, [str(v) for v in labels.tolist()], list(ref.prompts),  # type: ignore[union-attr]
-                               gen.embeddings, list(gen.prompts or []), settings=config.settings(),
-                               calibration_E=None if cal is None else cal.embeddings, plan=plan)
+        m = measure_references(
+            ref.embeddings,
+            [str(v) for v in labels.tolist()],  # type: ignore[union-attr]
+            list(ref.prompts),
+            gen.embeddings,
+            list(gen.prompts or []),
+            settings=config.settings(),
+            calibration_E=None if cal is None else cal.embeddings,
+            plan=plan,
+        )
     else:
         if auto:
             from deltahall.detectors.states import discover_states
 
-            discovery = discover_states(np.asarray(ref.embeddings, dtype=np.float64), config.max_states,
-                                        normalize=config.normalize, random_state=config.seed)
+            discovery = discover_states(
+                np.asarray(ref.embeddings, dtype=np.float64),
+                config.max_states,
+                normalize=config.normalize,
+                random_state=config.seed,
+            )
             labels = np.asarray([f"state-{k}" for k in discovery.labels])
             logger.warning(
                 "--states auto: %d states discovered by BIC (sizes %s); they are an estimate of the paper's "
-                "latent variable, and the rate is relative to them.", discovery.n_states, discovery.sizes,
+                "latent variable, and the rate is relative to them.",
+                discovery.n_states,
+                discovery.sizes,
             )
         if labels is None:  # refused by _plan; kept for type narrowing
             raise ValueError("`reference_labels` is required unless `states`='auto'.")
-        m = measure_embeddings(ref.embeddings, labels, gen.embeddings, prompts=gen.prompts, settings=config.settings())
+        m = measure_embeddings(
+            ref.embeddings, labels, gen.embeddings, prompts=gen.prompts, settings=config.settings()
+        )
     t_measure = time.perf_counter() - t1
     selection = None
     if config.select is not None:
         selection = select_candidates(
-            m.gen_p, m.prompts, m.gen_nearest, m.gen_flagged, states=m.states,
-            reference_sizes=m.state_sizes["total"], mode=config.select, k=config.select_k, alpha=config.alpha,
+            m.gen_p,
+            m.prompts,
+            m.gen_nearest,
+            m.gen_flagged,
+            states=m.states,
+            reference_sizes=m.state_sizes["total"],
+            mode=config.select,
+            k=config.select_k,
+            alpha=config.alpha,
         )
     baselines = None
     if config.baselines:
@@ -329,14 +499,29 @@ def run(config: MeasureConfig) -> MeasureResult:
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-    rd.write_manifest(config, seed=config.seed, extra={"embedder_fingerprint": getattr(emb, "fingerprint", None)})
+    rd.write_manifest(
+        config, seed=config.seed, extra={"embedder_fingerprint": getattr(emb, "fingerprint", None)}
+    )
     if config.samples_format == "parquet":
         write_samples_parquet(rd.path("samples.parquet"), m, gen, selection)
     else:
         write_samples_csv(rd.path("samples.csv"), m, gen, selection)
-    seconds = {"load_and_embed": t_embed, "measure": t_measure, "write_samples": time.perf_counter() - t2}
-    result = MeasureResult(out_dir=out, summary=summary, measurement=m, reference=ref, generated=gen,
-                           selection=selection, discovery=discovery, baselines=baselines, seconds=seconds)
+    seconds = {
+        "load_and_embed": t_embed,
+        "measure": t_measure,
+        "write_samples": time.perf_counter() - t2,
+    }
+    result = MeasureResult(
+        out_dir=out,
+        summary=summary,
+        measurement=m,
+        reference=ref,
+        generated=gen,
+        selection=selection,
+        discovery=discovery,
+        baselines=baselines,
+        seconds=seconds,
+    )
     if config.report:
         from deltahall.measure.report import write_report
 
@@ -349,8 +534,15 @@ def run(config: MeasureConfig) -> MeasureResult:
     return result
 
 
-def _summary(config: MeasureConfig, m: Measurement, ref: Samples, gen: Samples, selection: Selection | None,
-             discovery: Any, baselines: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _summary(
+    config: MeasureConfig,
+    m: Measurement,
+    ref: Samples,
+    gen: Samples,
+    selection: Selection | None,
+    discovery: Any,
+    baselines: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
     s = m.summary()
     s["embedder"] = config.embedder
     s["reference"] = str(config.reference)
@@ -359,12 +551,15 @@ def _summary(config: MeasureConfig, m: Measurement, ref: Samples, gen: Samples, 
     s["states_source"] = config.states
     if discovery is not None:
         s["discovered_states"] = {
-            "n_states": discovery.n_states, "sizes": discovery.sizes,
+            "n_states": discovery.n_states,
+            "sizes": discovery.sizes,
             "bic": {str(k): v for k, v in discovery.bic.items()},
             "one_state_preferred": discovery.one_state_preferred,
-            "representatives": [[_describe(ref, i) for i in reps] for reps in discovery.representatives],
+            "representatives": [
+                [_describe(ref, i) for i in reps] for reps in discovery.representatives
+            ],
             "note": "states estimated by a BIC-chosen Gaussian mixture: an estimate of the paper's latent "
-                    "variable; the rate is relative to these states.",
+            "variable; the rate is relative to these states.",
         }
     if selection is not None:
         s["selection"] = selection.summary()
@@ -393,14 +588,21 @@ def samples_columns(m: Measurement, gen: Samples, selection: Selection | None) -
     ``nearest_state`` is given as ``(codes, names)``: the state index of each row and the state
     names, so a writer formats each name once.
     """
-    cols: dict[str, Any] = {"id": gen.ids, "prompt": m.prompts, "p_value": np.asarray(m.gen_p, dtype=np.float64),
-                            "nearest_state": (np.asarray(m.gen_nearest), list(m.states)),
-                            "flagged": np.asarray(m.gen_flagged, dtype=bool)}
+    cols: dict[str, Any] = {
+        "id": gen.ids,
+        "prompt": m.prompts,
+        "p_value": np.asarray(m.gen_p, dtype=np.float64),
+        "nearest_state": (np.asarray(m.gen_nearest), list(m.states)),
+        "flagged": np.asarray(m.gen_flagged, dtype=bool),
+    }
     if selection is not None:
         cols["kept"] = np.asarray(selection.kept, dtype=bool)
-    if m.scope == "per-prompt":  # per-prompt states: the score of the nearest of the sample's own prompt's states
-        cols["similarity_nearest"] = np.asarray(m.gen_scores[np.arange(m.gen_scores.shape[0]), m.gen_nearest],
-                                                dtype=np.float64)
+    if (
+        m.scope == "per-prompt"
+    ):  # per-prompt states: the score of the nearest of the sample's own prompt's states
+        cols["similarity_nearest"] = np.asarray(
+            m.gen_scores[np.arange(m.gen_scores.shape[0]), m.gen_nearest], dtype=np.float64
+        )
     else:
         for j, st in enumerate(m.states):
             cols[f"log_density_{st}"] = np.asarray(m.gen_scores[:, j], dtype=np.float64)
@@ -448,7 +650,9 @@ def _csv_column(name: str, col: Any, lo: int, hi: int) -> list[str]:
     return _csv_strings([str(v) for v in col[lo:hi]])
 
 
-def write_samples_csv(path: Path, m: Measurement, gen: Samples, selection: Selection | None) -> None:
+def write_samples_csv(
+    path: Path, m: Measurement, gen: Samples, selection: Selection | None
+) -> None:
     """One row per generated sample (written atomically), formatted column by column.
 
     Each column of a block of :data:`_CSV_CHUNK` rows is formatted once (floats with ``repr``,
@@ -474,11 +678,15 @@ def _pyarrow() -> Any:
         import pyarrow as pa
         import pyarrow.parquet  # noqa: F401
     except ImportError:
-        raise ImportError("`samples_format`='parquet' needs pyarrow: pip install 'deltahall[parquet]'.") from None
+        raise ImportError(
+            "`samples_format`='parquet' needs pyarrow: pip install 'deltahall[parquet]'."
+        ) from None
     return pa
 
 
-def write_samples_parquet(path: Path, m: Measurement, gen: Samples, selection: Selection | None) -> None:
+def write_samples_parquet(
+    path: Path, m: Measurement, gen: Samples, selection: Selection | None
+) -> None:
     """The per-sample table of :func:`write_samples_csv` as Parquet (typed columns; written atomically).
 
     ``p_value`` and the score columns are float64, ``flagged``/``kept`` boolean, ``nearest_state``
@@ -491,8 +699,9 @@ def write_samples_parquet(path: Path, m: Measurement, gen: Samples, selection: S
     for k, v in samples_columns(m, gen, selection).items():
         if isinstance(v, tuple):
             codes, names = v
-            arrays[k] = pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)),
-                                                       pa.array(list(names), pa.string()))
+            arrays[k] = pa.DictionaryArray.from_arrays(
+                pa.array(np.asarray(codes, dtype=np.int32)), pa.array(list(names), pa.string())
+            )
         elif isinstance(v, np.ndarray):
             arrays[k] = pa.array(v)
         else:

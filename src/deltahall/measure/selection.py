@@ -75,10 +75,25 @@ class Selection:
     per_prompt: list[dict[str, Any]]
 
     def summary(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in (
-            "mode", "k", "n", "n_kept", "rate_before", "rate_after", "acceptance_rate", "states", "shares",
-            "tv_kept_vs_reference", "tv_generated_vs_reference", "states_surviving", "states_generated",
-            "per_prompt")}
+        d = {
+            k: getattr(self, k)
+            for k in (
+                "mode",
+                "k",
+                "n",
+                "n_kept",
+                "rate_before",
+                "rate_after",
+                "acceptance_rate",
+                "states",
+                "shares",
+                "tv_kept_vs_reference",
+                "tv_generated_vs_reference",
+                "states_surviving",
+                "states_generated",
+                "per_prompt",
+            )
+        }
         d["rate_after_note"] = (
             "measured with the p-values that chose the samples; 0 by construction in 'hcdr' mode"
         )
@@ -155,10 +170,16 @@ def select_candidates(
             best = np.argsort(-p[rows], kind="stable")
             keep = rows[best[:k]]
         kept[keep] = True
-        per_prompt.append({"prompt": pr, "n": int(rows.size), "n_kept": int(keep.size),
-                           "acceptance_rate": keep.size / rows.size,
-                           "rate_before": float(flag[rows].mean()),
-                           "rate_after": float(flag[keep].mean()) if keep.size else 0.0})
+        per_prompt.append(
+            {
+                "prompt": pr,
+                "n": int(rows.size),
+                "n_kept": int(keep.size),
+                "acceptance_rate": keep.size / rows.size,
+                "rate_before": float(flag[rows].mean()),
+                "rate_after": float(flag[keep].mean()) if keep.size else 0.0,
+            }
+        )
     n_states = len(states)
     ref = np.asarray(reference_sizes, dtype=float)
     ref_share = (ref / ref.sum()).tolist()
@@ -166,9 +187,16 @@ def select_candidates(
     kept_share = _shares(near[kept], n_states)
     n_kept = int(kept.sum())
     return Selection(
-        kept=kept, mode=mode, k=k, n=n, n_kept=n_kept, rate_before=float(flag.mean()),
-        rate_after=float(flag[kept].mean()) if n_kept else 0.0, acceptance_rate=n_kept / n,
-        states=list(states), shares={"kept": kept_share, "generated": gen_share, "reference": ref_share},
+        kept=kept,
+        mode=mode,
+        k=k,
+        n=n,
+        n_kept=n_kept,
+        rate_before=float(flag.mean()),
+        rate_after=float(flag[kept].mean()) if n_kept else 0.0,
+        acceptance_rate=n_kept / n,
+        states=list(states),
+        shares={"kept": kept_share, "generated": gen_share, "reference": ref_share},
         tv_kept_vs_reference=total_variation(kept_share, ref_share) if n_kept else 1.0,
         tv_generated_vs_reference=total_variation(gen_share, ref_share),
         states_surviving=int(np.unique(near[kept]).size),

@@ -48,7 +48,9 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def shard(items: Sequence[Any], rank: int | None = None, size: int | None = None) -> tuple[list[int], list[Any]]:
+def shard(
+    items: Sequence[Any], rank: int | None = None, size: int | None = None
+) -> tuple[list[int], list[Any]]:
     """This process's share of ``items`` (every ``size``-th from ``rank``) and their indices.
 
     Examples
@@ -75,8 +77,14 @@ class StreamingMeasure:
         Embed raw ``reference`` and ``update`` items with it (a registry alias, hub id or folder).
     """
 
-    def __init__(self, reference: Any, labels: Any, *, settings: DetectorSettings | None = None,
-                 embedder: Any = None) -> None:
+    def __init__(
+        self,
+        reference: Any,
+        labels: Any,
+        *,
+        settings: DetectorSettings | None = None,
+        embedder: Any = None,
+    ) -> None:
         self.settings = settings or DetectorSettings()
         self._embedder = None
         if embedder is not None:
@@ -101,8 +109,13 @@ class StreamingMeasure:
         self._prompts: list[str] = []
         self._next = 0
 
-    def update(self, samples: Any, prompts: Sequence[str] | None = None, *,
-               index: Sequence[int] | None = None) -> StreamingMeasure:
+    def update(
+        self,
+        samples: Any,
+        prompts: Sequence[str] | None = None,
+        *,
+        index: Sequence[int] | None = None,
+    ) -> StreamingMeasure:
         """Add generated samples (embeddings, or raw items with an embedder) and their prompts.
 
         ``index``: the samples' positions in the whole generated set (e.g. from :func:`shard`),
@@ -112,7 +125,9 @@ class StreamingMeasure:
             samples = self._embedder.embed(samples)
         G = np.asarray(samples, dtype=np.float64)
         if G.ndim != 2 or G.shape[1] != self.dim:
-            raise ValueError(f"generated embeddings must have shape (n, {self.dim}); got {G.shape}.")
+            raise ValueError(
+                f"generated embeddings must have shape (n, {self.dim}); got {G.shape}."
+            )
         n = G.shape[0]
         pr = [""] * n if prompts is None else [str(p) for p in prompts]
         if len(pr) != n:
@@ -143,7 +158,9 @@ class StreamingMeasure:
             G = np.vstack([p[1] for p in parts])
             prompts = [q for p in parts for q in p[2]]
         if np.unique(idx).size != idx.size:
-            raise ValueError("two updates gave the same sample index; pass distinct `index` values per process.")
+            raise ValueError(
+                "two updates gave the same sample index; pass distinct `index` values per process."
+            )
         order = np.argsort(idx, kind="stable")
         return G[order], [prompts[i] for i in order]
 
@@ -161,8 +178,18 @@ class StreamingMeasure:
 
         plan = self.plan
         return measure_scores(
-            settings=self.settings, scorer=scorer, calibrator=cal, states=plan["states"], state_sizes=plan["sizes"],
-            gen_scores=scorer.score(G), gen_allowed=None, prompts=prompts, test_scores=self.test_scores,
-            test_allowed=None, test_labels=plan["y_idx"][plan["parts"]["test"]].astype(np.int64),
-            mean_inside=mean_inside, parts=plan["parts"], density_models=scorer.summary(),
+            settings=self.settings,
+            scorer=scorer,
+            calibrator=cal,
+            states=plan["states"],
+            state_sizes=plan["sizes"],
+            gen_scores=scorer.score(G),
+            gen_allowed=None,
+            prompts=prompts,
+            test_scores=self.test_scores,
+            test_allowed=None,
+            test_labels=plan["y_idx"][plan["parts"]["test"]].astype(np.int64),
+            mean_inside=mean_inside,
+            parts=plan["parts"],
+            density_models=scorer.summary(),
         )

@@ -37,18 +37,28 @@ def check_device(device: Any, name: str = "device") -> str:
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise BadInput(f"`{name}` must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'; "
-                       f"got {device!r}.") from None
+        raise BadInput(
+            f"`{name}` must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'; "
+            f"got {device!r}."
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            build = "a CPU-only build of torch" if torch.version.cuda is None else "no CUDA GPU visible"
-            raise RunFailure(f"`{name}` {device!r} was asked for, but torch {torch.__version__} sees no CUDA GPU "
-                             f"({build}); use --{name.replace('_', '-')} cpu.")
+            build = (
+                "a CPU-only build of torch" if torch.version.cuda is None else "no CUDA GPU visible"
+            )
+            raise RunFailure(
+                f"`{name}` {device!r} was asked for, but torch {torch.__version__} sees no CUDA GPU "
+                f"({build}); use --{name.replace('_', '-')} cpu."
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RunFailure(f"`{name}` {device!r} was asked for, but this machine has "
-                             f"{torch.cuda.device_count()} CUDA GPU(s).")
+            raise RunFailure(
+                f"`{name}` {device!r} was asked for, but this machine has "
+                f"{torch.cuda.device_count()} CUDA GPU(s)."
+            )
     elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise RunFailure(f"`{name}` {device!r} was asked for, but torch sees no MPS device on this machine.")
+        raise RunFailure(
+            f"`{name}` {device!r} was asked for, but torch sees no MPS device on this machine."
+        )
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise BadInput(f"`{name}` must be 'cpu', 'cuda', 'cuda:i' or 'mps'; got {device!r}.")
     return device
@@ -80,8 +90,10 @@ def open_image(path: Any) -> Any:
                 im.load()
                 return im.copy()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadInput(f"{where}: refusing to decode a possible decompression bomb: "
-                       f"{' '.join(str(exc).split())} ({type(exc).__name__}).") from None
+        raise BadInput(
+            f"{where}: refusing to decode a possible decompression bomb: "
+            f"{' '.join(str(exc).split())} ({type(exc).__name__})."
+        ) from None
     except FileNotFoundError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -120,14 +132,20 @@ class Embedder:
                 raise TypeError(f"`items` must be a list of strings; got {type(items).__name__}.")
             bad = next((i for i, t in enumerate(items) if not isinstance(t, str)), None)
             if bad is not None:
-                raise TypeError(f"`items[{bad}]` must be a string; got {type(items[bad]).__name__}.")
+                raise TypeError(
+                    f"`items[{bad}]` must be a string; got {type(items[bad]).__name__}."
+                )
             return items
         if isinstance(items, np.ndarray):
             if items.ndim not in (3, 4):
-                raise ValueError(f"`items` array must have shape (n, H, W) or (n, H, W, C); got {items.shape}.")
+                raise ValueError(
+                    f"`items` array must have shape (n, H, W) or (n, H, W, C); got {items.shape}."
+                )
             return items
         if not isinstance(items, Sequence):
-            raise TypeError(f"`items` must be a list of PIL images or an array; got {type(items).__name__}.")
+            raise TypeError(
+                f"`items` must be a list of PIL images or an array; got {type(items).__name__}."
+            )
         return items
 
     def embed(
@@ -160,10 +178,15 @@ class Embedder:
         if order is not None:
             items = [items[j] for j in order.tolist()]
         out = [np.zeros((0, self.dim), dtype=np.float32)]
-        with tqdm(total=n, desc=f"embed {self.name}", unit=self.modality, disable=not progress,
-                  leave=False) as bar:
+        with tqdm(
+            total=n,
+            desc=f"embed {self.name}",
+            unit=self.modality,
+            disable=not progress,
+            leave=False,
+        ) as bar:
             for i in range(0, n, bs):
-                chunk = np.asarray(self._embed_batch(items[i: i + bs]), dtype=np.float32)
+                chunk = np.asarray(self._embed_batch(items[i : i + bs]), dtype=np.float32)
                 out.append(chunk.reshape(chunk.shape[0], self.dim))
                 bar.update(chunk.shape[0])
         E = np.concatenate(out)
@@ -174,7 +197,9 @@ class Embedder:
         return restored
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, modality={self.modality!r}, dim={self.dim})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, modality={self.modality!r}, dim={self.dim})"
+        )
 
 
 def images_to_tensors(items: Any, *, mode: Literal["RGB", "L"]) -> list[Any]:
@@ -191,7 +216,9 @@ def images_to_tensors(items: Any, *, mode: Literal["RGB", "L"]) -> list[Any]:
         if arr.ndim == 3:
             arr = arr[..., None]
         if arr.shape[-1] not in (1, 3, 4):
-            raise ValueError(f"image array must have 1, 3 or 4 channels last; got shape {items.shape}.")
+            raise ValueError(
+                f"image array must have 1, 3 or 4 channels last; got shape {items.shape}."
+            )
         if arr.dtype == np.uint8:
             x = torch.from_numpy(np.ascontiguousarray(arr)).float() / 255.0
         elif np.issubdtype(arr.dtype, np.floating):
@@ -233,6 +260,8 @@ def resize_center_crop(x: Any, *, resize: int, crop: int) -> Any:
     h, w = x.shape[-2:]
     s = resize / min(h, w)
     nh, nw = max(resize, round(h * s)), max(resize, round(w * s))
-    y = F.interpolate(x[None], size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)[0]
+    y = F.interpolate(x[None], size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)[
+        0
+    ]
     top, left = (nh - crop) // 2, (nw - crop) // 2
-    return y[..., top: top + crop, left: left + crop].clamp(0.0, 1.0)
+    return y[..., top : top + crop, left : left + crop].clamp(0.0, 1.0)

@@ -37,14 +37,23 @@ __all__ = [
 ]
 
 #: Training recipe (recorded in the cache marker).
-RECIPE: dict[str, Any] = {"fraction": 0.3, "epochs": 60, "batch_size": 64, "lr": 2e-3,
-                          "weight_decay": 1e-4, "dim": 32, "max_shift": 1}
+RECIPE: dict[str, Any] = {
+    "fraction": 0.3,
+    "epochs": 60,
+    "batch_size": 64,
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "dim": 32,
+    "max_shift": 1,
+}
 
 #: The alias's settings: the t2i digits preset's defaults.
 ALIAS_RESOLUTION, ALIAS_SEED = 8, 0
 
 
-def embedder_split(labels: npt.NDArray[np.int64], seed: int, fraction: float = RECIPE["fraction"]) -> npt.NDArray[np.bool_]:
+def embedder_split(
+    labels: npt.NDArray[np.int64], seed: int, fraction: float = RECIPE["fraction"]
+) -> npt.NDArray[np.bool_]:
     """Boolean mask of the stratified ``fraction`` of images used to train the embedder."""
     rng = np.random.default_rng([seed, 21])
     mask = np.zeros(labels.shape[0], dtype=bool)
@@ -65,7 +74,9 @@ def load_digits_arrays(resolution: int) -> tuple[Any, npt.NDArray[np.int64]]:
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
     if resolution != 8:
-        x = torch.nn.functional.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+        x = torch.nn.functional.interpolate(
+            x, size=(resolution, resolution), mode="bilinear", align_corners=False
+        )
         x = x.clamp(0.0, 1.0)
     return x, d.target.astype(np.int64)
 
@@ -78,9 +89,14 @@ def digits_net(side: int, dim: int) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.body = nn.Sequential(
-                nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-                nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                nn.Conv2d(1, 16, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(16, 32, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(32, 32, 3, padding=1),
+                nn.ReLU(),
+                nn.Flatten(),
                 nn.Linear(32 * (side // 2) ** 2, dim),
             )
             self.head = nn.Sequential(nn.ReLU(), nn.Linear(dim, 10))
@@ -108,9 +124,12 @@ def train_digits_cnn(x: Any, y: npt.NDArray[np.int64], seed: int) -> Any:
     for _ in range(r["epochs"]):
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, r["batch_size"]):
-            idx = perm[i: i + r["batch_size"]]
+            idx = perm[i : i + r["batch_size"]]
             xb = x[idx]
-            dx, dy = (int(v) for v in torch.randint(-r["max_shift"], r["max_shift"] + 1, (2,), generator=gen))
+            dx, dy = (
+                int(v)
+                for v in torch.randint(-r["max_shift"], r["max_shift"] + 1, (2,), generator=gen)
+            )
             xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
             loss = F.cross_entropy(net(xb), yt[idx])
             opt.zero_grad()
@@ -151,7 +170,12 @@ def ensure_digits_cnn(folder: Path, *, resolution: int, seed: int) -> tuple[Any,
     with torch.no_grad():
         pred = net(x[torch.from_numpy(~mask)]).argmax(1).numpy()
     acc = float(np.mean(pred == y[~mask]))
-    info = {"spec": spec, "heldout_accuracy": acc, "n_train": int(mask.sum()), "n_heldout": int((~mask).sum())}
+    info = {
+        "spec": spec,
+        "heldout_accuracy": acc,
+        "n_train": int(mask.sum()),
+        "n_heldout": int((~mask).sum()),
+    }
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_target(weights) as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
@@ -169,9 +193,17 @@ class DigitsCNNEmbedder(Embedder):
 
     modality = "image"
 
-    def __init__(self, net: Any, *, name: str, resolution: int, device: str = "cpu",
-                 batch_size: int = 512, fingerprint: dict[str, Any] | None = None,
-                 info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        net: Any,
+        *,
+        name: str,
+        resolution: int,
+        device: str = "cpu",
+        batch_size: int = 512,
+        fingerprint: dict[str, Any] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         import torch
 
         self.device = torch.device(device)
@@ -181,18 +213,38 @@ class DigitsCNNEmbedder(Embedder):
         self.batch_size = batch_size
         self.dim = int(RECIPE["dim"])
         self.info = info or {}
-        self.fingerprint = fingerprint or {"spec": name, "family": "digits-cnn", "sha256": None, "dim": self.dim}
+        self.fingerprint = fingerprint or {
+            "spec": name,
+            "family": "digits-cnn",
+            "sha256": None,
+            "dim": self.dim,
+        }
 
     @classmethod
-    def from_cache(cls, resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = 512) -> DigitsCNNEmbedder:
+    def from_cache(
+        cls, resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = 512
+    ) -> DigitsCNNEmbedder:
         """The ``'@digits-cnn'`` alias: trained once into ``cache_dir()/digits-cnn``."""
         assert resolved.path is not None
         net, info = ensure_digits_cnn(resolved.path, resolution=ALIAS_RESOLUTION, seed=ALIAS_SEED)
         sha = file_sha256(resolved.path / "model.safetensors")
-        fp = {**describe(resolved), "sha256": sha, "family": "digits-cnn", "dim": int(RECIPE["dim"]),
-              "train_spec": info["spec"], "heldout_accuracy": info.get("heldout_accuracy")}
-        return cls(net, name=resolved.spec, resolution=ALIAS_RESOLUTION, device=device,
-                   batch_size=batch_size, fingerprint=fp, info=info)
+        fp = {
+            **describe(resolved),
+            "sha256": sha,
+            "family": "digits-cnn",
+            "dim": int(RECIPE["dim"]),
+            "train_spec": info["spec"],
+            "heldout_accuracy": info.get("heldout_accuracy"),
+        }
+        return cls(
+            net,
+            name=resolved.spec,
+            resolution=ALIAS_RESOLUTION,
+            device=device,
+            batch_size=batch_size,
+            fingerprint=fp,
+            info=info,
+        )
 
     def embed_tensor(self, images: Any) -> npt.NDArray[np.float32]:
         """``(n, 1, R, R)`` float tensor in [0, 1] -> float32 ``(n, 32)``, in batches."""
@@ -201,7 +253,7 @@ class DigitsCNNEmbedder(Embedder):
         out = [np.zeros((0, self.dim), dtype=np.float32)]
         with torch.no_grad():
             for i in range(0, images.shape[0], self.batch_size):
-                x = images[i: i + self.batch_size].to(self.device, torch.float32)
+                x = images[i : i + self.batch_size].to(self.device, torch.float32)
                 out.append(self.net.body(x).cpu().numpy())
         return np.concatenate(out)
 
@@ -217,8 +269,13 @@ class DigitsCNNEmbedder(Embedder):
         import torch.nn.functional as F
 
         r = self.resolution
-        xs = [F.interpolate(t[None], size=(r, r), mode="bilinear", align_corners=False,
-                            antialias=True)[0].clamp(0.0, 1.0) if t.shape[-2:] != (r, r) else t
-              for t in images_to_tensors(items, mode="L")]
+        xs = [
+            F.interpolate(
+                t[None], size=(r, r), mode="bilinear", align_corners=False, antialias=True
+            )[0].clamp(0.0, 1.0)
+            if t.shape[-2:] != (r, r)
+            else t
+            for t in images_to_tensors(items, mode="L")
+        ]
         with torch.no_grad():
             return self.net.body(torch.stack(xs).to(self.device)).cpu().numpy()

@@ -51,7 +51,9 @@ class SentenceTransformerEmbedder(Embedder):
 
     modality = "text"
 
-    def __init__(self, resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = 64
+    ) -> None:
         st = require("sentence_transformers", "text", what="sentence-transformers embedders")
         if resolved.kind == "alias":
             assert resolved.path is not None  # an alias always has its weights file
@@ -60,7 +62,9 @@ class SentenceTransformerEmbedder(Embedder):
             source = resolved.spec if resolved.path is None else str(resolved.path)
         try:
             self.model = st.SentenceTransformer(
-                source, device=device, model_kwargs={"use_safetensors": True},
+                source,
+                device=device,
+                model_kwargs={"use_safetensors": True},
                 local_files_only=resolved.kind == "hub" and _offline(),
             )
         except OSError as exc:
@@ -74,21 +78,35 @@ class SentenceTransformerEmbedder(Embedder):
         self.model.eval()
         self.name = resolved.spec
         self.batch_size = batch_size
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or \
-            self.model.get_sentence_embedding_dimension
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         self.dim = int(get_dim())
-        self.fingerprint = _fingerprint(resolved, "sentence-transformers", self.dim,
-                                        max_seq_length=int(self.model.max_seq_length))
+        self.fingerprint = _fingerprint(
+            resolved,
+            "sentence-transformers",
+            self.dim,
+            max_seq_length=int(self.model.max_seq_length),
+        )
 
     def _batch_order(self, items: Any) -> npt.NDArray[np.intp]:
         """Longest text first, over all items (as ``encode`` sorts within one call): batches of
         like-length texts pad little. A stable sort, so equal lengths keep their input order."""
-        return np.argsort(-np.fromiter(map(len, items), dtype=np.int64, count=len(items)), kind="stable")
+        return np.argsort(
+            -np.fromiter(map(len, items), dtype=np.int64, count=len(items)), kind="stable"
+        )
 
     def _embed_batch(self, items: Sequence[str]) -> npt.NDArray[np.float32]:
-        return np.asarray(self.model.encode(list(items), batch_size=len(items) or 1,
-                                            convert_to_numpy=True, show_progress_bar=False),
-                          dtype=np.float32)
+        return np.asarray(
+            self.model.encode(
+                list(items),
+                batch_size=len(items) or 1,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ),
+            dtype=np.float32,
+        )
 
 
 def _size(d: Any, key: str) -> int:
@@ -111,12 +129,16 @@ class CLIPVisionEmbedder(Embedder):
 
     modality = "image"
 
-    def __init__(self, resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = 64
+    ) -> None:
         torch = require("torch", "t2i", what="CLIP embedders")
         transformers = require("transformers", "t2i", what="CLIP embedders")
         source = resolved.spec if resolved.path is None else str(resolved.path)
         try:
-            clip: Any = transformers.CLIPVisionModelWithProjection.from_pretrained(source, use_safetensors=True)
+            clip: Any = transformers.CLIPVisionModelWithProjection.from_pretrained(
+                source, use_safetensors=True
+            )
             proc = transformers.CLIPImageProcessor.from_pretrained(source)
         except OSError as exc:
             if resolved.kind == "hub":
@@ -132,7 +154,9 @@ class CLIPVisionEmbedder(Embedder):
         self.name = resolved.spec
         self.batch_size = batch_size
         self.dim = int(clip.config.projection_dim)
-        self.fingerprint = _fingerprint(resolved, "clip-vision", self.dim, resize=self.resize, crop=self.crop)
+        self.fingerprint = _fingerprint(
+            resolved, "clip-vision", self.dim, resize=self.resize, crop=self.crop
+        )
 
     def _preprocess(self, x: Any) -> Any:
         import torch.nn.functional as F
@@ -144,7 +168,7 @@ class CLIPVisionEmbedder(Embedder):
         nh, nw = max(self.resize, round(h * s)), max(self.resize, round(w * s))
         x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
         top, left = (nh - self.crop) // 2, (nw - self.crop) // 2
-        x = x[..., top: top + self.crop, left: left + self.crop].clamp(0.0, 1.0)
+        x = x[..., top : top + self.crop, left : left + self.crop].clamp(0.0, 1.0)
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
     def embed_tensor(self, images: Any) -> list[npt.NDArray[np.float32]]:
@@ -154,7 +178,7 @@ class CLIPVisionEmbedder(Embedder):
         out = []
         with torch.no_grad():
             for i in range(0, images.shape[0], self.batch_size):
-                x = self._preprocess(images[i: i + self.batch_size].to(self.device, torch.float32))
+                x = self._preprocess(images[i : i + self.batch_size].to(self.device, torch.float32))
                 out.append(self.model(pixel_values=x).image_embeds.float().cpu().numpy())
         return out
 
@@ -178,7 +202,9 @@ class EfficientNetLite0Embedder(Embedder):
     modality = "image"
     RESIZE, CROP = 256, 224
 
-    def __init__(self, resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = 64
+    ) -> None:
         torch = require("torch", "vision", what="EfficientNet-Lite0")
         effnet = require("efficientnet_lite_pytorch", "vision", what="EfficientNet-Lite0")
         assert resolved.path is not None and resolved.sha256 is not None  # alias, verified
@@ -191,8 +217,9 @@ class EfficientNetLite0Embedder(Embedder):
         self.name = resolved.spec
         self.batch_size = batch_size
         self.dim = int(net._conv_head.out_channels)
-        self.fingerprint = _fingerprint(resolved, "efficientnet-lite0", self.dim,
-                                        resize=self.RESIZE, crop=self.CROP)
+        self.fingerprint = _fingerprint(
+            resolved, "efficientnet-lite0", self.dim, resize=self.RESIZE, crop=self.CROP
+        )
 
     def _embed_batch(self, items: Sequence[Any]) -> npt.NDArray[np.float32]:
         import torch
@@ -233,8 +260,10 @@ def _efficientnet_state_dict(pth: Path, sha256: str) -> dict[str, Any]:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _hub_file(spec: str, filename: str) -> tuple[Path | None, BaseException | None]:

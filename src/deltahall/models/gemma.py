@@ -58,7 +58,9 @@ def _fp32_folder(resolved: ResolvedModel) -> Path:
     if _is_current(folder, resolved.sha256):
         return folder
     if folder.exists():
-        logger.info("%s is incomplete or was converted from other weights; converting again", folder)
+        logger.info(
+            "%s is incomplete or was converted from other weights; converting again", folder
+        )
     _convert(resolved, folder)
     return folder
 
@@ -86,7 +88,9 @@ def _convert(resolved: ResolvedModel, folder: Path) -> None:
     gguf_dir, gguf_name = str(resolved.path.parent), resolved.path.name
     t0 = time.perf_counter()
     logger.info("dequantising %s (about a minute, once)", gguf_name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_name, dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        gguf_dir, gguf_file=gguf_name, dtype=torch.float32
+    )
     tok = transformers.AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -100,9 +104,14 @@ def _convert(resolved: ResolvedModel, folder: Path) -> None:
         tok.save_pretrained(tmp)
         for f in (tmp, *tmp.iterdir()):  # mkdtemp makes 0700: give the usual permissions
             os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~mask)
-        info = {"source": gguf_name, "source_sha256": resolved.sha256, "dtype": "float32",
-                "transformers": package_version("transformers"), "torch": package_version("torch"),
-                "seconds": round(time.perf_counter() - t0, 1)}
+        info = {
+            "source": gguf_name,
+            "source_sha256": resolved.sha256,
+            "dtype": "float32",
+            "transformers": package_version("transformers"),
+            "torch": package_version("torch"),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         (tmp / _MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
         if folder.exists() and not _is_current(folder, resolved.sha256):
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
@@ -149,12 +158,16 @@ def load_causal_lm(spec: str, *, device: str = "cpu", dtype: Any = "float32") ->
     if resolved.alias is not None:
         if resolved.alias.kind != "causal-lm":
             causal = ", ".join(repr(a.name) for a in ALIASES.values() if a.kind == "causal-lm")
-            raise ValueError(f"model {spec!r} is a {resolved.alias.kind}, not a causal LM; causal LMs: {causal}.")
+            raise ValueError(
+                f"model {spec!r} is a {resolved.alias.kind}, not a causal LM; causal LMs: {causal}."
+            )
         source = str(_fp32_folder(resolved))
     else:
         source = resolved.spec if resolved.path is None else str(resolved.path)
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(source, use_safetensors=True, dtype=tdtype)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            source, use_safetensors=True, dtype=tdtype
+        )
         tok = transformers.AutoTokenizer.from_pretrained(source)
     except OSError as exc:
         if resolved.kind == "hub":

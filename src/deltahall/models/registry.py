@@ -193,7 +193,9 @@ def cache_dir() -> Path:
     elif sys.platform == "darwin":
         root = Path.home() / "Library" / "Caches" / "deltahall"
     elif os.name == "nt":
-        root = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "deltahall"
+        root = (
+            Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "deltahall"
+        )
     else:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deltahall"
     root.mkdir(parents=True, exist_ok=True)
@@ -235,11 +237,16 @@ def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def hub_unavailable(spec: str, exc: BaseException) -> ModelUnavailableError:
     """The one-line error for a hub id that cannot be loaded here."""
-    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes")
-                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    why = ("it is not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1)"
-           if offline else f"it could not be fetched or found in the cache ({type(exc).__name__}: "
-           f"{' '.join(str(exc).split())[:160]})")
+    offline = any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+    why = (
+        "it is not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1)"
+        if offline
+        else f"it could not be fetched or found in the cache ({type(exc).__name__}: "
+        f"{' '.join(str(exc).split())[:160]})"
+    )
     return ModelUnavailableError(
         f"cannot load model {spec!r}: {why}; pass a local folder (or a registry alias: "
         f"{', '.join(ALIASES)})."
@@ -362,7 +369,9 @@ def resolve_model(spec: str) -> ResolvedModel:
         If the alias's package is not installed (the message names the extra).
     """
     if not isinstance(spec, str):
-        raise TypeError(f"`spec` must be a string (alias, folder or hub id); got {type(spec).__name__}.")
+        raise TypeError(
+            f"`spec` must be a string (alias, folder or hub id); got {type(spec).__name__}."
+        )
     if not spec.strip():
         raise ValueError("`spec` must name a model; got an empty string.")
     if spec.startswith("@"):
@@ -378,7 +387,9 @@ def resolve_model(spec: str) -> ResolvedModel:
     if p.is_dir():
         return ResolvedModel(spec, "folder", p.resolve(), _folder_sha256(p), None)
     if p.exists():
-        raise FileNotFoundError(f"model {spec!r} is a file; pass a model folder, a hub id or an alias.")
+        raise FileNotFoundError(
+            f"model {spec!r} is a file; pass a model folder, a hub id or an alias."
+        )
     looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
     if looks_like_path or not _HUB_ID.match(spec):
         raise FileNotFoundError(
@@ -398,13 +409,19 @@ def package_version(name: str) -> str | None:
 
 def describe(resolved: ResolvedModel) -> dict[str, Any]:
     """JSON-able description of a resolved model (for fingerprints)."""
-    out: dict[str, Any] = {"spec": resolved.spec, "source": resolved.kind, "sha256": resolved.sha256}
+    out: dict[str, Any] = {
+        "spec": resolved.spec,
+        "source": resolved.kind,
+        "sha256": resolved.sha256,
+    }
     if resolved.alias is not None:
         out["packages"] = {p: package_version(p) for p in resolved.alias.packages}
     return out
 
 
-def check_loadable(spec: str, *, marker: str = "config.json", folder_marker: str | None = None) -> ResolvedModel:
+def check_loadable(
+    spec: str, *, marker: str = "config.json", folder_marker: str | None = None
+) -> ResolvedModel:
     """Resolve ``spec`` and check, without loading weights, that it can be loaded here.
 
     A folder must hold ``folder_marker`` (default ``marker``); a hub id must be in the local
@@ -423,7 +440,9 @@ def check_loadable(spec: str, *, marker: str = "config.json", folder_marker: str
     if resolved.kind == "folder":
         need = folder_marker or marker
         if not (Path(resolved.path) / need).is_file():  # type: ignore[arg-type]
-            raise FileNotFoundError(f"model folder {spec!r} has no {need}; is it a model folder of the right kind?")
+            raise FileNotFoundError(
+                f"model folder {spec!r} has no {need}; is it a model folder of the right kind?"
+            )
         return resolved
     if resolved.kind != "hub":
         return resolved
@@ -434,8 +453,10 @@ def check_loadable(spec: str, *, marker: str = "config.json", folder_marker: str
     cached = try_to_load_from_cache(spec, marker)
     if isinstance(cached, str):
         return resolved
-    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes")
-                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    offline = any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
     if offline:
         raise hub_unavailable(spec, FileNotFoundError(marker))
     try:

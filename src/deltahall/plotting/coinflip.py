@@ -36,10 +36,23 @@ def figure3(
         ax2 = ax.twinx()
         for r, h in enumerate(histories[n]):
             ep = [row["epoch"] for row in h]
-            ax.plot(ep, [row[loss] for row in h], color="tab:blue", alpha=0.75, lw=1.2,
-                    label=loss if r == 0 else None)
-            ax2.plot(ep, [row[prob] for row in h], color="tab:red", alpha=0.75, lw=1.2, ls="--",
-                     label=prob if r == 0 else None)
+            ax.plot(
+                ep,
+                [row[loss] for row in h],
+                color="tab:blue",
+                alpha=0.75,
+                lw=1.2,
+                label=loss if r == 0 else None,
+            )
+            ax2.plot(
+                ep,
+                [row[prob] for row in h],
+                color="tab:red",
+                alpha=0.75,
+                lw=1.2,
+                ls="--",
+                label=prob if r == 0 else None,
+            )
         if floors and n in floors:
             ax.axhline(floors[n], color="tab:blue", ls=":", lw=1, label="Bayes MSE")
         if references and n in references:

@@ -23,13 +23,21 @@ __all__ = ["image_grid", "p_value_histogram", "per_prompt_rates", "rate_vs_alpha
 RED, BLUE, GRAY = "#d62728", "#1f5fbf", "#555555"
 
 
-def rate_vs_alpha(alphas: Sequence[float], rate: Sequence[float], floor: Sequence[float], *, alpha: float) -> Any:
+def rate_vs_alpha(
+    alphas: Sequence[float], rate: Sequence[float], floor: Sequence[float], *, alpha: float
+) -> Any:
     """Generated rate and real-test floor against α, with the identity (the guarantee's bound)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
     ax.plot(alphas, rate, "-", color=RED, label="generated: flagged fraction")
     ax.plot(alphas, floor, "-", color=BLUE, label="held-out real (floor)")
-    ax.plot([0, max(alphas)], [0, max(alphas)], ":", color=GRAY, label="y = α (guaranteed bound on real)")
+    ax.plot(
+        [0, max(alphas)],
+        [0, max(alphas)],
+        ":",
+        color=GRAY,
+        label="y = α (guaranteed bound on real)",
+    )
     ax.axvline(alpha, ls="--", color="k", lw=0.8, label=f"α = {alpha:g}")
     ax.set_xlabel("level α")
     ax.set_ylabel("flagged fraction")
@@ -40,7 +48,9 @@ def rate_vs_alpha(alphas: Sequence[float], rate: Sequence[float], floor: Sequenc
     return fig
 
 
-def per_prompt_rates(rows: Sequence[Mapping[str, Any]], *, floor: float, floor_ci: Sequence[float]) -> Any:
+def per_prompt_rates(
+    rows: Sequence[Mapping[str, Any]], *, floor: float, floor_ci: Sequence[float]
+) -> Any:
     """One bar per prompt (rate) with its Wilson interval; the floor and its interval shaded."""
     plt = pyplot()
     n = len(rows)
@@ -56,7 +66,9 @@ def per_prompt_rates(rows: Sequence[Mapping[str, Any]], *, floor: float, floor_c
     ax.axhline(floor, color=BLUE, ls=":", label=f"real floor {floor:.3f}")
     labels = [(str(r["prompt"]) or "(none)")[:24] for r in rows]
     ax.set_xticks(x)
-    ax.set_xticklabels(labels, rotation=30 if n > 3 else 0, ha="right" if n > 3 else "center", fontsize=7)
+    ax.set_xticklabels(
+        labels, rotation=30 if n > 3 else 0, ha="right" if n > 3 else "center", fontsize=7
+    )
     ax.set_ylabel("flagged fraction (Wilson 95%)")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, title="dark bar: mean embedding outside", title_fontsize=7)
@@ -79,14 +91,21 @@ def p_value_histogram(p_values: npt.ArrayLike, *, alpha: float, bins: int = 20) 
     return fig
 
 
-def image_grid(images: Sequence[npt.ArrayLike], *, titles: Sequence[str] | None = None, ncols: int = 8,
-               title: str = "") -> Any:
+def image_grid(
+    images: Sequence[npt.ArrayLike],
+    *,
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    title: str = "",
+) -> Any:
     """A grid of images (arrays H x W or H x W x C, uint8 or float in [0, 1])."""
     plt = pyplot()
     n = max(len(images), 1)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.3 * nrows + (0.3 if title else 0)), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(1.2 * ncols, 1.3 * nrows + (0.3 if title else 0)), squeeze=False
+    )
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if k < len(images):

@@ -21,8 +21,12 @@ import numpy.typing as npt
 from deltahall.plotting import pyplot
 
 RED, BLUE, GREY = "#d62728", "#1f5fbf", "#888888"
-DETECTOR_STYLE = {"hcdr": ("HCDR (conformal)", "#2a9d50"), "hcdr_density": ("HCDR log-density", "#17becf"),
-                  "variance": ("trajectory variance", "#9467bd"), "knn": ("kNN distance", "#ff7f0e")}
+DETECTOR_STYLE = {
+    "hcdr": ("HCDR (conformal)", "#2a9d50"),
+    "hcdr_density": ("HCDR log-density", "#17becf"),
+    "variance": ("trajectory variance", "#9467bd"),
+    "knn": ("kNN distance", "#ff7f0e"),
+}
 STRATEGY_STYLE = {"none": "#333333", "random": GREY, "variance": "#9467bd", "hcdr": "#2a9d50"}
 
 
@@ -45,11 +49,24 @@ def samples_figure(
     if x.shape[1] == 2:
         fig, ax = plt.subplots(figsize=(5.5, 5.5))
         xs, ys = grid
-        levels = np.linspace(max(float(log_density.max()) - 30.0, log_delta - 20.0), float(log_density.max()), 8)
+        levels = np.linspace(
+            max(float(log_density.max()) - 30.0, log_delta - 20.0), float(log_density.max()), 8
+        )
         ax.contour(xs, ys, log_density, levels=levels, colors=GREY, linewidths=0.5)
-        ax.contour(xs, ys, log_density, levels=[log_delta], colors="k", linewidths=0.8, linestyles="--")
-        ax.scatter(x[~h, 0], x[~h, 1], s=2, color=BLUE, alpha=0.5, label=f"in support ({int((~h).sum())})")
-        ax.scatter(x[h, 0], x[h, 1], s=6, color=RED, marker="x", label=f"true δ-hallucination ({int(h.sum())})")
+        ax.contour(
+            xs, ys, log_density, levels=[log_delta], colors="k", linewidths=0.8, linestyles="--"
+        )
+        ax.scatter(
+            x[~h, 0], x[~h, 1], s=2, color=BLUE, alpha=0.5, label=f"in support ({int((~h).sum())})"
+        )
+        ax.scatter(
+            x[h, 0],
+            x[h, 1],
+            s=6,
+            color=RED,
+            marker="x",
+            label=f"true δ-hallucination ({int(h.sum())})",
+        )
         ax.set_xlabel("x0")
         ax.set_ylabel("x1")
         ax.set_aspect("equal")
@@ -58,7 +75,9 @@ def samples_figure(
         xs = grid[0]
         bins = np.linspace(float(xs.min()), float(xs.max()), 200)
         ax.hist(x[~h, 0], bins=bins, color=BLUE, alpha=0.6, label=f"in support ({int((~h).sum())})")
-        ax.hist(x[h, 0], bins=bins, color=RED, alpha=0.8, label=f"true δ-hallucination ({int(h.sum())})")
+        ax.hist(
+            x[h, 0], bins=bins, color=RED, alpha=0.8, label=f"true δ-hallucination ({int(h.sum())})"
+        )
         ax.set_yscale("log")
         ax2 = ax.twinx()
         ax2.plot(xs, log_density, color=GREY, lw=0.8)
@@ -83,13 +102,21 @@ def rate_figure(metrics: Sequence[Mapping[str, Any]], *, alpha: float, title: st
     ax.fill_between(steps, lo, hi, color=RED, alpha=0.2, lw=0)
     ax.plot(steps, rate, "o-", color=RED, label="true δ-hallucination rate (Wilson 95%)")
     for name, (label, color) in DETECTOR_STYLE.items():
-        ax.plot(steps, [float(r[f"{name}_rate"]) for r in metrics], "s--", color=color, ms=3,
-                label=f"{label}, flagged at real false-flag {alpha:g}")
+        ax.plot(
+            steps,
+            [float(r[f"{name}_rate"]) for r in metrics],
+            "s--",
+            color=color,
+            ms=3,
+            label=f"{label}, flagged at real false-flag {alpha:g}",
+        )
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("training step")
     ax.set_ylabel("rate")
     ax2 = ax.twinx()
-    ax2.plot(steps, [float(r["val_loss"]) for r in metrics], "k:", label="validation loss (fixed noise)")
+    ax2.plot(
+        steps, [float(r["val_loss"]) for r in metrics], "k:", label="validation loss (fixed noise)"
+    )
     ax2.set_ylabel("loss (log scale)")
     ax2.set_yscale("log")
     h1, l1 = ax.get_legend_handles_labels()
@@ -110,9 +137,18 @@ def recursive_figure(rows: Sequence[Mapping[str, Any]], *, n_components: int, ti
         g = [int(r["generation"]) for r in rs]
         color = STRATEGY_STYLE.get(s, "k")
         rate = np.array([float(r["true_rate"]) for r in rs])
-        axes[0].errorbar(g, rate, yerr=[rate - np.array([float(r["true_lo"]) for r in rs]),
-                                        np.array([float(r["true_hi"]) for r in rs]) - rate],
-                         marker="o", color=color, capsize=2, label=s)
+        axes[0].errorbar(
+            g,
+            rate,
+            yerr=[
+                rate - np.array([float(r["true_lo"]) for r in rs]),
+                np.array([float(r["true_hi"]) for r in rs]) - rate,
+            ],
+            marker="o",
+            color=color,
+            capsize=2,
+            label=s,
+        )
         axes[1].plot(g, [int(r["covered"]) for r in rs], "o-", color=color, label=s)
         axes[2].plot(g, [float(r["tv_from_uniform"]) for r in rs], "o-", color=color, label=s)
     axes[0].set_ylabel("true δ-hallucination rate")

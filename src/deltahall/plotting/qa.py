@@ -44,8 +44,13 @@ def figure4(summary: Sequence[Mapping[str, Any]], *, plumbing: bool = False) -> 
             pts = [s for s in rows if s["model"] == model]
             x = [int(p["epoch"]) for p in pts]
             line = ax.plot(x, [float(p["mean"]) for p in pts], marker="o", label=model)[0]
-            ax.fill_between(x, [float(p["min"]) for p in pts], [float(p["max"]) for p in pts],
-                            color=line.get_color(), alpha=0.2)
+            ax.fill_between(
+                x,
+                [float(p["min"]) for p in pts],
+                [float(p["max"]) for p in pts],
+                color=line.get_color(),
+                alpha=0.2,
+            )
         ax.set_xticks(epochs, ["orig." if e == 0 else str(e) for e in epochs])
         ax.set_xlabel("fine-tuning epochs")
         ax.set_ylabel("resemblance to incorrect answers")
@@ -70,7 +75,9 @@ def loss_figure(loss_rows: Sequence[Mapping[str, Any]], *, plumbing: bool = Fals
     fig, ax = plt.subplots(figsize=(5, 3.5))
     keys = list(dict.fromkeys((r["model"], r["seed"]) for r in loss_rows))
     for model, seed in keys:
-        pts = sorted((r["epoch"], r["loss"]) for r in loss_rows if (r["model"], r["seed"]) == (model, seed))
+        pts = sorted(
+            (r["epoch"], r["loss"]) for r in loss_rows if (r["model"], r["seed"]) == (model, seed)
+        )
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{model} seed {seed}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean training loss (answer tokens)")
@@ -84,7 +91,9 @@ def loss_figure(loss_rows: Sequence[Mapping[str, Any]], *, plumbing: bool = Fals
     return fig
 
 
-def figure4_ci(rows: Sequence[Mapping[str, Any]], *, paper: Mapping[str, Mapping[int, Sequence[float]]]) -> Any:
+def figure4_ci(
+    rows: Sequence[Mapping[str, Any]], *, paper: Mapping[str, Mapping[int, Sequence[float]]]
+) -> Any:
     """Figure 4 with 95 % intervals: our means per epoch, both scorings, beside the paper's numbers.
 
     Parameters
@@ -105,29 +114,52 @@ def figure4_ci(rows: Sequence[Mapping[str, Any]], *, paper: Mapping[str, Mapping
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for scoring in dict.fromkeys(r["scoring"] for r in rows):
         for model in dict.fromkeys(r["model"] for r in rows):
-            pts = sorted((r for r in rows if r["scoring"] == scoring and r["model"] == model),
-                         key=lambda r: int(r["epoch"]))
+            pts = sorted(
+                (r for r in rows if r["scoring"] == scoring and r["model"] == model),
+                key=lambda r: int(r["epoch"]),
+            )
             if not pts:
                 continue
             x = [int(p["epoch"]) for p in pts]
             y = [float(p["incorrect"]) for p in pts]
-            err = [[v - float(p["incorrect_low"]) for v, p in zip(y, pts, strict=True)],
-                   [float(p["incorrect_high"]) - v for v, p in zip(y, pts, strict=True)]]
+            err = [
+                [v - float(p["incorrect_low"]) for v, p in zip(y, pts, strict=True)],
+                [float(p["incorrect_high"]) - v for v, p in zip(y, pts, strict=True)],
+            ]
             seeds = max(int(p["n_seeds"]) for p in pts)
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3,
-                        label=f"{model}, {scoring} ({seeds} seed{'s' if seeds != 1 else ''}, 95 % CI)")
+            ax.errorbar(
+                x,
+                y,
+                yerr=err,
+                marker="o",
+                capsize=3,
+                label=f"{model}, {scoring} ({seeds} seed{'s' if seeds != 1 else ''}, 95 % CI)",
+            )
     for model, by_epoch in paper.items():
         ep = sorted(by_epoch)
-        line = ax.plot(ep, [sum(by_epoch[e]) / len(by_epoch[e]) for e in ep], ls="--", lw=1,
-                       label=f"paper: {model} (authors' scoring)")[0]
+        line = ax.plot(
+            ep,
+            [sum(by_epoch[e]) / len(by_epoch[e]) for e in ep],
+            ls="--",
+            lw=1,
+            label=f"paper: {model} (authors' scoring)",
+        )[0]
         for e in ep:
-            ax.plot([e] * len(by_epoch[e]), list(by_epoch[e]), ls="none", marker=".", color=line.get_color())
+            ax.plot(
+                [e] * len(by_epoch[e]),
+                list(by_epoch[e]),
+                ls="none",
+                marker=".",
+                color=line.get_color(),
+            )
     epochs = sorted({int(r["epoch"]) for r in rows} | {e for v in paper.values() for e in v})
     ax.set_xticks(epochs, ["orig." if e == 0 else str(e) for e in epochs])
     ax.set_xlabel("fine-tuning epochs")
     ax.set_ylabel("resemblance to incorrect answers")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.suptitle("Figure 4 with intervals: mean over TruthfulQA questions, 95 % bootstrap CI", fontsize=10)
+    fig.suptitle(
+        "Figure 4 with intervals: mean over TruthfulQA questions, 95 % bootstrap CI", fontsize=10
+    )
     fig.tight_layout()
     return fig

@@ -41,17 +41,31 @@ def _by_step(metrics: Sequence[Mapping[str, Any]]) -> list[int]:
 
 
 def _rule_name(rule: str | None) -> str:
-    return {"conformal": "conformal", "percentile": "paper's percentile rule"}.get(str(rule), str(rule)) if rule else ""
+    return (
+        {"conformal": "conformal", "percentile": "paper's percentile rule"}.get(
+            str(rule), str(rule)
+        )
+        if rule
+        else ""
+    )
 
 
 def _floor_line(ax: Any, floor: float | None, floor_ci: Sequence[float] | None = None) -> None:
     if floor is not None:
-        ax.axhline(floor, ls=":", color="k", lw=1, label=f"floor: held-out real images flagged ({floor:.2f})")
+        ax.axhline(
+            floor,
+            ls=":",
+            color="k",
+            lw=1,
+            label=f"floor: held-out real images flagged ({floor:.2f})",
+        )
         if floor_ci is not None:
             ax.axhspan(float(floor_ci[0]), float(floor_ci[1]), color=GREY, alpha=0.15, lw=0)
 
 
-def _pooled(rows: Sequence[Mapping[str, Any]], key: str = "n_outside") -> tuple[float, float] | None:
+def _pooled(
+    rows: Sequence[Mapping[str, Any]], key: str = "n_outside"
+) -> tuple[float, float] | None:
     """Wilson interval of the count pooled over ``rows`` (None when the rows carry no counts)."""
     if not rows or any(key not in r or "K" not in r for r in rows):
         return None
@@ -59,9 +73,16 @@ def _pooled(rows: Sequence[Mapping[str, Any]], key: str = "n_outside") -> tuple[
     return p.ci
 
 
-def figure5(metrics: Sequence[Mapping[str, Any]], losses: Sequence[Mapping[str, Any]], *, floor: float | None = None,
-            floor_ci: Sequence[float] | None = None, rule: str | None = None, beside: str | None = None,
-            title: str = "") -> Any:
+def figure5(
+    metrics: Sequence[Mapping[str, Any]],
+    losses: Sequence[Mapping[str, Any]],
+    *,
+    floor: float | None = None,
+    floor_ci: Sequence[float] | None = None,
+    rule: str | None = None,
+    beside: str | None = None,
+    title: str = "",
+) -> Any:
     """Rate (mean over prompts; green, left) and training loss (blue, right) vs steps.
 
     ``floor``: the flagged share of held-out real images (``floor_ci`` its interval, shaded),
@@ -75,13 +96,33 @@ def figure5(metrics: Sequence[Mapping[str, Any]], losses: Sequence[Mapping[str, 
     at = {s: [r for r in metrics if int(r["step"]) == s] for s in steps}
     rate = [np.mean([float(r["rate"]) for r in at[s]]) for s in steps]
     name = _rule_name(rule)
-    ax.plot(steps, rate, "o-", color=GREEN, label="hallucination rate (mean over prompts)" + (f", {name}" if name else ""))
+    ax.plot(
+        steps,
+        rate,
+        "o-",
+        color=GREEN,
+        label="hallucination rate (mean over prompts)" + (f", {name}" if name else ""),
+    )
     cis = [_pooled(at[s]) for s in steps]
     if steps and all(c is not None for c in cis):
-        ax.fill_between(steps, [c[0] for c in cis], [c[1] for c in cis], color=GREEN, alpha=0.15, lw=0)  # type: ignore[index]
+        ax.fill_between(
+            steps,
+            [c[0] for c in cis],  # type: ignore[index]
+            [c[1] for c in cis],  # type: ignore[index]
+            color=GREEN,
+            alpha=0.15,
+            lw=0,
+        )
     if beside and all(f"rate_{beside}" in r for r in metrics):
-        ax.plot(steps, [np.mean([float(r[f"rate_{beside}"]) for r in at[s]]) for s in steps], "^--", color=GREEN,
-                alpha=0.6, ms=4, label=f"same samples, {_rule_name(beside)}")
+        ax.plot(
+            steps,
+            [np.mean([float(r[f"rate_{beside}"]) for r in at[s]]) for s in steps],
+            "^--",
+            color=GREEN,
+            alpha=0.6,
+            ms=4,
+            label=f"same samples, {_rule_name(beside)}",
+        )
     _floor_line(ax, floor, floor_ci)
     ax.set_xlabel("training step")
     ax.set_ylabel("hallucination rate", color=GREEN)
@@ -92,10 +133,18 @@ def figure5(metrics: Sequence[Mapping[str, Any]], losses: Sequence[Mapping[str, 
         x = np.array([int(r["step"]) for r in losses])
         y = np.array([float(r["loss"]) for r in losses])
         ax2.plot(x, y, color=BLUE, alpha=0.2, lw=0.8)
-        ck = [(s, float(r["loss"])) for s in steps for r in metrics
-              if int(r["step"]) == s and int(r["prompt_index"]) == 0 and not math.isnan(float(r["loss"]))]
+        ck = [
+            (s, float(r["loss"]))
+            for s in steps
+            for r in metrics
+            if int(r["step"]) == s
+            and int(r["prompt_index"]) == 0
+            and not math.isnan(float(r["loss"]))
+        ]
         if ck:
-            ax2.plot(*zip(*ck, strict=True), "s-", color=BLUE, label="training loss (mean over interval)")
+            ax2.plot(
+                *zip(*ck, strict=True), "s-", color=BLUE, label="training loss (mean over interval)"
+            )
     ax2.set_ylabel("training loss", color=BLUE)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
@@ -105,9 +154,15 @@ def figure5(metrics: Sequence[Mapping[str, Any]], losses: Sequence[Mapping[str, 
     return fig
 
 
-def figure6(metrics: Sequence[Mapping[str, Any]], *, floor: float | None = None,
-            floor_ci: Sequence[float] | None = None, rule: str | None = None, beside: str | None = None,
-            title: str = "") -> Any:
+def figure6(
+    metrics: Sequence[Mapping[str, Any]],
+    *,
+    floor: float | None = None,
+    floor_ci: Sequence[float] | None = None,
+    rule: str | None = None,
+    beside: str | None = None,
+    title: str = "",
+) -> Any:
     """One panel per prompt: rate vs steps with its Wilson interval (``rate_ci_low``/``rate_ci_high``
     when present), the floor, the other rule dashed; red crosses where the mean embedding is outside."""
     plt = pyplot()
@@ -116,34 +171,61 @@ def figure6(metrics: Sequence[Mapping[str, Any]], *, floor: float | None = None,
     n = max(1, len(prompts))
     fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.3), sharey=True, squeeze=False)
     for ax, (p, prompt) in zip(axes[0], prompts, strict=True):
-        rows = sorted((r for r in metrics if int(r["prompt_index"]) == p), key=lambda r: int(r["step"]))
+        rows = sorted(
+            (r for r in metrics if int(r["prompt_index"]) == p), key=lambda r: int(r["step"])
+        )
         s = [int(r["step"]) for r in rows]
         y = [float(r["rate"]) for r in rows]
         ax.plot(s, y, "o-", color=GREEN, label=_rule_name(rule) or None)
         if rows and all("rate_ci_low" in r and "rate_ci_high" in r for r in rows):
-            err = [[v - float(r["rate_ci_low"]) for v, r in zip(y, rows, strict=True)],
-                   [float(r["rate_ci_high"]) - v for v, r in zip(y, rows, strict=True)]]
+            err = [
+                [v - float(r["rate_ci_low"]) for v, r in zip(y, rows, strict=True)],
+                [float(r["rate_ci_high"]) - v for v, r in zip(y, rows, strict=True)],
+            ]
             ax.errorbar(s, y, yerr=err, fmt="none", ecolor=GREEN, alpha=0.6, capsize=2)
         if beside and rows and all(f"rate_{beside}" in r for r in rows):
-            ax.plot(s, [float(r[f"rate_{beside}"]) for r in rows], "^--", color=GREEN, alpha=0.6, ms=4,
-                    label=_rule_name(beside))
+            ax.plot(
+                s,
+                [float(r[f"rate_{beside}"]) for r in rows],
+                "^--",
+                color=GREEN,
+                alpha=0.6,
+                ms=4,
+                label=_rule_name(beside),
+            )
         _floor_line(ax, floor, floor_ci)
         out = [(int(r["step"]), float(r["rate"])) for r in rows if not r["mean_embedding_inside"]]
         if out:
-            ax.plot(*zip(*out, strict=True), "x", color=RED, ms=10, mew=2, label="mean embedding outside HCDR")
+            ax.plot(
+                *zip(*out, strict=True),
+                "x",
+                color=RED,
+                ms=10,
+                mew=2,
+                label="mean embedding outside HCDR",
+            )
         ax.legend(fontsize=6)
         ax.set_title(_label(prompt), fontsize=9)
         ax.set_xlabel("training step")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("hallucination rate")
-    fig.suptitle(title or "Figure 6: hallucination rate per prompt (Wilson 95% intervals)", fontsize=10)
+    fig.suptitle(
+        title or "Figure 6: hallucination rate per prompt (Wilson 95% intervals)", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
 
-def figure7(calibration_scores: Sequence[npt.ArrayLike], thresholds: npt.ArrayLike, *,
-            class_names: Sequence[str], percentile: float, rule: str | None = None, title: str = "") -> Any:
+def figure7(
+    calibration_scores: Sequence[npt.ArrayLike],
+    thresholds: npt.ArrayLike,
+    *,
+    class_names: Sequence[str],
+    percentile: float,
+    rule: str | None = None,
+    title: str = "",
+) -> Any:
     """Calibration log-densities of each state under its own density model, thresholds dashed.
 
     Parameters
@@ -161,15 +243,21 @@ def figure7(calibration_scores: Sequence[npt.ArrayLike], thresholds: npt.ArrayLi
     k = len(calibration_scores)
     thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     if not (thr.size == len(class_names) == k):
-        raise ValueError(f"`calibration_scores`, `thresholds` and `class_names` must have one entry per state; "
-                         f"got {k}, {thr.size} and {len(class_names)}.")
+        raise ValueError(
+            f"`calibration_scores`, `thresholds` and `class_names` must have one entry per state; "
+            f"got {k}, {thr.size} and {len(class_names)}."
+        )
     plt = pyplot()
     fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.2), squeeze=False)
     for j, ax in enumerate(axes[0]):
         c = np.asarray(calibration_scores[j], dtype=np.float64)
         t = float(thr[j])
         ax.hist(c, bins=min(40, max(8, c.size // 4)), color="#888888", alpha=0.8)
-        how = f"conformal, α = {percentile / 100:g}" if rule == "conformal" else f"{percentile:g}th pct."
+        how = (
+            f"conformal, α = {percentile / 100:g}"
+            if rule == "conformal"
+            else f"{percentile:g}th pct."
+        )
         ax.axvline(t, ls="--", color=RED, label=f"threshold {t:.2f} ({how})")
         ax.set_title(f"state {class_names[j]!r} (n = {c.size} calibration)", fontsize=9)
         ax.set_xlabel("log-density under its density model")
@@ -180,8 +268,14 @@ def figure7(calibration_scores: Sequence[npt.ArrayLike], thresholds: npt.ArrayLi
     return fig
 
 
-def rate_vs_percentile(percentiles: npt.ArrayLike, curves: Mapping[str, npt.ArrayLike], *,
-                       threshold_percentile: float, step: int, rule: str | None = None) -> Any:
+def rate_vs_percentile(
+    percentiles: npt.ArrayLike,
+    curves: Mapping[str, npt.ArrayLike],
+    *,
+    threshold_percentile: float,
+    step: int,
+    rule: str | None = None,
+) -> Any:
     """Rate of each prompt's samples at one checkpoint as the level varies (percentile = 100 α).
 
     ``curves`` maps a label (a prompt, or the held-out real images) to its flagged share at
@@ -193,8 +287,12 @@ def rate_vs_percentile(percentiles: npt.ArrayLike, curves: Mapping[str, npt.Arra
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     for prompt, rate in curves.items():
         real = prompt.startswith("held-out real")
-        ax.plot(pct, np.asarray(rate, dtype=np.float64), label=prompt if real else _label(prompt),
-                **({"ls": ":", "color": "k"} if real else {}))
+        ax.plot(
+            pct,
+            np.asarray(rate, dtype=np.float64),
+            label=prompt if real else _label(prompt),
+            **({"ls": ":", "color": "k"} if real else {}),
+        )
     ax.axvline(threshold_percentile, ls="--", color="k", lw=0.8)
     ax.set_xlabel("level 100 α (threshold percentile)" + (f"; {_rule_name(rule)}" if rule else ""))
     ax.set_ylabel("hallucination rate")

@@ -57,7 +57,9 @@ def figure_8(*, delta_hdr: float = 0.10, delta_hcdr: float = 0.05) -> tuple[Any,
     check_delta(delta_hdr, "delta_hdr")
     check_delta(delta_hcdr, "delta_hcdr")
     plt = pyplot()
-    mix = LatentMixture([0.6, 0.4], [GaussianState([-2.0], [[1.0]]), GaussianState([2.0], [[1.44]])])
+    mix = LatentMixture(
+        [0.6, 0.4], [GaussianState([-2.0], [[1.0]]), GaussianState([2.0], [[1.44]])]
+    )
     x = np.linspace(-6, 6, 4001)
     f = mix.pdf(x)
     comp = mix.component_pdf(x)
@@ -69,14 +71,27 @@ def figure_8(*, delta_hdr: float = 0.10, delta_hcdr: float = 0.05) -> tuple[Any,
         hcdr = comp.max(axis=1) > d1
         for lo, hi in _segments(hcdr, x):
             ax.axvspan(lo, hi, color="tab:green", alpha=0.18, lw=0)
-        ax.fill_between(x, 0, f, where=hdr, color="tab:blue", alpha=0.45, lw=0, label=f"HDR  f(a) > δ = {delta_hdr:g}")
+        ax.fill_between(
+            x,
+            0,
+            f,
+            where=hdr,
+            color="tab:blue",
+            alpha=0.45,
+            lw=0,
+            label=f"HDR  f(a) > δ = {delta_hdr:g}",
+        )
         ax.plot(x, f, color="k", lw=1.6, label="marginal f(a)")
         for i, ls in enumerate(("--", ":")):
             ax.plot(x, comp[:, i], ls, color="tab:gray", lw=1.2, label=f"f(a | Z_{i + 1})")
         ax.axhline(delta_hdr, color="tab:blue", lw=0.8)
         ax.axhline(d1, color="tab:green", lw=0.8)
-        ax.plot([], [], color="tab:green", alpha=0.4, lw=6, label=f"HCDR  max_i f(a|Z_i) > δ₁ = {d1:g}")
-        ax.set_title(f"({tag}) δ = {delta_hdr:g}, δ₁ = {d1:g}; HDR ⊂ HCDR: {bool(np.all(~hdr | hcdr))}")
+        ax.plot(
+            [], [], color="tab:green", alpha=0.4, lw=6, label=f"HCDR  max_i f(a|Z_i) > δ₁ = {d1:g}"
+        )
+        ax.set_title(
+            f"({tag}) δ = {delta_hdr:g}, δ₁ = {d1:g}; HDR ⊂ HCDR: {bool(np.all(~hdr | hcdr))}"
+        )
         ax.set_xlabel("a")
         info[f"hdr_mass_{tag}"] = float(np.sum(f[hdr]) * dx)
         info[f"hcdr_mass_{tag}"] = float(np.sum(f[hcdr]) * dx)
@@ -145,9 +160,12 @@ def figure_2(delta: float = 0.02) -> tuple[Any, dict[str, float]]:
     fig.suptitle("Figure 2: aligning with one plausible state beats averaging across states")
     fig.tight_layout()
     info = {
-        "optimum_f_cat": float(dens[0, 0]), "optimum_f_dog": float(dens[0, 1]),
-        "catlike_f_cat": float(dens[1, 0]), "catlike_f_dog": float(dens[1, 1]),
-        "optimum_hallucinates": bool(dens[0].max() <= delta), "delta": delta,
+        "optimum_f_cat": float(dens[0, 0]),
+        "optimum_f_dog": float(dens[0, 1]),
+        "catlike_f_cat": float(dens[1, 0]),
+        "catlike_f_dog": float(dens[1, 1]),
+        "optimum_hallucinates": bool(dens[0].max() <= delta),
+        "delta": delta,
     }
     return fig, info
 
@@ -179,5 +197,8 @@ def save_theory_figures(run_dir: Any) -> dict[str, Any]:
         fig, info = make()
         paths = rd.save_figure(fig, name)
         plt.close(fig)
-        out[name] = {"paths": [str(Path(p)) for p in paths], **{k: v for k, v in info.items() if not (isinstance(v, float) and math.isnan(v))}}
+        out[name] = {
+            "paths": [str(Path(p)) for p in paths],
+            **{k: v for k, v in info.items() if not (isinstance(v, float) and math.isnan(v))},
+        }
     return out

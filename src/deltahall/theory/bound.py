@@ -125,7 +125,9 @@ class StateMeanLaw:
             "gaussian": d * (d + 2) * t4,
             "sphere": t4,
             "cube": d * d * t4,
-            "student_t": d * (d + 2) * t4 * v * v / ((v - 2) * (v - 4)) if self.kind == "student_t" else 0.0,
+            "student_t": d * (d + 2) * t4 * v * v / ((v - 2) * (v - 4))
+            if self.kind == "student_t"
+            else 0.0,
             "spike": v * t4,
         }[self.kind]
 
@@ -158,7 +160,7 @@ class StateMeanLaw:
         u = rng.standard_normal((n, d))
         u *= t / np.linalg.norm(u, axis=1, keepdims=True)
         if self.kind == "spike":
-            u *= (rng.random((n, 1)) < self.param)
+            u *= rng.random((n, 1)) < self.param
         return u
 
 
@@ -266,9 +268,16 @@ class StateBound:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/CSV-ready row (``alpha``/``theta`` None where no admissible α exists)."""
-        return {"state": self.index, "p_i": self.weight, "sigma_i": self.mean_variance, "K_i": self.kurtosis_ratio,
-                "alpha_i": self.alpha, "theta_i": self.theta, "P_i": self.factor,
-                "P_i*K_i": self.factor * self.kurtosis_ratio}
+        return {
+            "state": self.index,
+            "p_i": self.weight,
+            "sigma_i": self.mean_variance,
+            "K_i": self.kurtosis_ratio,
+            "alpha_i": self.alpha,
+            "theta_i": self.theta,
+            "P_i": self.factor,
+            "P_i*K_i": self.factor * self.kurtosis_ratio,
+        }
 
 
 @dataclass(frozen=True)
@@ -336,8 +345,12 @@ def _best_alpha(d: float, r: float, sigma: float) -> tuple[float, float, float]:
     grid = np.linspace(1.0, a_max, 257)[1:-1]
     a0 = float(grid[np.argmin([neg(a) for a in grid])])
     step = (a_max - 1.0) / 256
-    res = minimize_scalar(neg, bounds=(max(1.0, a0 - step), min(a_max, a0 + step)), method="bounded",
-                          options={"xatol": 1e-12 * max(1.0, a_max)})
+    res = minimize_scalar(
+        neg,
+        bounds=(max(1.0, a0 - step), min(a_max, a0 + step)),
+        method="bounded",
+        options={"xatol": 1e-12 * max(1.0, a_max)},
+    )
     a = float(res.x) if -res.fun >= -neg(a0) else a0
     return a, (a * d + r) ** 2 / sigma, -neg(a)
 
@@ -355,7 +368,9 @@ def _union_bound(s: FloatArray, k: FloatArray, d: float, r: float) -> float:
     return max(0.0, max(-neg(a) for a in grid))
 
 
-def theorem_6_1_bound(weights: Any, mean_variances: Any, *, kurtosis_ratios: Any, radius: float) -> BoundResult:
+def theorem_6_1_bound(
+    weights: Any, mean_variances: Any, *, kurtosis_ratios: Any, radius: float
+) -> BoundResult:
     r"""Theorem 6.1 exactly as stated, plus the union bound (see module notes).
 
     Theorem 6.1 (Hallucination Probability Lower Bound): under Assumption 6.1, with
@@ -468,7 +483,9 @@ MAX_MC_STATE_DRAWS = 100_000_000
 MAX_MC_FLOPS = 10_000_000_000
 
 
-def check_mc_work(n_samples: int, n_states: int, dim: int, *, samples_name: str = "n_samples") -> None:
+def check_mc_work(
+    n_samples: int, n_states: int, dim: int, *, samples_name: str = "n_samples"
+) -> None:
     """Refuse a Monte-Carlo estimate that cannot finish in well under a minute, before drawing.
 
     Parameters
@@ -640,11 +657,22 @@ class CheckRow:
 
     def to_dict(self) -> dict[str, Any]:
         """CSV/JSON-ready row."""
-        return {"N": self.n_states, "dim": self.dim, "delta": self.delta, "laws": self.laws,
-                "weights": [round(x, 4) for x in self.weights], "r": self.radius, "d": self.optimum_spread,
-                "bound": self.stated_bound, "union_bound": self.union_bound, "p_hat": self.p_hat,
-                "ci_low": self.ci_low, "ci_high": self.ci_high, "holds": self.holds,
-                "counterexample": self.counterexample}
+        return {
+            "N": self.n_states,
+            "dim": self.dim,
+            "delta": self.delta,
+            "laws": self.laws,
+            "weights": [round(x, 4) for x in self.weights],
+            "r": self.radius,
+            "d": self.optimum_spread,
+            "bound": self.stated_bound,
+            "union_bound": self.union_bound,
+            "p_hat": self.p_hat,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "holds": self.holds,
+            "counterexample": self.counterexample,
+        }
 
 
 @dataclass(frozen=True)
@@ -683,12 +711,29 @@ def _random_instance(gen: np.random.Generator) -> dict[str, Any]:
     dim = int(gen.integers(1, 4))
     w = gen.dirichlet(np.full(n, 1.5)) + 0.02
     w /= w.sum()
-    kinds = [str(gen.choice(LAW_KINDS))] * n if gen.random() < 0.6 else [str(k) for k in gen.choice(LAW_KINDS, n)]
+    kinds = (
+        [str(gen.choice(LAW_KINDS))] * n
+        if gen.random() < 0.6
+        else [str(k) for k in gen.choice(LAW_KINDS, n)]
+    )
     laws = []
     for kd in kinds:
-        param = float(gen.uniform(4.5, 12)) if kd == "student_t" else float(gen.uniform(0.3, 1.0)) if kd == "spike" else 0.0
-        laws.append(StateMeanLaw(kd, float(np.exp(gen.uniform(np.log(0.5), np.log(3.0)))), dim, param))
-    within = [GaussianState.isotropic(np.zeros(dim), float(np.exp(gen.uniform(np.log(0.02), np.log(0.4))))) for _ in range(n)]
+        param = (
+            float(gen.uniform(4.5, 12))
+            if kd == "student_t"
+            else float(gen.uniform(0.3, 1.0))
+            if kd == "spike"
+            else 0.0
+        )
+        laws.append(
+            StateMeanLaw(kd, float(np.exp(gen.uniform(np.log(0.5), np.log(3.0)))), dim, param)
+        )
+    within = [
+        GaussianState.isotropic(
+            np.zeros(dim), float(np.exp(gen.uniform(np.log(0.02), np.log(0.4))))
+        )
+        for _ in range(n)
+    ]
     delta = float(np.exp(gen.uniform(np.log(1e-3), 0.0)))
     return {"weights": w, "laws": tuple(laws), "within": within, "delta": delta, "dim": dim}
 
@@ -760,18 +805,30 @@ def check_theorem_6_1(
         inst = _random_instance(gen)
         means = IndependentMeans(tuple([0.0] * inst["dim"]), inst["laws"])
         r = max(covering_radius(g, inst["delta"]).radius for g in inst["within"])
-        b = theorem_6_1_bound(inst["weights"], means.sigmas, kurtosis_ratios=means.kurtosis, radius=r)
+        b = theorem_6_1_bound(
+            inst["weights"], means.sigmas, kurtosis_ratios=means.kurtosis, radius=r
+        )
         if not b.applicable or b.stated_bound is None:
             continue
         est = estimate_hallucination_probability(
             inst["weights"], inst["within"], inst["delta"], means, mc, gen, confidence=conf
         )
-        rows.append(CheckRow(
-            n_states=int(inst["weights"].size), dim=inst["dim"], delta=inst["delta"],
-            laws="/".join(law.kind for law in inst["laws"]), weights=tuple(float(x) for x in inst["weights"]),
-            radius=r, optimum_spread=b.optimum_spread, stated_bound=b.stated_bound, union_bound=b.union_bound,
-            p_hat=est.p_hat, ci_low=est.ci_low, ci_high=est.ci_high,
-        ))
+        rows.append(
+            CheckRow(
+                n_states=int(inst["weights"].size),
+                dim=inst["dim"],
+                delta=inst["delta"],
+                laws="/".join(law.kind for law in inst["laws"]),
+                weights=tuple(float(x) for x in inst["weights"]),
+                radius=r,
+                optimum_spread=b.optimum_spread,
+                stated_bound=b.stated_bound,
+                union_bound=b.union_bound,
+                p_hat=est.p_hat,
+                ci_low=est.ci_low,
+                ci_high=est.ci_high,
+            )
+        )
         if progress is not None:
             progress(len(rows), tried)
     ratios = [row.p_hat / row.stated_bound for row in rows if row.stated_bound > 0]
@@ -786,7 +843,9 @@ def check_theorem_6_1(
     )
 
 
-def supremum_of_stated_bound(max_states: int = 6, *, grid: int = 81) -> tuple[float, dict[str, Any]]:
+def supremum_of_stated_bound(
+    max_states: int = 6, *, grid: int = 81
+) -> tuple[float, dict[str, Any]]:
     r"""Numerical supremum of Theorem 6.1's right-hand side over all instances.
 
     With ``x_i = d²/σ_i^d`` and ``y = α²``, ``P_i = max_{1 < y <= 1/x_i} (1 - 1/y)(1 - y x_i)²``

@@ -120,13 +120,17 @@ def _check_distribution_rows(x: Any, name: str, *, atol: float = 1e-8) -> FloatA
         raise BadInput(f"`{name}` must have at least one row and one class; got shape {q.shape}.")
     neg = np.flatnonzero((q < 0).any(axis=1))
     if neg.size:
-        raise BadInput(f"`{name}` rows must be probability distributions; row {int(neg[0])} has a negative "
-                       f"entry ({float(q[neg[0]].min()):.6g}).")
+        raise BadInput(
+            f"`{name}` rows must be probability distributions; row {int(neg[0])} has a negative "
+            f"entry ({float(q[neg[0]].min()):.6g})."
+        )
     sums = q.sum(axis=1)
     off = np.flatnonzero(np.abs(sums - 1.0) > atol)
     if off.size:
-        raise BadInput(f"`{name}` rows must each sum to 1; row {int(off[0])} sums to {float(sums[off[0]]):.10g} "
-                       f"({off.size} of {q.shape[0]} rows off).")
+        raise BadInput(
+            f"`{name}` rows must each sum to 1; row {int(off[0])} sums to {float(sums[off[0]]):.10g} "
+            f"({off.size} of {q.shape[0]} rows off)."
+        )
     return q
 
 
@@ -159,9 +163,15 @@ def cross_entropy_optimal_estimate(targets: Any, weights: Any = None) -> FloatAr
     [0.25, 0.75]
     """
     q = _check_distribution_rows(targets, "targets")
-    w = np.full(q.shape[0], 1.0 / q.shape[0]) if weights is None else check_probability_vector(weights)
+    w = (
+        np.full(q.shape[0], 1.0 / q.shape[0])
+        if weights is None
+        else check_probability_vector(weights)
+    )
     if w.size != q.shape[0]:
-        raise ValueError(f"`weights` must have one entry per target row ({q.shape[0]}); got {w.size}.")
+        raise ValueError(
+            f"`weights` must have one entry per target row ({q.shape[0]}); got {w.size}."
+        )
     return w @ q
 
 
@@ -199,7 +209,11 @@ def expected_cross_entropy(p: Any, targets: Any, *, weights: Any = None) -> floa
     """
     q = _check_distribution_rows(targets, "targets")
     pv = check_finite_array(p, "p", ndim=1)
-    w = np.full(q.shape[0], 1.0 / q.shape[0]) if weights is None else check_probability_vector(weights)
+    w = (
+        np.full(q.shape[0], 1.0 / q.shape[0])
+        if weights is None
+        else check_probability_vector(weights)
+    )
     with np.errstate(divide="ignore"):
         logp = np.log(pv)
     return float(-(w @ q) @ np.where(q.sum(0) > 0, logp, 0.0))
@@ -233,7 +247,9 @@ class DeltaTest:
     Everything is float64; ``log δ`` is used, so δ = 1e-300 is fine.
     """
 
-    def __init__(self, mixture: LatentMixture, delta: float, *, chunk_size: int = 8192, n_threads: int = 2) -> None:
+    def __init__(
+        self, mixture: LatentMixture, delta: float, *, chunk_size: int = 8192, n_threads: int = 2
+    ) -> None:
         self.mixture = mixture
         self.delta = check_delta(delta)
         self.log_delta = math.log(self.delta)

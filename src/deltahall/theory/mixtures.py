@@ -71,7 +71,9 @@ MAX_DIM = 1_024
 MAX_FACTOR_ENTRIES = 2**22
 
 
-def check_problem_size(n_states: Any, dim: Any, *, states_name: str = "n_states", dim_name: str = "dim") -> tuple[int, int]:
+def check_problem_size(
+    n_states: Any, dim: Any, *, states_name: str = "n_states", dim_name: str = "dim"
+) -> tuple[int, int]:
     """Refuse problem sizes that cannot fit in memory or finish in seconds, before allocating.
 
     Parameters
@@ -224,7 +226,9 @@ class GaussianState:
         else:
             tril = check_finite_array(np.atleast_2d(scale_tril), "scale_tril", ndim=2)
             if tril.shape != (mu.size, mu.size):
-                raise ValueError(f"`scale_tril` must have shape ({mu.size}, {mu.size}); got {tril.shape}.")
+                raise ValueError(
+                    f"`scale_tril` must have shape ({mu.size}, {mu.size}); got {tril.shape}."
+                )
             if not np.all(np.diag(tril) > 0):
                 raise ValueError(
                     f"`scale_tril` must have a positive diagonal (positive-definite covariance); "
@@ -402,7 +406,11 @@ class ScipyState:
 
     def mean(self) -> FloatArray:
         """The mean vector, shape ``(d,)``."""
-        m = self.dist.mean() if callable(getattr(self.dist, "mean", None)) else getattr(self.dist, "mean", None)
+        m = (
+            self.dist.mean()
+            if callable(getattr(self.dist, "mean", None))
+            else getattr(self.dist, "mean", None)
+        )
         if m is None:
             m = getattr(self.dist, "loc", None)
         if m is None:
@@ -421,7 +429,9 @@ class DiscreteState:
             sup = sup.reshape(-1, 1)
         p = check_probability_vector(pmf, "pmf")
         if sup.ndim != 2 or sup.shape[0] != p.size:
-            raise ValueError(f"`support` must have one row per pmf entry ({p.size}); got shape {sup.shape}.")
+            raise ValueError(
+                f"`support` must have one row per pmf entry ({p.size}); got shape {sup.shape}."
+            )
         self.support = sup
         self.pmf = p
 
@@ -433,7 +443,9 @@ class DiscreteState:
     def logpdf(self, x: Any) -> FloatArray:
         """log pmf at each row of ``x`` (``-inf`` off the support)."""
         pts = as_points(x, self.dim)
-        hit = np.all(np.isclose(pts[:, None, :], self.support[None, :, :], rtol=1e-12, atol=1e-12), axis=2)
+        hit = np.all(
+            np.isclose(pts[:, None, :], self.support[None, :, :], rtol=1e-12, atol=1e-12), axis=2
+        )
         with np.errstate(divide="ignore"):
             return np.log(hit.astype(np.float64) @ self.pmf)
 
@@ -468,10 +480,14 @@ class LatentMixture:
             )
         states = tuple(states)
         if len(states) != w.size:
-            raise ValueError(f"`states` must have one law per weight ({w.size}); got {len(states)}.")
+            raise ValueError(
+                f"`states` must have one law per weight ({w.size}); got {len(states)}."
+            )
         for i, s in enumerate(states):
             if not isinstance(s, ConditionalLaw):
-                raise TypeError(f"`states[{i}]` must offer dim, logpdf, sample and mean; got {type(s).__name__}.")
+                raise TypeError(
+                    f"`states[{i}]` must offer dim, logpdf, sample and mean; got {type(s).__name__}."
+                )
         dims = {s.dim for s in states}
         if len(dims) != 1:
             raise ValueError(f"`states` must share one dimension; got {sorted(dims)}.")
@@ -594,7 +610,9 @@ class LatentMixture:
 
     def component_means(self) -> FloatArray:
         """Conditional means ``μ_i = E[A(X; Z_i)]``, shape ``(N, d)``."""
-        return np.stack([np.asarray(s.mean(), dtype=np.float64).reshape(self.dim) for s in self.states])
+        return np.stack(
+            [np.asarray(s.mean(), dtype=np.float64).reshape(self.dim) for s in self.states]
+        )
 
     def mean(self) -> FloatArray:
         """``E[A(X)] = sum_i p_i μ_i`` -- the quadratic-loss optimum (Lemma B.1)."""

@@ -49,7 +49,9 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 
 
-def in_state_region(mixture: LatentMixture, x: Any, *, delta: float, state: int) -> npt.NDArray[np.bool_]:
+def in_state_region(
+    mixture: LatentMixture, x: Any, *, delta: float, state: int
+) -> npt.NDArray[np.bool_]:
     r"""Membership of each row of ``x`` in the high conditional density region of one state (Definition 6.2).
 
     .. math:: U_i^δ = \{a : f(a \mid Z_i) > δ\}.
@@ -342,7 +344,9 @@ def hdr_threshold(
     return HDRThreshold(lt, m, False, n, math.sqrt(m * q / n), (float(logf[lo]), float(logf[hi])))
 
 
-def hdr_mass(law: Any, log_threshold: float, *, rng: Any = None, n_samples: int = 200_000) -> tuple[float, float]:
+def hdr_mass(
+    law: Any, log_threshold: float, *, rng: Any = None, n_samples: int = 200_000
+) -> tuple[float, float]:
     r"""Monte-Carlo mass of a density super-level set (Appendix A).
 
     .. math:: m = \Pr_{Y \sim f}[\log f(Y) \ge \log c].

@@ -106,7 +106,9 @@ _LOG_SCALE_MAX = math.log(SCALE_MAX)
 # ----------------------------------------------------------------------------- the ball maximum
 
 
-def max_log_density_in_ball(state: GaussianState, center: Any, eps: float) -> tuple[float, FloatArray]:
+def max_log_density_in_ball(
+    state: GaussianState, center: Any, eps: float
+) -> tuple[float, FloatArray]:
     r"""Exact maximum of a Gaussian log-density over a closed Euclidean ball, and the maximiser.
 
     .. math::
@@ -172,7 +174,9 @@ def max_log_density_in_ball(state: GaussianState, center: Any, eps: float) -> tu
 
     lo = -math.log(float(scaled_norm(wb))) - 1.0
     hi = lo + 2.0
-    log_sat = math.log(1e17) - math.log(float(np.min(w)) * et) if float(np.min(w)) * et > 0 else math.inf
+    log_sat = (
+        math.log(1e17) - math.log(float(np.min(w)) * et) if float(np.min(w)) * et > 0 else math.inf
+    )
     while excess(hi) <= 0.0:
         if hi > log_sat or hi > 700.0:  # w ε η > 1e17: y equals β to machine precision
             return state.log_peak, state.loc.copy()
@@ -182,7 +186,11 @@ def max_log_density_in_ball(state: GaussianState, center: Any, eps: float) -> tu
     y = et * (wb / denom)
     # β / (w ε η + 1), in whichever form keeps exp() <= 1; the sum may overflow to inf
     # (a Mahalanobis distance beyond 1.8e308: the density underflows, log density -inf).
-    q = beta * math.exp(-log_eta) / denom if log_eta >= 0 else beta / (wet * math.exp(log_eta) + 1.0)
+    q = (
+        beta * math.exp(-log_eta) / denom
+        if log_eta >= 0
+        else beta / (wet * math.exp(log_eta) + 1.0)
+    )
     with np.errstate(over="ignore"):
         maha = float(np.sum(w * q**2))
     x = c + kappa * (u @ y)
@@ -313,7 +321,9 @@ class WitnessResult:
             if self.mixture.dim <= max_matrix_dim:
                 row["scale_tril"] = s.scale_tril.tolist()
             if not math.isfinite(ld):
-                row["log_density_note"] = "below -1.8e308 (the float64 range): the density underflows to 0"
+                row["log_density_note"] = (
+                    "below -1.8e308 (the float64 range): the density underflows to 0"
+                )
             states.append(row)
         margin = self.log_margin
         out: dict[str, Any] = {
@@ -331,7 +341,9 @@ class WitnessResult:
             "notes": list(self.notes),
         }
         if not math.isfinite(margin):
-            out["log_margin_note"] = "every state's log density is below the float64 range, so the margin is unbounded"
+            out["log_margin_note"] = (
+                "every state's log density is below the float64 range, so the margin is unbounded"
+            )
         if self.mixture.dim > max_matrix_dim:
             out["scale_tril_note"] = f"covariance factors omitted for d > {max_matrix_dim}"
         det = self.details()
@@ -379,11 +391,17 @@ class LipschitzWitness(WitnessResult):
             "example_hallucinates": self.example_hallucinates,
         }
         if self.example_log_densities.shape[0] <= max_matrix_states:
-            out["example_log_densities"] = [[_json_float(v) for v in row] for row in self.example_log_densities.tolist()]
+            out["example_log_densities"] = [
+                [_json_float(v) for v in row] for row in self.example_log_densities.tolist()
+            ]
         else:
-            out["example_max_log_density"] = [_json_float(v) for v in self.example_log_densities.max(axis=1).tolist()]
-            out["example_note"] = (f"N > {max_matrix_states}: per hint, the largest log density over the states "
-                                   "instead of the N x N matrix")
+            out["example_max_log_density"] = [
+                _json_float(v) for v in self.example_log_densities.max(axis=1).tolist()
+            ]
+            out["example_note"] = (
+                f"N > {max_matrix_states}: per hint, the largest log density over the states "
+                "instead of the N x N matrix"
+            )
         return out
 
 
@@ -432,7 +450,10 @@ class Theorem51AsWritten(WitnessResult):
     log_peak_last_state: float
 
     def details(self) -> dict[str, Any]:
-        return {"mean_coordinate": self.mean_coordinate, "log_peak_last_state": self.log_peak_last_state}
+        return {
+            "mean_coordinate": self.mean_coordinate,
+            "log_peak_last_state": self.log_peak_last_state,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -451,7 +472,10 @@ class Theorem52AsWritten(WitnessResult):
     log_density_last_state_at_zero: float
 
     def details(self) -> dict[str, Any]:
-        return {"optimum_norm": self.optimum_norm, "log_density_last_state_at_zero": self.log_density_last_state_at_zero}
+        return {
+            "optimum_norm": self.optimum_norm,
+            "log_density_last_state_at_zero": self.log_density_last_state_at_zero,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -473,8 +497,11 @@ class TheoremC1AsWritten(WitnessResult):
     paper_formula_density: float
 
     def details(self) -> dict[str, Any]:
-        return {"variance": self.variance, "variance_bound": _json_float(self.variance_bound),
-                "paper_formula_density": self.paper_formula_density}
+        return {
+            "variance": self.variance,
+            "variance_bound": _json_float(self.variance_bound),
+            "paper_formula_density": self.paper_formula_density,
+        }
 
 
 @dataclass(frozen=True)
@@ -505,14 +532,18 @@ def _weights(weights: Any, n: int) -> FloatArray:
     if w.size != n:
         raise ValueError(f"`weights` must have n_states = {n} entries; got {w.size}.")
     if np.any(w <= 0):
-        raise ValueError(f"`weights` must be positive (every latent state must be possible); got {w.tolist()}.")
+        raise ValueError(
+            f"`weights` must be positive (every latent state must be possible); got {w.tolist()}."
+        )
     return w
 
 
 def _scale(scale: Any, name: str = "scale") -> float:
     s = check_real(scale, name, low=0.0, low_open=True)
     if not SCALE_MIN <= s <= SCALE_MAX:
-        raise ValueError(f"`{name}` must be in [{SCALE_MIN:g}, {SCALE_MAX:g}] (float64 range of the factors); got {s:g}.")
+        raise ValueError(
+            f"`{name}` must be in [{SCALE_MIN:g}, {SCALE_MAX:g}] (float64 range of the factors); got {s:g}."
+        )
     return s
 
 
@@ -523,7 +554,9 @@ def _trils(cov: Any, n: int, dim: int, scale: float) -> list[FloatArray]:
     if c.ndim == 2:
         c = np.broadcast_to(c, (n, *c.shape))
     if c.shape != (n, dim, dim):
-        raise ValueError(f"`cov` must have shape ({dim}, {dim}) or ({n}, {dim}, {dim}); got {np.shape(cov)}.")
+        raise ValueError(
+            f"`cov` must have shape ({dim}, {dim}) or ({n}, {dim}, {dim}); got {np.shape(cov)}."
+        )
     out = []
     for i, ci in enumerate(c):
         chol = np.linalg.cholesky(check_spd(ci, f"cov[{i}]"))
@@ -545,7 +578,14 @@ def _max_sd(g: GaussianState) -> float:
 
 
 def _far_target(
-    delta: float, n_states: int, dim: int, weights: Any, scale: float, cov: Any, eps: float, eps_name: str = "eps"
+    delta: float,
+    n_states: int,
+    dim: int,
+    weights: Any,
+    scale: float,
+    cov: Any,
+    eps: float,
+    eps_name: str = "eps",
 ) -> LatentMixture:
     dl = check_delta(delta)
     n, d = check_problem_size(n_states, dim)
@@ -566,21 +606,36 @@ def _far_target(
     coef = np.full(w.size, -big)
     coef[k] = far
     u = np.full(d, 1.0 / math.sqrt(d))
-    return LatentMixture(w, [GaussianState(coef[i] * u, scale_tril=trils[i]) for i in range(w.size)])
+    return LatentMixture(
+        w, [GaussianState(coef[i] * u, scale_tril=trils[i]) for i in range(w.size)]
+    )
 
 
 def _verified(theorem: str, delta: float, mix: LatentMixture, eps: float) -> dict[str, Any]:
     est = mix.mean()
     logs, arg = verify_ball(mix, est, eps)
-    return {"theorem": theorem, "delta": float(delta), "mixture": mix, "estimate": est, "eps": float(eps),
-            "log_densities": logs, "argmax": arg}
+    return {
+        "theorem": theorem,
+        "delta": float(delta),
+        "mixture": mix,
+        "estimate": est,
+        "eps": float(eps),
+        "log_densities": logs,
+        "argmax": arg,
+    }
 
 
 # ----------------------------------------------------------------------------- corrected builders
 
 
 def theorem_5_1(
-    delta: float, n_states: int, *, dim: int = 1, weights: Any = None, scale: float = 1.0, cov: Any = None
+    delta: float,
+    n_states: int,
+    *,
+    dim: int = 1,
+    weights: Any = None,
+    scale: float = 1.0,
+    cov: Any = None,
 ) -> WitnessResult:
     r"""Theorem 5.1: the quadratic-loss optimum ``E[A(X)]`` δ-hallucinates (corrected construction).
 
@@ -746,7 +801,9 @@ def theorem_5_3(
     radius = lip * hb
     if not math.isfinite(radius):
         raise ValueError(f"`lipschitz` * `hint_bound` must be finite; got {lip:g} * {hb:g}.")
-    mix = _far_target(delta, n_states, dim, weights, scale, cov, radius, eps_name="lipschitz * hint_bound")
+    mix = _far_target(
+        delta, n_states, dim, weights, scale, cov, radius, eps_name="lipschitz * hint_bound"
+    )
     base = _verified("5.3", delta, mix, radius)
     est = base["estimate"]
     diff = mix.component_means() - est
@@ -754,12 +811,24 @@ def theorem_5_3(
     hints = hb * dirs
     outputs = est + lip * hints
     at_out = mix.log_component_pdf(outputs)  # (hint i, state j)
-    return LipschitzWitness(**base, lipschitz=lip, hint_bound=hb, hints=hints, example_outputs=outputs,
-                            example_log_densities=at_out)
+    return LipschitzWitness(
+        **base,
+        lipschitz=lip,
+        hint_bound=hb,
+        hints=hints,
+        example_outputs=outputs,
+        example_log_densities=at_out,
+    )
 
 
 def corollary_5_2_1(
-    delta: float, n_states: int, *, n_inputs: int = 3, dim: int = 1, weights: Any = None, scale: float = 1.0
+    delta: float,
+    n_states: int,
+    *,
+    n_inputs: int = 3,
+    dim: int = 1,
+    weights: Any = None,
+    scale: float = 1.0,
 ) -> MultiInputWitness:
     r"""Corollary 5.2.1: inputs ``X_1..X_S``, each with its own Theorem 5.1 witness.
 
@@ -804,7 +873,9 @@ def corollary_5_2_1(
     out = []
     for j in range(s_in):
         r = theorem_5_1(delta, n_states, dim=dim, weights=weights, scale=sc * (1 + j))
-        out.append(WitnessResult("5.2.1", r.delta, r.mixture, r.estimate, 0.0, r.log_densities, r.argmax))
+        out.append(
+            WitnessResult("5.2.1", r.delta, r.mixture, r.estimate, 0.0, r.log_densities, r.argmax)
+        )
     return MultiInputWitness(tuple(out))
 
 
@@ -830,7 +901,12 @@ def _c1_roots(log_delta: float, c: int, dmin2: float) -> tuple[float, float]:
 
 
 def theorem_c_1(
-    delta: float, n_states: int, *, n_classes: int | None = None, weights: Any = None, scale: float = 1.0
+    delta: float,
+    n_states: int,
+    *,
+    n_classes: int | None = None,
+    weights: Any = None,
+    scale: float = 1.0,
 ) -> CrossEntropyWitness:
     r"""Theorem C.1 (cross-entropy), corrected.
 
@@ -902,8 +978,13 @@ def theorem_c_1(
         )
     sd = math.exp(log_sd)
     mix = LatentMixture(w, [GaussianState.isotropic(v, sd) for v in verts])
-    return CrossEntropyWitness(**_verified("C.1", dl, mix, 0.0), n_classes=c, log_variance=2 * log_sd,
-                               log_variance_low=u_lo, log_variance_high=u_hi)
+    return CrossEntropyWitness(
+        **_verified("C.1", dl, mix, 0.0),
+        n_classes=c,
+        log_variance=2 * log_sd,
+        log_variance_low=u_lo,
+        log_variance_high=u_hi,
+    )
 
 
 # ----------------------------------------------------------------------------- as written
@@ -978,12 +1059,23 @@ def theorem_5_1_as_written(
         "Sigma_N = delta^(2/d) I gives det(Sigma_N)^(-1/2) = delta^(-1), not delta (B.6).",
         "m_i uses 1^T Sigma 1 where 1^T Sigma^{-1} 1 belongs (B.4).",
     )
-    return Theorem51AsWritten(**_verified("5.1", dl, mix, 0.0), as_written=True, notes=notes, mean_coordinate=m,
-                              log_peak_last_state=states[-1].log_peak)
+    return Theorem51AsWritten(
+        **_verified("5.1", dl, mix, 0.0),
+        as_written=True,
+        notes=notes,
+        mean_coordinate=m,
+        log_peak_last_state=states[-1].log_peak,
+    )
 
 
 def theorem_5_2_as_written(
-    delta: float, n_states: int, *, eps: float = 0.0, dim: int = 1, weights: Any = None, c_const: float = 2.0
+    delta: float,
+    n_states: int,
+    *,
+    eps: float = 0.0,
+    dim: int = 1,
+    weights: Any = None,
+    c_const: float = 2.0,
 ) -> Theorem52AsWritten:
     r"""Section B.3's example taken literally (the proof of Theorem 5.2).
 
@@ -1027,13 +1119,17 @@ def theorem_5_2_as_written(
     n, d = check_problem_size(n_states, dim)
     w = _weights(weights, n)
     if n % 2:
-        raise ValueError(f"as written, Theorem 5.2's construction needs an even `n_states`; got {n}.")
+        raise ValueError(
+            f"as written, Theorem 5.2's construction needs an even `n_states`; got {n}."
+        )
     e = check_real(eps, "eps", low=0.0)
     cc = check_real(c_const, "c_const", low=1.0, low_open=True)
     k = math.sqrt(-2 * math.log(dl)) + e
     coefs = [cc * i * (n - i) * k / float(w[n - i - 1]) for i in range(1, n)]
     if not all(c <= SCALE_MAX for c in coefs):  # also False for inf/nan
-        raise ValueError(f"`eps` = {e:g} with `c_const` = {cc:g} puts the means beyond {SCALE_MAX:g}; use smaller values.")
+        raise ValueError(
+            f"`eps` = {e:g} with `c_const` = {cc:g} puts the means beyond {SCALE_MAX:g}; use smaller values."
+        )
     means = [np.full(d, c) for c in coefs] + [np.zeros(d)]
     mix = LatentMixture(w, [GaussianState(mu, np.eye(d)) for mu in means])
     notes = (
@@ -1043,13 +1139,17 @@ def theorem_5_2_as_written(
         "All example means are positive multiples of 1, so sum_i p_i mu_i != 0.",
     )
     return Theorem52AsWritten(
-        **_verified("5.2", dl, mix, e), as_written=True, notes=notes,
+        **_verified("5.2", dl, mix, e),
+        as_written=True,
+        notes=notes,
         optimum_norm=float(scaled_norm(mix.mean())),
         log_density_last_state_at_zero=float(mix.states[-1].logpdf(np.zeros(d))[0]),
     )
 
 
-def theorem_c_1_as_written(delta: float, n_states: int, *, variance: float | None = None) -> TheoremC1AsWritten:
+def theorem_c_1_as_written(
+    delta: float, n_states: int, *, variance: float | None = None
+) -> TheoremC1AsWritten:
     r"""Appendix C taken literally (the proof of Theorem C.1).
 
     .. math::
@@ -1091,13 +1191,23 @@ def theorem_c_1_as_written(delta: float, n_states: int, *, variance: float | Non
     dl = check_delta(delta)
     n, _ = check_problem_size(n_states, n_states, dim_name="n_states (classes)")
     if dl == 1.0 and variance is None:
-        raise ValueError("as written, the variance bound -(N-1)/(N ln δ²) is undefined at `delta` = 1 (ln δ = 0).")
+        raise ValueError(
+            "as written, the variance bound -(N-1)/(N ln δ²) is undefined at `delta` = 1 (ln δ = 0)."
+        )
     bound = -(n - 1) / (n * 2 * math.log(dl)) if dl < 1 else math.inf
     v = bound if variance is None else check_real(variance, "variance", low=0.0, low_open=True)
     sd = math.sqrt(v)  # in [1e-162, 1.4e154] for every positive finite float
     mix = LatentMixture(np.full(n, 1.0 / n), [GaussianState.isotropic(e, sd) for e in np.eye(n)])
     with np.errstate(under="ignore"):
         formula = (2 * math.pi * v) ** -0.5 * math.exp(max(-(n - 1) / (2 * v * n), -745.0))
-    notes = ("The chain's step to delta^2/2 should read delta: at the bound the 1-d formula equals delta/sqrt(2 pi d).",)
-    return TheoremC1AsWritten(**_verified("C.1", dl, mix, 0.0), as_written=True, notes=notes, variance=v,
-                              variance_bound=bound, paper_formula_density=formula)
+    notes = (
+        "The chain's step to delta^2/2 should read delta: at the bound the 1-d formula equals delta/sqrt(2 pi d).",
+    )
+    return TheoremC1AsWritten(
+        **_verified("C.1", dl, mix, 0.0),
+        as_written=True,
+        notes=notes,
+        variance=v,
+        variance_bound=bound,
+        paper_formula_density=formula,
+    )

@@ -19,7 +19,11 @@ def test_defaults_follow_the_paper():
         ({"deltas": (0.1, 1.5)}, ValueError, r"`deltas` must be in \(0, 1\]; got 1.5"),
         ({"deltas": ()}, ValueError, r"`deltas` must be a non-empty tuple"),
         ({"authors_bugs": ("typo",)}, ValueError, r"`authors_bugs` must be one of"),
-        ({"authors_bugs": ("ceil",), "objective": "ce"}, ValueError, r"'ceil' applies to the regression"),
+        (
+            {"authors_bugs": ("ceil",), "objective": "ce"},
+            ValueError,
+            r"'ceil' applies to the regression",
+        ),
         ({"d_model": 10, "n_heads": 4}, ValueError, r"divisible by `n_heads`"),
         ({"n": 2.5}, TypeError, r"`n` must be an integer"),
     ],

@@ -30,7 +30,9 @@ def test_ce_head_has_n_plus_one_classes_and_init_is_seeded(tiny):
 def test_authors_float_input_is_a_length_one_sequence(tiny):
     m = build_model(tiny(n=2, authors_bugs=("float_input",)), init_seed=0).eval()
     seen = {}
-    m.encoder.register_forward_hook(lambda mod, inp, out: seen.__setitem__("shape", tuple(inp[0].shape)))
+    m.encoder.register_forward_hook(
+        lambda mod, inp, out: seen.__setitem__("shape", tuple(inp[0].shape))
+    )
     with torch.no_grad():
         a, b = m(torch.tensor([[0, 3]])), m(torch.tensor([[3, 0]]))
     assert seen["shape"] == (1, 1, 16)

@@ -12,8 +12,16 @@ from deltahall.io.rundir import read_csv
 def _sweep(tmp_path, **kw):
     base = CoinFlipConfig(m=120, epochs=4, batch_size=32, n_layers=1, d_model=8, n_heads=2, d_ff=16)
     resume = kw.pop("resume", None)
-    args = dict(ns=(2,), ms=(120,), rounds=2, objectives=("mse", "ce"), workers=0, n_permutations=99, base=base,
-                run=RunOptions(out_dir=tmp_path / "s", resume_from_checkpoint=resume, progress=False))
+    args = dict(
+        ns=(2,),
+        ms=(120,),
+        rounds=2,
+        objectives=("mse", "ce"),
+        workers=0,
+        n_permutations=99,
+        base=base,
+        run=RunOptions(out_dir=tmp_path / "s", resume_from_checkpoint=resume, progress=False),
+    )
     args.update(kw)
     return SweepConfig(**args)
 
@@ -27,7 +35,8 @@ def test_sweep_runs_rounds_with_own_seeds_and_writes_tables(tmp_path):
     assert round_seed(0, 2, 120, 0) != round_seed(0, 2, 120, 1)
     pooled = read_csv(cfg.out_dir / "correlations.csv")
     assert {(r["objective"], r["probability"]) for r in pooled} == {
-        (o, p) for o in ("mse", "ce") for p in ("cp_est", "cp_ceil")}
+        (o, p) for o in ("mse", "ce") for p in ("cp_est", "cp_ceil")
+    }
     assert sorted({r["points"] for r in pooled}) == ["4", "8"]  # all epochs; epochs 3-4
     sec = section_from_sweep(cfg.out_dir, n_permutations=99)
     html = "".join(sec.parts)

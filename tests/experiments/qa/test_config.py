@@ -60,8 +60,13 @@ def test_documented_run_commands_parse(monkeypatch: pytest.MonkeyPatch) -> None:
 
     doc = (Path(__file__).resolve().parents[3] / "docs" / "qa.md").read_text(encoding="utf-8")
     # the command after its launcher or environment prefix (`accelerate launch -m deltahall`, `nice ... deltahall`)
-    lines = [ln.split("-m deltahall", 1)[-1].strip() if "-m deltahall" in ln else ln.split("deltahall ", 1)[-1]
-             for ln in doc.splitlines() if "qa run --preset" in ln and not ln.startswith(("`", "|"))]
+    lines = [
+        ln.split("-m deltahall", 1)[-1].strip()
+        if "-m deltahall" in ln
+        else ln.split("deltahall ", 1)[-1]
+        for ln in doc.splitlines()
+        if "qa run --preset" in ln and not ln.startswith(("`", "|"))
+    ]
     assert len(lines) >= 4
     seen = []
 
@@ -74,5 +79,7 @@ def test_documented_run_commands_parse(monkeypatch: pytest.MonkeyPatch) -> None:
         assert main(shlex.split(line)) == 130, line
     paper = [c for c in seen if c.models == PAPER_MODELS]
     assert paper and all(c.epochs == (2, 3, 4) and c.seeds == (1, 2) for c in paper)
-    assert any(str(c.truthfulqa) == "hub" for c in paper) and any(c.prompt_format == "raw" for c in paper)
+    assert any(str(c.truthfulqa) == "hub" for c in paper) and any(
+        c.prompt_format == "raw" for c in paper
+    )
     assert any(c.models == (TINY_MODEL,) for c in seen)

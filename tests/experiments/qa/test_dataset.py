@@ -55,7 +55,10 @@ def test_malformed_rows() -> None:
 
 
 def test_one_answer_gets_a_clear_error() -> None:
-    with pytest.raises(DatasetError, match=r"line 2, id 'oq-0002': \[answer-count\] `answers` must hold exactly 2 answers; got 1\."):
+    with pytest.raises(
+        DatasetError,
+        match=r"line 2, id 'oq-0002': \[answer-count\] `answers` must hold exactly 2 answers; got 1\.",
+    ):
         validate(FIXTURES / "bad_one_answer.jsonl")
 
 
@@ -127,8 +130,10 @@ def test_packaged_dataset_validates() -> None:
         assert set(json.loads(line)) == {"id", "topic", "question", "answers"}
 
 
-@pytest.mark.skipif(not (packaged_path().is_file() and REAL_TRUTHFULQA.is_file()),
-                    reason="needs the packaged dataset and ../shared/data/TruthfulQA.csv")
+@pytest.mark.skipif(
+    not (packaged_path().is_file() and REAL_TRUTHFULQA.is_file()),
+    reason="needs the packaged dataset and ../shared/data/TruthfulQA.csv",
+)
 def test_packaged_dataset_has_no_truthfulqa_overlap() -> None:
     tq = [it.question for it in load_truthfulqa(REAL_TRUTHFULQA)]
     assert len(tq) == 817

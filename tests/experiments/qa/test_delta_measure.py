@@ -18,7 +18,9 @@ def _draws(g: np.random.Generator, n_q: int, k: int) -> tuple[np.ndarray, list[s
 
 
 def test_pair_scores_are_cosines_of_each_row_with_its_own_references() -> None:
-    s = dm.pair_scores([[1.0, 0.0], [0.0, 3.0]], [[2.0, 0.0], [1.0, 1.0]], [[0.0, 1.0], [0.0, -1.0]])
+    s = dm.pair_scores(
+        [[1.0, 0.0], [0.0, 3.0]], [[2.0, 0.0], [1.0, 1.0]], [[0.0, 1.0], [0.0, -1.0]]
+    )
     np.testing.assert_allclose(s, [[1.0, 0.0], [1 / np.sqrt(2), -1.0]])
     with pytest.raises(ValueError, match="all-zero row"):
         dm.pair_scores([[0.0, 0.0]], [[1.0, 0.0]], [[0.0, 1.0]])
@@ -28,11 +30,21 @@ def test_floor_is_about_alpha_and_blends_are_flagged_only_by_the_margin_rule() -
     g = np.random.default_rng(0)
     cal = dm.Scored.of(*_draws(g, 200, 5))
     floor = dm.Scored.of(*_draws(g, 200, 5))
-    blends = dm.Scored.of(np.full((50, 2), 0.8) + 0.01 * g.normal(size=(50, 2)), [f"q{i}" for i in range(50)])
+    blends = dm.Scored.of(
+        np.full((50, 2), 0.8) + 0.01 * g.normal(size=(50, 2)), [f"q{i}" for i in range(50)]
+    )
     td = dm.measure_text(blends, calibration=cal, floor=floor, alpha=0.1)
-    assert td.plain.floor.rate == pytest.approx(0.10, abs=0.03) and 0.04 <= td.margin.floor.rate <= 0.12
-    assert td.margin.rate.rate == 1.0 and td.plain.rate.rate < 0.2  # close to both answers, closer to neither
-    assert td.splits["near_both"] == 50 - int(td.plain.gen_flagged.sum()) and sum(td.splits.values()) == 50
+    assert (
+        td.plain.floor.rate == pytest.approx(0.10, abs=0.03)
+        and 0.04 <= td.margin.floor.rate <= 0.12
+    )
+    assert (
+        td.margin.rate.rate == 1.0 and td.plain.rate.rate < 0.2
+    )  # close to both answers, closer to neither
+    assert (
+        td.splits["near_both"] == 50 - int(td.plain.gen_flagged.sum())
+        and sum(td.splits.values()) == 50
+    )
     assert td.margin.excess_p_value < 1e-6 and td.margin.rate.ci[0] < 1.0
     # the thresholds are the rules': inside the plain rule iff max cosine >= tau
     np.testing.assert_array_equal(~td.plain.gen_flagged, blends.sims.max(axis=1) >= td.tau)
@@ -62,15 +74,28 @@ def test_same_flags_as_measure_references_with_in_state_calibration_samples() ->
     ref_prompts = [qs[i] for i in range(n_q) for _ in range(4)]
     ref_states = [a for _ in range(n_q) for a in ("a1", "a1", "a2", "a2")]
     for rule in ("margin", "conformal"):
-        mr = measure_references(R, ref_states, ref_prompts, G, [qs[i] for i in g_q],
-                                settings=DetectorSettings(alpha=0.2, calibration=rule), calibration_E=C,
-                                calibration_states=[("a1", "a2")[j] for j in cj], calibration_prompts=[qs[i] for i in cq])
+        mr = measure_references(
+            R,
+            ref_states,
+            ref_prompts,
+            G,
+            [qs[i] for i in g_q],
+            settings=DetectorSettings(alpha=0.2, calibration=rule),
+            calibration_E=C,
+            calibration_states=[("a1", "a2")[j] for j in cj],
+            calibration_prompts=[qs[i] for i in cq],
+        )
         fq = np.arange(n_q)
         td = dm.measure_text(
             dm.Scored.of(dm.pair_scores(G, A[g_q, 0], A[g_q, 1]), [qs[i] for i in g_q]),
-            calibration=dm.Scored.of(dm.pair_scores(C, A[cq, 0], A[cq, 1]), [qs[i] for i in cq], cj),
-            floor=dm.Scored.of(dm.pair_scores(A[fq, 0], A[fq, 0], A[fq, 1]), [qs[i] for i in fq], np.zeros(n_q)),
-            alpha=0.2)
+            calibration=dm.Scored.of(
+                dm.pair_scores(C, A[cq, 0], A[cq, 1]), [qs[i] for i in cq], cj
+            ),
+            floor=dm.Scored.of(
+                dm.pair_scores(A[fq, 0], A[fq, 0], A[fq, 1]), [qs[i] for i in fq], np.zeros(n_q)
+            ),
+            alpha=0.2,
+        )
         m = td.margin if rule == "margin" else td.plain
         np.testing.assert_array_equal(m.gen_flagged, mr.gen_flagged)
         np.testing.assert_allclose(m.gen_p, mr.gen_p)
@@ -79,11 +104,17 @@ def test_same_flags_as_measure_references_with_in_state_calibration_samples() ->
 
 def test_errors_name_what_is_wrong() -> None:
     g = np.random.default_rng(2)
-    cal = dm.Scored.of(*_draws(g, 2, 4))  # 8 calibration samples: too few for the margin rule at alpha 0.1
+    cal = dm.Scored.of(
+        *_draws(g, 2, 4)
+    )  # 8 calibration samples: too few for the margin rule at alpha 0.1
     with pytest.raises(ValueError, match="calibration pool has 8 scores"):
-        dm.measure_text(dm.Scored.of(cal.sims, cal.questions), calibration=cal, floor=cal, alpha=0.1)
+        dm.measure_text(
+            dm.Scored.of(cal.sims, cal.questions), calibration=cal, floor=cal, alpha=0.1
+        )
     with pytest.raises(ValueError, match="give `own`"):
-        dm.measure_text(cal, calibration=dm.Scored.of(cal.sims, cal.questions), floor=cal, alpha=0.1)
+        dm.measure_text(
+            cal, calibration=dm.Scored.of(cal.sims, cal.questions), floor=cal, alpha=0.1
+        )
     with pytest.raises(ValueError, match="one entry per sample"):
         dm.Scored.of(cal.sims, ["q0"])
 

@@ -30,10 +30,28 @@ def test_shards_are_disjoint_and_cover_the_global_batch(n: int) -> None:
         assert parts == [chunk, chunk]
 
 
-def test_tiny_preset_under_accelerate_launch_with_two_processes(tmp_path: Path, launch2, launch1) -> None:  # noqa: ANN001
-    args = ["qa", "run", "--preset", "tiny", "--data", str(FIXTURES / "open_qa_small.jsonl"),
-            "--truthfulqa", str(FIXTURES / "truthfulqa_small.csv"), "--epochs", "1", "--batch-size", "2",
-            "--max-new-tokens", "6", "--max-length", "48", "--json"]
+def test_tiny_preset_under_accelerate_launch_with_two_processes(
+    tmp_path: Path, launch2, launch1
+) -> None:  # noqa: ANN001
+    args = [
+        "qa",
+        "run",
+        "--preset",
+        "tiny",
+        "--data",
+        str(FIXTURES / "open_qa_small.jsonl"),
+        "--truthfulqa",
+        str(FIXTURES / "truthfulqa_small.csv"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "--max-length",
+        "48",
+        "--json",
+    ]
     proc, secs2 = launch2("accelerate", [*args, "--out-dir", str(tmp_path / "two")], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
@@ -41,8 +59,14 @@ def test_tiny_preset_under_accelerate_launch_with_two_processes(tmp_path: Path, 
     assert m["world_size"] == 2 and m["num_processes"] == 2
     scores = json.loads(proc.stdout)  # printed once, by the main process
     assert [r["epoch"] for r in scores] == [0, 1]
-    losses = (tmp_path / "two" / "train" / "tiny" / "seed-0" / "loss_epochs.csv").read_text().splitlines()
+    losses = (
+        (tmp_path / "two" / "train" / "tiny" / "seed-0" / "loss_epochs.csv")
+        .read_text()
+        .splitlines()
+    )
     assert len(losses) == 2
-    proc1, secs1 = launch1([*args, "--batch-size", "4", "--out-dir", str(tmp_path / "one")], cwd=tmp_path)
+    proc1, secs1 = launch1(
+        [*args, "--batch-size", "4", "--out-dir", str(tmp_path / "one")], cwd=tmp_path
+    )
     assert proc1.returncode == 0, proc1.stderr[-3000:]
     print(f"qa tiny, 1 epoch: 2 processes {secs2:.1f} s, 1 process {secs1:.1f} s")

@@ -22,7 +22,9 @@ def test_labels_cover_only_the_answer(tiny_model) -> None:  # noqa: ANN001
     q, a = PAIRS[0]
     ex = encode_pair(tok, q, a, max_length=512)
     n_prompt = sum(1 for x in ex["labels"] if x == IGNORE_INDEX)
-    prompt_ids = tok(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    prompt_ids = tok(
+        f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False
+    )["input_ids"]
     assert ex["input_ids"][:n_prompt] == prompt_ids
     answer_ids = ex["labels"][n_prompt:]
     assert answer_ids == ex["input_ids"][n_prompt:]
@@ -52,11 +54,21 @@ def _train(tiny_model_dir: Path, out: Path, cfg: QAConfig):  # noqa: ANN202
     from deltahall.experiments.qa.modeling import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(str(tiny_model_dir), device="cpu")
-    return finetune(cfg, model, tok, PAIRS, out, seed=5, model_id="tiny", accelerator=make_accelerator(RunOptions(device="cpu")))
+    return finetune(
+        cfg,
+        model,
+        tok,
+        PAIRS,
+        out,
+        seed=5,
+        model_id="tiny",
+        accelerator=make_accelerator(RunOptions(device="cpu")),
+    )
 
 
-def test_finetune_writes_adapters_and_losses_and_resumes_exactly(tiny_model_dir: Path, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finetune_writes_adapters_and_losses_and_resumes_exactly(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from safetensors.torch import load_file
 
     import deltahall.experiments.qa.finetune as ft
@@ -71,7 +83,11 @@ def test_finetune_writes_adapters_and_losses_and_resumes_exactly(tiny_model_dir:
     assert len(steps) == 2 * 4 and [int(r["epoch"]) for r in epochs] == [1, 2]  # 16 pairs / batch 4
     assert float(epochs[1]["loss"]) < float(epochs[0]["loss"])
     assert res.epoch_losses[2] == pytest.approx(float(epochs[1]["loss"]))
-    assert not list(full.rglob("*.bin")) and not list(full.rglob("*.pt")) and not list(full.rglob("*.pkl"))
+    assert (
+        not list(full.rglob("*.bin"))
+        and not list(full.rglob("*.pt"))
+        and not list(full.rglob("*.pkl"))
+    )
 
     # Interrupt a second run right after epoch 1's checkpoint, then resume it.
     part = tmp_path / "part"
@@ -89,7 +105,11 @@ def test_finetune_writes_adapters_and_losses_and_resumes_exactly(tiny_model_dir:
     with pytest.raises(ValueError, match="already holds fine-tuning checkpoints"):
         _train(tiny_model_dir, part, _cfg(tmp_path))
     with pytest.raises(ValueError, match="made with other settings"):
-        _train(tiny_model_dir, part, _cfg(tmp_path, resume_from_checkpoint="latest", learning_rate=1e-3))
+        _train(
+            tiny_model_dir,
+            part,
+            _cfg(tmp_path, resume_from_checkpoint="latest", learning_rate=1e-3),
+        )
     _train(tiny_model_dir, part, _cfg(tmp_path, resume_from_checkpoint="latest"))
     assert read_csv(part / "loss_steps.csv") == steps
     a = load_file(str(full / "epoch-2" / "adapter_model.safetensors"))

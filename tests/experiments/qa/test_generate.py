@@ -69,7 +69,9 @@ def test_chat_and_raw_prompts(tiny_model) -> None:  # noqa: ANN001
     chat = build_prompt(tok, q, "chat")
     assert chat == f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
     assert build_prompt(tok, q, "raw") == q
-    assert build_prompt(tok, q, "chat", system_prompt="Be brief.").startswith("<|im_start|>system\nBe brief.")
+    assert build_prompt(tok, q, "chat", system_prompt="Be brief.").startswith(
+        "<|im_start|>system\nBe brief."
+    )
     raw = generate_answers(model, tok, [q], seed=0, sampling=SAMPLING, prompt_format="raw")
     # The authors' scoring text (outputs[0] decoded whole) starts with the question itself.
     assert raw[0]["full_text"].startswith(q)
@@ -91,7 +93,10 @@ def test_chat_format_needs_a_template(tiny_model) -> None:  # noqa: ANN001
 
 def test_answer_file_round_trip(tmp_path: Path) -> None:
     items = load_truthfulqa(FIXTURES / "truthfulqa_small.csv", limit=2)
-    gens = [{"prompt": "p", "answer": "a1", "full_text": "q a1"}, {"prompt": "p", "answer": "a2", "full_text": "q a2"}]
+    gens = [
+        {"prompt": "p", "answer": "a1", "full_text": "q a1"},
+        {"prompt": "p", "answer": "a2", "full_text": "q a2"},
+    ]
     rows = answer_rows(items, gens, {"model": "m", "seed": 1, "epoch": 0})
     path = save_answers(tmp_path / "a.jsonl", rows)
     back = load_answers(path)

@@ -20,8 +20,18 @@ TQ = str(FIXTURES / "truthfulqa_small.csv")
 
 
 def _cfg(out: Path, **kw) -> QAConfig:  # noqa: ANN003
-    base = dict(out_dir=out, data=DATA, truthfulqa=TQ, epochs=(1, 2), seeds=(7,), batch_size=4,
-                max_length=64, max_new_tokens=12, gen_batch_size=4, max_train_examples=None)
+    base = dict(
+        out_dir=out,
+        data=DATA,
+        truthfulqa=TQ,
+        epochs=(1, 2),
+        seeds=(7,),
+        batch_size=4,
+        max_length=64,
+        max_new_tokens=12,
+        gen_batch_size=4,
+        max_train_examples=None,
+    )
     base.update(kw)
     return QAConfig.tiny(**base)
 
@@ -35,20 +45,38 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 def test_pipeline_writes_every_file(tiny_run) -> None:  # noqa: ANN001
     root = tiny_run.run_dir
     expected = [
-        "manifest.json", "result.json", "scores.csv", "table1.csv", "table1.md", "figure4_summary.csv",
-        "table1_resemblance_incorrect.csv", "table1_resemblance_incorrect_with_prompt.csv",
-        "table1_resemblance_correct.csv", "table1_gap.csv", "table1_gap_with_prompt.csv",
-        "figures/figure4.png", "figures/figure4.svg", "figures/loss.png",
-        "tiny-model/config.json", "tiny-model/model.safetensors", "tiny-model/tokenizer.json",
-        "train/tiny/seed-7/epoch-1/adapter_model.safetensors", "train/tiny/seed-7/epoch-2/adapter_model.safetensors",
-        "train/tiny/seed-7/loss_steps.csv", "train/tiny/seed-7/loss_epochs.csv",
-        "answers/tiny/seed-7/epoch-0.jsonl", "answers/tiny/seed-7/epoch-1.jsonl", "answers/tiny/seed-7/epoch-2.jsonl",
+        "manifest.json",
+        "result.json",
+        "scores.csv",
+        "table1.csv",
+        "table1.md",
+        "figure4_summary.csv",
+        "table1_resemblance_incorrect.csv",
+        "table1_resemblance_incorrect_with_prompt.csv",
+        "table1_resemblance_correct.csv",
+        "table1_gap.csv",
+        "table1_gap_with_prompt.csv",
+        "figures/figure4.png",
+        "figures/figure4.svg",
+        "figures/loss.png",
+        "tiny-model/config.json",
+        "tiny-model/model.safetensors",
+        "tiny-model/tokenizer.json",
+        "train/tiny/seed-7/epoch-1/adapter_model.safetensors",
+        "train/tiny/seed-7/epoch-2/adapter_model.safetensors",
+        "train/tiny/seed-7/loss_steps.csv",
+        "train/tiny/seed-7/loss_epochs.csv",
+        "answers/tiny/seed-7/epoch-0.jsonl",
+        "answers/tiny/seed-7/epoch-1.jsonl",
+        "answers/tiny/seed-7/epoch-2.jsonl",
     ]
     missing = [p for p in expected if not (root / p).is_file()]
     assert not missing
     assert not list(root.rglob("*.pkl")) and not list(root.rglob("*.bin"))
     scores = tiny_run.scores
-    assert [(r["model"], r["seed"], r["epoch"]) for r in scores] == [(TINY_MODEL, 7, e) for e in (0, 1, 2)]
+    assert [(r["model"], r["seed"], r["epoch"]) for r in scores] == [
+        (TINY_MODEL, 7, e) for e in (0, 1, 2)
+    ]
     for r in scores:
         assert 0.0 <= r["resemblance_incorrect"] <= 1.0 and r["n"] == 10
     # Table 1 layout: Original row first, one column per model x seed.
@@ -68,7 +96,12 @@ def test_scores_recompute_from_answer_files(tiny_run) -> None:  # noqa: ANN001
     again = rescore_run(tiny_run.run_dir)
     assert len(saved) == len(again) == 3
     for a, b in zip(saved, again, strict=True):
-        for k in ("resemblance_incorrect", "resemblance_incorrect_with_prompt", "resemblance_correct", "gap"):
+        for k in (
+            "resemblance_incorrect",
+            "resemblance_incorrect_with_prompt",
+            "resemblance_correct",
+            "gap",
+        ):
             assert a[k] == pytest.approx(b[k], abs=1e-15)
         assert a["train_loss"] == pytest.approx(b["train_loss"], nan_ok=True)
 
@@ -87,7 +120,9 @@ def test_resume_reuses_finished_work_and_refuses_other_settings(tiny_run, tmp_pa
     copy = tmp_path / "copy"
     shutil.copytree(tiny_run.run_dir, copy)
     again = run(_cfg(copy, resume_from_checkpoint="latest"))
-    assert [r["resemblance_incorrect"] for r in again.scores] == [r["resemblance_incorrect"] for r in tiny_run.scores]
+    assert [r["resemblance_incorrect"] for r in again.scores] == [
+        r["resemblance_incorrect"] for r in tiny_run.scores
+    ]
     before = {q: q.read_bytes() for q in copy.rglob("*") if q.is_file()}
     with pytest.raises(ValueError, match=r"settings differ in 1 key: temperature: 0.7 -> 0.5"):
         run(_cfg(copy, resume_from_checkpoint="latest", temperature=0.5))
@@ -113,14 +148,31 @@ def test_cli_score_table_and_errors(tiny_run, capsys: pytest.CaptureFixture[str]
     ans = tiny_run.run_dir / "answers/tiny/seed-7/epoch-2.jsonl"
     assert main(["qa", "score", "--answers", str(ans), "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)[0]
-    assert rec["resemblance_incorrect"] == pytest.approx(tiny_run.scores[2]["resemblance_incorrect"])
+    assert rec["resemblance_incorrect"] == pytest.approx(
+        tiny_run.scores[2]["resemblance_incorrect"]
+    )
     assert main(["qa", "table", "--run-dir", str(tiny_run.run_dir)]) == 0
     assert "| Original |" in capsys.readouterr().out
     assert main(["qa", "validate", "--data", str(FIXTURES / "bad_one_answer.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "deltahall qa: error:" in err and "`answers` must hold exactly 2 answers; got 1" in err
-    assert main(["qa", "run", "--preset", "tiny", "--truthfulqa", str(FIXTURES / "truthfulqa_missing_column.csv"),
-                 "--data", DATA, "--out-dir", str(tiny_run.run_dir.parent / "bad")]) == 2
+    assert (
+        main(
+            [
+                "qa",
+                "run",
+                "--preset",
+                "tiny",
+                "--truthfulqa",
+                str(FIXTURES / "truthfulqa_missing_column.csv"),
+                "--data",
+                DATA,
+                "--out-dir",
+                str(tiny_run.run_dir.parent / "bad"),
+            ]
+        )
+        == 2
+    )
     assert "missing ['Incorrect Answers']" in capsys.readouterr().err
     assert main(["qa", "run", "--preset", "tiny", "--epochs", "0"]) == 2
     assert "`epochs` must be >= 1; got 0" in capsys.readouterr().err
@@ -130,14 +182,37 @@ def test_cli_run_tiny_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     from deltahall.cli.main import main
 
     out = tmp_path / "cli"
-    rc = main(["qa", "run", "--preset", "tiny", "--data", DATA, "--truthfulqa", TQ, "--out-dir", str(out),
-               "--epochs", "1", "--max-train-examples", "8", "--max-new-tokens", "6", "--prompt-format", "raw",
-               "--score-includes-prompt", "true"])
+    rc = main(
+        [
+            "qa",
+            "run",
+            "--preset",
+            "tiny",
+            "--data",
+            DATA,
+            "--truthfulqa",
+            TQ,
+            "--out-dir",
+            str(out),
+            "--epochs",
+            "1",
+            "--max-train-examples",
+            "8",
+            "--max-new-tokens",
+            "6",
+            "--prompt-format",
+            "raw",
+            "--score-includes-prompt",
+            "true",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "NOT findings" in text and "resemblance_incorrect_with_prompt" in text
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["config"]["prompt_format"] == "raw" and manifest["config"]["models"] == [TINY_MODEL]
+    assert manifest["config"]["prompt_format"] == "raw" and manifest["config"]["models"] == [
+        TINY_MODEL
+    ]
     assert read_csv(out / "table1.csv")[0]["epochs"] == "Original"
     first = json.loads((out / "answers/tiny/seed-0/epoch-0.jsonl").read_text().splitlines()[0])
     assert first["full_text"].startswith(first["question"])

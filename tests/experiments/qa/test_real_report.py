@@ -13,11 +13,16 @@ def test_section_is_labelled_real_and_separates_known_truth(tmp_path: Path) -> N
     pytest.importorskip("sentence_transformers")
     from deltahall.experiments.qa.real_report import main_job_section
 
-    sec = main_job_section(tmp_path / "real", seed=0, limit=60)  # 30 calibrate: the margin rule needs 19 at alpha 0.1
+    sec = main_job_section(
+        tmp_path / "real", seed=0, limit=60
+    )  # 30 calibrate: the margin rule needs 19 at alpha 0.1
     html = "".join(sec.parts)
     assert "real pretrained weights" in sec.title + html
     assert "all-MiniLM-L6-v2" in html
-    rows = {r["text"]: r for r in csv.DictReader(open(tmp_path / "real" / "known_truth.csv", encoding="utf-8"))}
+    rows = {
+        r["text"]: r
+        for r in csv.DictReader(open(tmp_path / "real" / "known_truth.csv", encoding="utf-8"))
+    }
 
     def rate(kind: str, rule: str = "flagged (blend-aware)") -> float:
         return float(rows[kind][rule].split()[0])
@@ -32,7 +37,9 @@ def test_section_is_labelled_real_and_separates_known_truth(tmp_path: Path) -> N
     assert meta["embedder"]["sha256"].startswith("53aa5117") and meta["n_questions"] == 60
     assert meta["alpha"] == 0.1 and meta["n_calibration"] == 30
     held = meta["per_kind"]["held-out in-state draw"]["blend-aware"]
-    assert held["rate"] == meta["floor"]["blend-aware"]["rate"]  # the held-out draws *are* the floor
+    assert (
+        held["rate"] == meta["floor"]["blend-aware"]["rate"]
+    )  # the held-out draws *are* the floor
     assert "instrument" in html
 
 

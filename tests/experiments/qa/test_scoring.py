@@ -40,8 +40,18 @@ def test_resemblance_is_max_over_references() -> None:
 
 def _rows():
     return [
-        {"answer": "abcd", "full_text": "xyabcd", "incorrect_answers": ["abxd", "zzzz"], "correct_answers": ["abcd"]},
-        {"answer": "ab", "full_text": "ab", "incorrect_answers": ["cd"], "correct_answers": ["AB", "a"]},
+        {
+            "answer": "abcd",
+            "full_text": "xyabcd",
+            "incorrect_answers": ["abxd", "zzzz"],
+            "correct_answers": ["abcd"],
+        },
+        {
+            "answer": "ab",
+            "full_text": "ab",
+            "incorrect_answers": ["cd"],
+            "correct_answers": ["AB", "a"],
+        },
     ]
 
 
@@ -60,7 +70,9 @@ def test_mean_scores_and_gap_hand_computed() -> None:
 
 def test_missing_text_field_is_an_error() -> None:
     with pytest.raises(ValueError, match="has no 'full_text' field"):
-        mean_scores([{"answer": "a", "incorrect_answers": ["b"], "correct_answers": []}], "full_text")
+        mean_scores(
+            [{"answer": "a", "incorrect_answers": ["b"], "correct_answers": []}], "full_text"
+        )
     with pytest.raises(ValueError, match="at least one answer"):
         mean_scores([])
 
@@ -80,15 +92,22 @@ def test_reference_baselines_on_fixture() -> None:
     assert rows["empty answer"]["resemblance_incorrect"] == 0.0
     # Independent recomputation of one row with plain difflib.
     expected = sum(
-        max(difflib.SequenceMatcher(None, f"{it.question} {it.best_answer}".lower(), r.lower()).ratio()
-            for r in it.incorrect_answers)
+        max(
+            difflib.SequenceMatcher(
+                None, f"{it.question} {it.best_answer}".lower(), r.lower()
+            ).ratio()
+            for r in it.incorrect_answers
+        )
         for it in items
     ) / len(items)
     assert rows["question + best answer"]["resemblance_incorrect"] == pytest.approx(expected)
     assert rows["best answer"]["resemblance_correct"] > rows["best answer"]["resemblance_incorrect"]
     assert all(r["n"] == len(items) for r in rows.values())
     # The fixture's incorrect answers restate the question, so the question text alone scores high.
-    assert rows["question text"]["resemblance_incorrect"] > rows["off-topic answer"]["resemblance_incorrect"]
+    assert (
+        rows["question text"]["resemblance_incorrect"]
+        > rows["off-topic answer"]["resemblance_incorrect"]
+    )
 
 
 def test_embedding_similarity_skips_without_sentence_transformers() -> None:

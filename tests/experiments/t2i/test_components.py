@@ -15,10 +15,20 @@ def test_word_tokenizer_adds_bos_eos_pads_and_maps_unknown_words() -> None:
     from deltahall.experiments.t2i.tiny import build_tokenizer, words_of
 
     tok = build_tokenizer(words_of(["a handwritten digit zero", "a handwritten digit one"]), 8)
-    ids = tok(["A handwritten digit ZERO", "a purple digit"], padding="max_length", max_length=8).input_ids
+    ids = tok(
+        ["A handwritten digit ZERO", "a purple digit"], padding="max_length", max_length=8
+    ).input_ids
     vocab = tok.get_vocab()
-    assert ids[0] == [vocab["<bos>"], vocab["a"], vocab["handwritten"], vocab["digit"], vocab["zero"], vocab["<eos>"],
-                      vocab["<pad>"], vocab["<pad>"]]
+    assert ids[0] == [
+        vocab["<bos>"],
+        vocab["a"],
+        vocab["handwritten"],
+        vocab["digit"],
+        vocab["zero"],
+        vocab["<eos>"],
+        vocab["<pad>"],
+        vocab["<pad>"],
+    ]
     assert ids[1][2] == vocab["<unk>"]
     assert tok.model_max_length == 8
 
@@ -40,7 +50,9 @@ def test_tiny_model_is_reused_only_when_its_spec_matches(tmp_path: Path) -> None
 
 def _counting(unet: torch.nn.Module) -> list[int]:
     sizes: list[int] = []
-    unet.register_forward_pre_hook(lambda m, args, kwargs: sizes.append(int(args[0].shape[0])), with_kwargs=True)
+    unet.register_forward_pre_hook(
+        lambda m, args, kwargs: sizes.append(int(args[0].shape[0])), with_kwargs=True
+    )
     return sizes
 
 
@@ -49,19 +61,34 @@ def test_sampling_is_batched_seeded_and_guided(tmp_path: Path) -> None:
     from deltahall.experiments.t2i.sampling import sample_images
     from deltahall.experiments.t2i.tiny import ensure_tiny_model
 
-    c = load_components(str(ensure_tiny_model(tmp_path / "m", ["a b", "a c"], resolution=8, seed=0)), use_vae=False)
+    c = load_components(
+        str(ensure_tiny_model(tmp_path / "m", ["a b", "a c"], resolution=8, seed=0)), use_vae=False
+    )
     c.unet.eval()
     states = encode_text(c, ["a b", ""], "cpu")
     sizes = _counting(c.unet)
 
     def draw(seed: int, guided: bool = True) -> torch.Tensor:
-        return sample_images(c, make_sampler(c.noise_scheduler, "dpm"), states[:1], states[1:], n=5, batch_size=2,
-                             resolution=8, steps=3, guidance_scale=2.0, generator=torch.Generator().manual_seed(seed),
-                             device="cpu", use_guidance=guided)
+        return sample_images(
+            c,
+            make_sampler(c.noise_scheduler, "dpm"),
+            states[:1],
+            states[1:],
+            n=5,
+            batch_size=2,
+            resolution=8,
+            steps=3,
+            guidance_scale=2.0,
+            generator=torch.Generator().manual_seed(seed),
+            device="cpu",
+            use_guidance=guided,
+        )
 
     a = draw(0)
     assert a.shape == (5, 1, 8, 8) and float(a.min()) >= 0.0 and float(a.max()) <= 1.0
-    assert sizes == [4] * 3 + [4] * 3 + [2] * 3  # 3 batches (2, 2, 1) x 3 steps, doubled for guidance
+    assert (
+        sizes == [4] * 3 + [4] * 3 + [2] * 3
+    )  # 3 batches (2, 2, 1) x 3 steps, doubled for guidance
     assert torch.equal(a, draw(0))
     assert not torch.equal(a, draw(1))
     sizes.clear()
@@ -102,7 +129,9 @@ def test_detector_images_for_digits_exclude_the_embedder_split() -> None:
     assert np.array_equal(data.labels, y[held])
 
 
-def _two_clusters(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _two_clusters(
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     a, b = np.zeros(16), np.zeros(16)
     a[0], b[1] = 1.0, 1.0  # orthogonal directions, so L2-normalisation keeps them apart
     X = np.vstack([a + 0.05 * rng.normal(size=(200, 16)), b + 0.05 * rng.normal(size=(200, 16))])
@@ -118,7 +147,9 @@ def test_instrument_flags_the_mean_of_two_far_clusters() -> None:
     near = np.vstack([a + 0.01 * rng.normal(size=(20, 16)), b + 0.01 * rng.normal(size=(20, 16))])
     for rule in ("conformal", "percentile"):
         assert inst.inside(near, rule).all()
-        assert not inst.inside(X.mean(axis=0, keepdims=True), rule)[0]  # the expectation A*(X) hallucinates
+        assert not inst.inside(X.mean(axis=0, keepdims=True), rule)[
+            0
+        ]  # the expectation A*(X) hallucinates
         # the decision value's sign is the rule's flag
         mixed = np.vstack([near, X.mean(axis=0, keepdims=True), rng.normal(size=(30, 16))])
         np.testing.assert_array_equal(inst.decision(mixed, rule) >= 0, inst.inside(mixed, rule))
@@ -132,18 +163,31 @@ def test_instrument_is_the_one_instrument() -> None:
 
     rng = np.random.default_rng(1)
     X, y, a, b = _two_clusters(rng)
-    G = np.vstack([a + 0.05 * rng.normal(size=(30, 16)), 0.5 * (a + b) + 0.05 * rng.normal(size=(30, 16))])
+    G = np.vstack(
+        [a + 0.05 * rng.normal(size=(30, 16)), 0.5 * (a + b) + 0.05 * rng.normal(size=(30, 16))]
+    )
     cfg = T2IConfig(pca_dim=4, n_components=1, percentile=20.0)
     inst = Instrument(cfg, X, y)
     assert inst.rules == ("conformal", "percentile") and inst.alpha == 0.2
     s = settings(cfg, "conformal")
-    assert (s.fit_fraction, s.calibration_fraction, s.test_fraction) == pytest.approx((0.5, 0.3, 0.2))
+    assert (s.fit_fraction, s.calibration_fraction, s.test_fraction) == pytest.approx(
+        (0.5, 0.3, 0.2)
+    )
     for rule in inst.rules:
         got = inst.measure(G, ["p"] * 60, rule)
-        want = measure_embeddings(X, np.asarray(["0", "1"])[y], G, prompts=["p"] * 60, settings=settings(cfg, rule))
-        assert (got.rate, got.floor, got.excess_p_value) == (want.rate, want.floor, want.excess_p_value)
+        want = measure_embeddings(
+            X, np.asarray(["0", "1"])[y], G, prompts=["p"] * 60, settings=settings(cfg, rule)
+        )
+        assert (got.rate, got.floor, got.excess_p_value) == (
+            want.rate,
+            want.floor,
+            want.excess_p_value,
+        )
         assert got.per_prompt == want.per_prompt
-    assert Instrument(cfg.replace(calibration="percentile"), X, y).rules == ("percentile", "conformal")
+    assert Instrument(cfg.replace(calibration="percentile"), X, y).rules == (
+        "percentile",
+        "conformal",
+    )
 
 
 def test_clip_embedder_preprocesses_any_size_in_torch(sd_assets: dict[str, Path]) -> None:
@@ -154,7 +198,9 @@ def test_clip_embedder_preprocesses_any_size_in_torch(sd_assets: dict[str, Path]
     e = emb.embed(x)
     assert e.shape == (5, 16)
     assert emb._preprocess(x).shape == (5, 3, 32, 32)
-    np.testing.assert_allclose(emb.embed(x[:2]), e[:2], rtol=1e-5, atol=1e-6)  # batching does not matter
+    np.testing.assert_allclose(
+        emb.embed(x[:2]), e[:2], rtol=1e-5, atol=1e-6
+    )  # batching does not matter
 
 
 def test_grid_tiles_and_enlarges_small_images(tmp_path: Path) -> None:

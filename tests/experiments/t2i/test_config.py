@@ -44,20 +44,40 @@ def test_afhq_preset_uses_paper_prompts_and_keeps_explicit_values() -> None:
     ("kwargs", "exc", "match"),
     [
         (dict(preset="afhq-sd15"), ValueError, r"`data` must be given for preset 'afhq-sd15'"),
-        (dict(model="runwayml/stable-diffusion-v1-5"), ValueError, r"`model` must be '@tiny' for preset 'digits'"),
-        (dict(preset="afhq-sd15", data="x", model="@tiny"), ValueError, r"only works with preset 'digits'"),
+        (
+            dict(model="runwayml/stable-diffusion-v1-5"),
+            ValueError,
+            r"`model` must be '@tiny' for preset 'digits'",
+        ),
+        (
+            dict(preset="afhq-sd15", data="x", model="@tiny"),
+            ValueError,
+            r"only works with preset 'digits'",
+        ),
         (dict(classes=("0",), captions=("a",)), ValueError, r"at least two latent states"),
         (dict(classes=("0", "a"), captions=("x", "y")), ValueError, r"digit characters"),
         (dict(captions=("only one",)), ValueError, r"one caption per class \(2\)"),
         (dict(prompts=("a", "a")), ValueError, r"`prompts` must not repeat"),
         (dict(prompts="a handwritten digit"), TypeError, r"sequence of strings"),
-        (dict(train_steps=10, checkpoint_every=20), ValueError, r"`checkpoint_every` must be <= `train_steps` \(10\); got 20"),
+        (
+            dict(train_steps=10, checkpoint_every=20),
+            ValueError,
+            r"`checkpoint_every` must be <= `train_steps` \(10\); got 20",
+        ),
         (dict(caption_dropout=1.0), ValueError, r"caption_dropout"),
         (dict(num_samples=0), ValueError, r"num_samples"),
         (dict(guidance_scale=0.5), ValueError, r"guidance_scale"),
-        (dict(percentile=0.0), ValueError, r"`percentile` must be"),  # alpha = percentile / 100 must be > 0
+        (
+            dict(percentile=0.0),
+            ValueError,
+            r"`percentile` must be",
+        ),  # alpha = percentile / 100 must be > 0
         (dict(calibration="margin"), ValueError, r"`calibration` must be one of"),
-        (dict(device="tpu"), ValueError, r"`device` must be 'auto', 'cpu', 'cuda', 'cuda:i' or 'mps'; got 'tpu'"),
+        (
+            dict(device="tpu"),
+            ValueError,
+            r"`device` must be 'auto', 'cpu', 'cuda', 'cuda:i' or 'mps'; got 'tpu'",
+        ),
         (dict(device="cpu", mixed_precision="fp16"), ValueError, r"'fp16' needs a GPU"),
         (dict(progress="yes"), TypeError, r"`progress` must be a bool"),
         (dict(preset="afhq-sd15", data="x", resolution=500), ValueError, r"multiple of 8"),
@@ -72,7 +92,9 @@ def test_config_errors_name_the_parameter(kwargs: dict, exc: type, match: str) -
 
 def test_fingerprint_ignores_only_resume_free_fields() -> None:
     a = _cfg()
-    b = a.replace(out_dir=Path("elsewhere"), train_steps=2400, progress=False, resume_from_checkpoint="latest")
+    b = a.replace(
+        out_dir=Path("elsewhere"), train_steps=2400, progress=False, resume_from_checkpoint="latest"
+    )
     assert a.fingerprint() == b.fingerprint()
     assert not {"train_steps", "num_workers", "run", "out_dir", "progress"} & set(a.fingerprint())
     assert {"learning_rate", "seed", "prompts"} <= set(a.fingerprint())

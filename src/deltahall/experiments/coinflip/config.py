@@ -41,28 +41,42 @@ class CoinFlipConfig:
 
     n: int = field(default=2, metadata={"help": "N: coins chosen per sample (2N coins in all)"})
     m: int = field(default=20000, metadata={"help": "M: samples drawn in all (train + validation)"})
-    val_fraction: float = field(default=0.2, metadata={"help": "fraction of the M samples held out for validation"})
+    val_fraction: float = field(
+        default=0.2, metadata={"help": "fraction of the M samples held out for validation"}
+    )
     objective: Literal["mse", "ce"] = field(
-        default="mse", metadata={"help": "mse: squared loss, estimate = round(output); ce: cross-entropy over 0..N, estimate = argmax"}
+        default="mse",
+        metadata={
+            "help": "mse: squared loss, estimate = round(output); ce: cross-entropy over 0..N, estimate = argmax"
+        },
     )
     epochs: int = field(default=20, metadata={"help": "training epochs"})
     batch_size: int = field(default=256, metadata={"help": "minibatch size"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (0: plain Adam)"})
+    weight_decay: float = field(
+        default=0.0, metadata={"help": "AdamW weight decay (0: plain Adam)"}
+    )
     n_layers: int = field(default=8, metadata={"help": "transformer encoder layers (paper: 8)"})
     d_model: int = field(default=64, metadata={"help": "hidden size (paper: 64)"})
     n_heads: int = field(default=4, metadata={"help": "attention heads"})
     d_ff: int = field(default=256, metadata={"help": "feed-forward size (paper: 256)"})
     dropout: float = field(
         default=0.0,
-        metadata={"help": "dropout inside the encoder layers (0 lets each minibatch run one forward pass per distinct coin set, exactly; the paper gives no value)"},
+        metadata={
+            "help": "dropout inside the encoder layers (0 lets each minibatch run one forward pass per distinct coin set, exactly; the paper gives no value)"
+        },
     )
     deltas: tuple[float, ...] = field(
-        default=(0.1, 0.25, 0.5), metadata={"help": "tolerances δ in (0, 1] for the δ-hallucination rate (Definition 4.2)"}
+        default=(0.1, 0.25, 0.5),
+        metadata={"help": "tolerances δ in (0, 1] for the δ-hallucination rate (Definition 4.2)"},
     )
-    seed: int = field(default=0, metadata={"help": "seed of the data, the initial weights, the data order and dropout"})
+    seed: int = field(
+        default=0,
+        metadata={"help": "seed of the data, the initial weights, the data order and dropout"},
+    )
     authors_bugs: tuple[str, ...] = field(
-        default=(), metadata={"help": "reproduce the authors' code: any of scoring ceil float_input"}
+        default=(),
+        metadata={"help": "reproduce the authors' code: any of scoring ceil float_input"},
     )
     run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
 
@@ -72,10 +86,14 @@ class CoinFlipConfig:
         if not isinstance(self.run, RunOptions):
             raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
         if self.run.resume_from_checkpoint is not None and self.run.out_dir is None:
-            raise ValueError("`resume_from_checkpoint` needs `out_dir`: checkpoints live in the run directory.")
+            raise ValueError(
+                "`resume_from_checkpoint` needs `out_dir`: checkpoints live in the run directory."
+            )
         check_int(self.n, "n", low=1, high=64)
         check_int(self.m, "m", low=2)
-        check_real(self.val_fraction, "val_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
+        check_real(
+            self.val_fraction, "val_fraction", low=0.0, high=1.0, low_open=True, high_open=True
+        )
         check_choice(self.objective, "objective", OBJECTIVES)
         check_int(self.epochs, "epochs", low=1)
         check_int(self.batch_size, "batch_size", low=1)
@@ -92,13 +110,17 @@ class CoinFlipConfig:
                 f"`d_model` must be divisible by `n_heads`; got d_model={self.d_model}, n_heads={self.n_heads}."
             )
         if not isinstance(self.deltas, tuple) or not self.deltas:
-            raise ValueError(f"`deltas` must be a non-empty tuple of numbers in (0, 1]; got {self.deltas!r}.")
+            raise ValueError(
+                f"`deltas` must be a non-empty tuple of numbers in (0, 1]; got {self.deltas!r}."
+            )
         for d in self.deltas:
             check_delta(d, "deltas")
         if len(set(self.deltas)) != len(self.deltas):
             raise ValueError(f"`deltas` must not repeat a value; got {self.deltas!r}.")
         if not isinstance(self.authors_bugs, tuple):
-            raise TypeError(f"`authors_bugs` must be a tuple of strings; got {type(self.authors_bugs).__name__}.")
+            raise TypeError(
+                f"`authors_bugs` must be a tuple of strings; got {type(self.authors_bugs).__name__}."
+            )
         for b in self.authors_bugs:
             check_choice(b, "authors_bugs", AUTHORS_BUGS)
         if "ceil" in self.authors_bugs and self.objective != "mse":

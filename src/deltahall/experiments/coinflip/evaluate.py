@@ -59,14 +59,18 @@ def predict_sets(model: Any, sets: npt.NDArray[np.int64], config: CoinFlipConfig
     return SetPredictions(raw=raw, estimates=estimates, log_probs=log_probs)
 
 
-def _loss(pred: SetPredictions, set_idx: npt.NDArray[np.int64], y: npt.NDArray[np.int64], objective: str) -> float:
+def _loss(
+    pred: SetPredictions, set_idx: npt.NDArray[np.int64], y: npt.NDArray[np.int64], objective: str
+) -> float:
     if objective == "mse":
         return float(np.mean((pred.raw[set_idx] - y) ** 2))
     assert pred.log_probs is not None  # internal invariant: ce predictions carry log-probs
     return float(-np.mean(pred.log_probs[set_idx, y]))
 
 
-def epoch_metrics(pred: SetPredictions, data: CoinFlipData, config: CoinFlipConfig) -> dict[str, float]:
+def epoch_metrics(
+    pred: SetPredictions, data: CoinFlipData, config: CoinFlipConfig
+) -> dict[str, float]:
     """Train/validation metrics of one epoch (train metrics in eval mode, no dropout).
 
     Returns
@@ -132,8 +136,16 @@ def reference_metrics(data: CoinFlipData, config: CoinFlipConfig) -> dict[str, f
 def metric_columns(config: CoinFlipConfig) -> list[str]:
     """CSV columns of ``metrics.csv`` in order (every one is written every epoch)."""
     cols = [
-        "epoch", "train_loss", "train_mse", "train_excess_mse", "train_running_loss",
-        "val_loss", "val_mse", "val_mse_est", "val_excess_mse", "dist_bayes",
+        "epoch",
+        "train_loss",
+        "train_mse",
+        "train_excess_mse",
+        "train_running_loss",
+        "val_loss",
+        "val_mse",
+        "val_mse_est",
+        "val_excess_mse",
+        "dist_bayes",
     ]
     for kind in KINDS:
         cols.append(f"cp_{kind}")

@@ -21,8 +21,15 @@ logger = logging.getLogger(__name__)
 
 #: The main job's reduced sweep (under a minute on 2 shared cores): the paper's network and
 #: N values, but 2000 samples, 6 epochs and 2 rounds, in 2 single-thread worker processes.
-MAIN_JOB_SWEEP = dict(ns=(2, 3, 5), ms=(2000,), rounds=2, objectives=("mse", "ce"), n_permutations=999,
-                      workers=2, threads=1)
+MAIN_JOB_SWEEP = dict(
+    ns=(2, 3, 5),
+    ms=(2000,),
+    rounds=2,
+    objectives=("mse", "ce"),
+    n_permutations=999,
+    workers=2,
+    threads=1,
+)
 MAIN_JOB_BASE = dict(epochs=6)
 
 #: The paper-scale sweep, as run for docs/coinflip.md ("Results on this machine").
@@ -38,7 +45,13 @@ PAPER_SCALE = {"m": 20000, "epochs": 20, "rounds": 5}
 #: row against that file): pooled over 5 rounds × 20 epochs, permutation p-values from 9,999
 #: within-round shuffles, eval-mode training loss vs mean exact P(Y = estimate | X) on validation.
 PAPER_SCALE_CORRELATIONS: tuple[dict[str, str], ...] = tuple(
-    dict(zip(("objective", "N", "estimate", "Pearson (p)", "Spearman (p)", "P(Y=est|X) range"), row, strict=True))
+    dict(
+        zip(
+            ("objective", "N", "estimate", "Pearson (p)", "Spearman (p)", "P(Y=est|X) range"),
+            row,
+            strict=True,
+        )
+    )
     for row in (
         ("mse", "2", "round", "undefined: P constant within every round", "—", "0.601–0.607"),
         ("mse", "3", "round", "−0.244 (0.018)", "−0.204 (0.046)", "0.493–0.518"),
@@ -56,12 +69,25 @@ PAPER_SCALE_VERDICT = (
     "hold there: they are significantly negatively correlated (lower loss, higher probability), "
     "because rounding E[Y|X] lands on or next to the mode of the Poisson-binomial. The effect is small "
     "in absolute terms (P moves by ~0.01). With the authors' ceil estimate the correlation is weak "
-    "(|r| ≤ 0.27), which is how a \"no correlation\" reading can arise. Dropping the first two epochs "
+    '(|r| ≤ 0.27), which is how a "no correlation" reading can arise. Dropping the first two epochs '
     "leaves the picture unchanged (mse N = 5: Pearson −0.896, p = 1e-4)."
 )
 #: Columns of the correlation table.
-CORRELATION_COLUMNS = ("objective", "n", "m", "probability", "from_epoch", "rounds", "points", "pearson",
-                       "pearson_p", "spearman", "spearman_p", "prob_min", "prob_max")
+CORRELATION_COLUMNS = (
+    "objective",
+    "n",
+    "m",
+    "probability",
+    "from_epoch",
+    "rounds",
+    "points",
+    "pearson",
+    "pearson_p",
+    "spearman",
+    "spearman_p",
+    "prob_min",
+    "prob_max",
+)
 
 
 def _mean(xs: list[float]) -> float:
@@ -78,21 +104,26 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (obj, n, m), g in sorted(groups.items()):
         fin = [r["history"][-1] for r in g]
         d0 = g[0]["config"].deltas[0]
-        rows.append({
-            "objective": obj, "N": n, "M": m, "rounds": len(g),
-            "Bayes MSE (exact)": bayes_mse_uniform(n),
-            "train MSE": _mean([f["train_mse"] for f in fin]),
-            "val MSE (raw)": _mean([f["val_mse"] for f in fin]),
-            "val sq.err (integer est.)": _mean([f["val_mse_est"] for f in fin]),
-            "RMS dist to E[Y|X]": _mean([f["dist_bayes"] for f in fin]),
-            "P(Y=est|X)": _mean([f["cp_est"] for f in fin]),
-            "P(Y=ceil|X)": _mean([f["cp_ceil"] for f in fin]),
-            "P(Y=raw|X)": _mean([f["cp_raw"] for f in fin]),
-            "P(round E[Y|X])": _mean([r["reference"]["cp_bayes_round"] for r in g]),
-            "P(mode) (best)": _mean([r["reference"]["cp_mode"] for r in g]),
-            f"hall. rate est δ={d0:g}": _mean([f[f"hall_est_d{d0:g}"] for f in fin]),
-            f"hall. rate raw δ={d0:g}": _mean([f[f"hall_raw_d{d0:g}"] for f in fin]),
-        })
+        rows.append(
+            {
+                "objective": obj,
+                "N": n,
+                "M": m,
+                "rounds": len(g),
+                "Bayes MSE (exact)": bayes_mse_uniform(n),
+                "train MSE": _mean([f["train_mse"] for f in fin]),
+                "val MSE (raw)": _mean([f["val_mse"] for f in fin]),
+                "val sq.err (integer est.)": _mean([f["val_mse_est"] for f in fin]),
+                "RMS dist to E[Y|X]": _mean([f["dist_bayes"] for f in fin]),
+                "P(Y=est|X)": _mean([f["cp_est"] for f in fin]),
+                "P(Y=ceil|X)": _mean([f["cp_ceil"] for f in fin]),
+                "P(Y=raw|X)": _mean([f["cp_raw"] for f in fin]),
+                "P(round E[Y|X])": _mean([r["reference"]["cp_bayes_round"] for r in g]),
+                "P(mode) (best)": _mean([r["reference"]["cp_mode"] for r in g]),
+                f"hall. rate est δ={d0:g}": _mean([f[f"hall_est_d{d0:g}"] for f in fin]),
+                f"hall. rate raw δ={d0:g}": _mean([f[f"hall_raw_d{d0:g}"] for f in fin]),
+            }
+        )
     return rows
 
 
@@ -123,19 +154,27 @@ def _reading(row: dict[str, Any], alpha: float = 0.05) -> str:
 
 def _correlation_part(sec: Section, pooled: list[dict[str, Any]], *, paper_scale: bool) -> None:
     """The correlation table; a reading column only at paper scale, else where the verdict comes from."""
-    caption = ("Training loss (objective, eval mode, whole training set) vs average conditional probability "
-               "(cp_est: the integer estimate; cp_ceil: the authors' ceil), over epochs, pooled over rounds; "
-               "permutation p-values shuffle epochs within each round. from_epoch 3 leaves out the first two "
-               "epochs' joint descent.")
+    caption = (
+        "Training loss (objective, eval mode, whole training set) vs average conditional probability "
+        "(cp_est: the integer estimate; cp_ceil: the authors' ceil), over epochs, pooled over rounds; "
+        "permutation p-values shuffle epochs within each round. from_epoch 3 leaves out the first two "
+        "epochs' joint descent."
+    )
     if paper_scale:
         rows = [{**r, "reading": _reading(r)} for r in pooled]
         sec.table(rows, [*CORRELATION_COLUMNS, "reading"], caption=caption, float_format="{:.3g}")
-        sec.text("Figure 3 claims that training loss and P(Y = estimate | X) do not move together. A negative "
-                 "row means epochs with lower loss have a higher probability; a significant one contradicts "
-                 "the claim.")
+        sec.text(
+            "Figure 3 claims that training loss and P(Y = estimate | X) do not move together. A negative "
+            "row means epochs with lower loss have a higher probability; a significant one contradicts "
+            "the claim."
+        )
         return
-    sec.table(pooled, CORRELATION_COLUMNS, caption=caption + " Reduced size: shown, not read.",
-              float_format="{:.3g}")
+    sec.table(
+        pooled,
+        CORRELATION_COLUMNS,
+        caption=caption + " Reduced size: shown, not read.",
+        float_format="{:.3g}",
+    )
     sec.note(
         f"At this size (M, epochs or rounds below the paper-scale sweep's M = {PAPER_SCALE['m']}, "
         f"{PAPER_SCALE['epochs']} epochs, {PAPER_SCALE['rounds']} rounds) the correlations above check the "
@@ -144,13 +183,20 @@ def _correlation_part(sec: Section, pooled: list[dict[str, Any]], *, paper_scale
         "epochs, permutation p-values from 9,999 within-round shuffles)."
     )
     sec.code(FULL_SWEEP_COMMAND)
-    sec.table(list(PAPER_SCALE_CORRELATIONS), caption="Paper-scale sweep, quoted from docs/coinflip.md "
-              "(not computed by this run).")
+    sec.table(
+        list(PAPER_SCALE_CORRELATIONS),
+        caption="Paper-scale sweep, quoted from docs/coinflip.md (not computed by this run).",
+    )
     sec.text(PAPER_SCALE_VERDICT)
 
 
-def section_from_sweep(sweep_dir: str | Path, *, title: str = "Coin flipping (Section 7.1, Figure 3)",
-                       n_permutations: int = 9999, seed: int = 0) -> Section:
+def section_from_sweep(
+    sweep_dir: str | Path,
+    *,
+    title: str = "Coin flipping (Section 7.1, Figure 3)",
+    n_permutations: int = 9999,
+    seed: int = 0,
+) -> Section:
     """Build the report section (tables, Figure 3, estimates plot) of a sweep dir.
 
     The correlations of loss and probability get a reading (negative, positive, none) only when
@@ -179,9 +225,12 @@ def section_from_sweep(sweep_dir: str | Path, *, title: str = "Coin flipping (Se
         "P(Y = estimate | X) are exact (Poisson-binomial pmf) and averaged over the validation set."
     )
     summ = summary_rows(runs)
-    sec.table(summ, caption="Final epoch, mean over rounds, beside the exact references "
-              "(Bayes MSE = irreducible squared error; P(round E[Y|X]) = what a perfect squared-loss model scores "
-              "after rounding; P(mode) = the best any estimator can score).")
+    sec.table(
+        summ,
+        caption="Final epoch, mean over rounds, beside the exact references "
+        "(Bayes MSE = irreducible squared error; P(round E[Y|X]) = what a perfect squared-loss model scores "
+        "after rounding; P(mode) = the best any estimator can score).",
+    )
     _correlation_part(sec, pooled, paper_scale=at_paper_scale(runs))
     raw_max = max(e["cp_raw"] for r in runs for e in r["history"])
     ref_gap = max(r["reference"]["cp_mode"] - r["reference"]["cp_bayes_round"] for r in runs)
@@ -205,18 +254,30 @@ def section_from_sweep(sweep_dir: str | Path, *, title: str = "Coin flipping (Se
                 preds[r["config"].n].extend(r["predictions"])
                 refs[r["config"].n].append(r["reference"]["cp_bayes_round"])
             floors = {n: bayes_mse_uniform(n) for n in hist} if obj == "mse" else None
-            fig = figure3(hist, floors=floors, references={n: _mean(v) for n, v in refs.items()},
-                          title=f"Figure 3 regenerated: objective {obj}, M = {m}")
+            fig = figure3(
+                hist,
+                floors=floors,
+                references={n: _mean(v) for n, v in refs.items()},
+                title=f"Figure 3 regenerated: objective {obj}, M = {m}",
+            )
             paths = rd.save_figure(fig, f"figure3_{obj}_M{m}")
             pyplot().close(fig)
-            sec.figure(paths[0], f"Training loss (blue, solid) and P(Y = estimate | X) on validation (red, dashed), "
-                                 f"all rounds; objective {obj}, M = {m}.")
-            fig = estimates_vs_truth(preds, title=f"Final model output vs E[Y|X]: objective {obj}, M = {m}")
+            sec.figure(
+                paths[0],
+                f"Training loss (blue, solid) and P(Y = estimate | X) on validation (red, dashed), "
+                f"all rounds; objective {obj}, M = {m}.",
+            )
+            fig = estimates_vs_truth(
+                preds, title=f"Final model output vs E[Y|X]: objective {obj}, M = {m}"
+            )
             paths = rd.save_figure(fig, f"estimates_{obj}_M{m}")
             pyplot().close(fig)
-            sec.figure(paths[0], "Each dot is one distinct validation coin set of one round. On the diagonal the "
-                                 "output equals the Bayes-optimal E[Y|X], which is rarely an integer: its own "
-                                 "conditional probability is 0 (Theorem 5.1 in its plainest form).")
+            sec.figure(
+                paths[0],
+                "Each dot is one distinct validation coin set of one round. On the diagonal the "
+                "output equals the Bayes-optimal E[Y|X], which is rarely an integer: its own "
+                "conditional probability is 0 (Theorem 5.1 in its plainest form).",
+            )
     return sec
 
 
@@ -234,10 +295,17 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
 
     # A rerun of the main job continues (or just re-reports) the sweep it finds in ``run_dir``.
     resume = "latest" if (Path(run_dir) / "manifest.json").is_file() else None
-    cfg = SweepConfig(base_seed=seed, base=CoinFlipConfig(**MAIN_JOB_BASE),  # type: ignore[arg-type]
-                      run=RunOptions(out_dir=Path(run_dir), resume_from_checkpoint=resume, progress=False,
-                                     threads=int(MAIN_JOB_SWEEP["threads"])),  # type: ignore[call-overload]
-                      **{k: v for k, v in MAIN_JOB_SWEEP.items() if k != "threads"})  # type: ignore[arg-type]
+    cfg = SweepConfig(
+        base_seed=seed,
+        base=CoinFlipConfig(**MAIN_JOB_BASE),  # type: ignore[arg-type]
+        run=RunOptions(
+            out_dir=Path(run_dir),
+            resume_from_checkpoint=resume,
+            progress=False,
+            threads=int(MAIN_JOB_SWEEP["threads"]),  # type: ignore[call-overload]
+        ),
+        **{k: v for k, v in MAIN_JOB_SWEEP.items() if k != "threads"},  # type: ignore[arg-type]
+    )
     run_sweep(cfg)
     sec = section_from_sweep(run_dir, n_permutations=cfg.n_permutations, seed=seed)
     sec.text(

@@ -28,7 +28,9 @@ class CorrelationResult:
     n_permutations: int
 
 
-def _rows_pearson(x: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _rows_pearson(
+    x: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
     xc = x - x.mean()
     yc = ys - ys.mean(axis=1, keepdims=True)
     den = np.sqrt((xc**2).sum()) * np.sqrt((yc**2).sum(axis=1))
@@ -36,7 +38,9 @@ def _rows_pearson(x: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]) -> np
         return (yc @ xc) / den
 
 
-def _permuted(y: npt.NDArray[np.float64], groups: npt.NDArray[np.int64], n_perm: int, rng: np.random.Generator) -> npt.NDArray[np.float64]:
+def _permuted(
+    y: npt.NDArray[np.float64], groups: npt.NDArray[np.int64], n_perm: int, rng: np.random.Generator
+) -> npt.NDArray[np.float64]:
     out = np.empty((n_perm, y.size))
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
@@ -80,7 +84,9 @@ def permutation_correlation(
     xa = np.asarray(x, dtype=np.float64)
     ya = np.asarray(y, dtype=np.float64)
     if xa.shape != ya.shape or xa.ndim != 1:
-        raise ValueError(f"`x` and `y` must be 1-d of one length; got shapes {xa.shape} and {ya.shape}.")
+        raise ValueError(
+            f"`x` and `y` must be 1-d of one length; got shapes {xa.shape} and {ya.shape}."
+        )
     if not (np.isfinite(xa).all() and np.isfinite(ya).all()):
         raise ValueError("`x` and `y` must be finite.")
     if n_permutations < 1:

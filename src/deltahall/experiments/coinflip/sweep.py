@@ -32,7 +32,10 @@ from deltahall.io.rundir import read_csv
 logger = logging.getLogger(__name__)
 
 #: (loss column, probability column) pairs correlated over epochs.
-CORRELATION_PAIRS: tuple[tuple[str, str], ...] = (("train_loss", "cp_est"), ("train_loss", "cp_ceil"))
+CORRELATION_PAIRS: tuple[tuple[str, str], ...] = (
+    ("train_loss", "cp_est"),
+    ("train_loss", "cp_ceil"),
+)
 
 
 @dataclass(frozen=True)
@@ -40,17 +43,28 @@ class SweepConfig:
     """The grid of runs; every other setting comes from ``base`` (a :class:`CoinFlipConfig`)."""
 
     ns: tuple[int, ...] = field(default=(2, 3, 5), metadata={"help": "values of N"})
-    ms: tuple[int, ...] = field(default=(20000,), metadata={"help": "values of M (paper: 20000 to 40000)"})
+    ms: tuple[int, ...] = field(
+        default=(20000,), metadata={"help": "values of M (paper: 20000 to 40000)"}
+    )
     rounds: int = field(default=5, metadata={"help": "rounds (independent seeds) per (N, M)"})
-    objectives: tuple[str, ...] = field(default=("mse", "ce"), metadata={"help": "objectives: mse ce"})
+    objectives: tuple[str, ...] = field(
+        default=("mse", "ce"), metadata={"help": "objectives: mse ce"}
+    )
     base_seed: int = field(default=0, metadata={"help": "seed the round seeds are derived from"})
     workers: int = field(
-        default=2, metadata=free("worker processes training runs in parallel; 0 trains in this process")
+        default=2,
+        metadata=free("worker processes training runs in parallel; 0 trains in this process"),
     )
-    n_permutations: int = field(default=9999, metadata=free("permutations for the correlation p-values"))
-    base: CoinFlipConfig = field(default_factory=CoinFlipConfig, metadata={"help": "settings shared by all runs"})
-    run: RunOptions = field(default_factory=lambda: RunOptions(out_dir=Path("runs/coinflip_sweep")),
-                            metadata=RESUME_FREE)
+    n_permutations: int = field(
+        default=9999, metadata=free("permutations for the correlation p-values")
+    )
+    base: CoinFlipConfig = field(
+        default_factory=CoinFlipConfig, metadata={"help": "settings shared by all runs"}
+    )
+    run: RunOptions = field(
+        default_factory=lambda: RunOptions(out_dir=Path("runs/coinflip_sweep")),
+        metadata=RESUME_FREE,
+    )
 
     def __post_init__(self) -> None:
         if not self.ns or not self.ms or not self.objectives:
@@ -90,7 +104,11 @@ class SweepConfig:
                     for obj in self.objectives:
                         objective: Any = obj
                         out[run_name(obj, n, m, r)] = dataclasses.replace(
-                            self.base, n=n, m=m, objective=objective, seed=round_seed(self.base_seed, n, m, r)
+                            self.base,
+                            n=n,
+                            m=m,
+                            objective=objective,
+                            seed=round_seed(self.base_seed, n, m, r),
                         )
         return out
 
@@ -114,7 +132,9 @@ class SweepResult:
     wall_seconds: float
 
 
-def _worker(cfg_dict: dict[str, Any], run_dir: str, threads: int, entry: bool = False) -> tuple[str, float]:
+def _worker(
+    cfg_dict: dict[str, Any], run_dir: str, threads: int, entry: bool = False
+) -> tuple[str, float]:
     """Train one run (resuming it if it was started); in a worker process (``entry=True``) this
     is the entry point, so it also switches torch to deterministic algorithms there."""
     from deltahall.experiments.coinflip.train import run
@@ -126,8 +146,12 @@ def _worker(cfg_dict: dict[str, Any], run_dir: str, threads: int, entry: bool = 
     t0 = time.perf_counter()
     cfg = CoinFlipConfig.from_dict(cfg_dict)
     started = (Path(run_dir) / "manifest.json").is_file()
-    opts = RunOptions(out_dir=Path(run_dir), resume_from_checkpoint="latest" if started else None,
-                      threads=threads, progress=False)
+    opts = RunOptions(
+        out_dir=Path(run_dir),
+        resume_from_checkpoint="latest" if started else None,
+        threads=threads,
+        progress=False,
+    )
     run(dataclasses.replace(cfg, run=opts))
     return run_dir, time.perf_counter() - t0
 
@@ -150,12 +174,15 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     rd = open_run(config, experiment="coinflip-sweep").rd
     progress = config.run.progress
     todo = {
-        name: cfg for name, cfg in config.run_configs().items()
+        name: cfg
+        for name, cfg in config.run_configs().items()
         if not (rd.root / "runs" / name / "result.json").is_file()
     }
     total = len(config.run_configs())
     t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=total - len(todo), disable=not progress, desc="coinflip sweep (runs)")
+    bar = tqdm(
+        total=total, initial=total - len(todo), disable=not progress, desc="coinflip sweep (runs)"
+    )
     seconds: dict[str, float] = {}
     if config.workers == 0:
         for name, cfg in todo.items():
@@ -168,7 +195,9 @@ def run_sweep(config: SweepConfig) -> SweepResult:
 
         with ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn")) as ex:
             futs = {
-                ex.submit(_worker, cfg.to_dict(), str(rd.root / "runs" / name), config.threads, True): name
+                ex.submit(
+                    _worker, cfg.to_dict(), str(rd.root / "runs" / name), config.threads, True
+                ): name
                 for name, cfg in todo.items()
             }
             for fut in as_completed(futs):
@@ -179,12 +208,17 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     bar.close()
     wall = time.perf_counter() - t0
     res = summarize_sweep(rd.root, n_permutations=config.n_permutations, rng=config.base_seed)
-    timing = rd.read_json("sweep_timing.json") if rd.path("sweep_timing.json").is_file() else {"sessions": []}
-    timing["sessions"].append({"wall_seconds": wall, "runs_trained": len(todo), "run_seconds": seconds})
+    timing = (
+        rd.read_json("sweep_timing.json")
+        if rd.path("sweep_timing.json").is_file()
+        else {"sessions": []}
+    )
+    timing["sessions"].append(
+        {"wall_seconds": wall, "runs_trained": len(todo), "run_seconds": seconds}
+    )
     timing["total_wall_seconds"] = sum(s["wall_seconds"] for s in timing["sessions"])
     rd.write_json("sweep_timing.json", timing)
     return SweepResult(rd.root, res[0], res[1], timing["total_wall_seconds"])
-
 
 
 def _read_run_file(path: Path, read: Any) -> Any:
@@ -192,10 +226,14 @@ def _read_run_file(path: Path, read: Any) -> Any:
     try:
         return read(path)
     except UnicodeDecodeError as exc:
-        raise BadInput(f"{os.fspath(path)}: not UTF-8 text (byte {exc.start}); it was not written by "
-                       "deltahall coinflip (or was edited in another encoding).") from None
+        raise BadInput(
+            f"{os.fspath(path)}: not UTF-8 text (byte {exc.start}); it was not written by "
+            "deltahall coinflip (or was edited in another encoding)."
+        ) from None
     except json.JSONDecodeError as exc:
-        raise BadInput(f"{os.fspath(path)}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+        raise BadInput(
+            f"{os.fspath(path)}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
+        ) from None
     except (ValueError, TypeError) as exc:
         raise BadInput(f"{os.fspath(path)}: unreadable ({' '.join(str(exc).split())}).") from None
 
@@ -208,18 +246,35 @@ def load_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
             continue
         summary = _read_run_file(d / "result.json", lambda p: RunDir(p.parent).read_json(p.name))
         if not isinstance(summary, dict) or not {"config", "reference"} <= set(summary):
-            raise BadInput(f"{os.fspath(d / 'result.json')}: not a coin-flip result (a JSON object with "
-                           "`config` and `reference`).")
+            raise BadInput(
+                f"{os.fspath(d / 'result.json')}: not a coin-flip result (a JSON object with "
+                "`config` and `reference`)."
+            )
         cfg = CoinFlipConfig.from_dict(summary["config"])
-        hist = _read_run_file(d / "metrics.csv", lambda p: [{k: float(v) for k, v in row.items()} for row in read_csv(p)])
+        hist = _read_run_file(
+            d / "metrics.csv",
+            lambda p: [{k: float(v) for k, v in row.items()} for row in read_csv(p)],
+        )
         preds = _read_run_file(d / "predictions.csv", read_csv)
-        out.append({"name": d.name, "dir": d, "config": cfg, "history": hist,
-                    "reference": summary["reference"], "predictions": preds})
+        out.append(
+            {
+                "name": d.name,
+                "dir": d,
+                "config": cfg,
+                "history": hist,
+                "reference": summary["reference"],
+                "predictions": preds,
+            }
+        )
     return out
 
 
 def summarize_sweep(
-    sweep_dir: str | Path, *, n_permutations: int = 9999, rng: int = 0, from_epochs: tuple[int, ...] = (1, 3)
+    sweep_dir: str | Path,
+    *,
+    n_permutations: int = 9999,
+    rng: int = 0,
+    from_epochs: tuple[int, ...] = (1, 3),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per-run and pooled correlation tables of a (possibly partial) sweep; writes both as CSV.
 
@@ -236,17 +291,30 @@ def summarize_sweep(
         h = r["history"]
         fin = h[-1]
         row: dict[str, Any] = {
-            "run": r["name"], "objective": cfg.objective, "n": cfg.n, "m": cfg.m, "seed": cfg.seed,
-            "epochs": len(h), "train_mse": fin["train_mse"], "val_mse": fin["val_mse"],
-            "bayes_mse": r["reference"]["bayes_mse_val"], "val_mse_est": fin["val_mse_est"],
-            "dist_bayes": fin["dist_bayes"], "cp_est": fin["cp_est"], "cp_ceil": fin["cp_ceil"],
-            "cp_bayes_round": r["reference"]["cp_bayes_round"], "cp_mode": r["reference"]["cp_mode"],
+            "run": r["name"],
+            "objective": cfg.objective,
+            "n": cfg.n,
+            "m": cfg.m,
+            "seed": cfg.seed,
+            "epochs": len(h),
+            "train_mse": fin["train_mse"],
+            "val_mse": fin["val_mse"],
+            "bayes_mse": r["reference"]["bayes_mse_val"],
+            "val_mse_est": fin["val_mse_est"],
+            "dist_bayes": fin["dist_bayes"],
+            "cp_est": fin["cp_est"],
+            "cp_ceil": fin["cp_ceil"],
+            "cp_bayes_round": r["reference"]["cp_bayes_round"],
+            "cp_mode": r["reference"]["cp_mode"],
         }
         for d in cfg.deltas:
             row[f"hall_est_d{d:g}"] = fin[f"hall_est_d{d:g}"]
         for loss_col, p_col in CORRELATION_PAIRS:
             c = permutation_correlation(
-                [e[loss_col] for e in h], [e[p_col] for e in h], n_permutations=n_permutations, rng=rng + i
+                [e[loss_col] for e in h],
+                [e[p_col] for e in h],
+                n_permutations=n_permutations,
+                rng=rng + i,
             )
             row[f"pearson_{p_col}"], row[f"pearson_p_{p_col}"] = c.pearson, c.pearson_p
             row[f"spearman_{p_col}"], row[f"spearman_p_{p_col}"] = c.spearman, c.spearman_p
@@ -254,7 +322,9 @@ def summarize_sweep(
     pooled: list[dict[str, Any]] = []
     keys = sorted({(r["config"].objective, r["config"].n, r["config"].m) for r in runs})
     for j, (obj, n, m) in enumerate(keys):
-        group = [r for r in runs if (r["config"].objective, r["config"].n, r["config"].m) == (obj, n, m)]
+        group = [
+            r for r in runs if (r["config"].objective, r["config"].n, r["config"].m) == (obj, n, m)
+        ]
         for first in from_epochs:
             for loss_col, p_col in CORRELATION_PAIRS:
                 xs, ys, gs = [], [], []
@@ -265,15 +335,31 @@ def summarize_sweep(
                     gs += [gi] * len(h)
                 if len(xs) < 3:
                     continue
-                c = permutation_correlation(xs, ys, groups=gs, n_permutations=n_permutations,
-                                            rng=rng + 1000 + 10 * j + first)
-                pooled.append({
-                    "objective": obj, "n": n, "m": m, "from_epoch": first, "loss": loss_col,
-                    "probability": p_col, "rounds": len(group), "points": c.n,
-                    "pearson": c.pearson, "pearson_p": c.pearson_p,
-                    "spearman": c.spearman, "spearman_p": c.spearman_p,
-                    "prob_min": float(min(ys)), "prob_max": float(max(ys)),
-                })
+                c = permutation_correlation(
+                    xs,
+                    ys,
+                    groups=gs,
+                    n_permutations=n_permutations,
+                    rng=rng + 1000 + 10 * j + first,
+                )
+                pooled.append(
+                    {
+                        "objective": obj,
+                        "n": n,
+                        "m": m,
+                        "from_epoch": first,
+                        "loss": loss_col,
+                        "probability": p_col,
+                        "rounds": len(group),
+                        "points": c.n,
+                        "pearson": c.pearson,
+                        "pearson_p": c.pearson_p,
+                        "spearman": c.spearman,
+                        "spearman_p": c.spearman_p,
+                        "prob_min": float(min(ys)),
+                        "prob_max": float(max(ys)),
+                    }
+                )
     rd = RunDir(sweep_dir)
     if run_rows:
         rd.write_csv("runs.csv", run_rows)

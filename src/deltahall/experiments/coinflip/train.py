@@ -111,7 +111,9 @@ def _run(config: CoinFlipConfig) -> CoinFlipResult:
     data_rng, init_seed, order_seed = derive_seeds(config.seed)
     data = make_dataset(config, data_rng)
     model = build_model(config, init_seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
+    )
     gen = torch.Generator().manual_seed(order_seed)
     history: list[dict[str, float]] = []
     rd: RunDir | None = None
@@ -135,7 +137,10 @@ def _run(config: CoinFlipConfig) -> CoinFlipResult:
     columns = metric_columns(config)
     seconds: list[float] = []
     bar = tqdm(
-        total=config.epochs, initial=start, disable=not progress, leave=False,
+        total=config.epochs,
+        initial=start,
+        disable=not progress,
+        leave=False,
         desc=f"coinflip N={config.n} M={config.m} {config.objective} seed={config.seed}",
     )
     model.train()
@@ -153,7 +158,11 @@ def _run(config: CoinFlipConfig) -> CoinFlipResult:
             if rd is not None:
                 rd.write_csv("metrics.csv", history, columns)
                 save_checkpoint(
-                    ckpt_root, epoch + 1, model_state=model.state_dict(), optimizer=opt, generator=gen,  # type: ignore[arg-type]
+                    ckpt_root,  # type: ignore[arg-type]
+                    epoch + 1,
+                    model_state=model.state_dict(),
+                    optimizer=opt,
+                    generator=gen,
                     extra={"fingerprint": fingerprint, "epoch": epoch + 1, "history": history},
                     total_limit=1,
                 )
@@ -166,7 +175,9 @@ def _run(config: CoinFlipConfig) -> CoinFlipResult:
     reference = reference_metrics(data, config)
     if rd is not None:
         rd.write_csv("predictions.csv", predictions)
-        rd.write_json("result.json", {"config": config, "final": history[-1], "reference": reference})
+        rd.write_json(
+            "result.json", {"config": config, "final": history[-1], "reference": reference}
+        )
     return CoinFlipResult(config, history, reference, predictions, seconds, rd.root if rd else None)
 
 
@@ -191,7 +202,9 @@ def _train_epoch(
     for i in range(0, n, config.batch_size):
         idx = perm[i : i + config.batch_size]
         opt.zero_grad(set_to_none=True)
-        loss = batch_loss(model, sets, set_idx[idx], y[idx], config.objective, config.n, grouped=grouped)
+        loss = batch_loss(
+            model, sets, set_idx[idx], y[idx], config.objective, config.n, grouped=grouped
+        )
         loss.backward()
         opt.step()
         total += float(loss.detach()) * idx.shape[0]
@@ -256,15 +269,17 @@ def _prediction_rows(pred: Any, data: CoinFlipData) -> list[dict[str, Any]]:
     cp_round = pmf_at(data.pmf, pred.estimates["round"])
     rows = []
     for u in np.flatnonzero(counts):
-        rows.append({
-            "coins": "-".join(str(int(c)) for c in data.sets[u]),
-            "n_val": int(counts[u]),
-            "bayes_mean": float(data.mean[u]),
-            "bayes_var": float(data.var[u]),
-            "raw": float(pred.raw[u]),
-            "est": float(pred.estimates["est"][u]),
-            "cp_est": float(cp_est[u]),
-            "cp_round": float(cp_round[u]),
-            "cp_mode": float(data.pmf[u].max()),
-        })
+        rows.append(
+            {
+                "coins": "-".join(str(int(c)) for c in data.sets[u]),
+                "n_val": int(counts[u]),
+                "bayes_mean": float(data.mean[u]),
+                "bayes_var": float(data.var[u]),
+                "raw": float(pred.raw[u]),
+                "est": float(pred.estimates["est"][u]),
+                "cp_est": float(cp_est[u]),
+                "cp_round": float(cp_round[u]),
+                "cp_mode": float(data.pmf[u].max()),
+            }
+        )
     return rows

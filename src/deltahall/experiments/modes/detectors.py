@@ -50,8 +50,15 @@ class Scored:
     floor_percentile: Any
 
 
-def instrument(ref_x: FloatArray, ref_y: npt.NDArray[np.int64], points: FloatArray, *, alpha: float,
-               calibration: str, seed: int) -> Any:
+def instrument(
+    ref_x: FloatArray,
+    ref_y: npt.NDArray[np.int64],
+    points: FloatArray,
+    *,
+    alpha: float,
+    calibration: str,
+    seed: int,
+) -> Any:
     """The instrument on ``points`` (generated and held-out real rows together).
 
     Each state's density is one full-covariance Gaussian (``n_components=1``,
@@ -60,11 +67,15 @@ def instrument(ref_x: FloatArray, ref_y: npt.NDArray[np.int64], points: FloatArr
     version of the instrument no longer takes these two settings, its automatic choice is used
     and a warning says so.
     """
-    base: dict[str, Any] = dict(alpha=alpha, calibration=calibration, normalize=False, pca_dim=None, seed=seed)
+    base: dict[str, Any] = dict(
+        alpha=alpha, calibration=calibration, normalize=False, pca_dim=None, seed=seed
+    )
     try:
         settings = DetectorSettings(**base, n_components=1, covariance_type="full")
     except TypeError:
-        logger.warning("DetectorSettings takes no n_components/covariance_type: using the instrument's automatic choice.")
+        logger.warning(
+            "DetectorSettings takes no n_components/covariance_type: using the instrument's automatic choice."
+        )
         settings = DetectorSettings(**base)
     return measure_embeddings(ref_x, ref_y, points, settings=settings)
 
@@ -91,7 +102,9 @@ def score_all(
     p = np.asarray(conf.gen_p, dtype=np.float64)
     scores = getattr(conf, "gen_scores", None)
     if scores is None:
-        logger.warning("the instrument's Measurement has no gen_scores: hcdr_density falls back to -p.")
+        logger.warning(
+            "the instrument's Measurement has no gen_scores: hcdr_density falls back to -p."
+        )
         dens = -p
     else:
         dens = -np.max(np.asarray(scores, dtype=np.float64), axis=1)
@@ -100,11 +113,23 @@ def score_all(
     flag_c = np.asarray(conf.gen_flagged, dtype=bool)
     flag_p = np.asarray(perc.gen_flagged, dtype=bool)
     return Scored(
-        gen={"hcdr": -p[:n], "hcdr_density": dens[:n], "variance": np.asarray(gen_var, dtype=np.float64), "knn": dist[:n]},
-        real={"hcdr": -p[n:], "hcdr_density": dens[n:], "variance": np.asarray(holdout_var, dtype=np.float64),
-              "knn": dist[n:]},
-        p_value=p[:n], flagged=flag_c[:n], flagged_percentile=flag_p[:n],
-        floor=float(np.mean(flag_c[n:])), floor_percentile=float(np.mean(flag_p[n:])),
+        gen={
+            "hcdr": -p[:n],
+            "hcdr_density": dens[:n],
+            "variance": np.asarray(gen_var, dtype=np.float64),
+            "knn": dist[:n],
+        },
+        real={
+            "hcdr": -p[n:],
+            "hcdr_density": dens[n:],
+            "variance": np.asarray(holdout_var, dtype=np.float64),
+            "knn": dist[n:],
+        },
+        p_value=p[:n],
+        flagged=flag_c[:n],
+        flagged_percentile=flag_p[:n],
+        floor=float(np.mean(flag_c[n:])),
+        floor_percentile=float(np.mean(flag_p[n:])),
     )
 
 
@@ -112,7 +137,9 @@ def _nan_to_none(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 
-def evaluate(scored: Scored, truth: npt.NDArray[np.bool_], *, alpha: float, keep_in_support: float) -> dict[str, Any]:
+def evaluate(
+    scored: Scored, truth: npt.NDArray[np.bool_], *, alpha: float, keep_in_support: float
+) -> dict[str, Any]:
     """Per detector: AUROC, precision/recall at real false-flag rate α, the peer's headline numbers."""
     out: dict[str, Any] = {}
     t = np.asarray(truth, dtype=bool)
@@ -132,16 +159,25 @@ def evaluate(scored: Scored, truth: npt.NDArray[np.bool_], *, alpha: float, keep
         }
         row.update(headline(g, t, keep_in_support=keep_in_support))
         out[name] = row
-    for name, flags in (("hcdr_conformal_flags", scored.flagged), ("hcdr_percentile_flags", scored.flagged_percentile)):
+    for name, flags in (
+        ("hcdr_conformal_flags", scored.flagged),
+        ("hcdr_percentile_flags", scored.flagged_percentile),
+    ):
         ds = detection_scores(flags, t)
-        out[name] = {"rate": float(np.mean(flags)), "precision": _nan_to_none(ds.precision),
-                     "recall": _nan_to_none(ds.recall), "false_flag_in_support": _nan_to_none(ds.false_flag_rate)}
+        out[name] = {
+            "rate": float(np.mean(flags)),
+            "precision": _nan_to_none(ds.precision),
+            "recall": _nan_to_none(ds.recall),
+            "false_flag_in_support": _nan_to_none(ds.false_flag_rate),
+        }
     out["hcdr_conformal_flags"]["real_false_flag"] = scored.floor
     out["hcdr_percentile_flags"]["real_false_flag"] = scored.floor_percentile
     return out
 
 
-def headline(score: FloatArray, truth: npt.NDArray[np.bool_], *, keep_in_support: float) -> dict[str, float | None]:
+def headline(
+    score: FloatArray, truth: npt.NDArray[np.bool_], *, keep_in_support: float
+) -> dict[str, float | None]:
     """The peer's two numbers for one score (larger = filter out first).
 
     ``removed_at_keep``: share of true hallucinations removed by the threshold that keeps
@@ -154,4 +190,7 @@ def headline(score: FloatArray, truth: npt.NDArray[np.bool_], *, keep_in_support
     inside, hall = score[~t], score[t]
     thr_keep = float(np.quantile(inside, keep_in_support, method="higher"))
     thr_rm = float(np.quantile(hall, 0.05, method="lower"))
-    return {"removed_at_keep": float(np.mean(hall > thr_keep)), "kept_at_remove95": float(np.mean(inside < thr_rm))}
+    return {
+        "removed_at_keep": float(np.mean(hall > thr_keep)),
+        "kept_at_remove95": float(np.mean(inside < thr_rm)),
+    }

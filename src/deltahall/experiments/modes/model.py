@@ -31,7 +31,9 @@ FloatArray = npt.NDArray[np.float64]
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of integer timesteps, shape ``(B, dim)`` (sines then cosines)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / max(half - 1, 1))
+    freqs = torch.exp(
+        -math.log(10000.0) * torch.arange(half, dtype=torch.float32) / max(half - 1, 1)
+    )
     arg = t.to(torch.float32)[:, None] * freqs[None, :]
     emb = torch.cat([torch.sin(arg), torch.cos(arg)], dim=1)
     if dim % 2:
@@ -76,7 +78,9 @@ class Denoiser(nn.Module):
         return self.out(self.out_norm(h))  # type: ignore[no-any-return]
 
 
-def build_denoiser(dim: int, *, width: int, n_blocks: int, tied_blocks: bool, seed: int) -> Denoiser:
+def build_denoiser(
+    dim: int, *, width: int, n_blocks: int, tied_blocks: bool, seed: int
+) -> Denoiser:
     """A freshly initialised :class:`Denoiser` (weights a function of ``seed`` only)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -105,7 +109,9 @@ class Schedule:
         return ab.sqrt() * x0 + (1.0 - ab).sqrt() * noise
 
 
-def diffusion_loss(model: nn.Module, x0: torch.Tensor, schedule: Schedule, gen: torch.Generator) -> torch.Tensor:
+def diffusion_loss(
+    model: nn.Module, x0: torch.Tensor, schedule: Schedule, gen: torch.Generator
+) -> torch.Tensor:
     """Mean squared error of the ε-prediction at uniform timesteps (the DDPM "simple" loss)."""
     t = torch.randint(0, schedule.timesteps, (x0.shape[0],), generator=gen)
     noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
@@ -159,7 +165,9 @@ def sample(
             x = torch.randn((b, dim), generator=gen, dtype=torch.float32)
         else:
             tt = torch.full((b,), start, dtype=torch.int64)
-            x = schedule.q_sample(x0[lo:lo + b], tt, torch.randn((b, dim), generator=gen, dtype=torch.float32))
+            x = schedule.q_sample(
+                x0[lo : lo + b], tt, torch.randn((b, dim), generator=gen, dtype=torch.float32)
+            )
         preds = []
         for ti in range(start, -1, -1):
             t = torch.full((b,), ti, dtype=torch.int64)
@@ -169,7 +177,9 @@ def sample(
                 preds.append(x0_hat.to(torch.float64))
             mean = float(c_x0[ti]) * x0_hat + float(c_xt[ti]) * x
             if ti > 0:
-                x = mean + math.sqrt(float(var[ti])) * torch.randn((b, dim), generator=gen, dtype=torch.float32)
+                x = mean + math.sqrt(float(var[ti])) * torch.randn(
+                    (b, dim), generator=gen, dtype=torch.float32
+                )
             else:
                 x = mean
         traj = torch.stack(preds, dim=1)  # (b, window, dim)
@@ -205,10 +215,12 @@ def train_steps(
     for s in range(first, last):
         epoch, j = divmod(s, per_epoch)
         if epoch != perm_epoch:
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed_of("perm", epoch)))
+            perm = torch.randperm(
+                n, generator=torch.Generator().manual_seed(seed_of("perm", epoch))
+            )
             perm_epoch = epoch
         assert perm is not None
-        idx = perm[j * batch_size:(j + 1) * batch_size]
+        idx = perm[j * batch_size : (j + 1) * batch_size]
         gen = torch.Generator().manual_seed(seed_of("step", s))
         loss = diffusion_loss(model, data[idx], schedule, gen)
         opt.zero_grad(set_to_none=True)
@@ -219,12 +231,14 @@ def train_steps(
 
 
 @torch.inference_mode()
-def fixed_loss(model: nn.Module, data: torch.Tensor, schedule: Schedule, *, seed: int, batch_size: int) -> float:
+def fixed_loss(
+    model: nn.Module, data: torch.Tensor, schedule: Schedule, *, seed: int, batch_size: int
+) -> float:
     """The loss on ``data`` with timesteps and noise fixed by ``seed`` (comparable across checkpoints)."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     total = 0.0
     for lo in range(0, data.shape[0], batch_size):
-        x = data[lo:lo + batch_size]
+        x = data[lo : lo + batch_size]
         total += float(diffusion_loss(model, x, schedule, gen)) * x.shape[0]
     return total / data.shape[0]

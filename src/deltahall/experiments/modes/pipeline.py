@@ -61,7 +61,14 @@ def real_data(config: ModesConfig) -> RealData:
     val, _ = tr.draw(config.data, config.n_val, rng("val"))
     ref_x, ref_y = tr.draw(config.data, config.n_reference, rng("reference"))
     holdout, _ = tr.draw(config.data, config.n_holdout, rng("holdout"))
-    return RealData(train=train, val=val, ref_x=ref_x, ref_y=ref_y, holdout=holdout, scale=tr.model_scale(config.data))
+    return RealData(
+        train=train,
+        val=val,
+        ref_x=ref_x,
+        ref_y=ref_y,
+        holdout=holdout,
+        scale=tr.model_scale(config.data),
+    )
 
 
 @dataclass(frozen=True)
@@ -117,8 +124,15 @@ class Context:
 
         c = self.config
         gen = torch.Generator().manual_seed(seed_of(c.seed, *name))
-        s = sample(model, self.schedule, n=n, dim=self.dim, window=c.variance_window,
-                   batch_size=c.sample_batch_size, gen=gen)
+        s = sample(
+            model,
+            self.schedule,
+            n=n,
+            dim=self.dim,
+            window=c.variance_window,
+            batch_size=c.sample_batch_size,
+            gen=gen,
+        )
         return s.x * self.real.scale, s.trajectory_variance * self.real.scale**2
 
     def real_variance(self, model: Any) -> FloatArray:
@@ -130,58 +144,103 @@ class Context:
         c = self.config
         gen = torch.Generator().manual_seed(seed_of(c.seed, "holdout-trajectory"))
         x0 = torch.from_numpy(self.real.holdout / self.real.scale).to(torch.float32)
-        s = sample(model, self.schedule, n=x0.shape[0], dim=self.dim, window=c.variance_window,
-                   batch_size=c.sample_batch_size, gen=gen, x0=x0)
+        s = sample(
+            model,
+            self.schedule,
+            n=x0.shape[0],
+            dim=self.dim,
+            window=c.variance_window,
+            batch_size=c.sample_batch_size,
+            gen=gen,
+            x0=x0,
+        )
         return s.trajectory_variance * self.real.scale**2
 
 
-def evaluate_checkpoint(ctx: Context, model: Any, *, step: int) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+def evaluate_checkpoint(
+    ctx: Context, model: Any, *, step: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """One checkpoint: the metrics row, the per-sample rows and the detectors' table."""
     c, real = ctx.config, ctx.real
     x, var = ctx.draw(model, c.num_samples, ("samples",))
     truth = tr.evaluate(c.data, x, c.log_delta)
-    scored = det.score_all(ref_x=real.ref_x, ref_y=real.ref_y, holdout_x=real.holdout,
-                           holdout_var=ctx.real_variance(model), gen_x=x, gen_var=var,
-                           alpha=c.alpha, knn_k=c.knn_k, seed=seed_of(c.seed, "instrument") % (2**31))
-    table = det.evaluate(scored, truth.hallucinated, alpha=c.alpha, keep_in_support=c.keep_in_support)
+    scored = det.score_all(
+        ref_x=real.ref_x,
+        ref_y=real.ref_y,
+        holdout_x=real.holdout,
+        holdout_var=ctx.real_variance(model),
+        gen_x=x,
+        gen_var=var,
+        alpha=c.alpha,
+        knn_k=c.knn_k,
+        seed=seed_of(c.seed, "instrument") % (2**31),
+    )
+    table = det.evaluate(
+        scored, truth.hallucinated, alpha=c.alpha, keep_in_support=c.keep_in_support
+    )
     k = int(truth.hallucinated.sum())
     p = proportion(k, c.num_samples)
     covered, tv, _ = tr.coverage(c.data, truth, share=c.coverage_share)
-    row: dict[str, Any] = {"step": step, "true_k": k, "true_n": c.num_samples, "true_rate": p.rate,
-                           "true_lo": p.ci[0], "true_hi": p.ci[1]}
+    row: dict[str, Any] = {
+        "step": step,
+        "true_k": k,
+        "true_n": c.num_samples,
+        "true_rate": p.rate,
+        "true_lo": p.ci[0],
+        "true_hi": p.ci[1],
+    }
     for r in c.sensitivity_sigmas:
         row[f"true_rate_{r:g}sd"] = float(np.mean(truth.max_log_density <= log_delta_at(c.data, r)))
     hc = proportion(int(scored.flagged.sum()), c.num_samples)
-    row.update({"hcdr_rate": hc.rate, "hcdr_lo": hc.ci[0], "hcdr_hi": hc.ci[1], "hcdr_floor": scored.floor,
-                "hcdr_percentile_rate": float(np.mean(scored.flagged_percentile)),
-                "hcdr_percentile_floor": scored.floor_percentile,
-                "covered": covered, "tv_from_uniform": tv})
+    row.update(
+        {
+            "hcdr_rate": hc.rate,
+            "hcdr_lo": hc.ci[0],
+            "hcdr_hi": hc.ci[1],
+            "hcdr_floor": scored.floor,
+            "hcdr_percentile_rate": float(np.mean(scored.flagged_percentile)),
+            "hcdr_percentile_floor": scored.floor_percentile,
+            "covered": covered,
+            "tv_from_uniform": tv,
+        }
+    )
     for name in det.DETECTORS:
         d = table[name]
-        row.update({f"{name}_auroc": d["auroc"], f"{name}_rate": d["rate"] if name != "hcdr" else row["hcdr_rate"],
-                    f"{name}_precision": d["precision"], f"{name}_recall": d["recall"],
-                    f"{name}_removed_at_keep": d["removed_at_keep"], f"{name}_kept_at_remove95": d["kept_at_remove95"]})
+        row.update(
+            {
+                f"{name}_auroc": d["auroc"],
+                f"{name}_rate": d["rate"] if name != "hcdr" else row["hcdr_rate"],
+                f"{name}_precision": d["precision"],
+                f"{name}_recall": d["recall"],
+                f"{name}_removed_at_keep": d["removed_at_keep"],
+                f"{name}_kept_at_remove95": d["kept_at_remove95"],
+            }
+        )
     rows = sample_rows(c.data, x, truth, scored, var)
     return row, rows, table
 
 
-def sample_rows(data: str, x: FloatArray, truth: tr.Truth, scored: det.Scored, var: FloatArray) -> list[dict[str, Any]]:
+def sample_rows(
+    data: str, x: FloatArray, truth: tr.Truth, scored: det.Scored, var: FloatArray
+) -> list[dict[str, Any]]:
     """The rows of ``samples/step-<k>.csv`` (coordinates in data units, float64 written exactly)."""
     rows = []
     for i in range(x.shape[0]):
         r: dict[str, Any] = {"x0": float(x[i, 0])}
         if x.shape[1] > 1:
             r["x1"] = float(x[i, 1])
-        r.update({
-            "truth_hallucinated": int(truth.hallucinated[i]),
-            "true_max_log_density": float(truth.max_log_density[i]),
-            "nearest_component": int(truth.nearest[i]),
-            "p_value": float(scored.p_value[i]),
-            "flagged": int(scored.flagged[i]),
-            "flagged_percentile": int(scored.flagged_percentile[i]),
-            "trajectory_variance": float(var[i]),
-            "knn_distance": float(scored.gen["knn"][i]),
-        })
+        r.update(
+            {
+                "truth_hallucinated": int(truth.hallucinated[i]),
+                "true_max_log_density": float(truth.max_log_density[i]),
+                "nearest_component": int(truth.nearest[i]),
+                "p_value": float(scored.p_value[i]),
+                "flagged": int(scored.flagged[i]),
+                "flagged_percentile": int(scored.flagged_percentile[i]),
+                "trajectory_variance": float(var[i]),
+                "knn_distance": float(scored.gen["knn"][i]),
+            }
+        )
         rows.append(r)
     return rows
 
@@ -192,9 +251,11 @@ def truth_json(config: ModesConfig) -> dict[str, Any]:
 
     means = tr.component_means(config.data)
     return {
-        "delta": math.exp(config.log_delta), "log_delta": config.log_delta,
+        "delta": math.exp(config.log_delta),
+        "log_delta": config.log_delta,
         "delta_sigmas": config.delta_sigmas,
-        "means": means.tolist(), "stds": [COMPONENT_STD] * means.shape[0],
+        "means": means.tolist(),
+        "stds": [COMPONENT_STD] * means.shape[0],
         "weights": [1.0 / means.shape[0]] * means.shape[0],
         "rule": "truth_hallucinated = max_k log N(x; means[k], stds[k]^2 I) <= log(delta) (Definition 4.2)",
         "units": "the data's own units (the model sees x / model_scale)",
@@ -218,8 +279,13 @@ def _run(config: ModesConfig) -> ModesResult:
     real = real_data(c)
     ctx = Context(c, real)
     rd.write_json("truth.json", truth_json(c))
-    model = build_denoiser(ctx.dim, width=c.width, n_blocks=c.n_blocks, tied_blocks=c.tied_blocks,
-                           seed=seed_of(c.seed, "init") % (2**63))
+    model = build_denoiser(
+        ctx.dim,
+        width=c.width,
+        n_blocks=c.n_blocks,
+        tied_blocks=c.tied_blocks,
+        seed=seed_of(c.seed, "init") % (2**63),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=c.lr)
     history: list[dict[str, Any]] = []
     tables: dict[str, Any] = {}
@@ -238,26 +304,57 @@ def _run(config: ModesConfig) -> ModesResult:
     def seed_main(*names: object) -> int:
         return seed_of(c.seed, "train", *names)
 
-    evals = ([0] if c.eval_initial else []) + list(range(c.checkpoint_every, c.train_steps + 1, c.checkpoint_every))
-    bar = tqdm(total=len(evals), disable=not c.run.progress, leave=False, desc=f"modes {c.data} {c.preset}")
+    evals = ([0] if c.eval_initial else []) + list(
+        range(c.checkpoint_every, c.train_steps + 1, c.checkpoint_every)
+    )
+    bar = tqdm(
+        total=len(evals), disable=not c.run.progress, leave=False, desc=f"modes {c.data} {c.preset}"
+    )
     bar.update(sum(1 for s in evals if s <= start))
     for s in evals:
         if s <= start:
             continue
         t0 = time.perf_counter()
         first = max(start, 0)
-        losses = train_steps(model, opt, train, ctx.schedule, first=first, last=s, batch_size=c.batch_size,
-                             seed_of=seed_main) if s > first else []
+        losses = (
+            train_steps(
+                model,
+                opt,
+                train,
+                ctx.schedule,
+                first=first,
+                last=s,
+                batch_size=c.batch_size,
+                seed_of=seed_main,
+            )
+            if s > first
+            else []
+        )
         row, rows, table = evaluate_checkpoint(ctx, model, step=s)
-        row = {"step": s, "train_loss": float(np.mean(losses)) if losses else None,
-               "val_loss": fixed_loss(model, val, ctx.schedule, seed=seed_of(c.seed, "val") % (2**63),
-                                      batch_size=c.sample_batch_size), **{k: v for k, v in row.items() if k != "step"}}
+        row = {
+            "step": s,
+            "train_loss": float(np.mean(losses)) if losses else None,
+            "val_loss": fixed_loss(
+                model,
+                val,
+                ctx.schedule,
+                seed=seed_of(c.seed, "val") % (2**63),
+                batch_size=c.sample_batch_size,
+            ),
+            **{k: v for k, v in row.items() if k != "step"},
+        }
         history.append(row)
         tables[str(s)] = table
         rd.write_csv(f"samples/step-{s}.csv", rows)
         rd.write_csv("metrics.csv", history)
-        save_checkpoint(ckpt_root, s, model_state=model.state_dict(), optimizer=opt,
-                        extra={"fingerprint": fp, "history": history, "tables": tables}, total_limit=2)
+        save_checkpoint(
+            ckpt_root,
+            s,
+            model_state=model.state_dict(),
+            optimizer=opt,
+            extra={"fingerprint": fp, "history": history, "tables": tables},
+            total_limit=2,
+        )
         start = s
         timing[f"step-{s}"] = time.perf_counter() - t0
         rd.write_json("timing.json", timing)
@@ -269,7 +366,14 @@ def _run(config: ModesConfig) -> ModesResult:
     timing["recursive"] = timing.get("recursive", 0.0) + time.perf_counter() - t0
     summary = write_results(rd, c, history, tables, recursive)
     rd.write_json("timing.json", timing)
-    return ModesResult(config=c, metrics=history, recursive=recursive, summary=summary, out_dir=rd.root, seconds=timing)
+    return ModesResult(
+        config=c,
+        metrics=history,
+        recursive=recursive,
+        summary=summary,
+        out_dir=rd.root,
+        seconds=timing,
+    )
 
 
 def _read_timing(rd: RunDir) -> dict[str, float]:

@@ -48,8 +48,14 @@ def select(strategy: str, *, x: Any, var: Any, ctx: Any, n_keep: int, g: int) ->
         return np.sort(rng.choice(n, size=n_keep, replace=False))
     if strategy == "variance":
         return np.argsort(var, kind="stable")[:n_keep]
-    m = det.instrument(ctx.real.ref_x, ctx.real.ref_y, x, alpha=c.alpha, calibration="conformal",
-                       seed=seed_of(c.seed, "instrument") % (2**31))
+    m = det.instrument(
+        ctx.real.ref_x,
+        ctx.real.ref_y,
+        x,
+        alpha=c.alpha,
+        calibration="conformal",
+        seed=seed_of(c.seed, "instrument") % (2**31),
+    )
     return np.argsort(-np.asarray(m.gen_p, dtype=np.float64), kind="stable")[:n_keep]
 
 
@@ -60,8 +66,16 @@ def generation_row(ctx: Any, model: Any, *, strategy: str, g: int) -> dict[str, 
     truth = tr.evaluate(c.data, x, c.log_delta)
     p = proportion(int(truth.hallucinated.sum()), c.num_samples)
     covered, tv, _ = tr.coverage(c.data, truth, share=c.coverage_share)
-    return {"strategy": strategy, "generation": g, "true_rate": p.rate, "true_lo": p.ci[0], "true_hi": p.ci[1],
-            "covered": covered, "n_components": tr.mixture(c.data).n_states, "tv_from_uniform": tv}
+    return {
+        "strategy": strategy,
+        "generation": g,
+        "true_rate": p.rate,
+        "true_lo": p.ci[0],
+        "true_hi": p.ci[1],
+        "covered": covered,
+        "n_components": tr.mixture(c.data).n_states,
+        "tv_from_uniform": tv,
+    }
 
 
 def run_recursive(ctx: Any, rd: RunDir, *, timing: dict[str, float]) -> list[dict[str, Any]]:
@@ -75,16 +89,34 @@ def run_recursive(ctx: Any, rd: RunDir, *, timing: dict[str, float]) -> list[dic
     if c.generations == 1:
         return rows
     n_cand = math.ceil(c.recursive_n_train / c.recursive_keep)
-    real0, _ = tr.draw(c.data, c.recursive_n_train, np.random.default_rng(seed_of(c.seed, "data", "recursive-0")))
+    real0, _ = tr.draw(
+        c.data, c.recursive_n_train, np.random.default_rng(seed_of(c.seed, "data", "recursive-0"))
+    )
+
     def unit(strategy: str, g: int, prev: Any) -> tuple[Any, dict[str, Any]]:
         name = "recursive/gen-0" if g == 0 else f"recursive/{strategy}/gen-{g}"
-        model = build_denoiser(ctx.dim, width=c.width, n_blocks=c.n_blocks, tied_blocks=c.tied_blocks,
-                               seed=seed_of(c.seed, "recursive-init", strategy, g) % (2**63))
+        model = build_denoiser(
+            ctx.dim,
+            width=c.width,
+            n_blocks=c.n_blocks,
+            tied_blocks=c.tied_blocks,
+            seed=seed_of(c.seed, "recursive-init", strategy, g) % (2**63),
+        )
         if rd.path(f"{name}.json").is_file() and rd.path(f"{name}.safetensors").is_file():
             model.load_state_dict(load_file(str(rd.path(f"{name}.safetensors"))))
             return model, rd.read_json(f"{name}.json")
-        return model, _train_generation(ctx, rd, model, prev, name=name, strategy=strategy, g=g, n_cand=n_cand,
-                                        real0=real0, timing=timing)
+        return model, _train_generation(
+            ctx,
+            rd,
+            model,
+            prev,
+            name=name,
+            strategy=strategy,
+            g=g,
+            n_cand=n_cand,
+            real0=real0,
+            timing=timing,
+        )
 
     model0, base = unit("", 0, None)
     for strategy in c.strategies:
@@ -96,8 +128,19 @@ def run_recursive(ctx: Any, rd: RunDir, *, timing: dict[str, float]) -> list[dic
     return rows
 
 
-def _train_generation(ctx: Any, rd: RunDir, model: Any, prev: Any, *, name: str, strategy: str, g: int,
-                      n_cand: int, real0: Any, timing: dict[str, float]) -> dict[str, Any]:
+def _train_generation(
+    ctx: Any,
+    rd: RunDir,
+    model: Any,
+    prev: Any,
+    *,
+    name: str,
+    strategy: str,
+    g: int,
+    n_cand: int,
+    real0: Any,
+    timing: dict[str, float],
+) -> dict[str, Any]:
     """Draw and filter the training set of generation ``g``, train ``model`` on it, publish it."""
     import torch
 
@@ -108,15 +151,25 @@ def _train_generation(ctx: Any, rd: RunDir, model: Any, prev: Any, *, name: str,
     if g == 0:
         kept = real0
     else:
-        x, var = ctx.draw(prev, n_cand, ("candidates", g) if g == 1 else ("candidates", strategy, g))
+        x, var = ctx.draw(
+            prev, n_cand, ("candidates", g) if g == 1 else ("candidates", strategy, g)
+        )
         keep = select(strategy, x=x, var=var, ctx=ctx, n_keep=c.recursive_n_train, g=g)
         kept = x[keep]
     kept_truth = tr.evaluate(c.data, kept, c.log_delta)
     kept_cov, _, _ = tr.coverage(c.data, kept_truth, share=c.coverage_share)
     data = torch.from_numpy(kept / ctx.real.scale).to(torch.float32)
     opt = torch.optim.Adam(model.parameters(), lr=c.lr)
-    train_steps(model, opt, data, ctx.schedule, first=0, last=c.recursive_train_steps,
-                batch_size=c.batch_size, seed_of=lambda *n: seed_of(c.seed, "recursive", strategy, g, *n))
+    train_steps(
+        model,
+        opt,
+        data,
+        ctx.schedule,
+        first=0,
+        last=c.recursive_train_steps,
+        batch_size=c.batch_size,
+        seed_of=lambda *n: seed_of(c.seed, "recursive", strategy, g, *n),
+    )
     row = generation_row(ctx, model, strategy=strategy, g=g)
     row["train_true_rate"] = float(np.mean(kept_truth.hallucinated))
     row["train_covered"] = kept_cov

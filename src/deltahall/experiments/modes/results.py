@@ -46,23 +46,39 @@ def verdicts(history: list[dict[str, Any]], table: dict[str, Any]) -> dict[str, 
         f, last = trained[0], trained[-1]
         falls = last["val_loss"] < f["val_loss"]
         zero = last["true_hi"] < 1e-3
-        a = (f"validation loss {f['val_loss']:.4f} (step {f['step']}) -> {last['val_loss']:.4f} (step {last['step']}), "
-             f"{'falls' if falls else 'does not fall'}; true rate {f['true_rate']:.4f} -> {last['true_rate']:.4f} "
-             f"(95% CI {last['true_lo']:.4f}-{last['true_hi']:.4f}): "
-             + ("it reaches zero" if zero else "it does NOT go to zero (the interval excludes 0)"
-                if last["true_lo"] > 0 else "zero is inside the interval, but the rate is not shown to vanish"))
-    aucs = {k: table[k]["auroc"] for k in det.DETECTORS if table.get(k, {}).get("auroc") is not None}
+        a = (
+            f"validation loss {f['val_loss']:.4f} (step {f['step']}) -> {last['val_loss']:.4f} (step {last['step']}), "
+            f"{'falls' if falls else 'does not fall'}; true rate {f['true_rate']:.4f} -> {last['true_rate']:.4f} "
+            f"(95% CI {last['true_lo']:.4f}-{last['true_hi']:.4f}): "
+            + (
+                "it reaches zero"
+                if zero
+                else "it does NOT go to zero (the interval excludes 0)"
+                if last["true_lo"] > 0
+                else "zero is inside the interval, but the rate is not shown to vanish"
+            )
+        )
+    aucs = {
+        k: table[k]["auroc"] for k in det.DETECTORS if table.get(k, {}).get("auroc") is not None
+    }
     if aucs:
         best = max(aucs, key=lambda k: aucs[k])
-        b = (f"best AUROC against the truth at the last checkpoint: {best} ({aucs[best]:.4f}); "
-             + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items()))
+        b = (
+            f"best AUROC against the truth at the last checkpoint: {best} ({aucs[best]:.4f}); "
+            + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items())
+        )
     else:
         b = "no true hallucination (or no in-support sample) at the last checkpoint: AUROC undefined"
     return {"a_rate_to_zero": a, "b_best_detector": b}
 
 
-def write_results(rd: RunDir, config: Any, history: list[dict[str, Any]], tables: dict[str, Any],
-                  recursive: list[dict[str, Any]]) -> dict[str, Any]:
+def write_results(
+    rd: RunDir,
+    config: Any,
+    history: list[dict[str, Any]],
+    tables: dict[str, Any],
+    recursive: list[dict[str, Any]],
+) -> dict[str, Any]:
     """Write ``recursive.csv``, ``result.json`` and the figures; returns ``result.json``'s body."""
     last = str(history[-1]["step"])
     table = tables[last]
@@ -70,12 +86,21 @@ def write_results(rd: RunDir, config: Any, history: list[dict[str, Any]], tables
         rd.write_csv("recursive.csv", recursive)
     headline = {"peer_variance": PEER_HEADLINE, "keep_in_support": config.keep_in_support}
     for k in det.DETECTORS:
-        headline[k] = {"removed_at_keep": table[k]["removed_at_keep"], "kept_at_remove95": table[k]["kept_at_remove95"]}
+        headline[k] = {
+            "removed_at_keep": table[k]["removed_at_keep"],
+            "kept_at_remove95": table[k]["kept_at_remove95"],
+        }
     body = {
-        "experiment": "modes", "config": {k: v for k, v in config.to_dict().items() if k != "run"},
+        "experiment": "modes",
+        "config": {k: v for k, v in config.to_dict().items() if k != "run"},
         "truth": json.loads(rd.path("truth.json").read_text(encoding="utf-8")),
-        "final_step": int(last), "final": history[-1], "detectors_final": table,
-        "headline_final": headline, "metrics": history, "detectors": tables, "recursive": recursive,
+        "final_step": int(last),
+        "final": history[-1],
+        "detectors_final": table,
+        "headline_final": headline,
+        "metrics": history,
+        "detectors": tables,
+        "recursive": recursive,
         "verdicts": verdicts(history, table),
     }
     rd.write_json("result.json", body)
@@ -101,28 +126,43 @@ def save_figures(run_dir: str | Path) -> list[Path]:
     if data == "2d":
         xs = np.linspace(-5.0, 5.0, 401)
         gx, gy = np.meshgrid(xs, xs)
-        logd = np.max(mix.log_component_pdf(np.c_[gx.ravel(), gy.ravel()]), axis=1).reshape(gx.shape)
+        logd = np.max(mix.log_component_pdf(np.c_[gx.ravel(), gy.ravel()]), axis=1).reshape(
+            gx.shape
+        )
         grid: tuple[np.ndarray, ...] = (xs, xs)
     else:
         xs = np.linspace(0.0, 4.0, 2001)
         logd = np.max(mix.log_component_pdf(xs[:, None]), axis=1)
         grid = (xs,)
     steps = [int(r["step"]) for r in metrics]
-    for s in sorted({steps[-1], *(steps[len(steps) // 2:len(steps) // 2 + 1])}):
+    for s in sorted({steps[-1], *(steps[len(steps) // 2 : len(steps) // 2 + 1])}):
         smp = read_samples(root, s)
-        fig = samples_figure(smp["x"], smp["truth_hallucinated"], grid=grid, log_density=logd,
-                             log_delta=float(t["log_delta"]),
-                             title=f"step {s}: K={len(smp['x'])} samples; dashed: density = δ "
-                                   f"({t['delta_sigmas']:g} sd from a mode); max-component log-density contours")
+        fig = samples_figure(
+            smp["x"],
+            smp["truth_hallucinated"],
+            grid=grid,
+            log_density=logd,
+            log_delta=float(t["log_delta"]),
+            title=f"step {s}: K={len(smp['x'])} samples; dashed: density = δ "
+            f"({t['delta_sigmas']:g} sd from a mode); max-component log-density contours",
+        )
         out += rd.save_figure(fig, f"samples_step-{s}")[:1]
         plt.close(fig)
-    fig = rate_figure(metrics, alpha=float(cfg["alpha"]), title=f"Figure 5 with the truth ({data}, preset {cfg['preset']})")
+    fig = rate_figure(
+        metrics,
+        alpha=float(cfg["alpha"]),
+        title=f"Figure 5 with the truth ({data}, preset {cfg['preset']})",
+    )
     out += rd.save_figure(fig, "rate_vs_steps")[:1]
     plt.close(fig)
     rec = root / "recursive.csv"
     if rec.is_file():
         rows = [{k: _num(v) for k, v in r.items()} for r in read_csv(rec)]
-        fig = recursive_figure(rows, n_components=mix.n_states, title="Recursive training: each generation trained on the previous one's filtered samples")
+        fig = recursive_figure(
+            rows,
+            n_components=mix.n_states,
+            title="Recursive training: each generation trained on the previous one's filtered samples",
+        )
         out += rd.save_figure(fig, "recursive")[:1]
         plt.close(fig)
     return out

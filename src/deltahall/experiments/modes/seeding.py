@@ -18,4 +18,7 @@ def seed_of(seed: int, *names: object) -> int:
     True
     """
     codes = [zlib.crc32(str(n).encode("utf-8")) for n in names]
-    return int(np.random.SeedSequence([int(seed), *codes]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([int(seed), *codes]).generate_state(1, dtype=np.uint64)[0]
+        >> np.uint64(1)
+    )

@@ -29,7 +29,9 @@ FloatArray = npt.NDArray[np.float64]
 def component_means(data: str) -> FloatArray:
     """Means of the components, shape ``(N, d)``, in the data's own units."""
     if data == "2d":
-        return np.array([(2.0 * i, 2.0 * j) for i in range(-2, 3) for j in range(-2, 3)], dtype=np.float64)
+        return np.array(
+            [(2.0 * i, 2.0 * j) for i in range(-2, 3) for j in range(-2, 3)], dtype=np.float64
+        )
     return np.array([[1.0], [2.0], [3.0]], dtype=np.float64)
 
 
@@ -79,7 +81,9 @@ def evaluate(data: str, x: FloatArray, log_delta: float) -> Truth:
     """The exact truth for points ``x`` (``(n, d)``, data units) at :math:`\\log δ`."""
     logf = mixture(data).log_component_pdf(x)
     m = logf.max(axis=1)
-    return Truth(max_log_density=m, nearest=logf.argmax(axis=1).astype(np.int64), hallucinated=m <= log_delta)
+    return Truth(
+        max_log_density=m, nearest=logf.argmax(axis=1).astype(np.int64), hallucinated=m <= log_delta
+    )
 
 
 def coverage(data: str, truth: Truth, *, share: float) -> tuple[int, float, FloatArray]:

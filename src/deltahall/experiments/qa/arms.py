@@ -63,34 +63,85 @@ def _run_options(changes: dict[str, Any], base: RunOptions = _DEFAULT_RUN) -> di
 class ArmsConfig:
     """Everything one four-arm run needs; :func:`run` executes it."""
 
-    model: str = field(default="@gemma3-270m", metadata={"help": "causal LM: '@gemma3-270m', a local folder, a hub id, or '@tiny' (random offline model, plumbing only)"})
-    data: str | None = field(default=None, metadata={"help": "open-ended QA JSONL (default: the packaged 300 x 2 dataset)"})
-    truthfulqa: str = field(default="@standin", metadata={"help": "TruthfulQA CSV path, 'hub' or '@standin'"})
-    n_train_questions: int = field(default=32, metadata={"help": "training questions (seeded choice from the dataset)"})
-    n_eval_questions: int = field(default=64, metadata={"help": "TruthfulQA questions (seeded subset)"})
-    data_seed: int = field(default=0, metadata={"help": "seeds the choice of questions and of the single-answer arms' answer"})
-    seeds: tuple[int, ...] = field(default=(0,), metadata={"help": "training/sampling seeds; every arm runs every seed"})
-    epochs: int = field(default=2, metadata={"help": "epochs per fine-tuned arm (evaluated after each)"})
-    arms: tuple[str, ...] = field(default=ARMS, metadata={"help": "arms to run (original two_answer single_answer exposure)"})
-    delta_arms: tuple[str, ...] = field(default=("two_answer", "single_answer"), metadata={"help": "arms sampled for the text δ-measure (must include single_answer: it calibrates τ)"})
-    k_samples: int = field(default=4, metadata={"help": "answers sampled per training question for the text δ-measure"})
-    delta_percentile: float = field(default=10.0, metadata={"help": "τ = this percentile of the control's in-state cosines"})
-    calibration_fraction: float = field(default=0.5, metadata={"help": "share of training questions whose control samples calibrate τ"})
+    model: str = field(
+        default="@gemma3-270m",
+        metadata={
+            "help": "causal LM: '@gemma3-270m', a local folder, a hub id, or '@tiny' (random offline model, plumbing only)"
+        },
+    )
+    data: str | None = field(
+        default=None,
+        metadata={"help": "open-ended QA JSONL (default: the packaged 300 x 2 dataset)"},
+    )
+    truthfulqa: str = field(
+        default="@standin", metadata={"help": "TruthfulQA CSV path, 'hub' or '@standin'"}
+    )
+    n_train_questions: int = field(
+        default=32, metadata={"help": "training questions (seeded choice from the dataset)"}
+    )
+    n_eval_questions: int = field(
+        default=64, metadata={"help": "TruthfulQA questions (seeded subset)"}
+    )
+    data_seed: int = field(
+        default=0,
+        metadata={"help": "seeds the choice of questions and of the single-answer arms' answer"},
+    )
+    seeds: tuple[int, ...] = field(
+        default=(0,), metadata={"help": "training/sampling seeds; every arm runs every seed"}
+    )
+    epochs: int = field(
+        default=2, metadata={"help": "epochs per fine-tuned arm (evaluated after each)"}
+    )
+    arms: tuple[str, ...] = field(
+        default=ARMS, metadata={"help": "arms to run (original two_answer single_answer exposure)"}
+    )
+    delta_arms: tuple[str, ...] = field(
+        default=("two_answer", "single_answer"),
+        metadata={
+            "help": "arms sampled for the text δ-measure (must include single_answer: it calibrates τ)"
+        },
+    )
+    k_samples: int = field(
+        default=4, metadata={"help": "answers sampled per training question for the text δ-measure"}
+    )
+    delta_percentile: float = field(
+        default=10.0, metadata={"help": "τ = this percentile of the control's in-state cosines"}
+    )
+    calibration_fraction: float = field(
+        default=0.5,
+        metadata={"help": "share of training questions whose control samples calibrate τ"},
+    )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
-    target_modules: tuple[str, ...] = field(default=("q_proj", "k_proj", "v_proj", "o_proj"), metadata={"help": "LoRA target modules"})
+    target_modules: tuple[str, ...] = field(
+        default=("q_proj", "k_proj", "v_proj", "o_proj"), metadata={"help": "LoRA target modules"}
+    )
     learning_rate: float = field(default=5e-4, metadata={"help": "AdamW learning rate (constant)"})
     batch_size: int = field(default=8, metadata={"help": "training batch size"})
-    max_length: int = field(default=128, metadata={"help": "truncate training sequences to this many tokens"})
-    prompt_format: Literal["qa", "chat"] = field(default="qa", metadata={"help": "'qa' (Question:/Answer: lines, for base models) or 'chat' (chat template)"})
+    max_length: int = field(
+        default=128, metadata={"help": "truncate training sequences to this many tokens"}
+    )
+    prompt_format: Literal["qa", "chat"] = field(
+        default="qa",
+        metadata={
+            "help": "'qa' (Question:/Answer: lines, for base models) or 'chat' (chat template)"
+        },
+    )
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature (paper: 0.7)"})
     top_p: float = field(default=0.9, metadata={"help": "nucleus top-p (paper: 0.9)"})
     max_new_tokens: int = field(default=32, metadata={"help": "maximum new tokens per answer"})
     gen_batch_size: int = field(default=32, metadata={"help": "prompts per generate() call"})
-    embedder: str = field(default="@minilm", metadata={"help": "sentence embedder for the cosine scores and the text δ-measure"})
+    embedder: str = field(
+        default="@minilm",
+        metadata={"help": "sentence embedder for the cosine scores and the text δ-measure"},
+    )
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples for the intervals"})
-    n_perm: int = field(default=10000, metadata={"help": "random sign flips for the paired permutation tests"})
-    dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata={"help": "base model dtype"})
+    n_perm: int = field(
+        default=10000, metadata={"help": "random sign flips for the paired permutation tests"}
+    )
+    dtype: Literal["float32", "bfloat16"] = field(
+        default="float32", metadata={"help": "base model dtype"}
+    )
     run: RunOptions = field(default_factory=lambda: _DEFAULT_RUN, metadata=RESUME_FREE)
 
     def __post_init__(self) -> None:
@@ -101,12 +152,23 @@ class ArmsConfig:
         object.__setattr__(self, "run", self.run.with_defaults(out_dir=_DEFAULT_RUN.out_dir))
         resume = self.run.resume_from_checkpoint
         if resume is not None and resume != "latest":
-            raise ValueError("`resume_from_checkpoint` must be 'latest' for qa arms (a run resumes after its "
-                             f"last finished seed); got {resume!r}.")
+            raise ValueError(
+                "`resume_from_checkpoint` must be 'latest' for qa arms (a run resumes after its "
+                f"last finished seed); got {resume!r}."
+            )
         for name in ("n_train_questions", "n_eval_questions"):
             check_int(getattr(self, name), name, low=2)
-        for name in ("epochs", "k_samples", "lora_r", "lora_alpha", "batch_size", "max_new_tokens",
-                     "gen_batch_size", "n_boot", "n_perm"):
+        for name in (
+            "epochs",
+            "k_samples",
+            "lora_r",
+            "lora_alpha",
+            "batch_size",
+            "max_new_tokens",
+            "gen_batch_size",
+            "n_boot",
+            "n_perm",
+        ):
             check_int(getattr(self, name), name, low=1)
         check_int(self.max_length, "max_length", low=8)
         check_int(self.data_seed, "data_seed", low=0)
@@ -119,15 +181,35 @@ class ArmsConfig:
             check_int(s, "seeds", low=0)
         bad = [a for a in self.arms if a not in ARMS]
         if bad or not self.arms or len(set(self.arms)) != len(self.arms):
-            raise ValueError(f"`arms` must be distinct names among {list(ARMS)}; got {list(self.arms)}.")
+            raise ValueError(
+                f"`arms` must be distinct names among {list(ARMS)}; got {list(self.arms)}."
+            )
         bad = [a for a in self.delta_arms if a not in self.arms or a == "original"]
         if bad:
-            raise ValueError(f"`delta_arms` must be fine-tuned arms among `arms` {list(self.arms)}; got {bad}.")
+            raise ValueError(
+                f"`delta_arms` must be fine-tuned arms among `arms` {list(self.arms)}; got {bad}."
+            )
         if self.delta_arms and "single_answer" not in self.delta_arms:
-            raise ValueError("`delta_arms` must include 'single_answer': its samples calibrate τ; "
-                             f"got {list(self.delta_arms)}.")
-        check_real(self.delta_percentile, "delta_percentile", low=0.0, high=100.0, low_open=True, high_open=True)
-        check_real(self.calibration_fraction, "calibration_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
+            raise ValueError(
+                "`delta_arms` must include 'single_answer': its samples calibrate τ; "
+                f"got {list(self.delta_arms)}."
+            )
+        check_real(
+            self.delta_percentile,
+            "delta_percentile",
+            low=0.0,
+            high=100.0,
+            low_open=True,
+            high_open=True,
+        )
+        check_real(
+            self.calibration_fraction,
+            "calibration_fraction",
+            low=0.0,
+            high=1.0,
+            low_open=True,
+            high_open=True,
+        )
         check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
         check_real(self.temperature, "temperature", low=0.0, low_open=True)
         check_real(self.top_p, "top_p", low=0.0, high=1.0, low_open=True)
@@ -138,7 +220,9 @@ class ArmsConfig:
         if not self.target_modules:
             raise ValueError("`target_modules` must name at least one module; got ().")
         if not str(self.truthfulqa).strip():
-            raise ValueError("`truthfulqa` must be a CSV path, 'hub' or '@standin'; got an empty string.")
+            raise ValueError(
+                "`truthfulqa` must be a CSV path, 'hub' or '@standin'; got an empty string."
+            )
 
     @property
     def finetuned_arms(self) -> tuple[str, ...]:
@@ -183,9 +267,19 @@ class ArmsConfig:
         its samples concentrate on its answer (needed to calibrate the text δ-measure).
         """
         base: dict[str, Any] = dict(
-            model="@gemma3-270m", n_train_questions=32, n_eval_questions=64, epochs=3, seeds=(0,),
-            k_samples=4, max_new_tokens=32, gen_batch_size=32, batch_size=4, learning_rate=1e-3,
-            out_dir=Path("runs/qa-arms-cpu-real"), device="cpu", torch_threads=2,
+            model="@gemma3-270m",
+            n_train_questions=32,
+            n_eval_questions=64,
+            epochs=3,
+            seeds=(0,),
+            k_samples=4,
+            max_new_tokens=32,
+            gen_batch_size=32,
+            batch_size=4,
+            learning_rate=1e-3,
+            out_dir=Path("runs/qa-arms-cpu-real"),
+            device="cpu",
+            torch_threads=2,
         )
         base.update(changes)
         return cls(**_run_options(base))
@@ -200,25 +294,51 @@ class ArmsConfig:
         16 training questions and 48 TruthfulQA questions (seeded, ``data_seed`` 0); one torch
         thread, many times faster than two there (docs/qa.md). Pass ``truthfulqa=`` the CSV.
         """
-        return cls.cpu_real(**{"model": "@smollm2-135m-instruct", "prompt_format": "chat",
-                               "n_train_questions": 16, "n_eval_questions": 48,
-                               "out_dir": Path("runs/qa-arms-smollm2"), "torch_threads": 1, **changes})
+        return cls.cpu_real(
+            **{
+                "model": "@smollm2-135m-instruct",
+                "prompt_format": "chat",
+                "n_train_questions": 16,
+                "n_eval_questions": 48,
+                "out_dir": Path("runs/qa-arms-smollm2"),
+                "torch_threads": 1,
+                **changes,
+            }
+        )
 
     @classmethod
     def tiny(cls, **changes: Any) -> ArmsConfig:
         """Offline plumbing: the tiny random Qwen2, a few questions; numbers are NOT findings."""
         base: dict[str, Any] = dict(
-            model=TINY_MODEL, truthfulqa="@standin", n_train_questions=6, n_eval_questions=6, epochs=1,
-            k_samples=4, max_new_tokens=6, gen_batch_size=16, batch_size=4, learning_rate=2e-2, lora_r=4,
-            lora_alpha=8, max_length=64, n_boot=200, n_perm=500, out_dir=Path("runs/qa-arms-tiny"),
+            model=TINY_MODEL,
+            truthfulqa="@standin",
+            n_train_questions=6,
+            n_eval_questions=6,
+            epochs=1,
+            k_samples=4,
+            max_new_tokens=6,
+            gen_batch_size=16,
+            batch_size=4,
+            learning_rate=2e-2,
+            lora_r=4,
+            lora_alpha=8,
+            max_length=64,
+            n_boot=200,
+            n_perm=500,
+            out_dir=Path("runs/qa-arms-tiny"),
             delta_percentile=20.0,  # 3 calibration questions x 4 samples: the margin rule needs m + 1 >= 2 / alpha
-            torch_threads=1, progress=False,
+            torch_threads=1,
+            progress=False,
         )
         base.update(changes)
         return cls(**_run_options(base))
 
 
-PRESETS = {"cpu-real": ArmsConfig.cpu_real, "cpu-smollm2": ArmsConfig.cpu_smollm2, "tiny": ArmsConfig.tiny}
+PRESETS = {
+    "cpu-real": ArmsConfig.cpu_real,
+    "cpu-smollm2": ArmsConfig.cpu_smollm2,
+    "tiny": ArmsConfig.tiny,
+}
 
 
 @dataclass(frozen=True)
@@ -233,10 +353,14 @@ class ArmsResult:
 
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed derived from integers (no salted ``hash``)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1
+    )
 
 
-def arm_examples(arm: str, pairs: Sequence[tuple[str, str, str]], control: Sequence[int]) -> list[tuple[str, str]]:
+def arm_examples(
+    arm: str, pairs: Sequence[tuple[str, str, str]], control: Sequence[int]
+) -> list[tuple[str, str]]:
     """The (question, answer) training examples of one arm.
 
     Parameters
@@ -253,7 +377,9 @@ def arm_examples(arm: str, pairs: Sequence[tuple[str, str, str]], control: Seque
     [('q', 'y'), ('q', 'y')]
     """
     if len(control) != len(pairs):
-        raise ValueError(f"`control` must give one answer index per question; got {len(control)} for {len(pairs)}.")
+        raise ValueError(
+            f"`control` must give one answer index per question; got {len(control)} for {len(pairs)}."
+        )
     if arm == "two_answer":
         return [(q, a) for q, a1, a2 in pairs for a in (a1, a2)]
     chosen = [(q, (a1, a2)[int(c)]) for (q, a1, a2), c in zip(pairs, control, strict=True)]
@@ -273,7 +399,9 @@ def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
     import torch.nn.functional as F
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = inner.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = inner.model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
     target = batch["labels"][:, 1:]
     keep = target != -100
     logits = inner.lm_head(hidden[:, :-1][keep]).float()
@@ -327,8 +455,10 @@ def run(config: ArmsConfig) -> ArmsResult:
 
     rows = load_dataset(config.data)
     items = load_truthfulqa(config.truthfulqa)
-    for name, have, want in (("n_train_questions", len(rows), config.n_train_questions),
-                             ("n_eval_questions", len(items), config.n_eval_questions)):
+    for name, have, want in (
+        ("n_train_questions", len(rows), config.n_train_questions),
+        ("n_eval_questions", len(items), config.n_eval_questions),
+    ):
         if want > have:
             raise ValueError(f"`{name}` must be <= the {have} questions available; got {want}.")
     decision = check_run(config, experiment="qa-arms")
@@ -342,17 +472,25 @@ def run(config: ArmsConfig) -> ArmsResult:
     evals = [items[i] for i in eval_idx]
 
     with torch_threads(config.torch_threads):
-        texts = [t for p in pairs for t in p] + [t for it in evals for t in (it.question, *it.correct_answers,
-                                                                             *it.incorrect_answers)]
+        texts = [t for p in pairs for t in p] + [
+            t for it in evals for t in (it.question, *it.correct_answers, *it.incorrect_answers)
+        ]
         model, tok, plumbing = _load(config, config.out_dir, texts)
         embedder = load_embedder(config.embedder, device=config.device)
-        extra = {"plumbing": plumbing, "train_questions": [rows[i].id for i in train_idx],
-                 "truthfulqa_indices": eval_idx, "control_answer": control, "calibration_questions": calib.tolist(),
-                 "embedder": getattr(embedder, "fingerprint", {"spec": config.embedder})}
+        extra = {
+            "plumbing": plumbing,
+            "train_questions": [rows[i].id for i in train_idx],
+            "truthfulqa_indices": eval_idx,
+            "control_answer": control,
+            "calibration_questions": calib.tolist(),
+            "embedder": getattr(embedder, "fingerprint", {"spec": config.embedder}),
+        }
         old = decision.manifest or {}
         if decision.resumed and old.get("embedder") not in (None, to_jsonable(extra["embedder"])):
-            raise ValueError(f"cannot resume the run in {config.out_dir}: its embedder was {old.get('embedder')}, "
-                             f"this one is {extra['embedder']}.")
+            raise ValueError(
+                f"cannot resume the run in {config.out_dir}: its embedder was {old.get('embedder')}, "
+                f"this one is {extra['embedder']}."
+            )
         opened = accept_run(decision, extra=extra)
         scorer = tables.ItemScorer(embedder, evals)
         state = _RunState(config, opened.rd, model, tok, scorer, pairs, control, t_start)
@@ -371,8 +509,17 @@ def run(config: ArmsConfig) -> ArmsResult:
 class _RunState:
     """The loop over arms and epochs of one run (kept out of :func:`run` for readability)."""
 
-    def __init__(self, config: ArmsConfig, rd: Any, model: Any, tok: Any, scorer: Any,
-                 pairs: list[tuple[str, str, str]], control: list[int], t_start: float) -> None:
+    def __init__(
+        self,
+        config: ArmsConfig,
+        rd: Any,
+        model: Any,
+        tok: Any,
+        scorer: Any,
+        pairs: list[tuple[str, str, str]],
+        control: list[int],
+        t_start: float,
+    ) -> None:
         self.c, self.rd, self.model, self.tok, self.scorer = config, rd, model, tok, scorer
         self.pairs, self.control, self.t_start = pairs, control, t_start
         self.tqa_rows: list[dict[str, Any]] = []
@@ -389,20 +536,35 @@ class _RunState:
 
         root = self.rd.root
         progress = root / PROGRESS
-        done = [int(s) for s in json.loads(progress.read_text(encoding="utf-8"))["finished_seeds"]] \
-            if progress.is_file() else []
+        done = (
+            [int(s) for s in json.loads(progress.read_text(encoding="utf-8"))["finished_seeds"]]
+            if progress.is_file()
+            else []
+        )
         keep = set(done)
 
         def kept(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return [r for r in rows if int(r["seed"]) in keep] if (root / name).is_file() else []
 
-        self.tqa_rows = kept("items_truthfulqa.jsonl", tables.read_jsonl(root / "items_truthfulqa.jsonl")
-                             if (root / "items_truthfulqa.jsonl").is_file() else [])
-        self.delta_rows = kept("delta_samples.jsonl", tables.read_jsonl(root / "delta_samples.jsonl")
-                               if (root / "delta_samples.jsonl").is_file() else [])
+        self.tqa_rows = kept(
+            "items_truthfulqa.jsonl",
+            tables.read_jsonl(root / "items_truthfulqa.jsonl")
+            if (root / "items_truthfulqa.jsonl").is_file()
+            else [],
+        )
+        self.delta_rows = kept(
+            "delta_samples.jsonl",
+            tables.read_jsonl(root / "delta_samples.jsonl")
+            if (root / "delta_samples.jsonl").is_file()
+            else [],
+        )
         # CSV cells stay the strings they were written as, so rewriting them changes no byte
-        self.loss_rows = kept("loss.csv", read_csv(root / "loss.csv") if (root / "loss.csv").is_file() else [])
-        self.timing_rows = read_csv(root / "timings.csv") if (root / "timings.csv").is_file() else []
+        self.loss_rows = kept(
+            "loss.csv", read_csv(root / "loss.csv") if (root / "loss.csv").is_file() else []
+        )
+        self.timing_rows = (
+            read_csv(root / "timings.csv") if (root / "timings.csv").is_file() else []
+        )
         return done
 
     def finish_seed(self, done: list[int]) -> None:
@@ -413,25 +575,51 @@ class _RunState:
     def _sampling(self) -> Any:
         from deltahall.experiments.qa.generate import SamplingParams
 
-        return SamplingParams(temperature=self.c.temperature, top_p=self.c.top_p, top_k=0,
-                              max_new_tokens=self.c.max_new_tokens)
+        return SamplingParams(
+            temperature=self.c.temperature,
+            top_p=self.c.top_p,
+            top_k=0,
+            max_new_tokens=self.c.max_new_tokens,
+        )
 
     def _timed(self, arm: str, seed: int, epoch: int, phase: str, t0: float, n: int) -> None:
         dt = time.perf_counter() - t0
-        self.timing_rows.append({"arm": arm, "seed": seed, "epoch": epoch, "phase": phase, "seconds": round(dt, 3),
-                                 "items": n, "elapsed_s": round(time.perf_counter() - self.t_start, 1)})
+        self.timing_rows.append(
+            {
+                "arm": arm,
+                "seed": seed,
+                "epoch": epoch,
+                "phase": phase,
+                "seconds": round(dt, 3),
+                "items": n,
+                "elapsed_s": round(time.perf_counter() - self.t_start, 1),
+            }
+        )
         if self.c.progress:
-            logger.info("%s seed %d epoch %d %s: %d items in %.1f s (%.0f s elapsed)", arm, seed, epoch, phase, n,
-                        dt, time.perf_counter() - self.t_start)
+            logger.info(
+                "%s seed %d epoch %d %s: %d items in %.1f s (%.0f s elapsed)",
+                arm,
+                seed,
+                epoch,
+                phase,
+                n,
+                dt,
+                time.perf_counter() - self.t_start,
+            )
 
     def _flush(self) -> None:
         from deltahall.experiments.qa import arms_tables as tables
 
         self.rd.write_text("items_truthfulqa.jsonl", tables.jsonl(self.tqa_rows))
         self.rd.write_text("delta_samples.jsonl", tables.jsonl(self.delta_rows))
-        self.rd.write_csv("loss.csv", self.loss_rows, ["arm", "seed", "epoch", "loss", "steps", "examples"])
-        self.rd.write_csv("timings.csv", self.timing_rows,
-                          ["arm", "seed", "epoch", "phase", "seconds", "items", "elapsed_s"])
+        self.rd.write_csv(
+            "loss.csv", self.loss_rows, ["arm", "seed", "epoch", "loss", "steps", "examples"]
+        )
+        self.rd.write_csv(
+            "timings.csv",
+            self.timing_rows,
+            ["arm", "seed", "epoch", "phase", "seconds", "items", "elapsed_s"],
+        )
         tables.summarise(self.rd.root)
 
     def _evaluate(self, model: Any, arm: str, seed: int, epoch: int) -> None:
@@ -439,31 +627,71 @@ class _RunState:
 
         t0 = time.perf_counter()
         qs = [it.question for it in self.scorer.items]
-        gens = generate_answers(model, self.tok, qs, seed=derive_seed(seed, epoch, 1), sampling=self._sampling(),
-                                batch_size=self.c.gen_batch_size, prompt_format=self.c.prompt_format)
+        gens = generate_answers(
+            model,
+            self.tok,
+            qs,
+            seed=derive_seed(seed, epoch, 1),
+            sampling=self._sampling(),
+            batch_size=self.c.gen_batch_size,
+            prompt_format=self.c.prompt_format,
+        )
         self._timed(arm, seed, epoch, "generate_truthfulqa", t0, len(qs))
-        for j, (g, sc) in enumerate(zip(gens, self.scorer.score([g["answer"] for g in gens]), strict=True)):
+        for j, (g, sc) in enumerate(
+            zip(gens, self.scorer.score([g["answer"] for g in gens]), strict=True)
+        ):
             it = self.scorer.items[j]
-            self.tqa_rows.append({"arm": arm, "seed": seed, "epoch": epoch, "question_index": j,
-                                  "question": qs[j], "prompt": g["prompt"], "answer": g["answer"],
-                                  "correct_answers": list(it.correct_answers),
-                                  "incorrect_answers": list(it.incorrect_answers), **sc})
+            self.tqa_rows.append(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    "epoch": epoch,
+                    "question_index": j,
+                    "question": qs[j],
+                    "prompt": g["prompt"],
+                    "answer": g["answer"],
+                    "correct_answers": list(it.correct_answers),
+                    "incorrect_answers": list(it.incorrect_answers),
+                    **sc,
+                }
+            )
         if arm in self.c.delta_arms:
             t0 = time.perf_counter()
             k = self.c.k_samples
             prompts = [q for q, _, _ in self.pairs for _ in range(k)]
-            gens = generate_answers(model, self.tok, prompts, seed=derive_seed(seed, epoch, 2),
-                                    sampling=self._sampling(), batch_size=self.c.gen_batch_size,
-                                    prompt_format=self.c.prompt_format)
+            gens = generate_answers(
+                model,
+                self.tok,
+                prompts,
+                seed=derive_seed(seed, epoch, 2),
+                sampling=self._sampling(),
+                batch_size=self.c.gen_batch_size,
+                prompt_format=self.c.prompt_format,
+            )
             self._timed(arm, seed, epoch, "generate_delta_samples", t0, len(prompts))
-            sims = self.scorer.state_sims([g["answer"] for g in gens], [p for p in self.pairs for _ in range(k)])
+            sims = self.scorer.state_sims(
+                [g["answer"] for g in gens], [p for p in self.pairs for _ in range(k)]
+            )
             for n, (g, s) in enumerate(zip(gens, sims, strict=True)):
                 j = n // k
                 q, a1, a2 = self.pairs[j]
-                self.delta_rows.append({"arm": arm, "seed": seed, "epoch": epoch, "question_index": j,
-                                        "sample": n % k, "question": q, "prompt": g["prompt"], "answer": g["answer"],
-                                        "a1": a1, "a2": a2, "s1": float(s[0]),
-                                        "s2": float(s[1]), "control_answer": int(self.control[j])})
+                self.delta_rows.append(
+                    {
+                        "arm": arm,
+                        "seed": seed,
+                        "epoch": epoch,
+                        "question_index": j,
+                        "sample": n % k,
+                        "question": q,
+                        "prompt": g["prompt"],
+                        "answer": g["answer"],
+                        "a1": a1,
+                        "a2": a2,
+                        "s1": float(s[0]),
+                        "s2": float(s[1]),
+                        "control_answer": int(self.control[j]),
+                    }
+                )
         self._flush()
 
     def run_seed(self, seed: int) -> None:
@@ -478,8 +706,13 @@ class _RunState:
         arms = c.finetuned_arms
         if not arms:
             return
-        lora = LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=0.0,
-                          target_modules=list(c.target_modules), task_type="CAUSAL_LM")
+        lora = LoraConfig(
+            r=c.lora_r,
+            lora_alpha=c.lora_alpha,
+            lora_dropout=0.0,
+            target_modules=list(c.target_modules),
+            task_type="CAUSAL_LM",
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             init = get_peft_model(self.model, lora, adapter_name=arms[0])
@@ -491,31 +724,58 @@ class _RunState:
         examples = {}
         optims = {}
         for arm in arms:
-            enc = [encode_pair(self.tok, q, a, c.max_length, prompt_format=c.prompt_format)
-                   for q, a in arm_examples(arm, self.pairs, self.control)]
+            enc = [
+                encode_pair(self.tok, q, a, c.max_length, prompt_format=c.prompt_format)
+                for q, a in arm_examples(arm, self.pairs, self.control)
+            ]
             examples[arm] = enc
-            params = [p for n, p in peft_model.named_parameters() if f".{arm}." in n and "lora_" in n]
+            params = [
+                p for n, p in peft_model.named_parameters() if f".{arm}." in n and "lora_" in n
+            ]
             for p in params:
                 p.requires_grad_(True)
             optims[arm] = torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=0.0)
-        pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
+        pad_id = (
+            self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
+        )
         device = next(self.model.parameters()).device
         try:
             for epoch in range(1, c.epochs + 1):
                 for arm in arms:
                     peft_model.set_adapter(arm)
                     t0 = time.perf_counter()
-                    loss, steps = self._train_epoch(peft_model, examples[arm], optims[arm], pad_id, device,
-                                                    derive_seed(seed, epoch, ARMS.index(arm)))
-                    self.loss_rows.append({"arm": arm, "seed": seed, "epoch": epoch, "loss": loss,
-                                           "steps": steps, "examples": len(examples[arm])})
+                    loss, steps = self._train_epoch(
+                        peft_model,
+                        examples[arm],
+                        optims[arm],
+                        pad_id,
+                        device,
+                        derive_seed(seed, epoch, ARMS.index(arm)),
+                    )
+                    self.loss_rows.append(
+                        {
+                            "arm": arm,
+                            "seed": seed,
+                            "epoch": epoch,
+                            "loss": loss,
+                            "steps": steps,
+                            "examples": len(examples[arm]),
+                        }
+                    )
                     self._timed(arm, seed, epoch, "train", t0, len(examples[arm]))
                     self._evaluate(peft_model, arm, seed, epoch)
         finally:
             self.model = peft_model.unload()  # the bare base model again, for the next seed
 
-    def _train_epoch(self, peft_model: Any, examples: list[dict[str, list[int]]], optimizer: Any, pad_id: int,
-                     device: Any, order_seed: int) -> tuple[float, int]:
+    def _train_epoch(
+        self,
+        peft_model: Any,
+        examples: list[dict[str, list[int]]],
+        optimizer: Any,
+        pad_id: int,
+        device: Any,
+        order_seed: int,
+    ) -> tuple[float, int]:
         from deltahall.experiments.qa.finetune import collate
 
         bs = self.c.batch_size
@@ -523,7 +783,7 @@ class _RunState:
         peft_model.train()
         losses = []
         for start in range(0, len(order), bs):
-            batch = collate([examples[int(i)] for i in order[start:start + bs]], pad_id)
+            batch = collate([examples[int(i)] for i in order[start : start + bs]], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = answer_loss(peft_model, batch)
             loss.backward()

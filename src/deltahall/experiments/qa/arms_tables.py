@@ -37,9 +37,20 @@ from deltahall.stats import (
     stratified_excess_test,
 )
 
-METRICS = ("difflib_incorrect", "difflib_correct", "difflib_gap", "cos_incorrect", "cos_correct", "cos_gap")
-COMPARISONS = (("two_answer", "original"), ("two_answer", "single_answer"), ("two_answer", "exposure"),
-               ("single_answer", "original"))
+METRICS = (
+    "difflib_incorrect",
+    "difflib_correct",
+    "difflib_gap",
+    "cos_incorrect",
+    "cos_correct",
+    "cos_gap",
+)
+COMPARISONS = (
+    ("two_answer", "original"),
+    ("two_answer", "single_answer"),
+    ("two_answer", "exposure"),
+    ("single_answer", "original"),
+)
 
 
 def jsonl(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -83,7 +94,9 @@ class ItemScorer:
     def score(self, answers: Sequence[str]) -> list[dict[str, float]]:
         """The six per-answer scores of ``answers`` (one per item, in order)."""
         if len(answers) != len(self.items):
-            raise ValueError(f"`answers` must hold one answer per item ({len(self.items)}); got {len(answers)}.")
+            raise ValueError(
+                f"`answers` must hold one answer per item ({len(self.items)}); got {len(answers)}."
+            )
         a_emb = _unit(self.embedder.embed(list(answers)))
         out = []
         for j, a in enumerate(answers):
@@ -91,11 +104,21 @@ class ItemScorer:
             cor_e = np.stack(self._embed(self.cor[j]))
             d_inc, d_cor = resemblance(a, self.inc[j]), resemblance(a, self.cor[j])
             c_inc, c_cor = float((inc_e @ a_emb[j]).max()), float((cor_e @ a_emb[j]).max())
-            out.append({"difflib_incorrect": d_inc, "difflib_correct": d_cor, "difflib_gap": d_inc - d_cor,
-                        "cos_incorrect": c_inc, "cos_correct": c_cor, "cos_gap": c_inc - c_cor})
+            out.append(
+                {
+                    "difflib_incorrect": d_inc,
+                    "difflib_correct": d_cor,
+                    "difflib_gap": d_inc - d_cor,
+                    "cos_incorrect": c_inc,
+                    "cos_correct": c_cor,
+                    "cos_gap": c_inc - c_cor,
+                }
+            )
         return out
 
-    def state_sims(self, answers: Sequence[str], pairs: Sequence[tuple[str, str, str]]) -> npt.NDArray[np.float64]:
+    def state_sims(
+        self, answers: Sequence[str], pairs: Sequence[tuple[str, str, str]]
+    ) -> npt.NDArray[np.float64]:
         """``s_i = cos(e(y), e(a_i))`` for each answer and its question's ``(question, a1, a2)``; (n, 2)."""
         y = _unit(self.embedder.embed(list(answers)))
         a1 = np.stack(self._embed([p[1] for p in pairs]))
@@ -105,8 +128,11 @@ class ItemScorer:
 
 def calibration_mask(config: Any) -> npt.NDArray[np.bool_]:
     """Training questions whose control samples calibrate τ (True); the rest measure rates and the floor."""
-    return calibration_split(config.n_train_questions, fraction=config.calibration_fraction,
-                             rng=np.random.default_rng([config.data_seed, 7]))
+    return calibration_split(
+        config.n_train_questions,
+        fraction=config.calibration_fraction,
+        rng=np.random.default_rng([config.data_seed, 7]),
+    )
 
 
 def _per_question(rows: Sequence[Mapping[str, Any]], metric: str) -> dict[int, float]:
@@ -127,16 +153,22 @@ def table1(rows: Sequence[Mapping[str, Any]], *, n_boot: int, rng: Any) -> list[
     """Mean of each metric per (arm, epoch) with its 95 % bootstrap interval over questions."""
     out = []
     order = {"original": 0, "two_answer": 1, "single_answer": 2, "exposure": 3}
-    for (arm, epoch), grp in sorted(_groups(rows).items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 9))):
+    for (arm, epoch), grp in sorted(
+        _groups(rows).items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 9))
+    ):
         rec: dict[str, Any] = {"arm": arm, "epoch": epoch, "seeds": len({r["seed"] for r in grp})}
         for m in METRICS:
-            ci = bootstrap_mean_ci(list(_per_question(grp, m).values()), rng=rng, n_resamples=n_boot)
+            ci = bootstrap_mean_ci(
+                list(_per_question(grp, m).values()), rng=rng, n_resamples=n_boot
+            )
             rec.update({"n": ci.n, m: ci.mean, f"{m}_low": ci.low, f"{m}_high": ci.high})
         out.append(rec)
     return out
 
 
-def paired_tests(rows: Sequence[Mapping[str, Any]], *, n_boot: int, n_perm: int, rng: Any) -> list[dict[str, Any]]:
+def paired_tests(
+    rows: Sequence[Mapping[str, Any]], *, n_boot: int, n_perm: int, rng: Any
+) -> list[dict[str, Any]]:
     """Paired sign-flip permutation tests of the comparisons in :data:`COMPARISONS`, per epoch and metric.
 
     Only questions answered by both arms with the same seeds are paired; ``original`` is its epoch 0.
@@ -156,35 +188,81 @@ def paired_tests(rows: Sequence[Mapping[str, Any]], *, n_boot: int, n_perm: int,
                 qs = sorted(set(xa) & set(xb))
                 if len(qs) < 2:
                     continue
-                t = paired_permutation_test([xa[q] for q in qs], [xb[q] for q in qs], rng=rng, n_resamples=n_perm, n_boot=n_boot)
-                out.append({"comparison": f"{a} - {b}", "epoch": epoch, "metric": m, "n": t.n,
-                            "mean_diff": t.mean_diff, "low": t.low, "high": t.high, "p_value": t.p_value,
-                            "test": t.test})
+                t = paired_permutation_test(
+                    [xa[q] for q in qs],
+                    [xb[q] for q in qs],
+                    rng=rng,
+                    n_resamples=n_perm,
+                    n_boot=n_boot,
+                )
+                out.append(
+                    {
+                        "comparison": f"{a} - {b}",
+                        "epoch": epoch,
+                        "metric": m,
+                        "n": t.n,
+                        "mean_diff": t.mean_diff,
+                        "low": t.low,
+                        "high": t.high,
+                        "p_value": t.p_value,
+                        "test": t.test,
+                    }
+                )
     return out
 
 
 def _scored(rows: Sequence[Mapping[str, Any]], *, in_state: bool = False) -> Scored:
-    return Scored.of([[r["s1"], r["s2"]] for r in rows], [int(r["question_index"]) for r in rows],
-                     [int(r["control_answer"]) for r in rows] if in_state else None)
+    return Scored.of(
+        [[r["s1"], r["s2"]] for r in rows],
+        [int(r["question_index"]) for r in rows],
+        [int(r["control_answer"]) for r in rows] if in_state else None,
+    )
 
 
 def _delta_row(td: Any) -> dict[str, Any]:
     """The per-(epoch, seed, arm) columns of one :class:`.delta_measure.TextDelta`."""
     b, p = td.margin, td.plain
-    return {"n_calibration": td.n_calibration, "tau": td.tau, "tau_margin": td.tau_margin, "mu": td.mu,
-            "n": b.rate.n, "rate": b.rate.rate, "wilson_low": b.rate.ci[0], "wilson_high": b.rate.ci[1],
-            "rate_plain": p.rate.rate, "plain_low": p.rate.ci[0], "plain_high": p.rate.ci[1],
-            "mean_max_sim": td.mean_max_sim, **td.splits,
-            "n_flagged": b.rate.k, "n_flagged_plain": p.rate.k,
-            "floor": b.floor.rate, "floor_low": b.floor.ci[0], "floor_high": b.floor.ci[1], "n_floor": b.floor.n,
-            "n_floor_flagged": b.floor.k, "floor_plain": p.floor.rate, "floor_plain_low": p.floor.ci[0],
-            "floor_plain_high": p.floor.ci[1], "n_floor_flagged_plain": p.floor.k,
-            "excess_p_value": b.excess_p_value, "excess_p_value_plain": p.excess_p_value,
-            "calibration": "margin", "alpha": td.alpha}
+    return {
+        "n_calibration": td.n_calibration,
+        "tau": td.tau,
+        "tau_margin": td.tau_margin,
+        "mu": td.mu,
+        "n": b.rate.n,
+        "rate": b.rate.rate,
+        "wilson_low": b.rate.ci[0],
+        "wilson_high": b.rate.ci[1],
+        "rate_plain": p.rate.rate,
+        "plain_low": p.rate.ci[0],
+        "plain_high": p.rate.ci[1],
+        "mean_max_sim": td.mean_max_sim,
+        **td.splits,
+        "n_flagged": b.rate.k,
+        "n_flagged_plain": p.rate.k,
+        "floor": b.floor.rate,
+        "floor_low": b.floor.ci[0],
+        "floor_high": b.floor.ci[1],
+        "n_floor": b.floor.n,
+        "n_floor_flagged": b.floor.k,
+        "floor_plain": p.floor.rate,
+        "floor_plain_low": p.floor.ci[0],
+        "floor_plain_high": p.floor.ci[1],
+        "n_floor_flagged_plain": p.floor.k,
+        "excess_p_value": b.excess_p_value,
+        "excess_p_value_plain": p.excess_p_value,
+        "calibration": "margin",
+        "alpha": td.alpha,
+    }
 
 
-def delta_table(rows: Sequence[Mapping[str, Any]], calib: npt.NDArray[np.bool_], *, percentile: float,
-                n_boot: int, n_perm: int, rng: Any) -> list[dict[str, Any]]:
+def delta_table(
+    rows: Sequence[Mapping[str, Any]],
+    calib: npt.NDArray[np.bool_],
+    *,
+    percentile: float,
+    n_boot: int,
+    n_perm: int,
+    rng: Any,
+) -> list[dict[str, Any]]:
     """The text δ-measure per (epoch, seed, arm) through the instrument (:mod:`.delta_measure`).
 
     The level is ``alpha = percentile / 100``. The calibration samples are the single-answer
@@ -217,8 +295,16 @@ def delta_table(rows: Sequence[Mapping[str, Any]], calib: npt.NDArray[np.bool_],
             td = measure_text(_scored(ev), calibration=cal, floor=floor, alpha=alpha)
             per_q = td.flags_by_question()
             per_arm[arm] = per_q
-            acc = pooled[epoch].setdefault(arm, {"per_q": defaultdict(list), "seeds": [], "n_calibration": 0,
-                                                 "counts": [], "splits": dict.fromkeys(SPLITS, 0)})
+            acc = pooled[epoch].setdefault(
+                arm,
+                {
+                    "per_q": defaultdict(list),
+                    "seeds": [],
+                    "n_calibration": 0,
+                    "counts": [],
+                    "splits": dict.fromkeys(SPLITS, 0),
+                },
+            )
             for q, fl in per_q.items():
                 acc["per_q"][q].append(float(np.mean(fl)))
             acc["seeds"].append(seed)
@@ -227,29 +313,63 @@ def delta_table(rows: Sequence[Mapping[str, Any]], calib: npt.NDArray[np.bool_],
             acc["splits"] = {k: acc["splits"][k] + v for k, v in td.splits.items()}
             out.append({"epoch": epoch, "seed": seed, "arm": arm, **_delta_row(td)})
         if "two_answer" in per_arm and "single_answer" in per_arm:
-            _minus_floor(out, per_arm["two_answer"], per_arm["single_answer"], epoch=epoch, seed=seed,
-                         n_boot=n_boot, n_perm=n_perm, rng=rng)
+            _minus_floor(
+                out,
+                per_arm["two_answer"],
+                per_arm["single_answer"],
+                epoch=epoch,
+                seed=seed,
+                n_boot=n_boot,
+                n_perm=n_perm,
+                rng=rng,
+            )
     out += _pooled_rows(pooled, alpha=alpha, n_boot=n_boot, n_perm=n_perm, rng=rng)
     return out
 
 
-def _minus_floor(out: list[dict[str, Any]], fa: Mapping[Any, Sequence[Any]], fb: Mapping[Any, Sequence[Any]], *,
-                 epoch: int, seed: Any, n_boot: int, n_perm: int, rng: Any) -> None:
+def _minus_floor(
+    out: list[dict[str, Any]],
+    fa: Mapping[Any, Sequence[Any]],
+    fb: Mapping[Any, Sequence[Any]],
+    *,
+    epoch: int,
+    seed: Any,
+    n_boot: int,
+    n_perm: int,
+    rng: Any,
+) -> None:
     """Two-answer minus control per-question flagged share: paired sign-flip test, written into the
     two-answer row of (epoch, seed)."""
     qs = sorted(set(fa) & set(fb))
     if len(qs) < 2:
         return
-    t = paired_permutation_test([np.mean(fa[q]) for q in qs], [np.mean(fb[q]) for q in qs], rng=rng,
-                                n_resamples=n_perm, n_boot=n_boot)
+    t = paired_permutation_test(
+        [np.mean(fa[q]) for q in qs],
+        [np.mean(fb[q]) for q in qs],
+        rng=rng,
+        n_resamples=n_perm,
+        n_boot=n_boot,
+    )
     for rec in out:
         if rec["epoch"] == epoch and rec["seed"] == seed and rec["arm"] == "two_answer":
-            rec.update({"minus_floor": t.mean_diff, "minus_floor_low": t.low, "minus_floor_high": t.high,
-                        "minus_floor_p": t.p_value})
+            rec.update(
+                {
+                    "minus_floor": t.mean_diff,
+                    "minus_floor_low": t.low,
+                    "minus_floor_high": t.high,
+                    "minus_floor_p": t.p_value,
+                }
+            )
 
 
-def _pooled_rows(pooled: Mapping[int, Mapping[str, Mapping[str, Any]]], *, alpha: float, n_boot: int, n_perm: int,
-                 rng: Any) -> list[dict[str, Any]]:
+def _pooled_rows(
+    pooled: Mapping[int, Mapping[str, Mapping[str, Any]]],
+    *,
+    alpha: float,
+    n_boot: int,
+    n_perm: int,
+    rng: Any,
+) -> list[dict[str, Any]]:
     """Rows with ``seed = "all"`` for epochs measured under several seeds (each seed with its own calibration).
 
     Rates and floors pool the seeds' counts (Wilson intervals); the excess test is stratified by
@@ -264,19 +384,52 @@ def _pooled_rows(pooled: Mapping[int, Mapping[str, Mapping[str, Any]]], *, alpha
             rb, fb, rp, fp = ([c[i] for c in a["counts"]] for i in range(4))
             blend, plain = _pool(rb), _pool(rp)
             floor, floor_p = _pool(fb), _pool(fp)
-            out.append({"epoch": epoch, "seed": "all", "arm": arm, "n_calibration": a["n_calibration"],
-                        "tau": None, "tau_margin": None, "mu": None, "n": blend.n, "rate": blend.rate,
-                        "wilson_low": blend.ci[0], "wilson_high": blend.ci[1], "rate_plain": plain.rate,
-                        "plain_low": plain.ci[0], "plain_high": plain.ci[1], "mean_max_sim": None, **a["splits"],
-                        "n_flagged": blend.k, "n_flagged_plain": plain.k,
-                        "floor": floor.rate, "floor_low": floor.ci[0], "floor_high": floor.ci[1], "n_floor": floor.n,
-                        "n_floor_flagged": floor.k, "floor_plain": floor_p.rate, "floor_plain_low": floor_p.ci[0],
-                        "floor_plain_high": floor_p.ci[1], "n_floor_flagged_plain": floor_p.k,
-                        "excess_p_value": _by_seed(rb, fb), "excess_p_value_plain": _by_seed(rp, fp),
-                        "calibration": "margin", "alpha": alpha})
+            out.append(
+                {
+                    "epoch": epoch,
+                    "seed": "all",
+                    "arm": arm,
+                    "n_calibration": a["n_calibration"],
+                    "tau": None,
+                    "tau_margin": None,
+                    "mu": None,
+                    "n": blend.n,
+                    "rate": blend.rate,
+                    "wilson_low": blend.ci[0],
+                    "wilson_high": blend.ci[1],
+                    "rate_plain": plain.rate,
+                    "plain_low": plain.ci[0],
+                    "plain_high": plain.ci[1],
+                    "mean_max_sim": None,
+                    **a["splits"],
+                    "n_flagged": blend.k,
+                    "n_flagged_plain": plain.k,
+                    "floor": floor.rate,
+                    "floor_low": floor.ci[0],
+                    "floor_high": floor.ci[1],
+                    "n_floor": floor.n,
+                    "n_floor_flagged": floor.k,
+                    "floor_plain": floor_p.rate,
+                    "floor_plain_low": floor_p.ci[0],
+                    "floor_plain_high": floor_p.ci[1],
+                    "n_floor_flagged_plain": floor_p.k,
+                    "excess_p_value": _by_seed(rb, fb),
+                    "excess_p_value_plain": _by_seed(rp, fp),
+                    "calibration": "margin",
+                    "alpha": alpha,
+                }
+            )
         if "two_answer" in arms and "single_answer" in arms:
-            _minus_floor(out, arms["two_answer"]["per_q"], arms["single_answer"]["per_q"], epoch=epoch, seed="all",
-                         n_boot=n_boot, n_perm=n_perm, rng=rng)
+            _minus_floor(
+                out,
+                arms["two_answer"]["per_q"],
+                arms["single_answer"]["per_q"],
+                epoch=epoch,
+                seed="all",
+                n_boot=n_boot,
+                n_perm=n_perm,
+                rng=rng,
+            )
     return out
 
 
@@ -285,8 +438,9 @@ def _pool(props: Sequence[Any]) -> Any:
 
 
 def _by_seed(rates: Sequence[Any], floors: Sequence[Any]) -> float:
-    return stratified_excess_test([r.k for r in rates], [r.n for r in rates], [f.k for f in floors],
-                                  [f.n for f in floors])
+    return stratified_excess_test(
+        [r.k for r in rates], [r.n for r in rates], [f.k for f in floors], [f.n for f in floors]
+    )
 
 
 MERGE_KEYS = ("train_questions", "truthfulqa_indices", "control_answer", "calibration_questions")
@@ -314,17 +468,24 @@ def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str,
     for d in run_dirs:
         mp = Path(d) / "manifest.json"
         if not mp.is_file():
-            raise FileNotFoundError(f"`run_dirs`: {d} holds no manifest.json (not a `qa arms` run).")
+            raise FileNotFoundError(
+                f"`run_dirs`: {d} holds no manifest.json (not a `qa arms` run)."
+            )
         manifests.append(json.loads(mp.read_text(encoding="utf-8")))
     free = {"seeds", "out_dir", "progress", "torch_threads", "run"}
     first = manifests[0]
     seeds: list[int] = []
     for d, m in zip(run_dirs, manifests, strict=True):
-        diff = sorted(k for k in set(first["config"]) | set(m["config"])
-                      if k not in free and first["config"].get(k) != m["config"].get(k))
+        diff = sorted(
+            k
+            for k in set(first["config"]) | set(m["config"])
+            if k not in free and first["config"].get(k) != m["config"].get(k)
+        )
         diff += [k for k in MERGE_KEYS if first.get(k) != m.get(k)]
         if diff:
-            raise ValueError(f"`run_dirs`: {d} differs from {run_dirs[0]} in {diff}; only runs of one design pool.")
+            raise ValueError(
+                f"`run_dirs`: {d} differs from {run_dirs[0]} in {diff}; only runs of one design pool."
+            )
         seeds += list(m["config"]["seeds"])
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"`run_dirs` must use distinct seeds; got {seeds}.")
@@ -334,7 +495,12 @@ def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str,
     rd = RunDir(out)
     for name in ("items_truthfulqa.jsonl", "delta_samples.jsonl"):
         rd.write_text(name, jsonl(r for d in run_dirs for r in read_jsonl(Path(d) / name)))
-    loss = [r for d in run_dirs if (Path(d) / "loss.csv").is_file() for r in read_csv(Path(d) / "loss.csv")]
+    loss = [
+        r
+        for d in run_dirs
+        if (Path(d) / "loss.csv").is_file()
+        for r in read_csv(Path(d) / "loss.csv")
+    ]
     rd.write_csv("loss.csv", loss, ["arm", "seed", "epoch", "loss", "steps", "examples"])
     rd.write_json("manifest.json", merged)
     return summarise(out)
@@ -348,42 +514,77 @@ def _fmt(x: Any, digits: int = 4) -> str:
 
 def markdown(summary: Mapping[str, Any]) -> str:
     """The summary's tables as Markdown (what docs/qa.md quotes)."""
-    lines = ["Table 1 (mean over TruthfulQA questions [95% bootstrap CI]):", "",
-             "| arm | epoch | n | " + " | ".join(METRICS) + " |", "|---|---|---|" + "---|" * len(METRICS)]
+    lines = [
+        "Table 1 (mean over TruthfulQA questions [95% bootstrap CI]):",
+        "",
+        "| arm | epoch | n | " + " | ".join(METRICS) + " |",
+        "|---|---|---|" + "---|" * len(METRICS),
+    ]
     for r in summary["table1"]:
         cells = [f"{r[m]:.4f} [{r[m + '_low']:.4f}, {r[m + '_high']:.4f}]" for m in METRICS]
         lines.append(f"| {r['arm']} | {r['epoch']} | {r['n']} | " + " | ".join(cells) + " |")
-    lines += ["", "Paired sign-flip permutation tests (mean difference [95% bootstrap CI], two-sided p):", "",
-              "| comparison | epoch | metric | n | diff [CI] | p |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Paired sign-flip permutation tests (mean difference [95% bootstrap CI], two-sided p):",
+        "",
+        "| comparison | epoch | metric | n | diff [CI] | p |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in summary["paired"]:
-        lines.append(f"| {r['comparison']} | {r['epoch']} | {r['metric']} | {r['n']} | "
-                     f"{r['mean_diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] | {r['p_value']:.4f} |")
-    lines += ["", "Text δ-measure on held-out training questions, through the instrument (rate [95% Wilson CI]; "
-              "blend-aware rule, and the plain max-cosine conformal rule; floor = the control's samples on the same "
-              "questions, blend-aware; excess p = exact one-sided test of rate > floor, stratified by nearest state):",
-              "",
-              "| epoch | seed | arm | n | blend-aware rate | plain rate | floor | excess p | near a1 | near a2 | near both "
-              "| neither | two-answer minus floor [CI], p |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['comparison']} | {r['epoch']} | {r['metric']} | {r['n']} | "
+            f"{r['mean_diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] | {r['p_value']:.4f} |"
+        )
+    lines += [
+        "",
+        "Text δ-measure on held-out training questions, through the instrument (rate [95% Wilson CI]; "
+        "blend-aware rule, and the plain max-cosine conformal rule; floor = the control's samples on the same "
+        "questions, blend-aware; excess p = exact one-sided test of rate > floor, stratified by nearest state):",
+        "",
+        "| epoch | seed | arm | n | blend-aware rate | plain rate | floor | excess p | near a1 | near a2 | near both "
+        "| neither | two-answer minus floor [CI], p |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in summary["delta"]:
-        extra = (f"{r['minus_floor']:+.3f} [{r['minus_floor_low']:+.3f}, {r['minus_floor_high']:+.3f}], "
-                 f"p={r['minus_floor_p']:.4f}") if "minus_floor" in r else ""
-        floor = (f"{r['floor']:.3f} [{r['floor_low']:.3f}, {r['floor_high']:.3f}] | {r['excess_p_value']:.3g}"
-                 if "floor" in r else " | ")
-        lines.append(f"| {r['epoch']} | {r['seed']} | {r['arm']} | {r['n']} | "
-                     f"{r['rate']:.3f} [{r['wilson_low']:.3f}, {r['wilson_high']:.3f}] | "
-                     f"{r['rate_plain']:.3f} [{r['plain_low']:.3f}, {r['plain_high']:.3f}] | {floor} | {r['near_a1']} | "
-                     f"{r['near_a2']} | {r['near_both']} | {r['neither']} | {extra} |")
+        extra = (
+            (
+                f"{r['minus_floor']:+.3f} [{r['minus_floor_low']:+.3f}, {r['minus_floor_high']:+.3f}], "
+                f"p={r['minus_floor_p']:.4f}"
+            )
+            if "minus_floor" in r
+            else ""
+        )
+        floor = (
+            f"{r['floor']:.3f} [{r['floor_low']:.3f}, {r['floor_high']:.3f}] | {r['excess_p_value']:.3g}"
+            if "floor" in r
+            else " | "
+        )
+        lines.append(
+            f"| {r['epoch']} | {r['seed']} | {r['arm']} | {r['n']} | "
+            f"{r['rate']:.3f} [{r['wilson_low']:.3f}, {r['wilson_high']:.3f}] | "
+            f"{r['rate_plain']:.3f} [{r['plain_low']:.3f}, {r['plain_high']:.3f}] | {floor} | {r['near_a1']} | "
+            f"{r['near_a2']} | {r['near_both']} | {r['neither']} | {extra} |"
+        )
     if summary["delta"]:
         r0 = summary["delta"][0]
-        lines += ["", f"(alpha = {r0['alpha']:g}; thresholds of epoch {r0['epoch']}: tau={r0['tau']:.4f}; blend-aware "
-                  f"tau'={r0['tau_margin']:.4f}, mu={r0['mu']:.4f}; from {r0['n_calibration']} control samples; all "
-                  "epochs in delta.csv)"]
+        lines += [
+            "",
+            f"(alpha = {r0['alpha']:g}; thresholds of epoch {r0['epoch']}: tau={r0['tau']:.4f}; blend-aware "
+            f"tau'={r0['tau_margin']:.4f}, mu={r0['mu']:.4f}; from {r0['n_calibration']} control samples; all "
+            "epochs in delta.csv)",
+        ]
     if summary.get("loss"):
-        lines += ["", "Training loss (answer tokens) per epoch:", "", "| arm | seed | epoch | loss | steps |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {r['arm']} | {r['seed']} | {r['epoch']} | {float(r['loss']):.4f} | {r['steps']} |"
-                  for r in summary["loss"]]
+        lines += [
+            "",
+            "Training loss (answer tokens) per epoch:",
+            "",
+            "| arm | seed | epoch | loss | steps |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['arm']} | {r['seed']} | {r['epoch']} | {float(r['loss']):.4f} | {r['steps']} |"
+            for r in summary["loss"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -413,9 +614,19 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "plumbing": bool(manifest.get("plumbing", False)),
         "table1": table1(tq, n_boot=int(cfg["n_boot"]), rng=rng) if tq else [],
-        "paired": paired_tests(tq, n_boot=int(cfg["n_boot"]), n_perm=int(cfg["n_perm"]), rng=rng) if tq else [],
-        "delta": delta_table(ds, calib, percentile=float(cfg["delta_percentile"]), n_boot=int(cfg["n_boot"]),
-                             n_perm=int(cfg["n_perm"]), rng=rng) if ds else [],
+        "paired": paired_tests(tq, n_boot=int(cfg["n_boot"]), n_perm=int(cfg["n_perm"]), rng=rng)
+        if tq
+        else [],
+        "delta": delta_table(
+            ds,
+            calib,
+            percentile=float(cfg["delta_percentile"]),
+            n_boot=int(cfg["n_boot"]),
+            n_perm=int(cfg["n_perm"]),
+            rng=rng,
+        )
+        if ds
+        else [],
         "loss": loss,
         "elapsed_s": float(timings[-1]["elapsed_s"]) if timings else None,
     }

@@ -27,37 +27,106 @@ PAPER_MODELS = ("Qwen/Qwen1.5-1.8B-Chat", "Qwen/Qwen2.5-7B-Instruct")
 class QAConfig:
     """Everything one QA run needs; ``run(config)`` in :mod:`.pipeline` executes it."""
 
-    models: tuple[str, ...] = field(default=PAPER_MODELS, metadata={"help": "hub ids or local folders of causal chat models; '@tiny' builds the offline tiny model"})
-    epochs: tuple[int, ...] = field(default=(2, 3, 4), metadata={"help": "evaluate the adapter after each of these epochs (trains once, to the largest)"})
-    seeds: tuple[int, ...] = field(default=(1, 2), metadata={"help": "one fine-tuning + sampling run per seed"})
-    data: str | None = field(default=None, metadata={"help": "open-ended QA JSONL file (default: the packaged 300-question dataset)"})
-    truthfulqa: str = field(default="hub", metadata={"help": "'hub' (Hugging Face, online) or a path to TruthfulQA.csv"})
-    truthfulqa_limit: int | None = field(default=None, metadata={"help": "evaluate only N TruthfulQA questions (the first N, or a seeded choice with --truthfulqa-subset-seed)"})
-    truthfulqa_subset_seed: int | None = field(default=None, metadata={"help": "with truthfulqa_limit: a seeded random choice of that many questions (in file order) instead of the first ones"})
-    max_train_examples: int | None = field(default=None, metadata={"help": "train on only the first N question-answer pairs"})
+    models: tuple[str, ...] = field(
+        default=PAPER_MODELS,
+        metadata={
+            "help": "hub ids or local folders of causal chat models; '@tiny' builds the offline tiny model"
+        },
+    )
+    epochs: tuple[int, ...] = field(
+        default=(2, 3, 4),
+        metadata={
+            "help": "evaluate the adapter after each of these epochs (trains once, to the largest)"
+        },
+    )
+    seeds: tuple[int, ...] = field(
+        default=(1, 2), metadata={"help": "one fine-tuning + sampling run per seed"}
+    )
+    data: str | None = field(
+        default=None,
+        metadata={"help": "open-ended QA JSONL file (default: the packaged 300-question dataset)"},
+    )
+    truthfulqa: str = field(
+        default="hub", metadata={"help": "'hub' (Hugging Face, online) or a path to TruthfulQA.csv"}
+    )
+    truthfulqa_limit: int | None = field(
+        default=None,
+        metadata={
+            "help": "evaluate only N TruthfulQA questions (the first N, or a seeded choice with --truthfulqa-subset-seed)"
+        },
+    )
+    truthfulqa_subset_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "with truthfulqa_limit: a seeded random choice of that many questions (in file order) instead of the first ones"
+        },
+    )
+    max_train_examples: int | None = field(
+        default=None, metadata={"help": "train on only the first N question-answer pairs"}
+    )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
-    target_modules: tuple[str, ...] = field(default=("all-linear",), metadata={"help": "LoRA target modules ('all-linear' = every linear layer but the head)"})
+    target_modules: tuple[str, ...] = field(
+        default=("all-linear",),
+        metadata={"help": "LoRA target modules ('all-linear' = every linear layer but the head)"},
+    )
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of optimizer steps with linear warm-up (then cosine decay)"})
+    warmup_ratio: float = field(
+        default=0.1,
+        metadata={"help": "fraction of optimizer steps with linear warm-up (then cosine decay)"},
+    )
     batch_size: int = field(default=8, metadata={"help": "training micro-batch size per device"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    max_length: int = field(default=512, metadata={"help": "truncate training sequences to this many tokens"})
+    max_length: int = field(
+        default=512, metadata={"help": "truncate training sequences to this many tokens"}
+    )
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature (paper: 0.7)"})
     top_p: float = field(default=0.9, metadata={"help": "nucleus sampling top-p (paper: 0.9)"})
-    top_k: int = field(default=0, metadata={"help": "top-k (0 = off, so only the paper's top-p applies)"})
-    repetition_penalty: float = field(default=1.0, metadata={"help": "repetition penalty (1.0 = off)"})
-    max_new_tokens: int = field(default=80, metadata={"help": "maximum new tokens per answer (paper: 80)"})
+    top_k: int = field(
+        default=0, metadata={"help": "top-k (0 = off, so only the paper's top-p applies)"}
+    )
+    repetition_penalty: float = field(
+        default=1.0, metadata={"help": "repetition penalty (1.0 = off)"}
+    )
+    max_new_tokens: int = field(
+        default=80, metadata={"help": "maximum new tokens per answer (paper: 80)"}
+    )
     gen_batch_size: int = field(default=32, metadata={"help": "questions per generate() call"})
-    prompt_format: Literal["chat", "raw"] = field(default="chat", metadata={"help": "'chat' (tokenizer's chat template) or 'raw' (bare question, as the authors)"})
-    score_includes_prompt: bool = field(default=False, metadata={"help": "headline score on the whole decoded output incl. the prompt (authors' bug); both are always saved"})
-    system_prompt: str | None = field(default=None, metadata={"help": "optional system message for the chat template"})
-    embedding_model: str | None = field(default=None, metadata={"help": "sentence-transformers model for an extra embedding similarity (optional)"})
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(default="auto", metadata={"help": "base model dtype ('auto': bfloat16 on CUDA, float32 on CPU); LoRA weights stay float32"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow model repositories to run their own code"})
-    run: RunOptions = field(default_factory=lambda: RunOptions(out_dir=Path("runs/qa")), metadata=RESUME_FREE)
+    prompt_format: Literal["chat", "raw"] = field(
+        default="chat",
+        metadata={
+            "help": "'chat' (tokenizer's chat template) or 'raw' (bare question, as the authors)"
+        },
+    )
+    score_includes_prompt: bool = field(
+        default=False,
+        metadata={
+            "help": "headline score on the whole decoded output incl. the prompt (authors' bug); both are always saved"
+        },
+    )
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "optional system message for the chat template"}
+    )
+    embedding_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "sentence-transformers model for an extra embedding similarity (optional)"
+        },
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
+        default="auto",
+        metadata={
+            "help": "base model dtype ('auto': bfloat16 on CUDA, float32 on CPU); LoRA weights stay float32"
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "allow model repositories to run their own code"}
+    )
+    run: RunOptions = field(
+        default_factory=lambda: RunOptions(out_dir=Path("runs/qa")), metadata=RESUME_FREE
+    )
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -81,9 +150,18 @@ class QAConfig:
         if self.truthfulqa_subset_seed is not None:
             check_int(self.truthfulqa_subset_seed, "truthfulqa_subset_seed", low=0)
             if self.truthfulqa_limit is None:
-                raise ValueError("`truthfulqa_subset_seed` needs `truthfulqa_limit` (the subset's size); "
-                                 f"got truthfulqa_subset_seed={self.truthfulqa_subset_seed} and no limit.")
-        for name in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_new_tokens", "gen_batch_size"):
+                raise ValueError(
+                    "`truthfulqa_subset_seed` needs `truthfulqa_limit` (the subset's size); "
+                    f"got truthfulqa_subset_seed={self.truthfulqa_subset_seed} and no limit."
+                )
+        for name in (
+            "lora_r",
+            "lora_alpha",
+            "batch_size",
+            "grad_accum",
+            "max_new_tokens",
+            "gen_batch_size",
+        ):
             check_int(getattr(self, name), name, low=1)
         check_int(self.max_length, "max_length", low=8)
         check_int(self.top_k, "top_k", low=0)
@@ -151,9 +229,22 @@ class QAConfig:
 
     def training_fingerprint(self, model: str, seed: int) -> dict[str, object]:
         """The settings a saved fine-tuning depends on; a resumed run must match them."""
-        keys = ("data", "max_train_examples", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
-                "learning_rate", "weight_decay", "warmup_ratio", "batch_size", "grad_accum", "max_length",
-                "system_prompt", "dtype")
+        keys = (
+            "data",
+            "max_train_examples",
+            "lora_r",
+            "lora_alpha",
+            "lora_dropout",
+            "target_modules",
+            "learning_rate",
+            "weight_decay",
+            "warmup_ratio",
+            "batch_size",
+            "grad_accum",
+            "max_length",
+            "system_prompt",
+            "dtype",
+        )
         fp: dict[str, object] = {k: getattr(self, k) for k in keys}
         fp["target_modules"] = list(self.target_modules)
         fp.update(model=model, seed=seed, max_epoch=self.max_epoch)
@@ -174,13 +265,25 @@ class QAConfig:
         Its numbers check the pipeline, they are not findings.
         """
         base: dict[str, object] = dict(
-            models=(TINY_MODEL,), epochs=(1, 2), seeds=(0,), truthfulqa="@standin", truthfulqa_limit=48,
-            max_train_examples=256, lora_r=4, lora_alpha=8, learning_rate=2e-2, warmup_ratio=0.0,
-            batch_size=16, max_length=96, max_new_tokens=24, gen_batch_size=16,
+            models=(TINY_MODEL,),
+            epochs=(1, 2),
+            seeds=(0,),
+            truthfulqa="@standin",
+            truthfulqa_limit=48,
+            max_train_examples=256,
+            lora_r=4,
+            lora_alpha=8,
+            learning_rate=2e-2,
+            warmup_ratio=0.0,
+            batch_size=16,
+            max_length=96,
+            max_new_tokens=24,
+            gen_batch_size=16,
         )
         run = RunOptions.pop_from(changes)  # type: ignore[arg-type]
         run_base: RunOptions = changes.pop(  # type: ignore[assignment]
-            "run", RunOptions(out_dir=Path("runs/qa-tiny"), device="cpu", progress=False, threads=1))
+            "run", RunOptions(out_dir=Path("runs/qa-tiny"), device="cpu", progress=False, threads=1)
+        )
         base.update(changes)
         return cls(run=dataclasses.replace(run_base, **run), **base)  # type: ignore[arg-type]
 
@@ -197,12 +300,19 @@ def _cpu_smollm2(**changes: object) -> QAConfig:
     rate 1e-3 (the arms' measured setting) instead of batch 8 at 1e-4. Pass ``truthfulqa=`` the CSV.
     """
     base: dict[str, object] = dict(
-        models=("@smollm2-135m-instruct",), dtype="float32", truthfulqa_limit=48, truthfulqa_subset_seed=0,
-        max_train_examples=16, batch_size=4, learning_rate=1e-3, gen_batch_size=48,
+        models=("@smollm2-135m-instruct",),
+        dtype="float32",
+        truthfulqa_limit=48,
+        truthfulqa_subset_seed=0,
+        max_train_examples=16,
+        batch_size=4,
+        learning_rate=1e-3,
+        gen_batch_size=48,
     )
     run = RunOptions.pop_from(changes)  # type: ignore[arg-type]
     run_base: RunOptions = changes.pop(  # type: ignore[assignment]
-        "run", RunOptions(out_dir=Path("runs/qa-smollm2"), device="cpu", threads=1))
+        "run", RunOptions(out_dir=Path("runs/qa-smollm2"), device="cpu", threads=1)
+    )
     base.update(changes)
     return QAConfig(run=dataclasses.replace(run_base, **run), **base)  # type: ignore[arg-type]
 

@@ -117,7 +117,11 @@ def parse_jsonl(text: str) -> tuple[list[QARow], list[Problem]]:
             problems.append(Problem(lineno, None, "malformed", f"not valid JSON ({exc.msg})."))
             continue
         if not isinstance(obj, dict):
-            problems.append(Problem(lineno, None, "malformed", f"must be a JSON object; got {type(obj).__name__}."))
+            problems.append(
+                Problem(
+                    lineno, None, "malformed", f"must be a JSON object; got {type(obj).__name__}."
+                )
+            )
             continue
         rid = obj.get("id") if isinstance(obj.get("id"), str) else None
         missing = [k for k in REQUIRED_KEYS if k not in obj]
@@ -128,32 +132,69 @@ def parse_jsonl(text: str) -> tuple[list[QARow], list[Problem]]:
                 msg.append(f"missing key(s) {missing}")
             if extra:
                 msg.append(f"unknown key(s) {extra}")
-            problems.append(Problem(lineno, rid, "malformed", f"{'; '.join(msg)}; required keys are {list(REQUIRED_KEYS)}."))
+            problems.append(
+                Problem(
+                    lineno,
+                    rid,
+                    "malformed",
+                    f"{'; '.join(msg)}; required keys are {list(REQUIRED_KEYS)}.",
+                )
+            )
             continue
         bad = False
         for key in ("id", "topic", "question"):
             if not isinstance(obj[key], str):
-                problems.append(Problem(lineno, rid, "malformed", f"`{key}` must be a string; got {type(obj[key]).__name__}."))
+                problems.append(
+                    Problem(
+                        lineno,
+                        rid,
+                        "malformed",
+                        f"`{key}` must be a string; got {type(obj[key]).__name__}.",
+                    )
+                )
                 bad = True
             elif not obj[key].strip():
-                problems.append(Problem(lineno, rid, "empty", f"`{key}` must be a non-empty string; got {obj[key]!r}."))
+                problems.append(
+                    Problem(
+                        lineno,
+                        rid,
+                        "empty",
+                        f"`{key}` must be a non-empty string; got {obj[key]!r}.",
+                    )
+                )
                 bad = True
         answers = obj["answers"]
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-            problems.append(Problem(lineno, rid, "malformed", "`answers` must be a list of strings."))
+            problems.append(
+                Problem(lineno, rid, "malformed", "`answers` must be a list of strings.")
+            )
             continue
         if len(answers) != N_ANSWERS:
             problems.append(
-                Problem(lineno, rid, "answer-count", f"`answers` must hold exactly {N_ANSWERS} answers; got {len(answers)}.")
+                Problem(
+                    lineno,
+                    rid,
+                    "answer-count",
+                    f"`answers` must hold exactly {N_ANSWERS} answers; got {len(answers)}.",
+                )
             )
             continue
         for i, a in enumerate(answers):
             if not a.strip():
-                problems.append(Problem(lineno, rid, "empty", f"`answers[{i}]` must be a non-empty string; got {a!r}."))
+                problems.append(
+                    Problem(
+                        lineno,
+                        rid,
+                        "empty",
+                        f"`answers[{i}]` must be a non-empty string; got {a!r}.",
+                    )
+                )
                 bad = True
         if bad:
             continue
-        rows.append(QARow(obj["id"], obj["topic"], obj["question"], (answers[0], answers[1]), lineno))
+        rows.append(
+            QARow(obj["id"], obj["topic"], obj["question"], (answers[0], answers[1]), lineno)
+        )
     return rows, problems
 
 
@@ -165,13 +206,17 @@ def _ratio_above(a: str, b: str, bound: float) -> tuple[bool, float]:
     return r > bound, r
 
 
-def check_rows(rows: Sequence[QARow], truthfulqa_questions: Iterable[str] | None = None) -> list[Problem]:
+def check_rows(
+    rows: Sequence[QARow], truthfulqa_questions: Iterable[str] | None = None
+) -> list[Problem]:
     """Every content defect in ``rows`` (duplicates, near-identical answers, TruthfulQA overlap)."""
     problems: list[Problem] = []
     seen_ids: dict[str, int] = {}
     for r in rows:
         if r.id in seen_ids:
-            problems.append(Problem(r.line, r.id, "duplicate-id", f"id also used on line {seen_ids[r.id]}."))
+            problems.append(
+                Problem(r.line, r.id, "duplicate-id", f"id also used on line {seen_ids[r.id]}.")
+            )
         else:
             seen_ids[r.id] = r.line
         a0, a1 = (a.lower() for a in r.answers)
@@ -179,8 +224,12 @@ def check_rows(rows: Sequence[QARow], truthfulqa_questions: Iterable[str] | None
         ratio = sm.ratio()
         if ratio > ANSWER_PAIR_RATIO:
             problems.append(
-                Problem(r.line, r.id, "similar-answers",
-                        f"the two answers are near-identical: difflib ratio {ratio:.3f} > {ANSWER_PAIR_RATIO}.")
+                Problem(
+                    r.line,
+                    r.id,
+                    "similar-answers",
+                    f"the two answers are near-identical: difflib ratio {ratio:.3f} > {ANSWER_PAIR_RATIO}.",
+                )
             )
     norm = [normalise(r.question) for r in rows]
     for i in range(len(rows)):
@@ -191,9 +240,13 @@ def check_rows(rows: Sequence[QARow], truthfulqa_questions: Iterable[str] | None
                 hit, ratio = _ratio_above(norm[i], norm[j], QUESTION_DUP_RATIO)
             if hit:
                 problems.append(
-                    Problem(rows[i].line, rows[i].id, "duplicate-question",
-                            f"question duplicates line {rows[j].line} (id {rows[j].id!r}): "
-                            f"difflib ratio {ratio:.3f} > {QUESTION_DUP_RATIO}.")
+                    Problem(
+                        rows[i].line,
+                        rows[i].id,
+                        "duplicate-question",
+                        f"question duplicates line {rows[j].line} (id {rows[j].id!r}): "
+                        f"difflib ratio {ratio:.3f} > {QUESTION_DUP_RATIO}.",
+                    )
                 )
     if truthfulqa_questions is not None:
         problems.extend(check_truthfulqa_overlap(rows, truthfulqa_questions, norm))
@@ -210,18 +263,32 @@ def check_truthfulqa_overlap(
     problems: list[Problem] = []
     for r, n in zip(rows, norm, strict=True):
         if n in exact:
-            problems.append(Problem(r.line, r.id, "truthfulqa-overlap", f"question equals TruthfulQA's {exact[n]!r}."))
+            problems.append(
+                Problem(
+                    r.line,
+                    r.id,
+                    "truthfulqa-overlap",
+                    f"question equals TruthfulQA's {exact[n]!r}.",
+                )
+            )
             continue
         sm = difflib.SequenceMatcher(None, "", n)  # seq2 (cached side) = our question
         for q, tn in tq:
             sm.set_seq1(tn)
-            if sm.real_quick_ratio() <= TRUTHFULQA_OVERLAP_RATIO or sm.quick_ratio() <= TRUTHFULQA_OVERLAP_RATIO:
+            if (
+                sm.real_quick_ratio() <= TRUTHFULQA_OVERLAP_RATIO
+                or sm.quick_ratio() <= TRUTHFULQA_OVERLAP_RATIO
+            ):
                 continue
             ratio = sm.ratio()
             if ratio > TRUTHFULQA_OVERLAP_RATIO:
                 problems.append(
-                    Problem(r.line, r.id, "truthfulqa-overlap",
-                            f"question is close to TruthfulQA's {q!r}: difflib ratio {ratio:.3f} > {TRUTHFULQA_OVERLAP_RATIO}.")
+                    Problem(
+                        r.line,
+                        r.id,
+                        "truthfulqa-overlap",
+                        f"question is close to TruthfulQA's {q!r}: difflib ratio {ratio:.3f} > {TRUTHFULQA_OVERLAP_RATIO}.",
+                    )
                 )
                 break
     return problems
@@ -255,7 +322,9 @@ def validate(
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ValueError(f"`data` file {p} is not UTF-8 text (line {line}, byte {exc.start}).") from None
+        raise ValueError(
+            f"`data` file {p} is not UTF-8 text (line {line}, byte {exc.start})."
+        ) from None
     rows, problems = parse_jsonl(text)
     problems += check_rows(rows, truthfulqa_questions)
     if not rows and not problems:

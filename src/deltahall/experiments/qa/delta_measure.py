@@ -61,6 +61,7 @@ def pair_scores(samples: Any, a1: Any, a2: Any) -> npt.NDArray[np.float64]:
     >>> pair_scores([[1.0, 0.0]], [[2.0, 0.0]], [[0.0, 1.0]]).tolist()
     [[1.0, 0.0]]
     """
+
     def unit(x: Any, name: str) -> npt.NDArray[np.float64]:
         a = np.asarray(x, dtype=np.float64)
         if a.ndim != 2 or not np.isfinite(a).all():
@@ -72,11 +73,15 @@ def pair_scores(samples: Any, a1: Any, a2: Any) -> npt.NDArray[np.float64]:
 
     y, r1, r2 = unit(samples, "samples"), unit(a1, "a1"), unit(a2, "a2")
     if not (y.shape == r1.shape == r2.shape):
-        raise ValueError(f"`samples`, `a1` and `a2` must have one row each per sample; got {y.shape}, {r1.shape}, {r2.shape}.")
+        raise ValueError(
+            f"`samples`, `a1` and `a2` must have one row each per sample; got {y.shape}, {r1.shape}, {r2.shape}."
+        )
     return np.stack([np.sum(y * r1, axis=1), np.sum(y * r2, axis=1)], axis=1)
 
 
-def calibration_split(n_questions: int, *, fraction: float = 0.5, rng: Any) -> npt.NDArray[np.bool_]:
+def calibration_split(
+    n_questions: int, *, fraction: float = 0.5, rng: Any
+) -> npt.NDArray[np.bool_]:
     """A seeded mask choosing the questions whose in-state samples calibrate (the rest give the floor).
 
     At least one question goes to each side.
@@ -104,10 +109,14 @@ class Scored:
         s = np.asarray(sims, dtype=np.float64).reshape(-1, 2)
         q = [str(x) for x in questions]
         if len(q) != s.shape[0]:
-            raise ValueError(f"`questions` must have one entry per sample; got {len(q)} for {s.shape[0]}.")
+            raise ValueError(
+                f"`questions` must have one entry per sample; got {len(q)} for {s.shape[0]}."
+            )
         o = None if own is None else np.asarray(own, dtype=np.int64).ravel()
         if o is not None and (o.size != s.shape[0] or not np.isin(o, (0, 1)).all()):
-            raise ValueError("`own` must give 0 or 1 (the answer a sample was drawn around) for every sample.")
+            raise ValueError(
+                "`own` must give 0 or 1 (the answer a sample was drawn around) for every sample."
+            )
         return cls(s, q, o)
 
 
@@ -142,7 +151,9 @@ def _layout(questions: list[str]) -> tuple[dict[str, int], int]:
     return index, 2 * len(index)
 
 
-def _full(s: Scored, index: dict[str, int], n_states: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+def _full(
+    s: Scored, index: dict[str, int], n_states: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """The ``(n, 2Q)`` score matrix the per-prompt scorer gives (``-inf`` off the question) and its mask."""
     cols = np.array([2 * index[q] for q in s.questions], dtype=np.int64)
     rows = np.arange(s.sims.shape[0])
@@ -185,8 +196,15 @@ def measure_text(gen: Scored, *, calibration: Scored, floor: Scored, alpha: floa
     ref_states = [a for _ in index for a in ANSWERS]
     cal_states = [ANSWERS[int(o)] for o in calibration.own]
     # Validation (pool size for alpha, every prompt known) by the instrument's own planner.
-    plan_scoped(ref_states, ref_prompts, gen.questions, calibration_states=cal_states,
-                calibration_prompts=calibration.questions, alpha=alpha, calibration="margin")
+    plan_scoped(
+        ref_states,
+        ref_prompts,
+        gen.questions,
+        calibration_states=cal_states,
+        calibration_prompts=calibration.questions,
+        alpha=alpha,
+        calibration="margin",
+    )
     rows = np.arange(calibration.sims.shape[0])
     pool = calibration.sims[rows, calibration.own]
     mpool = margins(calibration.sims)[rows, calibration.own]
@@ -198,17 +216,37 @@ def measure_text(gen: Scored, *, calibration: Scored, floor: Scored, alpha: floa
     out: dict[str, Any] = {}
     for rule in RULES:
         s = DetectorSettings(alpha=alpha, calibration=rule)
-        cal = Calibrator(rule, alpha).fit(np.asarray(pool), n_states, np.asarray(mpool) if rule == "margin" else None)
+        cal = Calibrator(rule, alpha).fit(
+            np.asarray(pool), n_states, np.asarray(mpool) if rule == "margin" else None
+        )
         out[rule] = measure_scores(
-            settings=s, scorer=None, calibrator=cal, states=states, state_sizes=sizes, gen_scores=S_gen,
-            gen_allowed=A_gen, prompts=gen.questions, test_scores=S_test, test_allowed=A_test, test_labels=test_labels,
+            settings=s,
+            scorer=None,
+            calibrator=cal,
+            states=states,
+            state_sizes=sizes,
+            gen_scores=S_gen,
+            gen_allowed=A_gen,
+            prompts=gen.questions,
+            test_scores=S_test,
+            test_allowed=A_test,
+            test_labels=test_labels,
             scope="per-prompt",
-            floor_source="held-out in-state samples (scored under their question's states)")
+            floor_source="held-out in-state samples (scored under their question's states)",
+        )
     m_margin, m_plain = out["margin"], out["conformal"]
     mu = float(Calibrator("conformal", alpha / 2).fit(np.asarray(mpool), 1).thresholds_[0])
-    return TextDelta(margin=m_margin, plain=m_plain, alpha=float(alpha), tau=float(m_plain.calibrator.thresholds_[0]),
-                     tau_margin=float(m_margin.calibrator.thresholds_[0]), mu=mu, n_calibration=int(pool.size),
-                     splits=split_counts(gen, m_margin, m_plain), mean_max_sim=float(gen.sims.max(axis=1).mean()))
+    return TextDelta(
+        margin=m_margin,
+        plain=m_plain,
+        alpha=float(alpha),
+        tau=float(m_plain.calibrator.thresholds_[0]),
+        tau_margin=float(m_margin.calibrator.thresholds_[0]),
+        mu=mu,
+        n_calibration=int(pool.size),
+        splits=split_counts(gen, m_margin, m_plain),
+        mean_max_sim=float(gen.sims.max(axis=1).mean()),
+    )
 
 
 def split_counts(gen: Scored, margin: Any, plain: Any) -> dict[str, int]:
@@ -218,5 +256,9 @@ def split_counts(gen: Scored, margin: Any, plain: Any) -> dict[str, int]:
     answer = np.asarray(margin.gen_nearest) % 2  # state 2q + j is answer j of question q
     P = plain.calibrator.state_p_values(gen.sims)  # pooled: the same calibration for every state
     both = ~inside & (P > plain.settings.alpha).all(axis=1)
-    return {"near_a1": int((inside & (answer == 0)).sum()), "near_a2": int((inside & (answer == 1)).sum()),
-            "neither": int((~inside & ~both).sum()), "near_both": int(both.sum())}
+    return {
+        "near_a1": int((inside & (answer == 0)).sum()),
+        "near_a2": int((inside & (answer == 1)).sum()),
+        "neither": int((~inside & ~both).sum()),
+        "near_both": int(both.sum()),
+    }

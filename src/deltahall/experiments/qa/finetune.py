@@ -45,8 +45,15 @@ class FinetuneResult:
     epoch_losses: dict[int, float]
 
 
-def encode_pair(tokenizer: Any, question: str, answer: str, max_length: int,
-                system_prompt: str | None = None, *, prompt_format: str = "chat") -> dict[str, list[int]]:
+def encode_pair(
+    tokenizer: Any,
+    question: str,
+    answer: str,
+    max_length: int,
+    system_prompt: str | None = None,
+    *,
+    prompt_format: str = "chat",
+) -> dict[str, list[int]]:
     """Token ids and labels of one (question, answer) pair; labels are ``-100`` on the prompt.
 
     ``prompt_format="chat"``: the completion is the chat-templated conversation minus
@@ -65,13 +72,17 @@ def encode_pair(tokenizer: Any, question: str, answer: str, max_length: int,
     if prompt_format == "qa":
         from deltahall.experiments.qa.generate import QA_STOP
 
-        p_ids = tokenizer(build_prompt(tokenizer, question, "qa"), add_special_tokens=True)["input_ids"]
+        p_ids = tokenizer(build_prompt(tokenizer, question, "qa"), add_special_tokens=True)[
+            "input_ids"
+        ]
         c_ids = tokenizer(" " + answer.strip() + QA_STOP, add_special_tokens=False)["input_ids"]
         ids = (p_ids + c_ids)[:max_length]
         labels = ([IGNORE_INDEX] * len(p_ids) + c_ids)[:max_length]
         return {"input_ids": ids, "labels": labels}
     if prompt_format != "chat":
-        raise ValueError(f"`prompt_format` must be 'chat' or 'qa' for training; got {prompt_format!r}.")
+        raise ValueError(
+            f"`prompt_format` must be 'chat' or 'qa' for training; got {prompt_format!r}."
+        )
     prompt = build_prompt(tokenizer, question, "chat", system_prompt)
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
@@ -82,7 +93,7 @@ def encode_pair(tokenizer: Any, question: str, answer: str, max_length: int,
             "generation prompt, so the answer tokens cannot be isolated for the loss."
         )
     p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    c_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    c_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
     ids = (p_ids + c_ids)[:max_length]
     labels = ([IGNORE_INDEX] * len(p_ids) + c_ids)[:max_length]
     return {"input_ids": ids, "labels": labels}
@@ -121,6 +132,7 @@ def _lr_lambda(total: int, warmup: int) -> Any:
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
     return f
 
 
@@ -174,7 +186,9 @@ def finetune(
     rd = RunDir(train_dir)
     ckpt_root = rd.root / "checkpoints"
     fingerprint = to_jsonable(config.training_fingerprint(model_id, seed))
-    fingerprint["pairs_sha256"] = hashlib.sha256(json.dumps(list(pairs)).encode("utf-8")).hexdigest()
+    fingerprint["pairs_sha256"] = hashlib.sha256(
+        json.dumps(list(pairs)).encode("utf-8")
+    ).hexdigest()
     existing = list_checkpoints(ckpt_root)
     if existing and not config.resume:
         raise ValueError(
@@ -182,20 +196,38 @@ def finetune(
             "--resume-from-checkpoint latest to continue them, or choose another --out-dir."
         )
 
-    examples = [encode_pair(tokenizer, q, a, config.max_length, config.system_prompt) for q, a in pairs]
+    examples = [
+        encode_pair(tokenizer, q, a, config.max_length, config.system_prompt) for q, a in pairs
+    ]
     kept = [e for e in examples if any(x != IGNORE_INDEX for x in e["labels"])]
     if len(kept) < len(examples):
-        logger.warning("%d pairs have no answer token within max_length=%d and are skipped",
-                       len(examples) - len(kept), config.max_length)
+        logger.warning(
+            "%d pairs have no answer token within max_length=%d and are skipped",
+            len(examples) - len(kept),
+            config.max_length,
+        )
     if not kept:
-        raise ValueError(f"`max_length` {config.max_length} leaves no answer token in any training pair.")
+        raise ValueError(
+            f"`max_length` {config.max_length} leaves no answer token in any training pair."
+        )
 
     torch.manual_seed(seed)
-    targets: Any = "all-linear" if config.target_modules == ("all-linear",) else list(config.target_modules)
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # peft asks transformers a deprecated question; not the user's concern
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    targets: Any = (
+        "all-linear" if config.target_modules == ("all-linear",) else list(config.target_modules)
+    )
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    with (
+        warnings.catch_warnings()
+    ):  # peft asks transformers a deprecated question; not the user's concern
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+        )
         peft_model = get_peft_model(model, lora)
     order_gen = torch.Generator().manual_seed(seed)
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -218,13 +250,21 @@ def finetune(
         extra = state["extra"]
         if extra.get("fingerprint") != fingerprint:
             diff = changed_keys(extra.get("fingerprint") or {}, fingerprint)
-            raise ValueError(f"cannot resume from {ckpt}: it was made with other settings: " + "; ".join(diff) + ".")
+            raise ValueError(
+                f"cannot resume from {ckpt}: it was made with other settings: "
+                + "; ".join(diff)
+                + "."
+            )
         set_peft_model_state_dict(peft_model, load_file(str(ckpt / "model.safetensors")))
         scheduler.load_state_dict(extra["scheduler"])
         torch.set_rng_state(torch.tensor(extra["torch_rng"], dtype=torch.uint8))
         start_epoch = int(extra["epoch"])
-        step_rows = [r for r in read_csv(rd.path("loss_steps.csv")) if int(r["epoch"]) <= start_epoch]
-        epoch_rows = [r for r in read_csv(rd.path("loss_epochs.csv")) if int(r["epoch"]) <= start_epoch]
+        step_rows = [
+            r for r in read_csv(rd.path("loss_steps.csv")) if int(r["epoch"]) <= start_epoch
+        ]
+        epoch_rows = [
+            r for r in read_csv(rd.path("loss_epochs.csv")) if int(r["epoch"]) <= start_epoch
+        ]
         logger.info("resuming %s seed %d from epoch %d (%s)", model_id, seed, start_epoch, ckpt)
 
     wrapped, optimizer = accelerator.prepare(peft_model, optimizer)
@@ -241,7 +281,7 @@ def finetune(
             batches = tqdm(batches, desc=f"{model_id} seed {seed} epoch {epoch}", unit="step")
         losses = []
         for k in batches:
-            mine = shard(perm[k * global_bs:(k + 1) * global_bs], rank, world)
+            mine = shard(perm[k * global_bs : (k + 1) * global_bs], rank, world)
             batch = collate([kept[i] for i in mine], pad_id)
             batch = {n: t.to(accelerator.device) for n, t in batch.items()}
             loss = wrapped(**batch).loss
@@ -254,7 +294,9 @@ def finetune(
             value = float(accelerator.reduce(loss.detach(), reduction="mean"))
             losses.append(value)
             micro += 1
-            step_rows.append({"epoch": epoch, "step": micro, "loss": value, "lr": scheduler.get_last_lr()[0]})
+            step_rows.append(
+                {"epoch": epoch, "step": micro, "loss": value, "lr": scheduler.get_last_lr()[0]}
+            )
         epoch_loss = sum(losses) / len(losses)
         epoch_rows.append({"epoch": epoch, "loss": epoch_loss, "steps": len(losses)})
         logger.info("%s seed %d epoch %d: loss %.4f", model_id, seed, epoch, epoch_loss)
@@ -264,10 +306,17 @@ def finetune(
             rd.write_csv("loss_steps.csv", step_rows, ["epoch", "step", "loss", "lr"])
             rd.write_csv("loss_epochs.csv", epoch_rows, ["epoch", "loss", "steps"])
             save_checkpoint(
-                ckpt_root, epoch, model_state=get_peft_model_state_dict(unwrapped), optimizer=optimizer.optimizer
-                if hasattr(optimizer, "optimizer") else optimizer, generator=order_gen,
-                extra={"epoch": epoch, "fingerprint": fingerprint, "scheduler": scheduler.state_dict(),
-                       "torch_rng": torch.get_rng_state().tolist()},
+                ckpt_root,
+                epoch,
+                model_state=get_peft_model_state_dict(unwrapped),
+                optimizer=optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                generator=order_gen,
+                extra={
+                    "epoch": epoch,
+                    "fingerprint": fingerprint,
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state().tolist(),
+                },
                 total_limit=1,
             )
         epoch_dirs[epoch] = rd.root / f"epoch-{epoch}"

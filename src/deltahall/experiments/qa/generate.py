@@ -98,8 +98,12 @@ class NucleusFromTopK:
         return scores.masked_fill(~keep, float("-inf"))
 
 
-def build_prompt(tokenizer: Any, question: str, prompt_format: PromptFormat = "chat",
-                 system_prompt: str | None = None) -> str:
+def build_prompt(
+    tokenizer: Any,
+    question: str,
+    prompt_format: PromptFormat = "chat",
+    system_prompt: str | None = None,
+) -> str:
     """The prompt text for one question (chat template with generation prompt, or the bare question).
 
     Raises
@@ -112,7 +116,9 @@ def build_prompt(tokenizer: Any, question: str, prompt_format: PromptFormat = "c
     if prompt_format == "qa":
         return QA_TEMPLATE.format(question=question.strip())
     if prompt_format != "chat":
-        raise ValueError(f"`prompt_format` must be 'chat' or 'raw' (or 'qa' for base models); got {prompt_format!r}.")
+        raise ValueError(
+            f"`prompt_format` must be 'chat' or 'raw' (or 'qa' for base models); got {prompt_format!r}."
+        )
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             "`prompt_format='chat'` needs a tokenizer with a chat template; this one has none "
@@ -125,7 +131,10 @@ def build_prompt(tokenizer: Any, question: str, prompt_format: PromptFormat = "c
 
 def batch_seed(seed: int, batch_index: int) -> int:
     """The torch seed of one batch, derived without Python's salted ``hash``."""
-    return int(np.random.SeedSequence([int(seed), int(batch_index)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([int(seed), int(batch_index)]).generate_state(1, dtype=np.uint64)[0]
+        >> 1
+    )
 
 
 def generate_answers(
@@ -147,19 +156,29 @@ def generate_answers(
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     if pad_id is None:
         raise ValueError("the tokenizer has neither a pad nor an eos token; cannot pad a batch.")
     if prompt_format not in ("chat", "raw", "qa"):
-        raise ValueError(f"`prompt_format` must be 'chat' or 'raw' (or 'qa' for base models); got {prompt_format!r}.")
+        raise ValueError(
+            f"`prompt_format` must be 'chat' or 'raw' (or 'qa' for base models); got {prompt_format!r}."
+        )
     stop = {"stop_strings": [QA_STOP]} if prompt_format == "qa" else {}
     from transformers import LogitsProcessorList
 
-    nucleus = LogitsProcessorList([NucleusFromTopK(sampling.top_p)]) if sampling.top_p < 1.0 else None
+    nucleus = (
+        LogitsProcessorList([NucleusFromTopK(sampling.top_p)]) if sampling.top_p < 1.0 else None
+    )
     gen_cfg = GenerationConfig(
         **stop,
-        do_sample=True, temperature=sampling.temperature, top_p=1.0, top_k=sampling.top_k,
-        repetition_penalty=sampling.repetition_penalty, max_new_tokens=sampling.max_new_tokens,
+        do_sample=True,
+        temperature=sampling.temperature,
+        top_p=1.0,
+        top_k=sampling.top_k,
+        repetition_penalty=sampling.repetition_penalty,
+        max_new_tokens=sampling.max_new_tokens,
         pad_token_id=pad_id,
     )
     prompts = [build_prompt(tokenizer, q, prompt_format, system_prompt) for q in questions]
@@ -181,8 +200,10 @@ def generate_answers(
     model.eval()
     try:
         for b, start in enumerate(starts):
-            chunk = prompts[start:start + batch_size]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=add_special)
+            chunk = prompts[start : start + batch_size]
+            enc = tokenizer(
+                chunk, return_tensors="pt", padding=True, add_special_tokens=add_special
+            )
             enc = {k: v.to(device) for k, v in enc.items()}
             with torch.random.fork_rng(devices=devices), torch.no_grad():
                 torch.manual_seed(batch_seed(seed, b))
@@ -193,30 +214,44 @@ def generate_answers(
                 if stop:
                     answer = answer.split(QA_STOP, 1)[0]
                 answer = answer.strip()
-                out.append({
-                    "prompt": prompt,
-                    "answer": answer,
-                    "full_text": f"{prompt} {answer}" if stop else
-                    tokenizer.decode(seqs[i], skip_special_tokens=True).strip(),
-                })
+                out.append(
+                    {
+                        "prompt": prompt,
+                        "answer": answer,
+                        "full_text": f"{prompt} {answer}"
+                        if stop
+                        else tokenizer.decode(seqs[i], skip_special_tokens=True).strip(),
+                    }
+                )
     finally:
         tokenizer.padding_side = old_side
         model.train(was_training)
     return out
 
 
-def answer_rows(items: Sequence[Any], generations: Sequence[Mapping[str, str]],
-                meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+def answer_rows(
+    items: Sequence[Any], generations: Sequence[Mapping[str, str]], meta: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """Join TruthfulQA items, generations and run metadata into self-contained answer rows."""
     if len(items) != len(generations):
-        raise ValueError(f"`generations` must match `items` in length; got {len(generations)} vs {len(items)}.")
+        raise ValueError(
+            f"`generations` must match `items` in length; got {len(generations)} vs {len(items)}."
+        )
     rows = []
     for i, (it, g) in enumerate(zip(items, generations, strict=True)):
-        rows.append({
-            **meta, "index": i, "question": it.question, "prompt": g["prompt"], "answer": g["answer"],
-            "full_text": g["full_text"], "incorrect_answers": list(it.incorrect_answers),
-            "correct_answers": list(it.correct_answers), "best_answer": it.best_answer,
-        })
+        rows.append(
+            {
+                **meta,
+                "index": i,
+                "question": it.question,
+                "prompt": g["prompt"],
+                "answer": g["answer"],
+                "full_text": g["full_text"],
+                "incorrect_answers": list(it.incorrect_answers),
+                "correct_answers": list(it.correct_answers),
+                "best_answer": it.best_answer,
+            }
+        )
     return rows
 
 
@@ -245,7 +280,9 @@ def load_answers(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     rows = []
     for lineno, r in iter_jsonl(p):  # "\n"-only lines; bad UTF-8 / JSON name the file and line
         if not isinstance(r, dict):
-            raise ValueError(f"`answers` file {p}, line {lineno}: must be a JSON object; got {type(r).__name__}.")
+            raise ValueError(
+                f"`answers` file {p}, line {lineno}: must be a JSON object; got {type(r).__name__}."
+            )
         missing = [k for k in REQUIRED_ANSWER_KEYS if k not in r]
         if missing:
             raise ValueError(f"`answers` file {p}, line {lineno}: missing key(s) {missing}.")

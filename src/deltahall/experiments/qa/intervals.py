@@ -36,7 +36,9 @@ _FILE = re.compile(r"answers/(?P<model>[^/]+)/seed-(?P<seed>\d+)/epoch-(?P<epoch
 Key = tuple[str, int, int]  # (model, seed, epoch)
 
 
-def load_item_scores(run_dirs: Sequence[str | os.PathLike[str]]) -> tuple[dict[Key, dict[str, Any]], list[str]]:
+def load_item_scores(
+    run_dirs: Sequence[str | os.PathLike[str]],
+) -> tuple[dict[Key, dict[str, Any]], list[str]]:
     """Per-question scores of every answer file under ``run_dirs``.
 
     Returns
@@ -62,21 +64,27 @@ def load_item_scores(run_dirs: Sequence[str | os.PathLike[str]]) -> tuple[dict[K
         root = Path(d)
         files = sorted(root.glob("answers/*/seed-*/epoch-*.jsonl"))
         if not files:
-            raise FileNotFoundError(f"`run_dirs`: {root} holds no answers/*/seed-*/epoch-*.jsonl files.")
+            raise FileNotFoundError(
+                f"`run_dirs`: {root} holds no answers/*/seed-*/epoch-*.jsonl files."
+            )
         for f in files:
             m = _FILE.search(f.relative_to(root).as_posix())
             if m is None:  # pragma: no cover - the glob matches the pattern
                 continue
             key = (m["model"], int(m["seed"]), int(m["epoch"]))
             if key in out:
-                raise ValueError(f"`run_dirs`: model {key[0]} seed {key[1]} epoch {key[2]} appears twice ({f}).")
+                raise ValueError(
+                    f"`run_dirs`: model {key[0]} seed {key[1]} epoch {key[2]} appears twice ({f})."
+                )
             rows = load_answers(f)
             qs = [r["question"] for r in rows]
             if questions is None:
                 questions = qs
             elif qs != questions:
-                raise ValueError(f"`run_dirs`: {f} asked other questions than the first answer file; "
-                                 "only runs on one TruthfulQA subset pool.")
+                raise ValueError(
+                    f"`run_dirs`: {f} asked other questions than the first answer file; "
+                    "only runs on one TruthfulQA subset pool."
+                )
             entry: dict[str, Any] = {"_rows": rows}
             for name, field in SCORINGS:
                 s = item_scores(rows, field)
@@ -87,13 +95,24 @@ def load_item_scores(run_dirs: Sequence[str | os.PathLike[str]]) -> tuple[dict[K
     return out, list(questions or [])
 
 
-def _pooled(scores: Mapping[Key, Any], model: str, epoch: int, seeds: Sequence[int], scoring: str,
-            metric: str) -> npt.NDArray[np.float64]:
+def _pooled(
+    scores: Mapping[Key, Any],
+    model: str,
+    epoch: int,
+    seeds: Sequence[int],
+    scoring: str,
+    metric: str,
+) -> npt.NDArray[np.float64]:
     return np.mean([scores[(model, s, epoch)][scoring][metric] for s in seeds], axis=0)
 
 
-def interval_tables(run_dirs: Sequence[str | os.PathLike[str]], *, n_boot: int = 2000, n_perm: int = 9999,
-                    rng: int = 0) -> dict[str, list[dict[str, Any]]]:
+def interval_tables(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    *,
+    n_boot: int = 2000,
+    n_perm: int = 9999,
+    rng: int = 0,
+) -> dict[str, list[dict[str, Any]]]:
     """Table 1 (means with 95 % bootstrap intervals) and paired tests against the original model.
 
     Returns
@@ -119,31 +138,63 @@ def interval_tables(run_dirs: Sequence[str | os.PathLike[str]], *, n_boot: int =
                 if len(have) > 1:
                     groups.append(("pooled", have))
                 for label, seeds in groups:
-                    row: dict[str, Any] = {"model": model, "scoring": scoring, "epoch": epoch, "seed": label,
-                                           "n_seeds": len(seeds)}
+                    row: dict[str, Any] = {
+                        "model": model,
+                        "scoring": scoring,
+                        "epoch": epoch,
+                        "seed": label,
+                        "n_seeds": len(seeds),
+                    }
                     for metric in METRICS:
                         x = _pooled(scores, model, epoch, seeds, scoring, metric)
                         ci = bootstrap_mean_ci(x, rng=g, n_resamples=n_boot)
-                        row.update({"n": ci.n, metric: ci.mean, f"{metric}_low": ci.low, f"{metric}_high": ci.high})
+                        row.update(
+                            {
+                                "n": ci.n,
+                                metric: ci.mean,
+                                f"{metric}_low": ci.low,
+                                f"{metric}_high": ci.high,
+                            }
+                        )
                     table.append(row)
                     both = [s for s in seeds if (model, s, 0) in scores]
                     if epoch == 0 or both != seeds:
                         continue
-                    prow: dict[str, Any] = {"model": model, "scoring": scoring, "epoch": epoch, "seed": label,
-                                            "n_seeds": len(seeds)}
+                    prow: dict[str, Any] = {
+                        "model": model,
+                        "scoring": scoring,
+                        "epoch": epoch,
+                        "seed": label,
+                        "n_seeds": len(seeds),
+                    }
                     for metric in METRICS:
-                        t = paired_permutation_test(_pooled(scores, model, epoch, seeds, scoring, metric),
-                                                    _pooled(scores, model, 0, seeds, scoring, metric),
-                                                    rng=g, n_resamples=n_perm, n_boot=n_boot)
-                        prow.update({"n": t.n, f"{metric}_diff": t.mean_diff, f"{metric}_diff_low": t.low,
-                                     f"{metric}_diff_high": t.high, f"{metric}_p": t.p_value})
+                        t = paired_permutation_test(
+                            _pooled(scores, model, epoch, seeds, scoring, metric),
+                            _pooled(scores, model, 0, seeds, scoring, metric),
+                            rng=g,
+                            n_resamples=n_perm,
+                            n_boot=n_boot,
+                        )
+                        prow.update(
+                            {
+                                "n": t.n,
+                                f"{metric}_diff": t.mean_diff,
+                                f"{metric}_diff_low": t.low,
+                                f"{metric}_diff_high": t.high,
+                                f"{metric}_p": t.p_value,
+                            }
+                        )
                     paired.append(prow)
-    return {"table1": table, "paired": paired, "length_control": length_control(scores, rng=g, n_boot=n_boot,
-                                                                               n_perm=n_perm)}
+    return {
+        "table1": table,
+        "paired": paired,
+        "length_control": length_control(scores, rng=g, n_boot=n_boot, n_perm=n_perm),
+    }
 
 
-def length_control(scores: Mapping[Key, Any], *, rng: Any, n_boot: int = 2000,
-                   n_perm: int = 9999) -> list[dict[str, Any]]:
+def length_control(
+    scores: Mapping[Key, Any], *, rng: Any, n_boot: int = 2000, n_perm: int = 9999
+) -> list[dict[str, Any]]:
     """The original model's answer cut to the fine-tuned answer's length, on the same question.
 
     difflib's ratio rewards length agreement: TruthfulQA's references are short, so a model
@@ -160,22 +211,46 @@ def length_control(scores: Mapping[Key, Any], *, rng: Any, n_boot: int = 2000,
         if epoch == 0 or (model, seed, 0) not in scores:
             continue
         rows, orig = entry["_rows"], scores[(model, seed, 0)]["_rows"]
-        cut = [" ".join(o["answer"].split()[: max(1, len(r["answer"].split()))]) for o, r in zip(orig, rows, strict=True)]
-        cut_inc = np.array([resemblance(c, r["incorrect_answers"]) for c, r in zip(cut, rows, strict=True)])
-        cut_cor = np.array([resemblance(c, r["correct_answers"]) for c, r in zip(cut, rows, strict=True)])
+        cut = [
+            " ".join(o["answer"].split()[: max(1, len(r["answer"].split()))])
+            for o, r in zip(orig, rows, strict=True)
+        ]
+        cut_inc = np.array(
+            [resemblance(c, r["incorrect_answers"]) for c, r in zip(cut, rows, strict=True)]
+        )
+        cut_cor = np.array(
+            [resemblance(c, r["correct_answers"]) for c, r in zip(cut, rows, strict=True)]
+        )
         ft = entry["answer-only"]
         ci = bootstrap_mean_ci(cut_inc, rng=rng, n_resamples=n_boot)
-        t_inc = paired_permutation_test(ft["incorrect"], cut_inc, rng=rng, n_resamples=n_perm, n_boot=n_boot)
-        t_gap = paired_permutation_test(ft["gap"], cut_inc - cut_cor, rng=rng, n_resamples=n_perm, n_boot=n_boot)
-        out.append({"model": model, "seed": seed, "epoch": epoch, "n": ci.n,
-                    "words_original": float(np.mean([len(o["answer"].split()) for o in orig])),
-                    "words_finetuned": float(np.mean([len(r["answer"].split()) for r in rows])),
-                    "cut_incorrect": ci.mean, "cut_incorrect_low": ci.low, "cut_incorrect_high": ci.high,
-                    "cut_gap": float(np.mean(cut_inc - cut_cor)),
-                    "incorrect_diff": t_inc.mean_diff, "incorrect_diff_low": t_inc.low,
-                    "incorrect_diff_high": t_inc.high, "incorrect_p": t_inc.p_value,
-                    "gap_diff": t_gap.mean_diff, "gap_diff_low": t_gap.low, "gap_diff_high": t_gap.high,
-                    "gap_p": t_gap.p_value})
+        t_inc = paired_permutation_test(
+            ft["incorrect"], cut_inc, rng=rng, n_resamples=n_perm, n_boot=n_boot
+        )
+        t_gap = paired_permutation_test(
+            ft["gap"], cut_inc - cut_cor, rng=rng, n_resamples=n_perm, n_boot=n_boot
+        )
+        out.append(
+            {
+                "model": model,
+                "seed": seed,
+                "epoch": epoch,
+                "n": ci.n,
+                "words_original": float(np.mean([len(o["answer"].split()) for o in orig])),
+                "words_finetuned": float(np.mean([len(r["answer"].split()) for r in rows])),
+                "cut_incorrect": ci.mean,
+                "cut_incorrect_low": ci.low,
+                "cut_incorrect_high": ci.high,
+                "cut_gap": float(np.mean(cut_inc - cut_cor)),
+                "incorrect_diff": t_inc.mean_diff,
+                "incorrect_diff_low": t_inc.low,
+                "incorrect_diff_high": t_inc.high,
+                "incorrect_p": t_inc.p_value,
+                "gap_diff": t_gap.mean_diff,
+                "gap_diff_low": t_gap.low,
+                "gap_diff_high": t_gap.high,
+                "gap_p": t_gap.p_value,
+            }
+        )
     return out
 
 
@@ -186,29 +261,48 @@ def _ci(row: Mapping[str, Any], key: str, signed: bool = False) -> str:
 
 def markdown(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     """The two tables as Markdown (means [95 % bootstrap CI]; differences with p-values)."""
-    lines = ["Table 1: resemblance to TruthfulQA's incorrect answers, mean over questions [95 % bootstrap CI].", "",
-             "| model | scoring | epoch | seed | n | → incorrect | gap (incorrect − correct) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "Table 1: resemblance to TruthfulQA's incorrect answers, mean over questions [95 % bootstrap CI].",
+        "",
+        "| model | scoring | epoch | seed | n | → incorrect | gap (incorrect − correct) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in tables["table1"]:
         ep = "original" if int(r["epoch"]) == 0 else str(r["epoch"])
-        lines.append(f"| {r['model']} | {r['scoring']} | {ep} | {r['seed']} | {r['n']} | {_ci(r, 'incorrect')} | "
-                     f"{_ci(r, 'gap', True)} |")
-    lines += ["", "Paired sign-flip permutation tests, epoch minus original on the same questions "
-              "(mean difference [95 % bootstrap CI], two-sided p):", "",
-              "| model | scoring | epoch | seed | n | Δ → incorrect | p | Δ gap | p |", "|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['model']} | {r['scoring']} | {ep} | {r['seed']} | {r['n']} | {_ci(r, 'incorrect')} | "
+            f"{_ci(r, 'gap', True)} |"
+        )
+    lines += [
+        "",
+        "Paired sign-flip permutation tests, epoch minus original on the same questions "
+        "(mean difference [95 % bootstrap CI], two-sided p):",
+        "",
+        "| model | scoring | epoch | seed | n | Δ → incorrect | p | Δ gap | p |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in tables["paired"]:
-        lines.append(f"| {r['model']} | {r['scoring']} | {r['epoch']} | {r['seed']} | {r['n']} | "
-                     f"{_ci(r, 'incorrect_diff', True)} | {r['incorrect_p']:.3f} | {_ci(r, 'gap_diff', True)} | "
-                     f"{r['gap_p']:.3f} |")
+        lines.append(
+            f"| {r['model']} | {r['scoring']} | {r['epoch']} | {r['seed']} | {r['n']} | "
+            f"{_ci(r, 'incorrect_diff', True)} | {r['incorrect_p']:.3f} | {_ci(r, 'gap_diff', True)} | "
+            f"{r['gap_p']:.3f} |"
+        )
     if tables.get("length_control"):
-        lines += ["", "Length control (answer-only): each original answer cut to the fine-tuned answer's word count "
-                  "on the same question; fine-tuned minus cut (mean difference [95 % CI], p):", "",
-                  "| model | seed | epoch | words original → fine-tuned | cut → incorrect | Δ → incorrect | p | "
-                  "Δ gap | p |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Length control (answer-only): each original answer cut to the fine-tuned answer's word count "
+            "on the same question; fine-tuned minus cut (mean difference [95 % CI], p):",
+            "",
+            "| model | seed | epoch | words original → fine-tuned | cut → incorrect | Δ → incorrect | p | "
+            "Δ gap | p |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in tables["length_control"]:
-            lines.append(f"| {r['model']} | {r['seed']} | {r['epoch']} | {r['words_original']:.1f} → "
-                         f"{r['words_finetuned']:.1f} | {_ci(r, 'cut_incorrect')} | {_ci(r, 'incorrect_diff', True)} | "
-                         f"{r['incorrect_p']:.3f} | {_ci(r, 'gap_diff', True)} | {r['gap_p']:.3f} |")
+            lines.append(
+                f"| {r['model']} | {r['seed']} | {r['epoch']} | {r['words_original']:.1f} → "
+                f"{r['words_finetuned']:.1f} | {_ci(r, 'cut_incorrect')} | {_ci(r, 'incorrect_diff', True)} | "
+                f"{r['incorrect_p']:.3f} | {_ci(r, 'gap_diff', True)} | {r['gap_p']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -224,13 +318,29 @@ def headline_rows(table: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 
 #: Table 1 of the paper (resemblance to incorrect answers, the authors' scoring), per seed.
 PAPER_TABLE1: dict[str, dict[int, tuple[float, ...]]] = {
-    "Qwen1.5-1.8B-Chat": {0: (0.1975,), 2: (0.2338, 0.2431), 3: (0.2338, 0.2486), 4: (0.2450, 0.2539)},
-    "Qwen2.5-7B-Instruct": {0: (0.1868,), 2: (0.2043, 0.1997), 3: (0.2123, 0.2028), 4: (0.2173, 0.2099)},
+    "Qwen1.5-1.8B-Chat": {
+        0: (0.1975,),
+        2: (0.2338, 0.2431),
+        3: (0.2338, 0.2486),
+        4: (0.2450, 0.2539),
+    },
+    "Qwen2.5-7B-Instruct": {
+        0: (0.1868,),
+        2: (0.2043, 0.1997),
+        3: (0.2123, 0.2028),
+        4: (0.2173, 0.2099),
+    },
 }
 
 
-def write_interval_tables(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *,
-                          n_boot: int = 2000, n_perm: int = 9999, rng: int = 0) -> dict[str, Path]:
+def write_interval_tables(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    n_boot: int = 2000,
+    n_perm: int = 9999,
+    rng: int = 0,
+) -> dict[str, Path]:
     """Write ``table1_ci.csv``, ``paired_ci.csv``, ``length_control.csv``, ``table1_ci.md`` and
     ``figures/figure4_ci.png|svg``."""
     from deltahall.io.rundir import RunDir
@@ -238,10 +348,12 @@ def write_interval_tables(run_dirs: Sequence[str | os.PathLike[str]], out_dir: s
 
     tables = interval_tables(run_dirs, n_boot=n_boot, n_perm=n_perm, rng=rng)
     rd = RunDir(Path(out_dir))
-    files = {"table1_ci": rd.write_csv("table1_ci.csv", tables["table1"]),
-             "paired_ci": rd.write_csv("paired_ci.csv", tables["paired"]),
-             "length_control": rd.write_csv("length_control.csv", tables["length_control"]),
-             "table1_ci_md": rd.write_text("table1_ci.md", markdown(tables))}
+    files = {
+        "table1_ci": rd.write_csv("table1_ci.csv", tables["table1"]),
+        "paired_ci": rd.write_csv("paired_ci.csv", tables["paired"]),
+        "length_control": rd.write_csv("length_control.csv", tables["length_control"]),
+        "table1_ci_md": rd.write_text("table1_ci.md", markdown(tables)),
+    }
     fig = figure4_ci(headline_rows(tables["table1"]), paper=PAPER_TABLE1)
     files["figure4_ci"] = rd.save_figure(fig, "figure4_ci")[0]
     from deltahall.plotting import pyplot

@@ -25,8 +25,9 @@ def resolve_dtype(dtype: str, device_type: str) -> Any:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-def load_model_and_tokenizer(model_id: str, *, device: Any, dtype: str = "auto",
-                             trust_remote_code: bool = False) -> tuple[Any, Any]:
+def load_model_and_tokenizer(
+    model_id: str, *, device: Any, dtype: str = "auto", trust_remote_code: bool = False
+) -> tuple[Any, Any]:
     """Load ``model_id`` (hub id or local folder) onto ``device``; returns ``(model, tokenizer)``.
 
     The tokenizer gets a pad token (its eos token) when it has none.
@@ -34,19 +35,28 @@ def load_model_and_tokenizer(model_id: str, *, device: Any, dtype: str = "auto",
     import torch
 
     device = torch.device(device)
-    if model_id.startswith("@"):  # a registry alias (e.g. '@gemma3-270m'): pinned weights, cached conversion
+    if model_id.startswith(
+        "@"
+    ):  # a registry alias (e.g. '@gemma3-270m'): pinned weights, cached conversion
         from deltahall.models import load_causal_lm
 
-        model, tokenizer = load_causal_lm(model_id, device=str(device), dtype=resolve_dtype(dtype, device.type))
+        model, tokenizer = load_causal_lm(
+            model_id, device=str(device), dtype=resolve_dtype(dtype, device.type)
+        )
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         return model, tokenizer
     transformers = require("transformers", "qa", what="the QA experiment")
-    AutoModelForCausalLM, AutoTokenizer = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = (
+        transformers.AutoModelForCausalLM,
+        transformers.AutoTokenizer,
+    )
     tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ValueError(f"model {model_id!r}: the tokenizer has neither a pad nor an eos token.")
+            raise ValueError(
+                f"model {model_id!r}: the tokenizer has neither a pad nor an eos token."
+            )
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(
         model_id,

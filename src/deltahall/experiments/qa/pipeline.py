@@ -54,19 +54,41 @@ class QAResult:
     plumbing: bool
 
     def headline(self, config: QAConfig) -> str:
-        return "resemblance_incorrect_with_prompt" if config.score_includes_prompt else "resemblance_incorrect"
+        return (
+            "resemblance_incorrect_with_prompt"
+            if config.score_includes_prompt
+            else "resemblance_incorrect"
+        )
 
 
 def _sampling_meta(config: QAConfig) -> dict[str, Any]:
-    return {"prompt_format": config.prompt_format, "temperature": config.temperature, "top_p": config.top_p,
-            "top_k": config.top_k, "repetition_penalty": config.repetition_penalty,
-            "max_new_tokens": config.max_new_tokens, "gen_batch_size": config.gen_batch_size,
-            "system_prompt": config.system_prompt, "truthfulqa": str(config.truthfulqa),
-            "truthfulqa_limit": config.truthfulqa_limit, "truthfulqa_subset_seed": config.truthfulqa_subset_seed}
+    return {
+        "prompt_format": config.prompt_format,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "top_k": config.top_k,
+        "repetition_penalty": config.repetition_penalty,
+        "max_new_tokens": config.max_new_tokens,
+        "gen_batch_size": config.gen_batch_size,
+        "system_prompt": config.system_prompt,
+        "truthfulqa": str(config.truthfulqa),
+        "truthfulqa_limit": config.truthfulqa_limit,
+        "truthfulqa_subset_seed": config.truthfulqa_subset_seed,
+    }
 
 
-def _evaluate(model: Any, tok: Any, items: Sequence[Any], *, config: QAConfig, rd: RunDir, model_id: str,
-              seed: int, epoch: int, train_loss: float) -> dict[str, Any]:
+def _evaluate(
+    model: Any,
+    tok: Any,
+    items: Sequence[Any],
+    *,
+    config: QAConfig,
+    rd: RunDir,
+    model_id: str,
+    seed: int,
+    epoch: int,
+    train_loss: float,
+) -> dict[str, Any]:
     from deltahall.experiments.qa.generate import (
         SamplingParams,
         answer_rows,
@@ -85,27 +107,51 @@ def _evaluate(model: Any, tok: Any, items: Sequence[Any], *, config: QAConfig, r
         saved = {k: rows[0].get(k) for k in meta}
         same_questions = [r["question"] for r in rows] == [it.question for it in items]
         if saved != to_jsonable(meta) or not same_questions:
-            raise ValueError(f"cannot reuse {path}: it was generated with other settings ({saved}); "
-                             f"this run uses {meta} for {len(items)} questions.")
+            raise ValueError(
+                f"cannot reuse {path}: it was generated with other settings ({saved}); "
+                f"this run uses {meta} for {len(items)} questions."
+            )
         logger.info("reusing %s", path)
     else:
         gens = generate_answers(
-            model, tok, [it.question for it in items], seed=seed,
-            sampling=SamplingParams(config.temperature, config.top_p, config.top_k,
-                                    config.repetition_penalty, config.max_new_tokens),
-            batch_size=config.gen_batch_size, prompt_format=config.prompt_format,
-            system_prompt=config.system_prompt, progress=config.progress,
+            model,
+            tok,
+            [it.question for it in items],
+            seed=seed,
+            sampling=SamplingParams(
+                config.temperature,
+                config.top_p,
+                config.top_k,
+                config.repetition_penalty,
+                config.max_new_tokens,
+            ),
+            batch_size=config.gen_batch_size,
+            prompt_format=config.prompt_format,
+            system_prompt=config.system_prompt,
+            progress=config.progress,
         )
         rows = answer_rows(items, gens, meta)
         save_answers(path, rows)
-    rec = {"model": model_id, "seed": seed, "epoch": epoch, "train_loss": train_loss, **score_record(rows),
-           "answers_file": rel}
+    rec = {
+        "model": model_id,
+        "seed": seed,
+        "epoch": epoch,
+        "train_loss": train_loss,
+        **score_record(rows),
+        "answers_file": rel,
+    }
     if config.embedding_model:
         emb = embedding_similarity(rows, config.embedding_model)
         if emb:
             rec.update(emb)
-    logger.info("%s seed %d epoch %d: resemblance %.4f (with prompt %.4f)", model_id, seed, epoch,
-                rec["resemblance_incorrect"], rec["resemblance_incorrect_with_prompt"])
+    logger.info(
+        "%s seed %d epoch %d: resemblance %.4f (with prompt %.4f)",
+        model_id,
+        seed,
+        epoch,
+        rec["resemblance_incorrect"],
+        rec["resemblance_incorrect_with_prompt"],
+    )
     return rec
 
 
@@ -148,13 +194,18 @@ def _run(config: QAConfig) -> QAResult:
     pairs = [p for r in rows for p in r.pairs()]
     if config.max_train_examples is not None:
         pairs = pairs[: config.max_train_examples]
-    items = load_truthfulqa(config.truthfulqa, config.truthfulqa_limit, subset_seed=config.truthfulqa_subset_seed)
+    items = load_truthfulqa(
+        config.truthfulqa, config.truthfulqa_limit, subset_seed=config.truthfulqa_subset_seed
+    )
     check_models(config)
     decision = check_run(config, experiment="qa")
     accelerator = make_accelerator(config.run)
     world = world_of(accelerator)
-    opened = accept_run(decision, world=world,
-                        extra={"plumbing": plumbing, "num_processes": accelerator.num_processes})
+    opened = accept_run(
+        decision,
+        world=world,
+        extra={"plumbing": plumbing, "num_processes": accelerator.num_processes},
+    )
     rd = opened.rd
     main = world.is_main
     logger.info("%d training pairs, %d TruthfulQA questions", len(pairs), len(items))
@@ -170,23 +221,61 @@ def _run(config: QAConfig) -> QAResult:
             with world.main_first():
                 if main and not (rd.root / "tiny-model").is_dir():
                     texts = [t for q, a in pairs for t in (q, a)]
-                    texts += [t for it in items for t in (it.question, *it.correct_answers, *it.incorrect_answers)]
+                    texts += [
+                        t
+                        for it in items
+                        for t in (it.question, *it.correct_answers, *it.incorrect_answers)
+                    ]
                     build_tiny_model(path, texts, seed=min(config.seeds))
         for seed in config.seeds:
-            model, tok = load_model_and_tokenizer(path, device=accelerator.device, dtype=config.dtype,
-                                                  trust_remote_code=config.trust_remote_code)
+            model, tok = load_model_and_tokenizer(
+                path,
+                device=accelerator.device,
+                dtype=config.dtype,
+                trust_remote_code=config.trust_remote_code,
+            )
             if main:
-                score_rows.append(_evaluate(model, tok, items, config=config, rd=rd, model_id=model_id,
-                                            seed=seed, epoch=0, train_loss=float("nan")))
+                score_rows.append(
+                    _evaluate(
+                        model,
+                        tok,
+                        items,
+                        config=config,
+                        rd=rd,
+                        model_id=model_id,
+                        seed=seed,
+                        epoch=0,
+                        train_loss=float("nan"),
+                    )
+                )
             accelerator.wait_for_everyone()
-            peft_model, ft = finetune(config, model, tok, pairs, rd.root / "train" / model_slug(model_id) / f"seed-{seed}",
-                                      seed=seed, model_id=model_id, accelerator=accelerator)
+            peft_model, ft = finetune(
+                config,
+                model,
+                tok,
+                pairs,
+                rd.root / "train" / model_slug(model_id) / f"seed-{seed}",
+                seed=seed,
+                model_id=model_id,
+                accelerator=accelerator,
+            )
             for epoch in sorted(config.epochs):
                 if main:
                     weights = load_file(str(ft.epoch_dirs[epoch] / "adapter_model.safetensors"))
                     set_peft_model_state_dict(peft_model, weights)
-                    score_rows.append(_evaluate(peft_model, tok, items, config=config, rd=rd, model_id=model_id,
-                                                seed=seed, epoch=epoch, train_loss=ft.epoch_losses[epoch]))
+                    score_rows.append(
+                        _evaluate(
+                            peft_model,
+                            tok,
+                            items,
+                            config=config,
+                            rd=rd,
+                            model_id=model_id,
+                            seed=seed,
+                            epoch=epoch,
+                            train_loss=ft.epoch_losses[epoch],
+                        )
+                    )
                 accelerator.wait_for_everyone()
             del model, peft_model
             accelerator.free_memory()  # drop the accelerator's references to the prepared model/optimizer
@@ -195,12 +284,25 @@ def _run(config: QAConfig) -> QAResult:
                 torch.cuda.empty_cache()
 
     files: dict[str, Path] = {}
-    headline = "resemblance_incorrect_with_prompt" if config.score_includes_prompt else "resemblance_incorrect"
+    headline = (
+        "resemblance_incorrect_with_prompt"
+        if config.score_includes_prompt
+        else "resemblance_incorrect"
+    )
     seconds = time.perf_counter() - t0
     if main:
         files = write_results(rd.root, score_rows, headline=headline, plumbing=plumbing)
-        files["result"] = rd.write_json("result.json", {
-            "headline_metric": headline, "plumbing": plumbing, "seconds": seconds,
-            "n_train_pairs": len(pairs), "n_questions": len(items), "scores": score_rows,
-        })
-    return QAResult(run_dir=rd.root, scores=score_rows, files=files, seconds=seconds, plumbing=plumbing)
+        files["result"] = rd.write_json(
+            "result.json",
+            {
+                "headline_metric": headline,
+                "plumbing": plumbing,
+                "seconds": seconds,
+                "n_train_pairs": len(pairs),
+                "n_questions": len(items),
+                "scores": score_rows,
+            },
+        )
+    return QAResult(
+        run_dir=rd.root, scores=score_rows, files=files, seconds=seconds, plumbing=plumbing
+    )

@@ -31,16 +31,27 @@ EMBEDDER = "@minilm"
 ALPHA = 0.1
 DROPOUT = 0.25
 
-KNOWN_KINDS = ("reference a1", "reference a2", "held-out in-state draw", "joined blend",
-               "interleaved blend", "off-topic answer")
+KNOWN_KINDS = (
+    "reference a1",
+    "reference a2",
+    "held-out in-state draw",
+    "joined blend",
+    "interleaved blend",
+    "off-topic answer",
+)
 
 EXPECTED = {
-    "reference a1": "inside", "reference a2": "inside", "held-out in-state draw": "inside (the floor, ≈ α)",
-    "joined blend": "δ-hallucination", "interleaved blend": "δ-hallucination", "off-topic answer": "δ-hallucination",
+    "reference a1": "inside",
+    "reference a2": "inside",
+    "held-out in-state draw": "inside (the floor, ≈ α)",
+    "joined blend": "δ-hallucination",
+    "interleaved blend": "δ-hallucination",
+    "off-topic answer": "δ-hallucination",
 }
 
 
 # ----- texts whose truth is known (validation of the measure; no language model needed) -----
+
 
 def joined_blend(a1: str, a2: str) -> str:
     """Both answers one after the other (``"a1 a2"``): an answer that mixes the two states."""
@@ -86,8 +97,14 @@ class KnownTruthResult:
     alpha: float
 
 
-def known_truth_check(embed: Any, pairs: Sequence[tuple[str, str]], *, rng: Any, alpha: float = ALPHA,
-                      dropout: float = DROPOUT) -> KnownTruthResult:
+def known_truth_check(
+    embed: Any,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    rng: Any,
+    alpha: float = ALPHA,
+    dropout: float = DROPOUT,
+) -> KnownTruthResult:
     r"""Run the text δ-measure on texts whose truth is known.
 
     Calibration (no model): the in-state draws are word-dropout copies of one answer per
@@ -122,13 +139,15 @@ def known_truth_check(embed: Any, pairs: Sequence[tuple[str, str]], *, rng: Any,
     shift = g.integers(1, n, size=n)
     off = [pairs[(j + int(shift[j])) % n][int(g.integers(0, 2))] for j in range(n)]
     texts = {
-        "reference a1": a1, "reference a2": a2, "held-out in-state draw": draws,
+        "reference a1": a1,
+        "reference a2": a2,
+        "held-out in-state draw": draws,
         "joined blend": [joined_blend(x, y) for x, y in pairs],
         "interleaved blend": [interleaved_blend(x, y) for x, y in pairs],
         "off-topic answer": off,
     }
     e = np.asarray(embed([t for k in KNOWN_KINDS for t in texts[k]]), dtype=np.float64)
-    emb = {k: e[i * n:(i + 1) * n] for i, k in enumerate(KNOWN_KINDS)}
+    emb = {k: e[i * n : (i + 1) * n] for i, k in enumerate(KNOWN_KINDS)}
     sims = {k: pair_scores(emb[k], emb["reference a1"], emb["reference a2"]) for k in KNOWN_KINDS}
     calib = calibration_split(n, fraction=0.5, rng=g)
     q = np.arange(n)
@@ -138,7 +157,9 @@ def known_truth_check(embed: Any, pairs: Sequence[tuple[str, str]], *, rng: Any,
     results = {}
     for k in KNOWN_KINDS:
         keep = ~calib if k == "held-out in-state draw" else np.ones(n, dtype=bool)
-        results[k] = measure_text(Scored.of(sims[k][keep], q[keep]), calibration=cal, floor=floor, alpha=alpha)
+        results[k] = measure_text(
+            Scored.of(sims[k][keep], q[keep]), calibration=cal, floor=floor, alpha=alpha
+        )
     return KnownTruthResult(results, n, int(calib.sum()), float(alpha))
 
 
@@ -153,12 +174,18 @@ def known_truth_rows(result: KnownTruthResult) -> list[dict[str, Any]]:
     for k in KNOWN_KINDS:
         td = result.results[k]
         m, p = td.margin, td.plain
-        rows.append({
-            "text": k, "expected": EXPECTED[k], "n": m.rate.n,
-            "flagged (blend-aware)": _ci(m.rate), "flagged (plain max-cos)": _ci(p.rate),
-            "excess p (blend-aware)": m.excess_p_value,
-            "mean max cos": td.mean_max_sim, **td.splits,
-        })
+        rows.append(
+            {
+                "text": k,
+                "expected": EXPECTED[k],
+                "n": m.rate.n,
+                "flagged (blend-aware)": _ci(m.rate),
+                "flagged (plain max-cos)": _ci(p.rate),
+                "excess p (blend-aware)": m.excess_p_value,
+                "mean max cos": td.mean_max_sim,
+                **td.splits,
+            }
+        )
     return rows
 
 
@@ -177,18 +204,33 @@ def main_job_section(run_dir: Path, seed: int, *, limit: int | None = None) -> S
     res = known_truth_check(embedder.embed, [r.answers for r in rows], rng=int(seed))
     table = known_truth_rows(res)
     ref = res.results["reference a1"]
-    floors = {rule: (m.floor.rate, list(m.floor.ci), m.floor.k, m.floor.n)
-              for rule, m in (("blend-aware", ref.margin), ("plain", ref.plain))}
+    floors = {
+        rule: (m.floor.rate, list(m.floor.ci), m.floor.k, m.floor.n)
+        for rule, m in (("blend-aware", ref.margin), ("plain", ref.plain))
+    }
     rd.write_csv("known_truth.csv", table)
-    rd.write_json("known_truth.json", {
-        "embedder": getattr(embedder, "fingerprint", {"spec": EMBEDDER}), "seed": int(seed),
-        "n_questions": res.n_questions, "alpha": res.alpha, "n_calibration": res.n_calibration,
-        "thresholds": {"tau": ref.tau, "tau_margin": ref.tau_margin, "mu": ref.mu},
-        "floor": {k: {"rate": v[0], "ci": v[1], "k": v[2], "n": v[3]} for k, v in floors.items()},
-        "per_kind": {k: {"blend-aware": td.margin.summary() | {"per_prompt": []},
-                         "plain": td.plain.summary() | {"per_prompt": []}} for k, td in res.results.items()},
-        "table": table,
-    })
+    rd.write_json(
+        "known_truth.json",
+        {
+            "embedder": getattr(embedder, "fingerprint", {"spec": EMBEDDER}),
+            "seed": int(seed),
+            "n_questions": res.n_questions,
+            "alpha": res.alpha,
+            "n_calibration": res.n_calibration,
+            "thresholds": {"tau": ref.tau, "tau_margin": ref.tau_margin, "mu": ref.mu},
+            "floor": {
+                k: {"rate": v[0], "ci": v[1], "k": v[2], "n": v[3]} for k, v in floors.items()
+            },
+            "per_kind": {
+                k: {
+                    "blend-aware": td.margin.summary() | {"per_prompt": []},
+                    "plain": td.plain.summary() | {"per_prompt": []},
+                }
+                for k, td in res.results.items()
+            },
+            "table": table,
+        },
+    )
     sec = Section("δ-hallucination measured in text — real pretrained weights (MiniLM)")
     fp = getattr(embedder, "fingerprint", {})
     sec.note(

@@ -44,11 +44,21 @@ def section_from_run(run_dir: str | os.PathLike[str]) -> Section:
 
     root = Path(run_dir)
     rows = read_scores(root)
-    result = json.loads((root / "result.json").read_text(encoding="utf-8")) if (root / "result.json").is_file() else {}
-    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8")) if (root / "manifest.json").is_file() else {}
+    result = (
+        json.loads((root / "result.json").read_text(encoding="utf-8"))
+        if (root / "result.json").is_file()
+        else {}
+    )
+    manifest = (
+        json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+        if (root / "manifest.json").is_file()
+        else {}
+    )
     plumbing = bool(result.get("plumbing", manifest.get("plumbing", False)))
     cfg = manifest.get("config", {})
-    sec = Section("Open-ended QA (Section 7.2, Table 1, Figure 4)" + (" — plumbing run" if plumbing else ""))
+    sec = Section(
+        "Open-ended QA (Section 7.2, Table 1, Figure 4)" + (" — plumbing run" if plumbing else "")
+    )
     if plumbing:
         sec.note(PLUMBING_NOTE)
     sec.text(
@@ -60,16 +70,27 @@ def section_from_run(run_dir: str | os.PathLike[str]) -> Section:
         "questions. Both scorings below use the same generations."
     )
     for metric, caption in (
-        ("resemblance_incorrect", "Resemblance to incorrect answers, answer only (default scoring)."),
-        ("resemblance_incorrect_with_prompt", "Same generations, whole decoded output incl. the prompt (authors' scoring)."),
+        (
+            "resemblance_incorrect",
+            "Resemblance to incorrect answers, answer only (default scoring).",
+        ),
+        (
+            "resemblance_incorrect_with_prompt",
+            "Same generations, whole decoded output incl. the prompt (authors' scoring).",
+        ),
         ("gap", "Incorrect minus correct resemblance, answer only."),
         ("train_loss", "Mean fine-tuning loss of the epoch (answer tokens)."),
     ):
         src = [r for r in rows if metric != "train_loss" or r["epoch"] > 0]
         cols, trs = table1(src, metric)
         sec.table(trs, cols, caption=caption, float_format="{:.4f}")
-    for name, caption in (("figure4.png", "Figure 4 layout: mean over seeds against epochs; band = min-max over seeds."),
-                          ("loss.png", "Fine-tuning loss per epoch.")):
+    for name, caption in (
+        (
+            "figure4.png",
+            "Figure 4 layout: mean over seeds against epochs; band = min-max over seeds.",
+        ),
+        ("loss.png", "Fine-tuning loss per epoch."),
+    ):
         p = root / "figures" / name
         if p.is_file():
             sec.figure(p, caption + (" Tiny model: plumbing only." if plumbing else ""))
@@ -97,13 +118,25 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
     sec = section_from_run(res.run_dir)
     items = load_truthfulqa(source)
     base = reference_baselines(items)
-    where = ("deltahall's 16-question stand-in for TruthfulQA (set $DELTAHALL_TRUTHFULQA to a TruthfulQA.csv "
-             "for the real questions)") if source == "@standin" else f"all {len(items)} questions of {source}"
+    where = (
+        (
+            "deltahall's 16-question stand-in for TruthfulQA (set $DELTAHALL_TRUTHFULQA to a TruthfulQA.csv "
+            "for the real questions)"
+        )
+        if source == "@standin"
+        else f"all {len(items)} questions of {source}"
+    )
     sec.text(
-        "Model-free check of the authors' scoring, on " + where + ": reference texts scored against the "
+        "Model-free check of the authors' scoring, on "
+        + where
+        + ": reference texts scored against the "
         "incorrect and correct answers. 'question + best answer' is what a perfectly truthful model would "
         "score when the question text is part of the scored output, as in the authors' script."
     )
-    sec.table(base, ["text", "n", "resemblance_incorrect", "resemblance_correct", "gap"], float_format="{:.4f}")
+    sec.table(
+        base,
+        ["text", "n", "resemblance_incorrect", "resemblance_correct", "gap"],
+        float_format="{:.4f}",
+    )
     sec.text(f"Pipeline wall time: {res.seconds:.1f} s.")
     return sec

@@ -20,17 +20,31 @@ from deltahall.io.rundir import RunDir, read_csv
 logger = logging.getLogger(__name__)
 
 SCORE_COLUMNS = (
-    "model", "seed", "epoch", "train_loss", "n",
-    "resemblance_incorrect", "resemblance_correct", "gap",
-    "resemblance_incorrect_with_prompt", "resemblance_correct_with_prompt", "gap_with_prompt",
+    "model",
+    "seed",
+    "epoch",
+    "train_loss",
+    "n",
+    "resemblance_incorrect",
+    "resemblance_correct",
+    "gap",
+    "resemblance_incorrect_with_prompt",
+    "resemblance_correct_with_prompt",
+    "gap_with_prompt",
     "answers_file",
 )
 _NUMERIC = {"seed": int, "epoch": int, "n": int}
 
 #: (metric column, title) of every table written to ``table1.md``.
 TABLES = (
-    ("resemblance_incorrect", "Resemblance to TruthfulQA's incorrect answers — answer only (our default)"),
-    ("resemblance_incorrect_with_prompt", "Resemblance to incorrect answers — prompt included (the authors' scoring)"),
+    (
+        "resemblance_incorrect",
+        "Resemblance to TruthfulQA's incorrect answers — answer only (our default)",
+    ),
+    (
+        "resemblance_incorrect_with_prompt",
+        "Resemblance to incorrect answers — prompt included (the authors' scoring)",
+    ),
     ("resemblance_correct", "Resemblance to TruthfulQA's correct answers — answer only"),
     ("gap", "Incorrect minus correct resemblance — answer only"),
     ("gap_with_prompt", "Incorrect minus correct resemblance — prompt included"),
@@ -48,7 +62,9 @@ def _f(v: Any) -> float:
     return float(v)
 
 
-def table1(rows: Sequence[Mapping[str, Any]], metric: str = "resemblance_incorrect") -> tuple[list[str], list[dict[str, Any]]]:
+def table1(
+    rows: Sequence[Mapping[str, Any]], metric: str = "resemblance_incorrect"
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Table 1's layout: one row per epoch (``Original`` first), one column per model × seed."""
     models = list(dict.fromkeys(r["model"] for r in rows))
     seeds = sorted({int(r["seed"]) for r in rows})
@@ -76,12 +92,25 @@ def summary_over_seeds(rows: Sequence[Mapping[str, Any]], metric: str) -> list[d
     for (m, e), vs in groups.items():
         mean = sum(vs) / len(vs)
         sd = math.sqrt(sum((v - mean) ** 2 for v in vs) / (len(vs) - 1)) if len(vs) > 1 else 0.0
-        out.append({"model": m, "epoch": e, "mean": mean, "min": min(vs), "max": max(vs), "sd": sd, "n_seeds": len(vs)})
+        out.append(
+            {
+                "model": m,
+                "epoch": e,
+                "mean": mean,
+                "min": min(vs),
+                "max": max(vs),
+                "sd": sd,
+                "n_seeds": len(vs),
+            }
+        )
     return sorted(out, key=lambda d: (d["model"], d["epoch"]))
 
 
-def markdown_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], fmt: str = "{:.4f}") -> str:
+def markdown_table(
+    columns: Sequence[str], rows: Sequence[Mapping[str, Any]], fmt: str = "{:.4f}"
+) -> str:
     """A GitHub Markdown table; NaN cells show as ``–`` (as the paper's missing seeds)."""
+
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return "–" if math.isnan(v) else fmt.format(v)
@@ -96,7 +125,9 @@ def tables_markdown(rows: Sequence[Mapping[str, Any]], *, plumbing: bool = False
     """Every table of :data:`TABLES` plus the training loss, as one Markdown document."""
     parts = ["# Section 7.2 — Table 1 layout\n"]
     if plumbing:
-        parts.append("> Tiny offline model: these numbers check the plumbing; they are **not** findings.\n")
+        parts.append(
+            "> Tiny offline model: these numbers check the plumbing; they are **not** findings.\n"
+        )
     for metric, title in TABLES:
         cols, trs = table1(rows, metric)
         parts.append(f"## {title}\n\n" + markdown_table(cols, trs))
@@ -106,8 +137,13 @@ def tables_markdown(rows: Sequence[Mapping[str, Any]], *, plumbing: bool = False
     return "\n".join(parts)
 
 
-def write_results(run_dir: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], *,
-                  headline: str = "resemblance_incorrect", plumbing: bool = False) -> dict[str, Path]:
+def write_results(
+    run_dir: str | os.PathLike[str],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    headline: str = "resemblance_incorrect",
+    plumbing: bool = False,
+) -> dict[str, Path]:
     """Write ``scores.csv``, ``table1.csv`` (``headline`` metric), ``table1_<metric>.csv`` per table,
     ``table1.md``, ``figure4_summary.csv`` and the figures; returns the paths by name."""
     from deltahall.plotting import pyplot
@@ -115,7 +151,9 @@ def write_results(run_dir: str | os.PathLike[str], rows: Sequence[Mapping[str, A
 
     rd = RunDir(run_dir)
     extra_cols = [k for r in rows for k in r if k not in SCORE_COLUMNS]
-    paths = {"scores": rd.write_csv("scores.csv", rows, [*SCORE_COLUMNS, *dict.fromkeys(extra_cols)])}
+    paths = {
+        "scores": rd.write_csv("scores.csv", rows, [*SCORE_COLUMNS, *dict.fromkeys(extra_cols)])
+    }
     cols, trs = table1(rows, headline)
     paths["table1"] = rd.write_csv("table1.csv", trs, cols)
     for metric, _ in TABLES:
@@ -167,9 +205,21 @@ def rescore_run(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         answers = load_answers(f)
         first = answers[0]
         model, seed, epoch = first["model"], int(first["seed"]), int(first["epoch"])
-        loss = losses.get((model_slug(model), seed, epoch), float("nan")) if epoch > 0 else float("nan")
-        out.append({"model": model, "seed": seed, "epoch": epoch, "train_loss": loss,
-                    **score_record(answers), "answers_file": f.relative_to(root).as_posix()})
+        loss = (
+            losses.get((model_slug(model), seed, epoch), float("nan"))
+            if epoch > 0
+            else float("nan")
+        )
+        out.append(
+            {
+                "model": model,
+                "seed": seed,
+                "epoch": epoch,
+                "train_loss": loss,
+                **score_record(answers),
+                "answers_file": f.relative_to(root).as_posix(),
+            }
+        )
     models = list(dict.fromkeys(r["model"] for r in out))
     return sorted(out, key=lambda r: (models.index(r["model"]), r["seed"], r["epoch"]))
 
@@ -180,7 +230,10 @@ def read_loss_rows(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     for f in sorted(Path(run_dir).glob("train/*/seed-*/loss_epochs.csv")):
         model = f.parent.parent.name
         seed = int(f.parent.name.split("-", 1)[1])
-        out += [{"model": model, "seed": seed, "epoch": int(r["epoch"]), "loss": float(r["loss"])} for r in read_csv(f)]
+        out += [
+            {"model": model, "seed": seed, "epoch": int(r["epoch"]), "loss": float(r["loss"])}
+            for r in read_csv(f)
+        ]
     return out
 
 

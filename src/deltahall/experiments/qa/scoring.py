@@ -147,19 +147,32 @@ def reference_baselines(items: Sequence[Any]) -> list[dict[str, Any]]:
         "correct answers joined": lambda i: joined(items[i]),
         "question + correct answers joined": lambda i: f"{items[i].question} {joined(items[i])}",
         "off-topic answer": lambda i: joined(items[(i + 1) % n]),
-        "question + off-topic answer": lambda i: f"{items[i].question} {joined(items[(i + 1) % n])}",
+        "question + off-topic answer": lambda i: (
+            f"{items[i].question} {joined(items[(i + 1) % n])}"
+        ),
         "empty answer": lambda i: "",
     }
     out = []
     for name, fn in texts.items():
         rows = [
-            {"answer": fn(i), "full_text": fn(i), "incorrect_answers": list(it.incorrect_answers),
-             "correct_answers": list(it.correct_answers)}
+            {
+                "answer": fn(i),
+                "full_text": fn(i),
+                "incorrect_answers": list(it.incorrect_answers),
+                "correct_answers": list(it.correct_answers),
+            }
             for i, it in enumerate(items)
         ]
         s = mean_scores(rows)
-        out.append({"text": name, "n": s.n, "resemblance_incorrect": s.incorrect,
-                    "resemblance_correct": s.correct, "gap": s.gap})
+        out.append(
+            {
+                "text": name,
+                "n": s.n,
+                "resemblance_incorrect": s.incorrect,
+                "resemblance_correct": s.correct,
+                "gap": s.gap,
+            }
+        )
     return out
 
 

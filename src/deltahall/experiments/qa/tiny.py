@@ -70,13 +70,30 @@ def build_tiny_model(
         final.rmdir()  # an empty placeholder folder (e.g. a test's temporary dir)
     # Built under a temporary name and renamed: a kill at any instant leaves no folder or a whole one.
     with atomic_dir(final, remove_stale=True) as tmp:
-        _build(tmp, list(texts), seed=seed, vocab_size=vocab_size, hidden_size=hidden_size,
-               num_layers=num_layers, num_heads=num_heads, initializer_range=initializer_range)
+        _build(
+            tmp,
+            list(texts),
+            seed=seed,
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            initializer_range=initializer_range,
+        )
     return final
 
 
-def _build(folder: Path, texts: list[str], *, seed: int, vocab_size: int, hidden_size: int, num_layers: int,
-           num_heads: int, initializer_range: float) -> None:
+def _build(
+    folder: Path,
+    texts: list[str],
+    *,
+    seed: int,
+    vocab_size: int,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    initializer_range: float,
+) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
@@ -127,8 +144,16 @@ def _build(folder: Path, texts: list[str], *, seed: int, vocab_size: int, hidden
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
     model.save_pretrained(folder)
     (folder / MARKER).write_text(
-        json.dumps({"note": "tiny random Qwen2 built by deltahall for offline plumbing; not a real model",
-                    "seed": seed, "vocab_size": len(hf_tok), "n_texts": len(texts)}, indent=2) + "\n",
+        json.dumps(
+            {
+                "note": "tiny random Qwen2 built by deltahall for offline plumbing; not a real model",
+                "seed": seed,
+                "vocab_size": len(hf_tok),
+                "n_texts": len(texts),
+            },
+            indent=2,
+        )
+        + "\n",
         encoding="utf-8",
     )
     n_params = sum(p.numel() for p in model.parameters())

@@ -24,7 +24,15 @@ from deltahall.experiments.qa.standin import STANDIN, standin_rows
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("Type", "Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers", "Source")
+COLUMNS = (
+    "Type",
+    "Category",
+    "Question",
+    "Best Answer",
+    "Correct Answers",
+    "Incorrect Answers",
+    "Source",
+)
 HUB_ID = "truthfulqa/truthful_qa"
 SEPARATOR = "; "
 
@@ -110,7 +118,9 @@ def load_truthfulqa_hub() -> list[TruthfulQAItem]:  # pragma: no cover - needs n
     try:
         import datasets
     except ImportError as exc:
-        raise ValueError("`truthfulqa='hub'` needs the `datasets` package: pip install 'deltahall[hub]'.") from exc
+        raise ValueError(
+            "`truthfulqa='hub'` needs the `datasets` package: pip install 'deltahall[hub]'."
+        ) from exc
     ds = datasets.load_dataset(HUB_ID, "generation", split="validation")
     return [
         TruthfulQAItem(
@@ -147,8 +157,9 @@ def subset_indices(n: int, size: int, seed: int) -> list[int]:
     return sorted(int(i) for i in np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
-def load_truthfulqa(source: str | os.PathLike[str], limit: int | None = None, *,
-                    subset_seed: int | None = None) -> list[TruthfulQAItem]:
+def load_truthfulqa(
+    source: str | os.PathLike[str], limit: int | None = None, *, subset_seed: int | None = None
+) -> list[TruthfulQAItem]:
     """TruthfulQA from ``"hub"``, a CSV path, or ``"@standin"``; ``limit`` questions if given.
 
     Without ``subset_seed`` the first ``limit`` questions are kept; with it, a seeded random

@@ -39,30 +39,60 @@ DIGITS_CNN = "@digits-cnn"
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 CLIP_B32 = "openai/clip-vit-base-patch32"
-PAPER_PROMPTS = ("a realistic photo of a friendly dog", "a fluffy cat sitting on a sofa", "a cute pet animal")
+PAPER_PROMPTS = (
+    "a realistic photo of a friendly dog",
+    "a fluffy cat sitting on a sofa",
+    "a cute pet animal",
+)
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 #: Preset values of every field whose default is ``None``.
 PRESETS: dict[str, dict[str, Any]] = {
     "digits": dict(
-        model=TINY_MODEL, embedder=DIGITS_CNN, data=SKLEARN_DIGITS,
+        model=TINY_MODEL,
+        embedder=DIGITS_CNN,
+        data=SKLEARN_DIGITS,
         classes=("0", "1"),
         captions=("a handwritten digit zero", "a handwritten digit one"),
         prompts=("a handwritten digit zero", "a handwritten digit one", "a handwritten digit", ""),
-        resolution=8, random_flip=False, train_steps=1200, train_batch_size=64,
-        learning_rate=1e-3, lr_warmup_steps=100, checkpoint_every=150,
-        num_samples=200, sample_batch_size=200, inference_steps=15, guidance_scale=2.0,
-        embed_batch_size=512, pca_dim=8, n_components=2, mixed_precision="no",
+        resolution=8,
+        random_flip=False,
+        train_steps=1200,
+        train_batch_size=64,
+        learning_rate=1e-3,
+        lr_warmup_steps=100,
+        checkpoint_every=150,
+        num_samples=200,
+        sample_batch_size=200,
+        inference_steps=15,
+        guidance_scale=2.0,
+        embed_batch_size=512,
+        pca_dim=8,
+        n_components=2,
+        mixed_precision="no",
     ),
     "afhq-sd15": dict(
-        model=SD15, embedder=CLIP_B32, data=None,
+        model=SD15,
+        embedder=CLIP_B32,
+        data=None,
         classes=("cat", "dog"),
         captions=("a photo of a cat", "a photo of a dog"),
         prompts=PAPER_PROMPTS,
-        resolution=512, random_flip=True, train_steps=5000, train_batch_size=8,
-        learning_rate=1e-5, lr_warmup_steps=0, checkpoint_every=500,
-        num_samples=200, sample_batch_size=25, inference_steps=25, guidance_scale=7.5,
-        embed_batch_size=64, pca_dim=50, n_components=6, mixed_precision="fp16",
+        resolution=512,
+        random_flip=True,
+        train_steps=5000,
+        train_batch_size=8,
+        learning_rate=1e-5,
+        lr_warmup_steps=0,
+        checkpoint_every=500,
+        num_samples=200,
+        sample_batch_size=25,
+        inference_steps=25,
+        guidance_scale=7.5,
+        embed_batch_size=64,
+        pca_dim=50,
+        n_components=6,
+        mixed_precision="fp16",
     ),
 }
 
@@ -82,46 +112,140 @@ def _h(text: str) -> dict[str, str]:
 class T2IConfig:
     """Everything one text-to-image run needs; ``run(config)`` executes it (Section 7.3)."""
 
-    preset: Literal["digits", "afhq-sd15"] = field(default="digits", metadata=_h("'digits' (offline, CPU) or 'afhq-sd15' (paper scale); fills every option left unset"))
-    model: str | None = field(default=None, metadata=_h("diffusers model id or local folder (unet/ text_encoder/ tokenizer/ vae/ scheduler/); '@tiny' builds the offline digits model"))
-    embedder: str | None = field(default=None, metadata=_h("CLIP vision model id or folder (CLIPVisionModelWithProjection + preprocessor); '@digits-cnn' trains the offline digit embedder"))
-    data: str | None = field(default=None, metadata=_h("image folder with one subfolder per class, or a `datasets` id; '@sklearn-digits' for the bundled digits"))
+    preset: Literal["digits", "afhq-sd15"] = field(
+        default="digits",
+        metadata=_h(
+            "'digits' (offline, CPU) or 'afhq-sd15' (paper scale); fills every option left unset"
+        ),
+    )
+    model: str | None = field(
+        default=None,
+        metadata=_h(
+            "diffusers model id or local folder (unet/ text_encoder/ tokenizer/ vae/ scheduler/); '@tiny' builds the offline digits model"
+        ),
+    )
+    embedder: str | None = field(
+        default=None,
+        metadata=_h(
+            "CLIP vision model id or folder (CLIPVisionModelWithProjection + preprocessor); '@digits-cnn' trains the offline digit embedder"
+        ),
+    )
+    data: str | None = field(
+        default=None,
+        metadata=_h(
+            "image folder with one subfolder per class, or a `datasets` id; '@sklearn-digits' for the bundled digits"
+        ),
+    )
     data_split: str = field(default="train", metadata=_h("split of a `datasets` id"))
     image_column: str = field(default="image", metadata=_h("image column of a `datasets` id"))
-    label_column: str = field(default="label", metadata=_h("label column of a `datasets` id (class names or ClassLabel)"))
-    classes: tuple[str, ...] | None = field(default=None, metadata=_h("the latent states: class subfolders / label names (digits: digit characters)"))
-    captions: tuple[str, ...] | None = field(default=None, metadata=_h("training caption of each class, in the order of --classes"))
-    prompts: tuple[str, ...] | None = field(default=None, metadata=_h("evaluation prompts ('' = unconditional)"))
-    caption_dropout: float = field(default=0.1, metadata=_h("probability that a training caption is replaced by ''"))
-    resolution: int | None = field(default=None, metadata=_h("training and sampling image size in pixels"))
-    random_flip: bool | None = field(default=None, metadata=_h("random horizontal flips of training images"))
-    max_train_images: int | None = field(default=None, metadata=_h("use at most this many images per class for training"))
-    train_steps: int | None = field(default=None, metadata=free("optimizer steps in total (may be raised when resuming)"))
-    train_batch_size: int | None = field(default=None, metadata=_h("images per device per micro-batch"))
-    gradient_accumulation_steps: int = field(default=1, metadata=_h("micro-batches per optimizer step"))
-    learning_rate: float | None = field(default=None, metadata=_h("AdamW learning rate (constant after warm-up)"))
+    label_column: str = field(
+        default="label", metadata=_h("label column of a `datasets` id (class names or ClassLabel)")
+    )
+    classes: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_h("the latent states: class subfolders / label names (digits: digit characters)"),
+    )
+    captions: tuple[str, ...] | None = field(
+        default=None, metadata=_h("training caption of each class, in the order of --classes")
+    )
+    prompts: tuple[str, ...] | None = field(
+        default=None, metadata=_h("evaluation prompts ('' = unconditional)")
+    )
+    caption_dropout: float = field(
+        default=0.1, metadata=_h("probability that a training caption is replaced by ''")
+    )
+    resolution: int | None = field(
+        default=None, metadata=_h("training and sampling image size in pixels")
+    )
+    random_flip: bool | None = field(
+        default=None, metadata=_h("random horizontal flips of training images")
+    )
+    max_train_images: int | None = field(
+        default=None, metadata=_h("use at most this many images per class for training")
+    )
+    train_steps: int | None = field(
+        default=None, metadata=free("optimizer steps in total (may be raised when resuming)")
+    )
+    train_batch_size: int | None = field(
+        default=None, metadata=_h("images per device per micro-batch")
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata=_h("micro-batches per optimizer step")
+    )
+    learning_rate: float | None = field(
+        default=None, metadata=_h("AdamW learning rate (constant after warm-up)")
+    )
     lr_warmup_steps: int | None = field(default=None, metadata=_h("linear warm-up steps"))
     adam_weight_decay: float = field(default=1e-2, metadata=_h("AdamW weight decay"))
     max_grad_norm: float = field(default=1.0, metadata=_h("gradient clipping norm"))
-    checkpoint_every: int | None = field(default=None, metadata=_h("save checkpoint-{step}/ and evaluate every S steps (and at the last step)"))
-    checkpoints_total_limit: int = field(default=3, metadata=_h("keep at most this many checkpoint folders (0 = keep all); metrics of every checkpoint are kept"))
-    eval_initial: bool = field(default=True, metadata=_h("also evaluate the model before the first step (step 0)"))
-    num_samples: int | None = field(default=None, metadata=_h("K: images drawn per prompt per checkpoint"))
-    sample_batch_size: int | None = field(default=None, metadata=_h("images per sampling call (doubled inside for classifier-free guidance)"))
+    checkpoint_every: int | None = field(
+        default=None,
+        metadata=_h("save checkpoint-{step}/ and evaluate every S steps (and at the last step)"),
+    )
+    checkpoints_total_limit: int = field(
+        default=3,
+        metadata=_h(
+            "keep at most this many checkpoint folders (0 = keep all); metrics of every checkpoint are kept"
+        ),
+    )
+    eval_initial: bool = field(
+        default=True, metadata=_h("also evaluate the model before the first step (step 0)")
+    )
+    num_samples: int | None = field(
+        default=None, metadata=_h("K: images drawn per prompt per checkpoint")
+    )
+    sample_batch_size: int | None = field(
+        default=None,
+        metadata=_h("images per sampling call (doubled inside for classifier-free guidance)"),
+    )
     inference_steps: int | None = field(default=None, metadata=_h("sampler steps"))
-    guidance_scale: float | None = field(default=None, metadata=_h("classifier-free guidance scale (1 = none)"))
-    sampler: Literal["dpm", "ddim"] = field(default="dpm", metadata=_h("sampling scheduler: DPM-Solver++ (2M) or DDIM"))
+    guidance_scale: float | None = field(
+        default=None, metadata=_h("classifier-free guidance scale (1 = none)")
+    )
+    sampler: Literal["dpm", "ddim"] = field(
+        default="dpm", metadata=_h("sampling scheduler: DPM-Solver++ (2M) or DDIM")
+    )
     embed_batch_size: int | None = field(default=None, metadata=_h("images per embedder call"))
-    detector_max_per_class: int | None = field(default=None, metadata=_h("fit the detector on at most this many real images per class"))
+    detector_max_per_class: int | None = field(
+        default=None, metadata=_h("fit the detector on at most this many real images per class")
+    )
     pca_dim: int | None = field(default=None, metadata=_h("detector PCA dimension (0 = no PCA)"))
-    n_components: int | None = field(default=None, metadata=_h("detector Gaussian-mixture components per class"))
-    covariance_type: Literal["full", "diag", "tied", "spherical"] = field(default="diag", metadata=_h("detector covariance type"))
-    percentile: float = field(default=10.0, metadata=_h("the level: alpha = percentile / 100 (paper: the 10th percentile of held-out log-densities)"))
-    calibration: Literal["conformal", "percentile"] = field(default="conformal", metadata=_h("rule of the headline rate columns: split-conformal p-values at alpha, or the paper's percentile threshold; the other rule is written beside it (columns suffixed _percentile / _conformal)"))
-    holdout_fraction: float = field(default=0.5, metadata=_h("share of each class's real embeddings kept out of the density fit, split 3:2 into the calibration part and the test part that gives the floor (the paper held out 0.2 and had no test part)"))
-    grid_max: int = field(default=36, metadata=_h("at most this many flagged samples per grid image"))
-    seed: int = field(default=0, metadata=_h("seed of data order, noise, dropout, sampling and the detector"))
-    mixed_precision: Literal["no", "fp16", "bf16"] | None = field(default=None, metadata=_h("autocast for the frozen parts and the forward pass; trainable weights stay float32"))
+    n_components: int | None = field(
+        default=None, metadata=_h("detector Gaussian-mixture components per class")
+    )
+    covariance_type: Literal["full", "diag", "tied", "spherical"] = field(
+        default="diag", metadata=_h("detector covariance type")
+    )
+    percentile: float = field(
+        default=10.0,
+        metadata=_h(
+            "the level: alpha = percentile / 100 (paper: the 10th percentile of held-out log-densities)"
+        ),
+    )
+    calibration: Literal["conformal", "percentile"] = field(
+        default="conformal",
+        metadata=_h(
+            "rule of the headline rate columns: split-conformal p-values at alpha, or the paper's percentile threshold; the other rule is written beside it (columns suffixed _percentile / _conformal)"
+        ),
+    )
+    holdout_fraction: float = field(
+        default=0.5,
+        metadata=_h(
+            "share of each class's real embeddings kept out of the density fit, split 3:2 into the calibration part and the test part that gives the floor (the paper held out 0.2 and had no test part)"
+        ),
+    )
+    grid_max: int = field(
+        default=36, metadata=_h("at most this many flagged samples per grid image")
+    )
+    seed: int = field(
+        default=0, metadata=_h("seed of data order, noise, dropout, sampling and the detector")
+    )
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = field(
+        default=None,
+        metadata=_h(
+            "autocast for the frozen parts and the forward pass; trainable weights stay float32"
+        ),
+    )
     num_workers: int = field(default=0, metadata=free("data-loader worker processes"))
     run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
 
@@ -145,12 +269,18 @@ class T2IConfig:
 
     def _check_sources(self) -> None:
         digits = self.preset == "digits"
-        for name, marker in (("model", TINY_MODEL), ("embedder", DIGITS_CNN), ("data", SKLEARN_DIGITS)):
+        for name, marker in (
+            ("model", TINY_MODEL),
+            ("embedder", DIGITS_CNN),
+            ("data", SKLEARN_DIGITS),
+        ):
             value = getattr(self, name)
             if digits and value != marker:
                 raise ValueError(f"`{name}` must be {marker!r} for preset 'digits'; got {value!r}.")
             if not digits and value == marker:
-                raise ValueError(f"`{name}` {marker!r} only works with preset 'digits'; got preset {self.preset!r}.")
+                raise ValueError(
+                    f"`{name}` {marker!r} only works with preset 'digits'; got preset {self.preset!r}."
+                )
         if self.data is None or not str(self.data).strip():
             raise ValueError(
                 "`data` must be given for preset 'afhq-sd15': an image folder with cat/ and dog/ "
@@ -163,7 +293,9 @@ class T2IConfig:
         if digits:
             bad = [c for c in self.classes if c not in "0123456789" or len(c) != 1]  # type: ignore[union-attr]
             if bad:
-                raise ValueError(f"`classes` must be digit characters '0'-'9' for preset 'digits'; got {bad}.")
+                raise ValueError(
+                    f"`classes` must be digit characters '0'-'9' for preset 'digits'; got {bad}."
+                )
         if len(self.captions) != len(self.classes):  # type: ignore[arg-type]
             raise ValueError(
                 f"`captions` must give one caption per class ({len(self.classes)}); "  # type: ignore[arg-type]
@@ -175,25 +307,52 @@ class T2IConfig:
             raise ValueError(f"`prompts` must not repeat; got {self.prompts}.")
 
     def _check_numbers(self) -> None:
-        for name in ("resolution", "train_steps", "train_batch_size", "gradient_accumulation_steps",
-                     "checkpoint_every", "num_samples", "sample_batch_size", "inference_steps",
-                     "embed_batch_size", "n_components", "grid_max"):
+        for name in (
+            "resolution",
+            "train_steps",
+            "train_batch_size",
+            "gradient_accumulation_steps",
+            "checkpoint_every",
+            "num_samples",
+            "sample_batch_size",
+            "inference_steps",
+            "embed_batch_size",
+            "n_components",
+            "grid_max",
+        ):
             check_int(getattr(self, name), name, low=1)
-        for name in ("lr_warmup_steps", "checkpoints_total_limit", "pca_dim", "num_workers", "seed"):
+        for name in (
+            "lr_warmup_steps",
+            "checkpoints_total_limit",
+            "pca_dim",
+            "num_workers",
+            "seed",
+        ):
             check_int(getattr(self, name), name, low=0)
         for name in ("max_train_images", "detector_max_per_class"):
             if getattr(self, name) is not None:
                 check_int(getattr(self, name), name, low=1)
         if self.preset == "afhq-sd15" and self.resolution % 8:  # type: ignore[operator]
-            raise ValueError(f"`resolution` must be a multiple of 8 (the VAE's downsampling); got {self.resolution}.")
+            raise ValueError(
+                f"`resolution` must be a multiple of 8 (the VAE's downsampling); got {self.resolution}."
+            )
         check_real(self.caption_dropout, "caption_dropout", low=0.0, high=1.0, high_open=True)
         check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
         check_real(self.adam_weight_decay, "adam_weight_decay", low=0.0)
         check_real(self.max_grad_norm, "max_grad_norm", low=0.0, low_open=True)
         check_real(self.guidance_scale, "guidance_scale", low=1.0)
-        check_real(self.percentile, "percentile", low=0.0, high=100.0, low_open=True, high_open=True)
+        check_real(
+            self.percentile, "percentile", low=0.0, high=100.0, low_open=True, high_open=True
+        )
         check_choice(self.calibration, "calibration", ("conformal", "percentile"))
-        check_real(self.holdout_fraction, "holdout_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
+        check_real(
+            self.holdout_fraction,
+            "holdout_fraction",
+            low=0.0,
+            high=1.0,
+            low_open=True,
+            high_open=True,
+        )
         check_choice(self.sampler, "sampler", ("dpm", "ddim"))
         check_choice(self.covariance_type, "covariance_type", ("full", "diag", "tied", "spherical"))
         check_choice(self.mixed_precision, "mixed_precision", ("no", "fp16", "bf16"))
@@ -201,7 +360,9 @@ class T2IConfig:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool; got {getattr(self, name)!r}.")
         if self.run.device == "cpu" and self.mixed_precision == "fp16":
-            raise ValueError("`mixed_precision` 'fp16' needs a GPU; got device 'cpu' (use 'no' or 'bf16').")
+            raise ValueError(
+                "`mixed_precision` 'fp16' needs a GPU; got device 'cpu' (use 'no' or 'bf16')."
+            )
         if self.checkpoint_every > self.train_steps:  # type: ignore[operator]
             raise ValueError(
                 f"`checkpoint_every` must be <= `train_steps` ({self.train_steps}); got {self.checkpoint_every}."

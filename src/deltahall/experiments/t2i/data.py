@@ -33,7 +33,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".
 class ImageData:
     """Indexable images + labels. ``item((i, flip)) -> (tensor (C,H,W) in [0,1], label)``."""
 
-    def __init__(self, labels: npt.NDArray[np.int64], class_names: tuple[str, ...], resolution: int) -> None:
+    def __init__(
+        self, labels: npt.NDArray[np.int64], class_names: tuple[str, ...], resolution: int
+    ) -> None:
         self.labels = labels
         self.class_names = class_names
         self.resolution = resolution
@@ -69,7 +71,9 @@ class _Subset(ImageData):
 class TensorImages(ImageData):
     """Images already in memory, shape ``(n, C, H, W)`` in [0, 1]."""
 
-    def __init__(self, images: Any, labels: npt.NDArray[np.int64], class_names: tuple[str, ...]) -> None:
+    def __init__(
+        self, images: Any, labels: npt.NDArray[np.int64], class_names: tuple[str, ...]
+    ) -> None:
         super().__init__(labels, class_names, int(images.shape[-1]))
         self.images = images
 
@@ -96,7 +100,13 @@ def _pil_to_tensor(img: Any, resolution: int) -> Any:
 class FolderImages(ImageData):
     """``root/<class>/*.jpg`` images, loaded lazily."""
 
-    def __init__(self, files: list[Path], labels: npt.NDArray[np.int64], class_names: tuple[str, ...], resolution: int) -> None:
+    def __init__(
+        self,
+        files: list[Path],
+        labels: npt.NDArray[np.int64],
+        class_names: tuple[str, ...],
+        resolution: int,
+    ) -> None:
         super().__init__(labels, class_names, resolution)
         self.files = files
 
@@ -110,7 +120,15 @@ class FolderImages(ImageData):
 class HubImages(ImageData):
     """Rows of a ``datasets.Dataset``, loaded lazily."""
 
-    def __init__(self, ds: Any, rows: npt.NDArray[np.int64], labels: npt.NDArray[np.int64], class_names: tuple[str, ...], resolution: int, column: str) -> None:
+    def __init__(
+        self,
+        ds: Any,
+        rows: npt.NDArray[np.int64],
+        labels: npt.NDArray[np.int64],
+        class_names: tuple[str, ...],
+        resolution: int,
+        column: str,
+    ) -> None:
         super().__init__(labels, class_names, resolution)
         self.ds, self.rows, self.column = ds, rows, column
 
@@ -119,7 +137,9 @@ class HubImages(ImageData):
 
 
 # --------------------------------------------------------------------------- loaders
-def _limit(labels: npt.NDArray[np.int64], n_classes: int, limit: int | None, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+def _limit(
+    labels: npt.NDArray[np.int64], n_classes: int, limit: int | None, rng: np.random.Generator
+) -> npt.NDArray[np.int64]:
     """Indices keeping at most ``limit`` items per class (a seeded choice), sorted."""
     keep = []
     for c in range(n_classes):
@@ -142,12 +162,18 @@ def _folder(root: Path, config: T2IConfig) -> FolderImages:
                 f"`data` folder {root} must hold one subfolder per class {list(classes)}; "
                 f"{name!r} is missing (subfolders found: {present})."
             )
-        found = sorted(p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        found = sorted(
+            p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        )
         if not found:
-            raise ValueError(f"`data` class folder {sub} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+            raise ValueError(
+                f"`data` class folder {sub} holds no images ({', '.join(IMAGE_EXTENSIONS)})."
+            )
         files += found
         labels += [k] * len(found)
-    return FolderImages(files, np.asarray(labels, dtype=np.int64), tuple(classes), int(config.resolution or 0))
+    return FolderImages(
+        files, np.asarray(labels, dtype=np.int64), tuple(classes), int(config.resolution or 0)
+    )
 
 
 def _hub(name: str, config: T2IConfig) -> HubImages:
@@ -159,12 +185,16 @@ def _hub(name: str, config: T2IConfig) -> HubImages:
             raise ValueError(f"dataset {name!r} has no column {col!r}; columns: {ds.column_names}.")
     feat = ds.features[config.label_column]
     raw = ds[config.label_column]
-    names = [feat.int2str(int(v)) for v in raw] if hasattr(feat, "int2str") else [str(v) for v in raw]
+    names = (
+        [feat.int2str(int(v)) for v in raw] if hasattr(feat, "int2str") else [str(v) for v in raw]
+    )
     classes = tuple(config.classes or ())
     lookup = {c: k for k, c in enumerate(classes)}
     missing = [c for c in classes if c not in set(names)]
     if missing:
-        raise ValueError(f"`classes` {missing} do not occur in column {config.label_column!r} of {name!r}; found {sorted(set(names))}.")
+        raise ValueError(
+            f"`classes` {missing} do not occur in column {config.label_column!r} of {name!r}; found {sorted(set(names))}."
+        )
     rows = np.asarray([i for i, n in enumerate(names) if n in lookup], dtype=np.int64)
     labels = np.asarray([lookup[names[i]] for i in rows], dtype=np.int64)
     return HubImages(ds, rows, labels, classes, int(config.resolution or 0), config.image_column)
@@ -200,7 +230,9 @@ def check_sources(config: T2IConfig) -> None:
         elif _looks_like_path(data):
             raise FileNotFoundError(f"`data` folder not found: {data!r}.")
     if config.model != TINY_MODEL:
-        check_loadable(str(config.model), marker="model_index.json", folder_marker="unet/config.json")
+        check_loadable(
+            str(config.model), marker="model_index.json", folder_marker="unet/config.json"
+        )
     if config.embedder != DIGITS_CNN:
         check_loadable(str(config.embedder))
 

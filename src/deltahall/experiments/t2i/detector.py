@@ -47,13 +47,28 @@ def detector_images(config: T2IConfig, train_data: Any) -> Any:
         data = TensorImages(x[torch.from_numpy(sel)], labels, tuple(classes))
     else:
         data = train_data
-    keep = _limit(data.labels, len(classes), config.detector_max_per_class, np.random.default_rng([config.seed, 31]))
+    keep = _limit(
+        data.labels,
+        len(classes),
+        config.detector_max_per_class,
+        np.random.default_rng([config.seed, 31]),
+    )
     return data if keep.size == len(data) else data.subset(keep)
 
 
 def _spec(config: T2IConfig, embedder: Any) -> dict[str, Any]:
-    keys = ("data", "data_split", "image_column", "label_column", "classes", "resolution",
-            "max_train_images", "detector_max_per_class", "seed", "embedder")
+    keys = (
+        "data",
+        "data_split",
+        "image_column",
+        "label_column",
+        "classes",
+        "resolution",
+        "max_train_images",
+        "detector_max_per_class",
+        "seed",
+        "embedder",
+    )
     d = {k: getattr(config, k) for k in keys}
     d["classes"] = list(d["classes"])
     d["embedder_name"] = embedder.name
@@ -61,11 +76,17 @@ def _spec(config: T2IConfig, embedder: Any) -> dict[str, Any]:
     return d
 
 
-def real_embeddings(config: T2IConfig, run_dir: Path, embedder: Any, train_data: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+def real_embeddings(
+    config: T2IConfig, run_dir: Path, embedder: Any, train_data: Any
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Embeddings ``(n, d)`` and class indices ``(n,)`` of the detector's real images (cached)."""
     spec = _spec(config, embedder)
     npz, meta = run_dir / "real_embeddings.npz", run_dir / "real_embeddings.json"
-    if npz.is_file() and meta.is_file() and json.loads(meta.read_text(encoding="utf-8")) == json.loads(json.dumps(spec)):
+    if (
+        npz.is_file()
+        and meta.is_file()
+        and json.loads(meta.read_text(encoding="utf-8")) == json.loads(json.dumps(spec))
+    ):
         with np.load(npz, allow_pickle=False) as f:
             return f["embeddings"].astype(np.float64), f["labels"].astype(np.int64)
     data = detector_images(config, train_data)

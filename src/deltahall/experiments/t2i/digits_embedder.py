@@ -39,8 +39,14 @@ class DigitsEmbedder:
 
     def __init__(self, net: Any, device: Any, batch_size: int, info: dict[str, Any]) -> None:
         res = int(info.get("spec", {}).get("resolution", 8))
-        self._cnn = DigitsCNNEmbedder(net, name="digits-cnn", resolution=res, device=str(device),
-                                      batch_size=batch_size, info=info)
+        self._cnn = DigitsCNNEmbedder(
+            net,
+            name="digits-cnn",
+            resolution=res,
+            device=str(device),
+            batch_size=batch_size,
+            info=info,
+        )
         self.name = "digits-cnn"
         self.device = self._cnn.device
         self.net = self._cnn.net
@@ -61,5 +67,7 @@ def ensure_digits_embedder(folder: Path, config: T2IConfig, device: Any) -> Digi
 
     A folder trained with another recipe, resolution or seed is retrained, never reused.
     """
-    net, info = ensure_digits_cnn(folder, resolution=int(config.resolution or 8), seed=int(config.seed))
+    net, info = ensure_digits_cnn(
+        folder, resolution=int(config.resolution or 8), seed=int(config.seed)
+    )
     return DigitsEmbedder(net, device, int(config.embed_batch_size or 512), info)

@@ -54,7 +54,9 @@ class CLIPEmbedder:
         from deltahall.models.embedders import CLIPVisionEmbedder
         from deltahall.models.registry import resolve_model
 
-        self._clip = CLIPVisionEmbedder(resolve_model(model), device=str(device), batch_size=batch_size)
+        self._clip = CLIPVisionEmbedder(
+            resolve_model(model), device=str(device), batch_size=batch_size
+        )
         self.name = f"clip:{model}"
         self.device = self._clip.device
         self.batch_size = batch_size
@@ -77,13 +79,17 @@ def load_embedder(config: T2IConfig, run_dir: Path, device: Any) -> Embedder:
     return CLIPEmbedder(str(config.embedder), device, int(config.embed_batch_size or 64))
 
 
-def embed_dataset(embedder: Embedder, data: Any, batch_size: int, progress: bool = False) -> npt.NDArray[np.float64]:
+def embed_dataset(
+    embedder: Embedder, data: Any, batch_size: int, progress: bool = False
+) -> npt.NDArray[np.float64]:
     """Embed every item of an :class:`~deltahall.experiments.t2i.data.ImageData` (no flips)."""
     import torch
     from tqdm.auto import tqdm
 
     chunks = []
-    for i in tqdm(range(0, len(data), batch_size), desc="embed real", disable=not progress, leave=False):
+    for i in tqdm(
+        range(0, len(data), batch_size), desc="embed real", disable=not progress, leave=False
+    ):
         imgs = torch.stack([data[(j, False)][0] for j in range(i, min(i + batch_size, len(data)))])
         chunks.append(embedder.embed(imgs))
     return np.concatenate(chunks)

@@ -48,13 +48,40 @@ from deltahall.io.rundir import rows_to_csv
 
 logger = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ("step", "prompt_index", "prompt", "loss", "rate", "n_outside", "K",
-                  "mean_embedding_inside", "mean_embedding_score", "mean_image_inside", "mean_image_score",
-                  "rate_ci_low", "rate_ci_high", "floor", "floor_ci_low", "floor_ci_high", "excess_p_value",
-                  "mean_embedding_p_value", "calibration", "alpha")
+METRIC_COLUMNS = (
+    "step",
+    "prompt_index",
+    "prompt",
+    "loss",
+    "rate",
+    "n_outside",
+    "K",
+    "mean_embedding_inside",
+    "mean_embedding_score",
+    "mean_image_inside",
+    "mean_image_score",
+    "rate_ci_low",
+    "rate_ci_high",
+    "floor",
+    "floor_ci_low",
+    "floor_ci_high",
+    "excess_p_value",
+    "mean_embedding_p_value",
+    "calibration",
+    "alpha",
+)
 #: Columns of the rule written beside the headline one, each suffixed ``_<rule>``.
-BESIDE_COLUMNS = ("rate", "rate_ci_low", "rate_ci_high", "n_outside", "floor", "floor_ci_low", "floor_ci_high",
-                  "excess_p_value", "mean_embedding_inside")
+BESIDE_COLUMNS = (
+    "rate",
+    "rate_ci_low",
+    "rate_ci_high",
+    "n_outside",
+    "floor",
+    "floor_ci_low",
+    "floor_ci_high",
+    "excess_p_value",
+    "mean_embedding_inside",
+)
 
 
 def metric_columns(rules: tuple[str, str], classes: tuple[str, ...]) -> list[str]:
@@ -67,7 +94,7 @@ def _suffixed(column: str, rule: str) -> str:
     """``rate_ci_low`` -> ``rate_percentile_ci_low``; ``floor`` -> ``floor_percentile``."""
     for stem in ("rate", "floor"):
         if column.startswith(stem + "_ci_"):
-            return f"{stem}_{rule}{column[len(stem):]}"
+            return f"{stem}_{rule}{column[len(stem) :]}"
     return f"{column}_{rule}"
 
 
@@ -105,25 +132,49 @@ def evaluate(ctx: EvalContext, step: int, loss: float) -> list[dict[str, Any]]:
     rows, sample_rows, arrays = [], [], {}
     was_training = ctx.components.unet.training
     ctx.components.unet.eval()
-    bar = tqdm(total=K * len(prompts), desc=f"sample step {step}", disable=not cfg.progress, leave=False)
+    bar = tqdm(
+        total=K * len(prompts), desc=f"sample step {step}", disable=not cfg.progress, leave=False
+    )
     try:
         for p, prompt in enumerate(prompts):
             images = sample_images(
-                ctx.components, ctx.sampler, ctx.prompt_states[p: p + 1], ctx.uncond_state,
-                n=K, batch_size=int(cfg.sample_batch_size or K), resolution=int(cfg.resolution or 8),
-                steps=int(cfg.inference_steps or 20), guidance_scale=float(cfg.guidance_scale or 1.0),
-                generator=prompt_generator(cfg.seed, p), device=ctx.device, use_guidance=prompt != "",
+                ctx.components,
+                ctx.sampler,
+                ctx.prompt_states[p : p + 1],
+                ctx.uncond_state,
+                n=K,
+                batch_size=int(cfg.sample_batch_size or K),
+                resolution=int(cfg.resolution or 8),
+                steps=int(cfg.inference_steps or 20),
+                guidance_scale=float(cfg.guidance_scale or 1.0),
+                generator=prompt_generator(cfg.seed, p),
+                device=ctx.device,
+                use_guidance=prompt != "",
                 progress=bar,
             )
             E = ctx.embedder.embed(images)
             E_img = ctx.embedder.embed(images.mean(dim=0, keepdim=True))
-            row, inside, dec, S = measure_prompt(ctx.detector, E, E_img, step=step, prompt_index=p, prompt=prompt,
-                                                 loss=loss, classes=classes)
+            row, inside, dec, S = measure_prompt(
+                ctx.detector,
+                E,
+                E_img,
+                step=step,
+                prompt_index=p,
+                prompt=prompt,
+                loss=loss,
+                classes=classes,
+            )
             rows.append(row)
             best = S.argmax(axis=1)
             sample_rows += [
-                {"step": step, "prompt_index": p, "sample": k, "score": float(dec[k]), "inside": bool(inside[k]),
-                 "best_state": str(classes[best[k]])}
+                {
+                    "step": step,
+                    "prompt_index": p,
+                    "sample": k,
+                    "score": float(dec[k]),
+                    "inside": bool(inside[k]),
+                    "best_state": str(classes[best[k]]),
+                }
                 for k in range(K)
             ]
             arrays[f"embeddings_p{p}"] = E.astype(np.float32)
@@ -134,9 +185,17 @@ def evaluate(ctx: EvalContext, step: int, loss: float) -> list[dict[str, Any]]:
             if flagged.size:
                 order = flagged[np.argsort(dec[flagged], kind="stable")][: cfg.grid_max]
                 save_grid(images[order], ctx.run_dir / "grids" / f"step-{step:06d}_p{p}.png")
-            logger.info("step %d prompt %r: rate %.3f [%.3f, %.3f] (%s; floor %.3f), mean embedding %s", step, prompt,
-                        row["rate"], row["rate_ci_low"], row["rate_ci_high"], row["calibration"], row["floor"],
-                        "inside" if row["mean_embedding_inside"] else "OUTSIDE")
+            logger.info(
+                "step %d prompt %r: rate %.3f [%.3f, %.3f] (%s; floor %.3f), mean embedding %s",
+                step,
+                prompt,
+                row["rate"],
+                row["rate_ci_low"],
+                row["rate_ci_high"],
+                row["calibration"],
+                row["floor"],
+                "inside" if row["mean_embedding_inside"] else "OUTSIDE",
+            )
     finally:
         bar.close()
         ctx.components.unet.train(was_training)
@@ -144,7 +203,9 @@ def evaluate(ctx: EvalContext, step: int, loss: float) -> list[dict[str, Any]]:
     return rows
 
 
-def _write_samples(run_dir: Path, step: int, rows: list[dict[str, Any]], arrays: dict[str, Any]) -> None:
+def _write_samples(
+    run_dir: Path, step: int, rows: list[dict[str, Any]], arrays: dict[str, Any]
+) -> None:
     d = run_dir / "samples"
     d.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(d / f"step-{step:06d}.csv", rows_to_csv(rows).encode("utf-8"))
@@ -153,8 +214,17 @@ def _write_samples(run_dir: Path, step: int, rows: list[dict[str, Any]], arrays:
     atomic_write_bytes(d / f"step-{step:06d}.npz", buf.getvalue())
 
 
-def measure_prompt(inst: Any, E: Any, E_img: Any, *, step: int, prompt_index: int, prompt: str, loss: float,
-                   classes: tuple[str, ...]) -> tuple[dict[str, Any], Any, Any, Any]:
+def measure_prompt(
+    inst: Any,
+    E: Any,
+    E_img: Any,
+    *,
+    step: int,
+    prompt_index: int,
+    prompt: str,
+    loss: float,
+    classes: tuple[str, ...],
+) -> tuple[dict[str, Any], Any, Any, Any]:
     """One ``metrics.csv`` row for the K embeddings ``E`` of one prompt (both rules of ``inst``).
 
     Returns the row (with the headline rule's rate-vs-α curve under ``_curve_rate``), the
@@ -164,16 +234,27 @@ def measure_prompt(inst: Any, E: Any, E_img: Any, *, step: int, prompt_index: in
     K = int(E.shape[0])
     m = inst.measure(E, [prompt] * K, main)
     mean_dec = float(inst.decision(E.mean(axis=0, keepdims=True), main)[0])
-    row: dict[str, Any] = {"step": step, "prompt_index": prompt_index, "prompt": prompt, "loss": loss}
+    row: dict[str, Any] = {
+        "step": step,
+        "prompt_index": prompt_index,
+        "prompt": prompt,
+        "loss": loss,
+    }
     row.update(_rule_columns(m))
-    row.update({
-        "mean_embedding_score": mean_dec,
-        "mean_embedding_p_value": float(m.per_prompt[0]["mean_embedding_p_value"]),
-        "mean_image_inside": bool(inst.inside(E_img, main)[0]), "mean_image_score": float(inst.decision(E_img, main)[0]),
-        "calibration": main, "alpha": inst.alpha,
-    })
+    row.update(
+        {
+            "mean_embedding_score": mean_dec,
+            "mean_embedding_p_value": float(m.per_prompt[0]["mean_embedding_p_value"]),
+            "mean_image_inside": bool(inst.inside(E_img, main)[0]),
+            "mean_image_score": float(inst.decision(E_img, main)[0]),
+            "calibration": main,
+            "alpha": inst.alpha,
+        }
+    )
     mo = inst.measure(E, [prompt] * K, other)
-    row.update({_suffixed(k, other): v for k, v in _rule_columns(mo).items() if k in BESIDE_COLUMNS})
+    row.update(
+        {_suffixed(k, other): v for k, v in _rule_columns(mo).items() if k in BESIDE_COLUMNS}
+    )
     S = inst.scores(E, main)
     member = S >= inst.thresholds(main)[None, :]
     for j, c in enumerate(classes):
@@ -184,9 +265,14 @@ def measure_prompt(inst: Any, E: Any, E_img: Any, *, step: int, prompt_index: in
 
 def _rule_columns(m: Any) -> dict[str, Any]:
     return {
-        "rate": m.rate.rate, "n_outside": m.rate.k, "K": m.rate.n,
-        "rate_ci_low": m.rate.ci[0], "rate_ci_high": m.rate.ci[1],
-        "floor": m.floor.rate, "floor_ci_low": m.floor.ci[0], "floor_ci_high": m.floor.ci[1],
+        "rate": m.rate.rate,
+        "n_outside": m.rate.k,
+        "K": m.rate.n,
+        "rate_ci_low": m.rate.ci[0],
+        "rate_ci_high": m.rate.ci[1],
+        "floor": m.floor.rate,
+        "floor_ci_low": m.floor.ci[0],
+        "floor_ci_high": m.floor.ci[1],
         "excess_p_value": float(m.excess_p_value),
         "mean_embedding_inside": bool(m.per_prompt[0]["mean_embedding_inside"]),
     }

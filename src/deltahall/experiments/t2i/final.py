@@ -22,7 +22,9 @@ import numpy.typing as npt
 logger = logging.getLogger(__name__)
 
 
-def final_samples(run_dir: str | Path, prompts: list[str]) -> tuple[int, npt.NDArray[np.float64], list[str]]:
+def final_samples(
+    run_dir: str | Path, prompts: list[str]
+) -> tuple[int, npt.NDArray[np.float64], list[str]]:
     """The last step, its generated embeddings ``(n, d)`` and the prompt of each row.
 
     Raises
@@ -43,7 +45,9 @@ def final_samples(run_dir: str | Path, prompts: list[str]) -> tuple[int, npt.NDA
     return step, np.vstack(embs), names
 
 
-def measure_final(run_dir: str | Path, inst: Any, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> dict[str, Any]:
+def measure_final(
+    run_dir: str | Path, inst: Any, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]
+) -> dict[str, Any]:
     """``measure.json``: per rule the measurement summary of the final step's samples (all prompts),
     then selection and baselines.
 
@@ -62,20 +66,41 @@ def measure_final(run_dir: str | Path, inst: Any, X: npt.NDArray[np.float64], y:
 
     cfg = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))["config"]
     step, G, prompts = final_samples(run_dir, [str(p) for p in cfg["prompts"]])
-    out: dict[str, Any] = {"step": step, "rules": list(inst.rules), "alpha": inst.alpha, "per_rule": {}}
+    out: dict[str, Any] = {
+        "step": step,
+        "rules": list(inst.rules),
+        "alpha": inst.alpha,
+        "per_rule": {},
+    }
     ms = {}
     for rule in inst.rules:
         m = inst.measure(G, prompts, rule)
         ms[rule] = m
         out["per_rule"][rule] = {**m.summary(), "curve": m.curve}
     conf = ms["conformal"]
-    sel = select_candidates(conf.gen_p, conf.prompts, conf.gen_nearest, conf.gen_flagged, states=conf.states,
-                            reference_sizes=conf.state_sizes["total"], mode="hcdr", alpha=inst.alpha)
+    sel = select_candidates(
+        conf.gen_p,
+        conf.prompts,
+        conf.gen_nearest,
+        conf.gen_flagged,
+        states=conf.states,
+        reference_sizes=conf.state_sizes["total"],
+        mode="hcdr",
+        alpha=inst.alpha,
+    )
     out["selection"] = {**sel.summary(), "rule": "conformal"}
     base = baselines_on_measurement(conf, X, G, inst.labels)
     pct = ms["percentile"]
-    base.insert(1, {"method": "HCDR (percentile)", "rate": pct.rate.rate, "rate_ci": list(pct.rate.ci),
-                    "floor": pct.floor.rate, "floor_ci": list(pct.floor.ci)})
+    base.insert(
+        1,
+        {
+            "method": "HCDR (percentile)",
+            "rate": pct.rate.rate,
+            "rate_ci": list(pct.rate.ci),
+            "floor": pct.floor.rate,
+            "floor_ci": list(pct.floor.ci),
+        },
+    )
     out["baselines"] = base
     logger.info("final step %d: rate %s", step, {r: round(m.rate.rate, 4) for r, m in ms.items()})
     return out

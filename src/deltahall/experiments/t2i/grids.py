@@ -12,7 +12,9 @@ import numpy as np
 from deltahall.io import atomic_write_bytes
 
 
-def grid_array(images: Any, ncol: int | None = None, cell: int | None = None, pad: int = 2) -> np.ndarray:
+def grid_array(
+    images: Any, ncol: int | None = None, cell: int | None = None, pad: int = 2
+) -> np.ndarray:
     """Tile ``(n, C, H, W)`` images in [0, 1] into one uint8 array ``(rows, cols, 3)``.
 
     ``cell`` (pixels per tile side) defaults to the image side, but at least 48 (tiny
@@ -32,12 +34,14 @@ def grid_array(images: Any, ncol: int | None = None, cell: int | None = None, pa
         x = F.interpolate(x, size=(cell, cell), mode=mode)
     ncol = ncol or max(1, math.ceil(math.sqrt(n)))
     nrow = max(1, math.ceil(n / ncol))
-    canvas = np.ones((nrow * (cell + pad) + pad, ncol * (cell + pad) + pad, 3), dtype=np.uint8) * 255
+    canvas = (
+        np.ones((nrow * (cell + pad) + pad, ncol * (cell + pad) + pad, 3), dtype=np.uint8) * 255
+    )
     arr = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     for k in range(n):
         r, q = divmod(k, ncol)
         y0, x0 = pad + r * (cell + pad), pad + q * (cell + pad)
-        canvas[y0: y0 + cell, x0: x0 + cell] = arr[k]
+        canvas[y0 : y0 + cell, x0 : x0 + cell] = arr[k]
     return canvas
 
 

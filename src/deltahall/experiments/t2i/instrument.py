@@ -46,10 +46,16 @@ def settings(config: T2IConfig, rule: str) -> Any:
 
     h = float(config.holdout_fraction)
     return DetectorSettings(
-        alpha=float(config.percentile) / 100.0, calibration=rule,
-        fit_fraction=1.0 - h, calibration_fraction=0.6 * h, test_fraction=0.4 * h,
-        pca_dim=int(config.pca_dim) if config.pca_dim else None, n_components=int(config.n_components or 1),
-        covariance_type=str(config.covariance_type), normalize=True, seed=int(config.seed),
+        alpha=float(config.percentile) / 100.0,
+        calibration=rule,
+        fit_fraction=1.0 - h,
+        calibration_fraction=0.6 * h,
+        test_fraction=0.4 * h,
+        pca_dim=int(config.pca_dim) if config.pca_dim else None,
+        n_components=int(config.n_components or 1),
+        covariance_type=str(config.covariance_type),
+        normalize=True,
+        seed=int(config.seed),
     )
 
 
@@ -73,7 +79,9 @@ class Instrument:
         Class index of each (``config.classes[y]``).
     """
 
-    def __init__(self, config: T2IConfig, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> None:
+    def __init__(
+        self, config: T2IConfig, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]
+    ) -> None:
         from deltahall.measure.calibration import fit_global, plan_global
 
         classes = list(config.classes or ())
@@ -94,16 +102,22 @@ class Instrument:
     def alpha(self) -> float:
         return float(self.fitted[self.rules[0]].settings.alpha)
 
-    def scores(self, E: npt.NDArray[np.float64], rule: str | None = None) -> npt.NDArray[np.float64]:
+    def scores(
+        self, E: npt.NDArray[np.float64], rule: str | None = None
+    ) -> npt.NDArray[np.float64]:
         """Per-class log-densities ``(n, n_classes)``, columns in the config's class order."""
         f = self.fitted[rule or self.rules[0]]
         return np.asarray(f.scorer.score(E))[:, self.state_order]
 
     def thresholds(self, rule: str | None = None) -> npt.NDArray[np.float64]:
         """Per-class score thresholds equivalent to the rule at α (inside iff score >= threshold)."""
-        return np.asarray(self.fitted[rule or self.rules[0]].calibrator.thresholds_)[self.state_order]
+        return np.asarray(self.fitted[rule or self.rules[0]].calibrator.thresholds_)[
+            self.state_order
+        ]
 
-    def decision(self, E: npt.NDArray[np.float64], rule: str | None = None) -> npt.NDArray[np.float64]:
+    def decision(
+        self, E: npt.NDArray[np.float64], rule: str | None = None
+    ) -> npt.NDArray[np.float64]:
         """``max_i (score_i - threshold_i)``: ``>= 0`` inside the HCDR, the more negative the less plausible."""
         with np.errstate(invalid="ignore"):
             d = (self.scores(E, rule) - self.thresholds(rule)[None, :]).max(axis=1)
@@ -114,7 +128,9 @@ class Instrument:
         f = self.fitted[rule or self.rules[0]]
         return np.asarray(~f.calibrator.flags(f.scorer.score(E)))
 
-    def measure(self, E: npt.NDArray[np.float64], prompts: list[str], rule: str | None = None) -> Any:
+    def measure(
+        self, E: npt.NDArray[np.float64], prompts: list[str], rule: str | None = None
+    ) -> Any:
         """The :class:`~deltahall.measure.Measurement` of generated embeddings ``E`` under ``rule``."""
         from deltahall.measure.calibration import measure_scores
 
@@ -128,11 +144,20 @@ class Instrument:
             return ~f.calibrator.flags(S, p), p
 
         return measure_scores(
-            settings=f.settings, scorer=f.scorer, calibrator=f.calibrator, states=plan["states"],
-            state_sizes=plan["sizes"], gen_scores=f.scorer.score(E), gen_allowed=None, prompts=list(prompts),
-            test_scores=f.test_scores, test_allowed=None,
-            test_labels=plan["y_idx"][plan["parts"]["test"]].astype(np.int64), mean_inside=mean_inside,
-            parts=plan["parts"], density_models=f.scorer.summary(),
+            settings=f.settings,
+            scorer=f.scorer,
+            calibrator=f.calibrator,
+            states=plan["states"],
+            state_sizes=plan["sizes"],
+            gen_scores=f.scorer.score(E),
+            gen_allowed=None,
+            prompts=list(prompts),
+            test_scores=f.test_scores,
+            test_allowed=None,
+            test_labels=plan["y_idx"][plan["parts"]["test"]].astype(np.int64),
+            mean_inside=mean_inside,
+            parts=plan["parts"],
+            density_models=f.scorer.summary(),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -140,18 +165,40 @@ class Instrument:
         scores, thresholds and floor (the held-out real test part)."""
         from deltahall.stats import CI_METHOD
 
-        out: dict[str, Any] = {"classes": self.classes, "rules": list(self.rules), "alpha": self.alpha,
-                               "ci_method": CI_METHOD, "per_rule": {}}
+        out: dict[str, Any] = {
+            "classes": self.classes,
+            "rules": list(self.rules),
+            "alpha": self.alpha,
+            "ci_method": CI_METHOD,
+            "per_rule": {},
+        }
         sizes = self.plan["sizes"]
-        out["split"] = {k: [int(sizes[k][i]) for i in self.state_order] for k in ("total", "fit", "calibration", "test")}
+        out["split"] = {
+            k: [int(sizes[k][i]) for i in self.state_order]
+            for k in ("total", "fit", "calibration", "test")
+        }
         for rule, f in self.fitted.items():
             floor = self.floor(rule)
             out["per_rule"][rule] = {
-                "settings": {k: getattr(f.settings, k) for k in ("alpha", "calibration", "fit_fraction",
-                                                                  "calibration_fraction", "test_fraction", "pca_dim",
-                                                                  "n_components", "covariance_type", "normalize", "seed")},
+                "settings": {
+                    k: getattr(f.settings, k)
+                    for k in (
+                        "alpha",
+                        "calibration",
+                        "fit_fraction",
+                        "calibration_fraction",
+                        "test_fraction",
+                        "pca_dim",
+                        "n_components",
+                        "covariance_type",
+                        "normalize",
+                        "seed",
+                    )
+                },
                 "thresholds": [float(t) if np.isfinite(t) else None for t in self.thresholds(rule)],
-                "calibration_scores": [[float(v) for v in f.calibrator.cal_[i]] for i in self.state_order],
+                "calibration_scores": [
+                    [float(v) for v in f.calibrator.cal_[i]] for i in self.state_order
+                ],
                 "floor": floor.as_dict(),
             }
         out["density_models"] = self.fitted[self.rules[0]].scorer.summary()

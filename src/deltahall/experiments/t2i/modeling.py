@@ -64,16 +64,27 @@ def load_components(model: str, *, use_vae: bool) -> Components:
     from transformers import AutoTokenizer, CLIPTextModel
 
     unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet", use_safetensors=True)
-    text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder", use_safetensors=True)
+    text_encoder = CLIPTextModel.from_pretrained(
+        model, subfolder="text_encoder", use_safetensors=True
+    )
     tokenizer = AutoTokenizer.from_pretrained(model, subfolder="tokenizer")
     noise_scheduler = DDPMScheduler.from_pretrained(model, subfolder="scheduler")
-    vae = AutoencoderKL.from_pretrained(model, subfolder="vae", use_safetensors=True) if use_vae else None
+    vae = (
+        AutoencoderKL.from_pretrained(model, subfolder="vae", use_safetensors=True)
+        if use_vae
+        else None
+    )
     text_encoder.requires_grad_(False).eval()
     if vae is not None:
         vae.requires_grad_(False).eval()
     unet.train()
-    return Components(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
-                      noise_scheduler=noise_scheduler, vae=vae)
+    return Components(
+        unet=unet,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        noise_scheduler=noise_scheduler,
+        vae=vae,
+    )
 
 
 def encode_text(components: Components, texts: list[str], device: Any) -> Any:
@@ -84,8 +95,11 @@ def encode_text(components: Components, texts: list[str], device: Any) -> Any:
     import torch
 
     tok = components.tokenizer(
-        list(texts), padding="max_length", max_length=components.tokenizer.model_max_length,
-        truncation=True, return_tensors="pt",
+        list(texts),
+        padding="max_length",
+        max_length=components.tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
     )
     enc = components.text_encoder
     with torch.no_grad():
@@ -98,7 +112,9 @@ def make_sampler(noise_scheduler: Any, kind: str) -> Any:
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
     if kind == "dpm":
-        return DPMSolverMultistepScheduler.from_config(noise_scheduler.config, algorithm_type="dpmsolver++")
+        return DPMSolverMultistepScheduler.from_config(
+            noise_scheduler.config, algorithm_type="dpmsolver++"
+        )
     if kind == "ddim":
         return DDIMScheduler.from_config(noise_scheduler.config)
     raise ValueError(f"`sampler` must be 'dpm' or 'ddim'; got {kind!r}.")

@@ -50,12 +50,18 @@ def run(config: T2IConfig) -> T2IResult:
     check_sources(config)  # bad data / model specs are refused before anything is written
     decision = check_run(config, experiment="t2i")
     with torch_threads(config.run.threads):
-        acc = make_accelerator(config.run, mixed_precision=str(config.mixed_precision),
-                               gradient_accumulation_steps=config.gradient_accumulation_steps,
-                               project_dir=config.run_dir)
+        acc = make_accelerator(
+            config.run,
+            mixed_precision=str(config.mixed_precision),
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            project_dir=config.run_dir,
+        )
         world = world_of(acc)
-        opened = accept_run(decision, world=world,
-                            extra={"preset": config.preset, "num_processes": acc.num_processes})
+        opened = accept_run(
+            decision,
+            world=world,
+            extra={"preset": config.preset, "num_processes": acc.num_processes},
+        )
         rd, resume = opened.rd, opened.checkpoint
         main = world.is_main
         if main and resume is None:
@@ -64,10 +70,18 @@ def run(config: T2IConfig) -> T2IResult:
         if model == TINY_MODEL:
             from deltahall.experiments.t2i.tiny import ensure_tiny_model
 
-            with world.main_first():  # built once, atomically, by the main process; then loaded by all
+            with (
+                world.main_first()
+            ):  # built once, atomically, by the main process; then loaded by all
                 texts = [*(config.captions or ()), *(config.prompts or ())]
-                model = str(ensure_tiny_model(rd.root / "base_model", texts, resolution=int(config.resolution or 8),
-                                              seed=config.seed))
+                model = str(
+                    ensure_tiny_model(
+                        rd.root / "base_model",
+                        texts,
+                        resolution=int(config.resolution or 8),
+                        seed=config.seed,
+                    )
+                )
         with world.main_first():  # downloads / dataset caches are made once
             components = load_components(model, use_vae=config.uses_vae)
             data = load_training_images(config)
@@ -93,8 +107,14 @@ def run(config: T2IConfig) -> T2IResult:
         seconds["total"] = time.perf_counter() - t_start
         _write_summary(rd, config, history, detector, embedder, seconds)
     acc.end_training()
-    return T2IResult(run_dir=rd.root, metrics=history.metrics, losses=history.losses,
-                     detector_path=rd.root / "instrument.json", figures=figures, seconds=seconds)
+    return T2IResult(
+        run_dir=rd.root,
+        metrics=history.metrics,
+        losses=history.losses,
+        detector_path=rd.root / "instrument.json",
+        figures=figures,
+        seconds=seconds,
+    )
 
 
 def _clear_outputs(root: Path) -> None:
@@ -116,23 +136,53 @@ def _fit_instrument(config: T2IConfig, rd: RunDir, data: Any, device: Any) -> tu
     embedder = load_embedder(config, rd.root, device)
     X, y = real_embeddings(config, rd.root, embedder, data)
     inst = Instrument(config, X, y)
-    rd.write_json("instrument.json", {
-        "n_real": int(X.shape[0]), "dim": int(X.shape[1]),
-        "per_class": [int((y == k).sum()) for k in range(len(config.classes or ()))],
-        "embedder": embedder.name, "embedder_info": getattr(embedder, "info", None), **inst.summary(),
-    })
+    rd.write_json(
+        "instrument.json",
+        {
+            "n_real": int(X.shape[0]),
+            "dim": int(X.shape[1]),
+            "per_class": [int((y == k).sum()) for k in range(len(config.classes or ()))],
+            "embedder": embedder.name,
+            "embedder_info": getattr(embedder, "info", None),
+            **inst.summary(),
+        },
+    )
     return embedder, inst, (X, y)
 
 
-def _write_summary(rd: RunDir, config: T2IConfig, history: Any, detector: Any, embedder: Any, seconds: dict[str, float]) -> None:
+def _write_summary(
+    rd: RunDir,
+    config: T2IConfig,
+    history: Any,
+    detector: Any,
+    embedder: Any,
+    seconds: dict[str, float],
+) -> None:
     last = max((int(r["step"]) for r in history.metrics), default=0)
     final = [r for r in history.metrics if int(r["step"]) == last]
-    rd.write_json("result.json", {
-        "preset": config.preset, "final_step": last,
-        "final": {r["prompt"]: {k: r[k] for k in ("rate", "rate_ci_low", "rate_ci_high", "floor", "excess_p_value",
-                                                  "calibration", "mean_embedding_inside", "mean_image_inside")}
-                  for r in final},
-        "first_loss": history.losses[0]["loss"] if history.losses else None,
-        "last_loss": history.losses[-1]["loss"] if history.losses else None,
-        "seconds": seconds,
-    })
+    rd.write_json(
+        "result.json",
+        {
+            "preset": config.preset,
+            "final_step": last,
+            "final": {
+                r["prompt"]: {
+                    k: r[k]
+                    for k in (
+                        "rate",
+                        "rate_ci_low",
+                        "rate_ci_high",
+                        "floor",
+                        "excess_p_value",
+                        "calibration",
+                        "mean_embedding_inside",
+                        "mean_image_inside",
+                    )
+                }
+                for r in final
+            },
+            "first_loss": history.losses[0]["loss"] if history.losses else None,
+            "last_loss": history.losses[-1]["loss"] if history.losses else None,
+            "seconds": seconds,
+        },
+    )

@@ -19,7 +19,11 @@ logger = logging.getLogger(__name__)
 
 #: The reduced digits run of the main job (everything else: the digits preset).
 MAIN_JOB_OVERRIDES: dict[str, Any] = dict(
-    train_steps=300, checkpoint_every=100, num_samples=64, sample_batch_size=64, inference_steps=10,
+    train_steps=300,
+    checkpoint_every=100,
+    num_samples=64,
+    sample_batch_size=64,
+    inference_steps=10,
 )
 #: Run options of the main job's digits run (``RunOptions`` fields; the out dir is the step's).
 MAIN_JOB_RUN: dict[str, Any] = dict(device="cpu", progress=False)
@@ -60,7 +64,11 @@ def build_section(run_dir: str | Path, *, title: str | None = None) -> Section:
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     cfg = manifest.get("config", {})
     inst = read_instrument(root) if (root / "instrument.json").is_file() else {}
-    summary = json.loads((root / "result.json").read_text(encoding="utf-8")) if (root / "result.json").is_file() else {}
+    summary = (
+        json.loads((root / "result.json").read_text(encoding="utf-8"))
+        if (root / "result.json").is_file()
+        else {}
+    )
     preset = cfg.get("preset", "?")
     sec = Section(title or f"Text-to-image (Section 7.3, Figures 5-7) — preset {preset}")
     if preset == "digits":
@@ -86,11 +94,16 @@ def build_section(run_dir: str | Path, *, title: str | None = None) -> Section:
     )
     if inst:
         info = inst.get("embedder_info") or {}
-        acc = f" The digit CNN's accuracy on its held-out digits: {info['heldout_accuracy']:.3f}." if "heldout_accuracy" in info else ""
+        acc = (
+            f" The digit CNN's accuracy on its held-out digits: {info['heldout_accuracy']:.3f}."
+            if "heldout_accuracy" in info
+            else ""
+        )
         sp = inst["split"]
         floors = "; ".join(
             f"{_rule_label(r)} {v['floor']['rate']:.3f} {_ci(*v['floor']['ci'])} ({v['floor']['k']}/{v['floor']['n']})"
-            for r, v in inst["per_rule"].items())
+            for r, v in inst["per_rule"].items()
+        )
         sec.text(
             f"Reference: {inst.get('n_real')} real images ({inst.get('per_class')} per class), embedding dimension "
             f"{inst.get('dim')}; per class fit / calibration / test = {sp['fit']} / {sp['calibration']} / {sp['test']}.{acc}"
@@ -102,39 +115,64 @@ def build_section(run_dir: str | Path, *, title: str | None = None) -> Section:
             "real images of one class lies deep inside its region."
         )
     rows = [
-        {"step": r["step"], "prompt": _fmt_prompt(r["prompt"]), "loss": r["loss"],
-         f"rate [95% CI] ({_rule_label(main)})": _row_rate(r, ""),
-         f"excess p ({_rule_label(main)})": r.get("excess_p_value", math.nan),
-         f"rate [95% CI] ({_rule_label(other)})": _row_rate(r, f"_{other}"),
-         "mean emb. in HCDR": r["mean_embedding_inside"], "mean image in HCDR": r["mean_image_inside"], "K": r["K"]}
+        {
+            "step": r["step"],
+            "prompt": _fmt_prompt(r["prompt"]),
+            "loss": r["loss"],
+            f"rate [95% CI] ({_rule_label(main)})": _row_rate(r, ""),
+            f"excess p ({_rule_label(main)})": r.get("excess_p_value", math.nan),
+            f"rate [95% CI] ({_rule_label(other)})": _row_rate(r, f"_{other}"),
+            "mean emb. in HCDR": r["mean_embedding_inside"],
+            "mean image in HCDR": r["mean_image_inside"],
+            "K": r["K"],
+        }
         for r in sorted(metrics, key=lambda r: (r["step"], r["prompt_index"]))
     ]
-    sec.table(rows, caption="Per checkpoint and prompt, the same K samples under both rules: rate = fraction outside "
-                            "the HCDR with its Wilson 95% interval; excess p = exact one-sided test of rate > floor, "
-                            "stratified by nearest class; 'mean emb.' = the estimate A*(X) (mean of the K embeddings) "
-                            f"inside the HCDR ({main})?")
+    sec.table(
+        rows,
+        caption="Per checkpoint and prompt, the same K samples under both rules: rate = fraction outside "
+        "the HCDR with its Wilson 95% interval; excess p = exact one-sided test of rate > floor, "
+        "stratified by nearest class; 'mean emb.' = the estimate A*(X) (mean of the K embeddings) "
+        f"inside the HCDR ({main})?",
+    )
     floor = inst["per_rule"][main]["floor"]["rate"] if inst else None
     sec.text(_verdict(metrics, losses, floor))
     if (root / "measure.json").is_file():
         _final_section(sec, json.loads((root / "measure.json").read_text(encoding="utf-8")))
     figs = root / "figures"
-    for name, cap in (("fig5_rate_and_loss", "Figure 5: hallucination rate (mean over prompts; band: Wilson 95% interval "
-                                             "of the pooled count; dashed: the other rule) and training loss; dotted: "
-                                             "the floor, its interval shaded."),
-                      ("fig6_rate_per_prompt", "Figure 6: rate per prompt with Wilson 95% intervals, the other rule "
-                                               "dashed, the floor dotted; red crosses: mean embedding outside the HCDR."),
-                      ("fig7_calibration", "Figure 7: calibration log-densities per state and the thresholds."),
-                      ("rate_vs_percentile", "The final checkpoint's rate, and the floor, as the level α varies.")):
+    for name, cap in (
+        (
+            "fig5_rate_and_loss",
+            "Figure 5: hallucination rate (mean over prompts; band: Wilson 95% interval "
+            "of the pooled count; dashed: the other rule) and training loss; dotted: "
+            "the floor, its interval shaded.",
+        ),
+        (
+            "fig6_rate_per_prompt",
+            "Figure 6: rate per prompt with Wilson 95% intervals, the other rule "
+            "dashed, the floor dotted; red crosses: mean embedding outside the HCDR.",
+        ),
+        ("fig7_calibration", "Figure 7: calibration log-densities per state and the thresholds."),
+        (
+            "rate_vs_percentile",
+            "The final checkpoint's rate, and the floor, as the level α varies.",
+        ),
+    ):
         if (figs / f"{name}.png").is_file():
             sec.figure(figs / f"{name}.png", cap)
     if steps:
         for p, prompt in sorted({(r["prompt_index"], r["prompt"]) for r in metrics}):
             g = root / "grids" / f"step-{steps[-1]:06d}_p{p}.png"
             if g.is_file():
-                sec.figure(g, f"Samples flagged as hallucinations ({main}) at step {steps[-1]}, prompt "
-                              f"{_fmt_prompt(prompt)} (most implausible first).")
+                sec.figure(
+                    g,
+                    f"Samples flagged as hallucinations ({main}) at step {steps[-1]}, prompt "
+                    f"{_fmt_prompt(prompt)} (most implausible first).",
+                )
     if summary.get("seconds"):
-        sec.text("Wall time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()))
+        sec.text(
+            "Wall time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items())
+        )
     return sec
 
 
@@ -151,19 +189,34 @@ def _final_section(sec: Section, final: dict[str, Any]) -> None:
 
     rows = []
     for rule, s in final["per_rule"].items():
-        rows.append({"rule": _rule_label(rule), "flagged": f"{s['n_flagged']}/{s['n_generated']}",
-                     "rate [95% CI]": f"{s['rate']:.3f} {_ci(*s['rate_ci'])}",
-                     "floor [95% CI]": f"{s['floor']:.3f} {_ci(*s['floor_ci'])}",
-                     "excess p (stratified)": s["excess_p_value"], "excess p (pooled Fisher)": s["excess_p_value_pooled"],
-                     "states not reached": ", ".join(s["states_not_reached"]) or "none"})
-    sec.table(rows, caption=f"Final checkpoint (step {final['step']}), every prompt's samples together, α = "
-                            f"{final['alpha']:g}: one set of samples, one rate per rule (per-prompt rates: the table above).")
+        rows.append(
+            {
+                "rule": _rule_label(rule),
+                "flagged": f"{s['n_flagged']}/{s['n_generated']}",
+                "rate [95% CI]": f"{s['rate']:.3f} {_ci(*s['rate_ci'])}",
+                "floor [95% CI]": f"{s['floor']:.3f} {_ci(*s['floor_ci'])}",
+                "excess p (stratified)": s["excess_p_value"],
+                "excess p (pooled Fisher)": s["excess_p_value_pooled"],
+                "states not reached": ", ".join(s["states_not_reached"]) or "none",
+            }
+        )
+    sec.table(
+        rows,
+        caption=f"Final checkpoint (step {final['step']}), every prompt's samples together, α = "
+        f"{final['alpha']:g}: one set of samples, one rate per rule (per-prompt rates: the table above).",
+    )
     sel = final["selection"]
-    sec.text(selection_text(sel) + " (Selection keeps the samples whose conformal p-value exceeds α.)")
-    sec.table(selection_rows(sel), caption="State shares (nearest state) before and after selection.")
-    sec.table(baselines_rows(final["baselines"]),
-              caption="The same split and the same samples, every method thresholded on the calibration part at the "
-                      "same α (HCDR = the instrument's densities under each rule).")
+    sec.text(
+        selection_text(sel) + " (Selection keeps the samples whose conformal p-value exceeds α.)"
+    )
+    sec.table(
+        selection_rows(sel), caption="State shares (nearest state) before and after selection."
+    )
+    sec.table(
+        baselines_rows(final["baselines"]),
+        caption="The same split and the same samples, every method thresholded on the calibration part at the "
+        "same α (HCDR = the instrument's densities under each rule).",
+    )
 
 
 def known_truth_rows(seed: int = 0, *, digits_cnn: bool = True) -> dict[str, list[dict[str, Any]]]:
@@ -187,7 +240,9 @@ def known_truth_rows(seed: int = 0, *, digits_cnn: bool = True) -> dict[str, lis
     return {d.name: compare_methods(d) for d in sets}
 
 
-def _verdict(metrics: list[dict[str, Any]], losses: list[dict[str, Any]], floor: float | None = None) -> str:
+def _verdict(
+    metrics: list[dict[str, Any]], losses: list[dict[str, Any]], floor: float | None = None
+) -> str:
     """Plain statement of the Figure 5 claim on this run: does the loss fall, does the rate stay above 0
     (and above the real-image floor), and how often is the mean embedding outside the HCDR."""
     trained = sorted({r["step"] for r in metrics if r["step"] > 0})
@@ -198,16 +253,25 @@ def _verdict(metrics: list[dict[str, Any]], losses: list[dict[str, Any]], floor:
     lf, ll = first[0]["loss"], last[0]["loss"]
     falls = not (math.isnan(lf) or math.isnan(ll)) and ll < lf
     min_rate = min(r["rate"] for r in last)
-    rates = "; ".join(f"{_fmt_prompt(r['prompt'])} {r['rate']:.3f}"
-                      + (f" {_ci(r['rate_ci_low'], r['rate_ci_high'])}" if "rate_ci_low" in r else "") for r in last)
-    above = "" if floor is None else (
-        f"; {sum(r.get('excess_p_value', 1.0) < 0.05 for r in last)}/{len(last)} prompts significantly above the "
-        f"real-image floor {floor:.3f} (stratified excess p < 0.05)"
+    rates = "; ".join(
+        f"{_fmt_prompt(r['prompt'])} {r['rate']:.3f}"
+        + (f" {_ci(r['rate_ci_low'], r['rate_ci_high'])}" if "rate_ci_low" in r else "")
+        for r in last
+    )
+    above = (
+        ""
+        if floor is None
+        else (
+            f"; {sum(r.get('excess_p_value', 1.0) < 0.05 for r in last)}/{len(last)} prompts significantly above the "
+            f"real-image floor {floor:.3f} (stratified excess p < 0.05)"
+        )
     )
     outside = "; ".join(
         f"{_fmt_prompt(p)} {sum(not r['mean_embedding_inside'] for r in metrics if r['prompt'] == p and r['step'] > 0)}"
         f"/{len(trained)}"
-        for p in dict.fromkeys(r["prompt"] for r in sorted(metrics, key=lambda r: r["prompt_index"]))
+        for p in dict.fromkeys(
+            r["prompt"] for r in sorted(metrics, key=lambda r: r["prompt_index"])
+        )
     )
     return (
         f"Figure 5 claim on this run: interval loss {lf:.4f} at step {trained[0]} -> {ll:.4f} at step {trained[-1]} "
@@ -224,8 +288,12 @@ def main_job_config(run_dir: Path, seed: int) -> Any:
 
     # A rerun of the main job continues (or just re-reports) the run it finds in ``run_dir``.
     resume = "latest" if (Path(run_dir) / "manifest.json").is_file() else None
-    return T2IConfig(preset="digits", seed=seed, run=RunOptions(out_dir=Path(run_dir), resume_from_checkpoint=resume,
-                                                                **MAIN_JOB_RUN), **MAIN_JOB_OVERRIDES)
+    return T2IConfig(
+        preset="digits",
+        seed=seed,
+        run=RunOptions(out_dir=Path(run_dir), resume_from_checkpoint=resume, **MAIN_JOB_RUN),
+        **MAIN_JOB_OVERRIDES,
+    )
 
 
 def reproduce_command(seed: int, out_dir: str = "DIR") -> str:
@@ -243,13 +311,20 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
     from deltahall.experiments.t2i import run
 
     res = run(main_job_config(run_dir, seed))
-    sec = build_section(res.run_dir, title="Text-to-image (Section 7.3, Figures 5-7) — digits preset, reduced")
+    sec = build_section(
+        res.run_dir, title="Text-to-image (Section 7.3, Figures 5-7) — digits preset, reduced"
+    )
     alpha = float(MAIN_JOB_OVERRIDES.get("percentile", 10.0)) / 100
     for name, rows in known_truth_rows(seed).items():
-        sec.table(rows, ["method", "false_flag_rate", "flagged", "precision", "recall"],
-                  caption=f"Known truth, {name}: precision / recall of 'outside', every method calibrated at "
-                          f"α = {alpha:g} on the same calibration part; false_flag_rate = flagged share of the held-out "
-                          "real test part (not this run's samples: data sets whose outside points are known).")
-    sec.code(f"reproduce: {reproduce_command(seed)}\n"
-             "full preset: deltahall t2i run --preset digits --out-dir runs/t2i_digits")
+        sec.table(
+            rows,
+            ["method", "false_flag_rate", "flagged", "precision", "recall"],
+            caption=f"Known truth, {name}: precision / recall of 'outside', every method calibrated at "
+            f"α = {alpha:g} on the same calibration part; false_flag_rate = flagged share of the held-out "
+            "real test part (not this run's samples: data sets whose outside points are known).",
+        )
+    sec.code(
+        f"reproduce: {reproduce_command(seed)}\n"
+        "full preset: deltahall t2i run --preset digits --out-dir runs/t2i_digits"
+    )
     return sec

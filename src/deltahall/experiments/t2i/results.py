@@ -106,23 +106,52 @@ def save_figures(run_dir: str | Path) -> list[Path]:
     steps = sorted({int(r["step"]) for r in metrics})
     thresholds = [float("nan") if t is None else float(t) for t in rule["thresholds"]]
     figures = [
-        ("fig5_rate_and_loss", lambda: figure5(metrics, losses, floor=floor, floor_ci=floor_ci, rule=main,
-                                               beside=other)),
-        ("fig6_rate_per_prompt", lambda: figure6(metrics, floor=floor, floor_ci=floor_ci, rule=main, beside=other)),
-        ("fig7_calibration", lambda: figure7(rule["calibration_scores"], thresholds, class_names=inst["classes"],
-                                             percentile=100.0 * float(inst["alpha"]), rule=main)),
+        (
+            "fig5_rate_and_loss",
+            lambda: figure5(
+                metrics, losses, floor=floor, floor_ci=floor_ci, rule=main, beside=other
+            ),
+        ),
+        (
+            "fig6_rate_per_prompt",
+            lambda: figure6(metrics, floor=floor, floor_ci=floor_ci, rule=main, beside=other),
+        ),
+        (
+            "fig7_calibration",
+            lambda: figure7(
+                rule["calibration_scores"],
+                thresholds,
+                class_names=inst["classes"],
+                percentile=100.0 * float(inst["alpha"]),
+                rule=main,
+            ),
+        ),
     ]
     npz = root / "samples" / f"step-{steps[-1]:06d}.npz" if steps else None
     if npz is not None and npz.is_file():
         prompts = {int(r["prompt_index"]): str(r["prompt"]) for r in metrics}
         with np.load(npz, allow_pickle=False) as f:
-            curves = {prompts[p]: f[f"curve_rate_p{p}"] for p in sorted(prompts) if f"curve_rate_p{p}" in f}
+            curves = {
+                prompts[p]: f[f"curve_rate_p{p}"]
+                for p in sorted(prompts)
+                if f"curve_rate_p{p}" in f
+            }
             if "curve_floor" in f:
                 curves["held-out real images (the floor)"] = f["curve_floor"]
         pct = 100.0 * np.asarray(ALPHA_GRID)
         if curves:
-            figures.append(("rate_vs_percentile", lambda: rate_vs_percentile(
-                pct, curves, threshold_percentile=100.0 * float(inst["alpha"]), step=steps[-1], rule=main)))
+            figures.append(
+                (
+                    "rate_vs_percentile",
+                    lambda: rate_vs_percentile(
+                        pct,
+                        curves,
+                        threshold_percentile=100.0 * float(inst["alpha"]),
+                        step=steps[-1],
+                        rule=main,
+                    ),
+                )
+            )
     rd, plt = RunDir(root), pyplot()
     out: list[Path] = []
     for name, draw in figures:

@@ -67,7 +67,11 @@ def sample_images(
         latents = torch.randn((b, *shape), generator=generator, dtype=torch.float32).to(device)
         sampler.set_timesteps(steps, device=device)
         latents = latents * sampler.init_noise_sigma
-        emb = torch.cat([uncond.expand(b, -1, -1), cond.expand(b, -1, -1)]) if guided else cond.expand(b, -1, -1)
+        emb = (
+            torch.cat([uncond.expand(b, -1, -1), cond.expand(b, -1, -1)])
+            if guided
+            else cond.expand(b, -1, -1)
+        )
         with torch.no_grad():
             for t in sampler.timesteps:
                 x = torch.cat([latents, latents]) if guided else latents

@@ -77,19 +77,31 @@ def build_tokenizer(words: Iterable[str], max_length: int) -> Any:
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A <eos>", special_tokens=[("<bos>", vocab["<bos>"]), ("<eos>", vocab["<eos>"])]
+        single="<bos> $A <eos>",
+        special_tokens=[("<bos>", vocab["<bos>"]), ("<eos>", vocab["<eos>"])],
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-        unk_token="<unk>", model_max_length=max_length,
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=max_length,
     )
 
 
 def _spec(texts: list[str], resolution: int, seed: int) -> dict[str, Any]:
-    return {"arch": TINY_SPEC, "words": words_of(texts), "resolution": int(resolution), "seed": int(seed)}
+    return {
+        "arch": TINY_SPEC,
+        "words": words_of(texts),
+        "resolution": int(resolution),
+        "seed": int(seed),
+    }
 
 
-def ensure_tiny_model(folder: str | os.PathLike[str], texts: Iterable[str], *, resolution: int, seed: int) -> Path:
+def ensure_tiny_model(
+    folder: str | os.PathLike[str], texts: Iterable[str], *, resolution: int, seed: int
+) -> Path:
     """Build the tiny model into ``folder`` unless a matching one is already there.
 
     Parameters
@@ -140,24 +152,41 @@ def _build(folder: Path, spec: dict[str, Any]) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec["seed"])
         unet: Any = UNet2DConditionModel(
-            sample_size=spec["resolution"], in_channels=1, out_channels=1,
-            block_out_channels=tuple(a["block_out_channels"]), layers_per_block=a["layers_per_block"],
+            sample_size=spec["resolution"],
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=tuple(a["block_out_channels"]),
+            layers_per_block=a["layers_per_block"],
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=a["cross_attention_dim"], attention_head_dim=a["attention_head_dim"],
+            cross_attention_dim=a["cross_attention_dim"],
+            attention_head_dim=a["attention_head_dim"],
             norm_num_groups=a["norm_num_groups"],
         )
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(tokenizer), hidden_size=a["cross_attention_dim"],
-            intermediate_size=a["text_intermediate"], num_hidden_layers=a["text_layers"],
-            num_attention_heads=a["text_heads"], max_position_embeddings=a["max_length"],
-            projection_dim=a["cross_attention_dim"], pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        ))
-    scheduler: Any = DDPMScheduler(num_train_timesteps=a["num_train_timesteps"], beta_schedule=a["beta_schedule"])
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=a["cross_attention_dim"],
+                intermediate_size=a["text_intermediate"],
+                num_hidden_layers=a["text_layers"],
+                num_attention_heads=a["text_heads"],
+                max_position_embeddings=a["max_length"],
+                projection_dim=a["cross_attention_dim"],
+                pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        )
+    scheduler: Any = DDPMScheduler(
+        num_train_timesteps=a["num_train_timesteps"], beta_schedule=a["beta_schedule"]
+    )
     folder.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(folder / "unet", safe_serialization=True)
     text_encoder.save_pretrained(folder / "text_encoder", safe_serialization=True)
     tokenizer.save_pretrained(folder / "tokenizer")
     scheduler.save_pretrained(folder / "scheduler")
-    logger.info("built tiny model (%d UNet parameters) in %s", sum(p.numel() for p in unet.parameters()), folder)
+    logger.info(
+        "built tiny model (%d UNet parameters) in %s",
+        sum(p.numel() for p in unet.parameters()),
+        folder,
+    )

@@ -75,8 +75,17 @@ class StepBatches:
     Yields lists of ``(index, flip)`` for this process's slice of the global batch.
     """
 
-    def __init__(self, n: int, config: T2IConfig, start: int, total: int, world: int, rank: int) -> None:
-        self.n, self.cfg, self.start, self.total, self.world, self.rank = n, config, start, total, world, rank
+    def __init__(
+        self, n: int, config: T2IConfig, start: int, total: int, world: int, rank: int
+    ) -> None:
+        self.n, self.cfg, self.start, self.total, self.world, self.rank = (
+            n,
+            config,
+            start,
+            total,
+            world,
+            rank,
+        )
 
     def __len__(self) -> int:
         return (self.total - self.start) * self.cfg.gradient_accumulation_steps
@@ -129,7 +138,9 @@ def train(
 
     cfg = config
     device = accelerator.device
-    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(str(cfg.mixed_precision), torch.float32)
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
+        str(cfg.mixed_precision), torch.float32
+    )
     unet = components.unet.to(device)
     if unet.dtype != torch.float32:  # trainable weights stay float32 (upcast under fp16/bf16)
         unet.to(dtype=torch.float32)
@@ -138,7 +149,9 @@ def train(
             frozen.to(device)
             if frozen.dtype != weight_dtype:
                 frozen.to(dtype=weight_dtype)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=learning_rate(cfg, 0), weight_decay=cfg.adam_weight_decay)
+    optimizer = torch.optim.AdamW(
+        unet.parameters(), lr=learning_rate(cfg, 0), weight_decay=cfg.adam_weight_decay
+    )
     unet, optimizer = accelerator.prepare(unet, optimizer)
     raw_opt = getattr(optimizer, "optimizer", optimizer)
 
@@ -157,9 +170,17 @@ def train(
 
     ctx = None
     if accelerator.is_main_process:
-        ctx = EvalContext(cfg, run_dir, components, make_sampler(components.noise_scheduler, cfg.sampler),
-                          encode_text(components, list(cfg.prompts or ()), device), caption_states[-1:],
-                          embedder, detector, device)
+        ctx = EvalContext(
+            cfg,
+            run_dir,
+            components,
+            make_sampler(components.noise_scheduler, cfg.sampler),
+            encode_text(components, list(cfg.prompts or ()), device),
+            caption_states[-1:],
+            embedder,
+            detector,
+            device,
+        )
 
     def _evaluate(step: int, loss: float) -> None:
         if ctx is not None:
@@ -178,12 +199,22 @@ def train(
 
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(data, batch_sampler=StepBatches(len(data), cfg, start, total, accelerator.num_processes,
-                                                        accelerator.process_index), num_workers=cfg.num_workers)
+    loader = DataLoader(
+        data,
+        batch_sampler=StepBatches(
+            len(data), cfg, start, total, accelerator.num_processes, accelerator.process_index
+        ),
+        num_workers=cfg.num_workers,
+    )
     batches = iter(loader)
     sched = components.noise_scheduler
     n_cls = len(captions) - 1
-    bar = tqdm(total=total, initial=start, desc="train", disable=not (cfg.progress and accelerator.is_main_process))
+    bar = tqdm(
+        total=total,
+        initial=start,
+        desc="train",
+        disable=not (cfg.progress and accelerator.is_main_process),
+    )
     try:
         for step in range(start, total):
             t0 = time.perf_counter()
@@ -194,30 +225,48 @@ def train(
                 images, labels = next(batches)
                 gen = _generator(cfg.seed, step, micro, accelerator.process_index)
                 with accelerator.accumulate(unet):
-                    latents = images_to_latents(components, images.to(device, weight_dtype), gen).float()
+                    latents = images_to_latents(
+                        components, images.to(device, weight_dtype), gen
+                    ).float()
                     noise = torch.randn(latents.shape, generator=gen).to(device)
-                    t = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), generator=gen).to(device)
+                    t = torch.randint(
+                        0, sched.config.num_train_timesteps, (latents.shape[0],), generator=gen
+                    ).to(device)
                     drop = torch.rand(latents.shape[0], generator=gen) < cfg.caption_dropout
                     enc = caption_states[torch.where(drop, n_cls, labels).to(device)]
                     noisy = sched.add_noise(latents, noise, t)
-                    target = noise if sched.config.prediction_type == "epsilon" else sched.get_velocity(latents, noise, t)
-                    loss = F.mse_loss(unet(noisy, t, encoder_hidden_states=enc).sample.float(), target.float())
+                    target = (
+                        noise
+                        if sched.config.prediction_type == "epsilon"
+                        else sched.get_velocity(latents, noise, t)
+                    )
+                    loss = F.mse_loss(
+                        unet(noisy, t, encoder_hidden_states=enc).sample.float(), target.float()
+                    )
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(unet.parameters(), cfg.max_grad_norm)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
-                step_loss += float(accelerator.gather(loss.detach()).mean()) / cfg.gradient_accumulation_steps
+                step_loss += (
+                    float(accelerator.gather(loss.detach()).mean())
+                    / cfg.gradient_accumulation_steps
+                )
             done = step + 1
             history.losses.append({"step": done, "loss": step_loss})
             history.seconds["train"] += time.perf_counter() - t0
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.4f}")
             if done % every == 0 or done == total:
-                interval = history.interval_loss(done - every if done % every == 0 else every * (done // every), done)
+                interval = history.interval_loss(
+                    done - every if done % every == 0 else every * (done // every), done
+                )
                 if accelerator.is_main_process:
                     save_checkpoint(
-                        run_dir, done, model_state=accelerator.unwrap_model(unet).state_dict(), optimizer=raw_opt,
+                        run_dir,
+                        done,
+                        model_state=accelerator.unwrap_model(unet).state_dict(),
+                        optimizer=raw_opt,
                         extra={"loss": interval, "fingerprint": cfg.fingerprint()},
                         total_limit=cfg.checkpoints_total_limit or None,
                     )
