@@ -295,12 +295,22 @@ def nearest_state(
 
 
 def prompt_codes(prompts: list[str]) -> tuple[list[str], npt.NDArray[np.int64]]:
-    """Distinct prompts in first-seen order and each row's index into them."""
-    index: dict[str, int] = {}
-    codes = np.fromiter(
-        (index.setdefault(p, len(index)) for p in prompts), dtype=np.int64, count=len(prompts)
-    )
-    return list(index), codes
+    """Distinct prompts in first-seen order and each row's index into them.
+
+    Examples
+    --------
+    >>> names, codes = prompt_codes(["b", "a", "b", "c"])
+    >>> names, codes.tolist()
+    (['b', 'a', 'c'], [0, 1, 0, 2])
+    """
+    if not prompts:
+        return [], np.zeros(0, dtype=np.int64)
+    arr = np.asarray(prompts, dtype=str)
+    uniq, first, inverse = np.unique(arr, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # sorted-unique position -> first-seen rank
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    return [str(u) for u in uniq[order]], rank[inverse.ravel()]
 
 
 def _group_means(
