@@ -222,6 +222,7 @@ def test_gemma_arms_smoke(tmp_path: Path) -> None:
             n_eval_questions=4,
             epochs=1,
             max_new_tokens=8,
+            delta_percentile=25.0,  # 2 calibration questions x 4 samples: the margin rule needs 2 / alpha - 1 = 7
             out_dir=tmp_path / "g",
         )
     )
@@ -384,7 +385,7 @@ def test_a_run_killed_after_a_seed_resumes_to_the_same_files(tmp_path: Path) -> 
                 "--resume-from-checkpoint",
                 "latest",
                 "--k-samples",
-                "2",
+                "5",
             ]
         )
     assert main([*argv, "--out-dir", str(killed), "--resume-from-checkpoint", "latest"]) == 0

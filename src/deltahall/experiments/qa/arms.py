@@ -210,6 +210,24 @@ class ArmsConfig:
             low_open=True,
             high_open=True,
         )
+        if self.delta_arms:
+            # The text δ-measure's margin rule needs m + 1 >= 2 / alpha calibration samples; refuse a
+            # design that could never flag anything before any model is trained.
+            import math
+
+            n_cal_q = min(
+                self.n_train_questions - 1,
+                max(1, round(self.calibration_fraction * self.n_train_questions)),
+            )
+            m = n_cal_q * self.k_samples
+            alpha = self.delta_percentile / 100.0
+            need = math.ceil(2.0 / alpha - 1.0 - 1e-9)
+            if m < need:
+                raise ValueError(
+                    f"the text δ-measure would calibrate on {n_cal_q} question(s) x {self.k_samples} samples = {m}, "
+                    f"fewer than the {need} its margin rule needs at `delta_percentile`={self.delta_percentile:g}; "
+                    "raise `n_train_questions`, `k_samples` or `delta_percentile`."
+                )
         check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
         check_real(self.temperature, "temperature", low=0.0, low_open=True)
         check_real(self.top_p, "top_p", low=0.0, high=1.0, low_open=True)
