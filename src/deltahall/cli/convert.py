@@ -61,7 +61,9 @@ def _truthfulqa(args: argparse.Namespace) -> int:
         raise ValueError(
             f"`csv` {os.fspath(args.csv)!r}: no question has two states with >= {args.min_answers} answers."
         )
-    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_text(
+        out, "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
+    )
     n_q = len({r["prompt"] for r in rows})
     print(
         f"wrote {len(rows)} reference answers of {n_q} questions ({len(items) - n_q} dropped) to {out}"

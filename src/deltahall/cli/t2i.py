@@ -63,7 +63,9 @@ def _handle_run(args: argparse.Namespace) -> int:
         inside = "inside" if r["mean_embedding_inside"] else "OUTSIDE"
         print(f"{r['step']:>6} {r['loss']:>8.4f}  {r['rate']:>6.3f}  {inside:>8}  {r['prompt']!r}")
     print(f"run dir: {res.run_dir}")
-    print("seconds: " + json.dumps({k: round(v, 1) for k, v in res.seconds.items()}))
+    print(
+        "seconds: " + json.dumps({k: round(v, 1) for k, v in res.seconds.items()}, allow_nan=False)
+    )
     return 0
 
 

@@ -48,7 +48,9 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_detector", "save_detector"]
 def _digest(meta: dict[str, str], arrays: dict[str, npt.NDArray[Any]]) -> str:
     h = hashlib.sha256()
     body = {k: v for k, v in meta.items() if k != "sha256"}
-    h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    h.update(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    )
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"\n{name}|{a.dtype.str}|{list(a.shape)}\n".encode())
@@ -68,7 +70,7 @@ def _classes_to_json(classes: npt.NDArray[Any]) -> tuple[str, str]:
         raise TypeError(
             f"state labels of dtype {classes.dtype} cannot be saved; use str or int labels."
         )
-    return json.dumps(classes.tolist()), classes.dtype.str
+    return json.dumps(classes.tolist(), allow_nan=False), classes.dtype.str
 
 
 def save_detector(det: HCDRDetector, path: str | os.PathLike[str]) -> Path:
@@ -88,13 +90,15 @@ def save_detector(det: HCDRDetector, path: str | os.PathLike[str]) -> Path:
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "params": json.dumps(params, sort_keys=True),
+        "params": json.dumps(params, sort_keys=True, allow_nan=False),
         "classes": classes_json,
         "classes_dtype": classes_dtype,
         "n_features_in": str(int(det.n_features_in_)),
-        "feature_names_in": json.dumps(None if names is None else [str(n) for n in names]),
+        "feature_names_in": json.dumps(
+            None if names is None else [str(n) for n in names], allow_nan=False
+        ),
         "n_states": str(len(det.classes_)),
-        "densities": json.dumps(det.densities_.summary(), sort_keys=True),
+        "densities": json.dumps(det.densities_.summary(), sort_keys=True, allow_nan=False),
     }
     arrays = _detector_arrays(det)
     arrays = {

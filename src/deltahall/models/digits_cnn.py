@@ -179,7 +179,7 @@ def ensure_digits_cnn(folder: Path, *, resolution: int, seed: int) -> tuple[Any,
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_target(weights) as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    atomic_write_text(marker, json.dumps(info, indent=2))
+    atomic_write_text(marker, json.dumps(info, indent=2, allow_nan=False))
     logger.info("digits embedder: held-out accuracy %.3f on %d images", acc, int((~mask).sum()))
     return net, info
 

@@ -112,7 +112,7 @@ def _convert(resolved: ResolvedModel, folder: Path) -> None:
             "torch": package_version("torch"),
             "seconds": round(time.perf_counter() - t0, 1),
         }
-        (tmp / _MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        (tmp / _MARKER).write_text(json.dumps(info, indent=2, allow_nan=False), encoding="utf-8")
         if folder.exists() and not _is_current(folder, resolved.sha256):
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
             os.replace(folder, old / "x")  # a stale conversion: move it aside, then swap in
