@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -82,7 +81,8 @@ print("ready", flush=True)
 with atomic_dir(final) as tmp:
     for i in range(400):
         (tmp / f"part-{i:03d}.bin").write_bytes(bytes([i % 256]) * 2048)
-        time.sleep(0.0005)
+        print(f"wrote {i}", flush=True)
+        sys.stdin.readline()  # the parent lets each part through, or kills the child here
 print("done", flush=True)
 time.sleep(30)
 """
@@ -90,16 +90,26 @@ time.sleep(30)
 
 def test_atomic_dir_sigkill_at_any_instant_leaves_nothing_or_complete(tmp_path):
     outcomes = []
-    for k, delay in enumerate([0.0, 0.02, 0.08, 0.2, None]):  # None: after the build finished
+    # Kills on events, not at wall-clock instants: after the k-th part is written (the child waits
+    # for the parent between parts), and once after the build has finished.
+    for k, kill_after in enumerate([0, 1, 150, 399, None]):
         final = tmp_path / f"run{k}" / "artefact"
         proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(final)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _CHILD, str(final)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        if delay is None:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "ready"
+        for i in range(400):
+            assert proc.stdout.readline().strip() == f"wrote {i}"
+            if i == kill_after:
+                break
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+        if kill_after is None:
             assert proc.stdout.readline().strip() == "done"
-        else:
-            time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         if final.exists():
