@@ -358,6 +358,22 @@ def _stratified_excess(
     )
 
 
+def mean_embedding_check(
+    scorer: Any, calibrator: Calibrator, G: npt.NDArray[Any]
+) -> Callable[[list[str], npt.NDArray[np.int64]], tuple[Any, Any]]:
+    """For global states: is each prompt's mean embedding (the loss-minimiser's output) inside?
+
+    Returns the ``mean_inside(names, codes) -> (inside, p_value)`` callable :func:`measure_scores` takes.
+    """
+
+    def mean_inside(names: list[str], codes: npt.NDArray[np.int64]) -> tuple[Any, Any]:
+        S = scorer.score(_group_means(G, codes, len(names)))
+        p = calibrator.p_values(S)
+        return ~calibrator.flags(S, p), p
+
+    return mean_inside
+
+
 def measure_scores(
     *,
     settings: DetectorSettings,
@@ -631,11 +647,7 @@ def measure_embeddings(
     scorer, calibrator, S_test = fit_global(X, plan, s)
     S_gen = scorer.score(G)
 
-    def mean_inside(names: list[str], codes: npt.NDArray[np.int64]) -> tuple[Any, Any]:
-        means = _group_means(G, codes, len(names))
-        S = scorer.score(means)
-        p = calibrator.p_values(S)
-        return ~calibrator.flags(S, p), p
+    mean_inside = mean_embedding_check(scorer, calibrator, G)
 
     return measure_scores(
         settings=s,

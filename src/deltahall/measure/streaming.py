@@ -28,8 +28,8 @@ import numpy.typing as npt
 from deltahall.measure.calibration import (
     DetectorSettings,
     Measurement,
-    _group_means,
     fit_global,
+    mean_embedding_check,
     measure_scores,
     plan_global,
 )
@@ -170,11 +170,7 @@ class StreamingMeasure:
         if G.shape[0] == 0:
             raise ValueError("no generated samples: call update() before compute().")
         scorer, cal = self.scorer, self.calibrator
-
-        def mean_inside(names: list[str], codes: npt.NDArray[np.int64]) -> tuple[Any, Any]:
-            S = scorer.score(_group_means(G, codes, len(names)))
-            p = cal.p_values(S)
-            return ~cal.flags(S, p), p
+        mean_inside = mean_embedding_check(scorer, cal, G)
 
         plan = self.plan
         return measure_scores(

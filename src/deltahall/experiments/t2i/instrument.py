@@ -132,16 +132,12 @@ class Instrument:
         self, E: npt.NDArray[np.float64], prompts: list[str], rule: str | None = None
     ) -> Any:
         """The :class:`~deltahall.measure.Measurement` of generated embeddings ``E`` under ``rule``."""
-        from deltahall.measure.calibration import measure_scores
+        from deltahall.measure.calibration import mean_embedding_check, measure_scores
 
         f = self.fitted[rule or self.rules[0]]
         plan = self.plan
 
-        def mean_inside(names: list[str], codes: npt.NDArray[np.int64]) -> tuple[Any, Any]:
-            means = np.stack([E[codes == j].mean(axis=0) for j in range(len(names))])
-            S = f.scorer.score(means)
-            p = f.calibrator.p_values(S)
-            return ~f.calibrator.flags(S, p), p
+        mean_inside = mean_embedding_check(f.scorer, f.calibrator, E)
 
         return measure_scores(
             settings=f.settings,
