@@ -247,12 +247,6 @@ def split_reference(
     return {"fit": fit, "calibration": cal, "test": test}
 
 
-def required_per_state(alpha: float, calibration_fraction: float) -> int:
-    """Smallest state size whose calibration part satisfies :math:`m + 1 \\ge 1/\\alpha`."""
-    need = math.ceil(1.0 / alpha - 1.0 - 1e-9)
-    return math.ceil(need / calibration_fraction)
-
-
 def check_split_sizes(
     states: list[str], sizes: dict[str, list[int]], alpha: float, calibration: str
 ) -> None:
@@ -822,7 +816,8 @@ def measure_references(
         calibration=s.calibration,
     )
     n_states = len(p.states)
-    groups = np.array([list(p.prompt_states).index(pr) for pr in p.state_prompt], dtype=np.int64)
+    prompt_index = {pr: g for g, pr in enumerate(p.prompt_states)}
+    groups = np.array([prompt_index[pr] for pr in p.state_prompt], dtype=np.int64)
     scorer = ReferenceSimilarity().fit(R, p.ref_state, n_states, state_groups=groups)
     loo, loo_m, loo_state = scorer.leave_one_out()
     usable = np.isfinite(loo)
