@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "theory": 3,
     "io": 2,
     "stats": 2,
+    "_registry": 2,
     "_validation": 1,
 }
 #: Allowed imports between different layers of the same level, as (importer, imported).
