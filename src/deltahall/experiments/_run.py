@@ -1,8 +1,17 @@
 """One run lifecycle for every experiment: options, acceptance, resume, manifest, processes.
 
+An experiment is a config plus a body: :class:`Experiment` names it and holds the body (and a
+few optional hooks), and :func:`execute` is the one entry every command that writes a run folder
+goes through::
+
+    check -> accelerator -> accept (manifest.json) -> torch threads -> body -> result.json
+
+A new experiment needs a config with a ``run: RunOptions`` field and a body
+``body(config, opened) -> Mapping`` (the JSON-able body of ``result.json``); nothing else.
+
 Every experiment config holds a :class:`RunOptions` in its field ``run`` (output folder,
-resume, device, threads, progress), so the manifest records them. :func:`open_run` is the one
-entry that
+resume, device, threads, progress), so the manifest records them. Acceptance (internals of
+:func:`execute`: :func:`check_run` then :func:`accept_run`)
 
 1. checks the output folder (a file or an unreadable folder is refused before anything is written);
 2. refuses to start over a different run: a folder that already holds a run needs
@@ -29,7 +38,7 @@ import logging
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 #: Field metadata that lets a field change between a run and its resumption.
 RESUME_FREE: Mapping[str, str] = {"resume": "free"}
+#: Field metadata of a nested config whose fields enter the fingerprint under their own names
+#: (``alpha``, not ``settings.alpha``); see :class:`Job`.
+FLAT: Mapping[str, str] = {"fingerprint": "flat"}
 
 MANIFEST = "manifest.json"
 RESULT = "result.json"
@@ -204,7 +216,9 @@ def _collect(obj: Any, prefix: str, out: dict[str, Any]) -> None:
             continue
         v = getattr(obj, f.name)
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            _collect(v, f"{prefix}{f.name}.", out)
+            _collect(
+                v, prefix if f.metadata.get("fingerprint") == "flat" else f"{prefix}{f.name}.", out
+            )
         else:
             out[prefix + f.name] = to_jsonable(v)
 
@@ -344,13 +358,43 @@ def torch_threads(n: int | None) -> Iterator[None]:
 # --------------------------------------------------------------------------- acceptance
 @dataclass(frozen=True)
 class OpenRun:
-    """An accepted run: where it lives, what it resumes from, and who may write."""
+    """An accepted run: where it lives, what it resumes from, and who may write.
 
-    rd: RunDir
+    Attributes
+    ----------
+    folder : RunDir or None
+        The run directory (``None`` only for an experiment run in memory, see
+        :attr:`Experiment.folder_optional`); :attr:`rd` is the same, never ``None``.
+    checkpoint : Path or None
+        The checkpoint to resume from.
+    resumed : bool
+        The folder held this run already (``resume_from_checkpoint`` was given).
+    world : World
+        The processes of the run; only the main one writes.
+    fingerprint : dict
+        :func:`fingerprint` of the config (store it in checkpoints).
+    accelerator : accelerate.Accelerator or None
+        Built by :attr:`Experiment.accelerator`, if the experiment has one.
+    prepared : object
+        What :attr:`Experiment.prepare` returned (``None`` without one).
+    previous : dict or None
+        The manifest an earlier session left (before this session's was written).
+    """
+
+    folder: RunDir | None
     checkpoint: Path | None
     resumed: bool
     world: World
     fingerprint: dict[str, Any]
+    accelerator: Any = None
+    prepared: Any = None
+    previous: dict[str, Any] | None = None
+
+    @property
+    def rd(self) -> RunDir:
+        if self.folder is None:
+            raise RuntimeError("this run keeps everything in memory (`run.out_dir` is None).")
+        return self.folder
 
     @property
     def root(self) -> Path:
@@ -373,6 +417,21 @@ def _check_out_dir(out: Path) -> None:
         raise PermissionError(
             13, "Permission denied (the run directory cannot be written)", os.fspath(probe)
         )
+
+
+def _check_inputs(out: Path, inputs: Iterable[tuple[str, Any]]) -> None:
+    """Refuse an output folder that is an input, lies inside one, or holds one."""
+    from deltahall._validation import check_output_path
+
+    pairs = [(n, p) for n, p in inputs if p is not None]
+    check_output_path(out, "out_dir", inputs=pairs, allow_dir=True)
+    ro = Path(os.path.realpath(out))
+    for name, path in pairs:
+        if ro in Path(os.path.realpath(path)).parents:
+            raise BadInput(
+                f"`{name}` {os.fspath(path)!r} lies inside `out_dir` {os.fspath(out)!r}, where outputs "
+                "are written; choose another --out-dir."
+            )
 
 
 def _read_manifest(out: Path) -> dict[str, Any] | None:
@@ -407,12 +466,30 @@ class RunDecision:
 
 
 def check_run(
-    config: Any, *, checkpoints: str = "", experiment: str, quiet: bool = False
+    config: Any,
+    *,
+    checkpoints: str = "",
+    experiment: str,
+    quiet: bool = False,
+    outputs: Iterable[str] = (),
+    inputs: Iterable[tuple[str, Any]] = (),
+    what: str = "run",
 ) -> RunDecision:
     """Decide whether ``config`` may run in its ``run.out_dir``; read-only (see the module docstring).
 
-    Call it before any expensive set-up (an ``Accelerator``, a model download), so that a refused
-    run costs nothing and changes nothing.
+    :func:`execute` calls it before any expensive set-up (an ``Accelerator``, a model download),
+    so that a refused run costs nothing and changes nothing.
+
+    Parameters
+    ----------
+    outputs : iterable of str
+        Names (relative to the run directory) whose presence means the folder holds a run, even
+        without a ``manifest.json``.
+    inputs : iterable of (name, path)
+        The run's input paths: ``out_dir`` must be none of them, lie inside none of them, and
+        hold none of them (outputs written there would overwrite an input).
+    what : str
+        What a run of this experiment is called in messages (``"run"``, ``"measurement"``).
 
     Raises
     ------
@@ -430,23 +507,36 @@ def check_run(
         raise ValueError("`out_dir` must be set; got None.")
     out = Path(run.out_dir)
     _check_out_dir(out)
+    _check_inputs(out, inputs)
     fp = fingerprint(config)
     manifest = _read_manifest(out)
     ckpt_root = out / checkpoints if checkpoints else out
     resume = run.resume_from_checkpoint
     checkpoint: Path | None = None
+    held = [n for n in outputs if (out / n).exists()]
     if manifest is not None and manifest.get("experiment") not in (None, experiment):
         raise ValueError(
             f"`out_dir` {os.fspath(out)!r} holds a {manifest.get('experiment')!r} run, not "
             f"{experiment!r}; choose another --out-dir."
         )
     if resume is None:
-        if manifest is not None or list_checkpoints(ckpt_root):
+        if manifest is not None or held or list_checkpoints(ckpt_root):
+            listed = f" ({', '.join([MANIFEST] * (manifest is not None) + held)})" if held else ""
             raise ValueError(
-                f"`out_dir` {os.fspath(out)!r} already holds a run; pass --resume-from-checkpoint latest "
-                "to continue it, or choose another --out-dir."
+                f"`out_dir` {os.fspath(out)!r} already holds a {what}{listed}; pass "
+                "--resume-from-checkpoint latest to continue it, or choose another --out-dir."
             )
     else:
+        if manifest is None and held:
+            raise ValueError(
+                f"`out_dir` {os.fspath(out)!r} holds {what} files ({', '.join(held)}) without a "
+                f"readable {MANIFEST}, so its settings cannot be checked; choose another --out-dir."
+            )
+        if manifest is not None and not isinstance(manifest.get("fingerprint"), dict):
+            raise ValueError(
+                f"`out_dir` {os.fspath(out)!r} holds a {MANIFEST} without a run fingerprint (written "
+                "by an older deltahall?), so its settings cannot be checked; choose another --out-dir."
+            )
         if resume == "latest":
             if manifest is None and not list_checkpoints(ckpt_root):
                 if not quiet:
@@ -489,7 +579,7 @@ def check_run(
         if old is not None and old != fp:
             diff = changed_keys(old, fp)
             raise BadInput(
-                f"cannot resume the run in {os.fspath(out)!r}: its settings differ in "
+                f"cannot resume the {what} in {os.fspath(out)!r}: its settings differ in "
                 f"{len(diff)} key{'s' if len(diff) != 1 else ''}: "
                 + "; ".join(diff)
                 + ". Undo the change, or start a new run in another --out-dir."
@@ -552,11 +642,12 @@ def accept_run(
     if not world.is_main:
         rd = RunDir(out)  # the folder exists now: nothing is created or written
     return OpenRun(
-        rd=rd,
+        folder=rd,
         checkpoint=checkpoint,
         resumed=decision.resumed,
         world=world,
         fingerprint=decision.fingerprint,
+        previous=manifest,
     )
 
 
@@ -598,3 +689,193 @@ def open_run(
 def _checkpoint_fingerprint(ckpt: Path) -> dict[str, Any] | None:
     fp = read_state(ckpt).get("extra", {}).get("fingerprint")
     return fp if isinstance(fp, dict) else None
+
+
+# --------------------------------------------------------------------------- the one runner
+@dataclass(frozen=True)
+class Outcome:
+    """What a body returns when its caller wants more than ``result.json``'s body.
+
+    Attributes
+    ----------
+    result : mapping or None
+        The JSON-able body of ``result.json`` (``None``: the body wrote its results itself,
+        e.g. a process that is not the main one).
+    value : object
+        What :func:`execute` returns (a ``...Result`` dataclass).
+    """
+
+    result: Mapping[str, Any] | None
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A run that passed :func:`check_run` and is not yet accepted (what the hooks before
+    acceptance see)."""
+
+    decision: RunDecision
+    world: World
+    accelerator: Any = None
+
+    @property
+    def previous(self) -> dict[str, Any] | None:
+        """The manifest an earlier session left, if any."""
+        return self.decision.manifest
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment as :func:`execute` runs it: a name and a body, with optional hooks.
+
+    Only ``name`` and ``body`` are needed; every hook defaults to doing nothing.
+
+    Attributes
+    ----------
+    name : str
+        Recorded in the manifest; a folder holding another experiment's run is refused.
+    body : callable ``(config, OpenRun) -> Mapping | Outcome``
+        The work. It returns ``result.json``'s body (or an :class:`Outcome`), which the main
+        process writes atomically once the body has returned.
+    checkpoints : str
+        Folder (relative to the run directory) of the ``checkpoint-{step}`` folders; ``""``:
+        the run directory itself.
+    extra : str or None
+        The pip extra the experiment needs (:data:`EXTRAS`), checked before anything else.
+    threads : int or None
+        torch CPU threads when ``config.run.threads`` is unset (``None``: torch's default; with
+        both unset torch is not imported).
+    preflight : callable ``(config) -> None``, optional
+        Cheap checks before the folder is looked at (a device, a data spec, an optional
+        package); raises to refuse.
+    inputs : callable ``(config) -> iterable of (name, path)``, optional
+        The run's input paths; the output folder must not hold or be one of them.
+    outputs : tuple of str
+        Names whose presence means a folder holds a run even without ``manifest.json``.
+    accelerator : callable ``(config) -> Accelerator``, optional
+        Built after the check and before acceptance; its processes become the run's world.
+    prepare : callable ``(config, Pending) -> object``, optional
+        Work after the check and before acceptance: read and validate inputs, load models,
+        compare with the previous session's manifest; raises to refuse (nothing has been
+        written by the lifecycle yet). The value is ``OpenRun.prepared``.
+    manifest_extra : callable ``(config, Pending, prepared) -> Mapping``, optional
+        More entries for ``manifest.json``.
+    result_name : str
+        The file the body's result is written to.
+    what : str
+        What a run is called in refusals (``"measurement"``).
+    folder_optional : bool
+        With ``config.run.out_dir`` unset the body runs in memory (``OpenRun.folder`` is
+        ``None``, nothing is written); otherwise an unset ``out_dir`` is an error.
+    """
+
+    name: str
+    body: Callable[[Any, OpenRun], Any]
+    checkpoints: str = ""
+    extra: str | None = None
+    threads: int | None = None
+    preflight: Callable[[Any], None] | None = None
+    inputs: Callable[[Any], Iterable[tuple[str, Any]]] | None = None
+    outputs: tuple[str, ...] = ()
+    accelerator: Callable[[Any], Any] | None = None
+    prepare: Callable[[Any, Pending], Any] | None = None
+    manifest_extra: Callable[[Any, Pending, Any], Mapping[str, Any]] | None = None
+    result_name: str = RESULT
+    what: str = "run"
+    folder_optional: bool = False
+
+
+def execute(experiment: Experiment, config: Any) -> Any:
+    """Run ``config`` as ``experiment``: the one entry of every command that writes a run folder.
+
+    In order, and nothing is written before step 5:
+
+    1. ``experiment.extra`` installed, ``experiment.preflight(config)`` passed;
+    2. :func:`check_run`: the folder, the inputs, resume and fingerprint (read-only);
+    3. torch threads set (``config.run.threads``, else ``experiment.threads``) for the rest;
+    4. ``experiment.accelerator`` (its processes become the world), ``experiment.prepare``;
+    5. :func:`accept_run`: the main process writes ``manifest.json``;
+    6. ``experiment.body(config, opened)``;
+    7. the main process writes the body's result to ``experiment.result_name`` atomically.
+
+    Returns
+    -------
+    object
+        The body's :attr:`Outcome.value`, or the mapping it returned.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, PermissionError
+        As :func:`check_run`, or from a hook, before anything is written.
+    """
+    if experiment.extra is not None:
+        require_extra(experiment.extra)
+    if experiment.preflight is not None:
+        experiment.preflight(config)
+    run: RunOptions = config.run
+    in_memory = run.out_dir is None and experiment.folder_optional
+    decision = None
+    if not in_memory:
+        decision = check_run(
+            config,
+            checkpoints=experiment.checkpoints,
+            experiment=experiment.name,
+            quiet=launched_world_size() > 1 and os.environ.get("RANK", "0") != "0",
+            outputs=experiment.outputs,
+            inputs=experiment.inputs(config) if experiment.inputs is not None else (),
+            what=experiment.what,
+        )
+    threads = run.threads if run.threads is not None else experiment.threads
+    with torch_threads(threads) if threads is not None else contextlib.nullcontext():
+        acc = experiment.accelerator(config) if experiment.accelerator is not None else None
+        world = world_of(acc) if acc is not None else SINGLE
+        if decision is None:
+            opened = OpenRun(
+                folder=None,
+                checkpoint=None,
+                resumed=False,
+                world=world,
+                fingerprint=fingerprint(config),
+                accelerator=acc,
+            )
+            if experiment.prepare is not None:
+                raise TypeError(f"experiment {experiment.name!r}: `prepare` needs a run folder.")
+            return _value(experiment.body(config, opened))
+        pending = Pending(decision=decision, world=world, accelerator=acc)
+        prepared = experiment.prepare(config, pending) if experiment.prepare is not None else None
+        extra = (
+            experiment.manifest_extra(config, pending, prepared)
+            if experiment.manifest_extra is not None
+            else None
+        )
+        opened = dataclasses.replace(
+            accept_run(decision, world=world, extra=extra), accelerator=acc, prepared=prepared
+        )
+        out = experiment.body(config, opened)
+        result = out.result if isinstance(out, Outcome) else out
+        if world.is_main and result is not None:
+            opened.rd.write_json(experiment.result_name, result)  # temp file + rename
+        return _value(out)
+
+
+def _value(out: Any) -> Any:
+    return out.value if isinstance(out, Outcome) else out
+
+
+@dataclass(frozen=True)
+class Job:
+    """A config with a ``run`` for settings that live in a lower layer without one.
+
+    ``settings`` is the lower layer's frozen config (a measurement's
+    :class:`deltahall.measure.pipeline.MeasureConfig`, a theory check's config); its fields enter
+    the fingerprint under their own names (``alpha: 0.1 -> 0.2``), except those it marks
+    ``metadata={"resume": "free"}``.
+    """
+
+    settings: Any = field(metadata=FLAT)
+    run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
+
+    @property
+    def seed(self) -> int | None:
+        seed = getattr(self.settings, "seed", None)
+        return seed if isinstance(seed, int) else None

@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from deltahall._validation import BadInput, check_choice, check_int
-from deltahall.experiments._run import RESUME_FREE, RunOptions, free, open_run
+from deltahall.experiments._run import (
+    RESUME_FREE,
+    Experiment,
+    OpenRun,
+    Outcome,
+    RunOptions,
+    execute,
+    free,
+)
 from deltahall.experiments.coinflip.config import OBJECTIVES, CoinFlipConfig
 from deltahall.io import RunDir
 from deltahall.io.rundir import read_csv
@@ -159,9 +167,9 @@ def _worker(
 def run_sweep(config: SweepConfig) -> SweepResult:
     """Train every run of ``config`` (skipping finished ones) and write the tables.
 
-    The sweep is one run of the shared lifecycle (:func:`deltahall.experiments._run.open_run`):
+    The sweep is one run of the shared runner (:func:`deltahall.experiments._run.execute`):
     ``run.resume_from_checkpoint="latest"`` continues it (finished runs are skipped, started
-    ones resumed from their last epoch).
+    ones resumed from their last epoch); ``result.json`` holds the totals once it is done.
 
     Raises
     ------
@@ -169,9 +177,16 @@ def run_sweep(config: SweepConfig) -> SweepResult:
         If ``out_dir`` holds a sweep and no resume was asked for, or one made with other
         settings (the changed keys are named).
     """
+    if not isinstance(config, SweepConfig):
+        raise TypeError(f"`config` must be a SweepConfig; got {type(config).__name__}.")
+    result: SweepResult = execute(SWEEP, config)
+    return result
+
+
+def _sweep(config: SweepConfig, opened: OpenRun) -> Outcome:
     from tqdm.auto import tqdm
 
-    rd = open_run(config, experiment="coinflip-sweep").rd
+    rd = opened.rd
     progress = config.run.progress
     todo = {
         name: cfg
@@ -218,7 +233,19 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     )
     timing["total_wall_seconds"] = sum(s["wall_seconds"] for s in timing["sessions"])
     rd.write_json("sweep_timing.json", timing)
-    return SweepResult(rd.root, res[0], res[1], timing["total_wall_seconds"])
+    return Outcome(
+        result={
+            "runs": len(res[0]),
+            "runs_trained_this_session": len(todo),
+            "total_wall_seconds": timing["total_wall_seconds"],
+            "tables": ["runs.csv", "correlations.csv", "sweep.json"],
+        },
+        value=SweepResult(rd.root, res[0], res[1], timing["total_wall_seconds"]),
+    )
+
+
+#: The sweep as the shared runner executes it (its runs are coin-flip runs of their own).
+SWEEP = Experiment(name="coinflip-sweep", body=_sweep)
 
 
 def _read_run_file(path: Path, read: Any) -> Any:

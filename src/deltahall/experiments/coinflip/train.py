@@ -7,7 +7,8 @@ save ``checkpoints/checkpoint-{epoch}``. A killed run restarted with
 (same machine, same thread count): the checkpoint holds the weights, the optimizer state and
 the torch generator that drives both the data order and dropout.
 
-The run lifecycle (acceptance, resume, manifest) is :func:`deltahall.experiments._run.open_run`.
+The run lifecycle (acceptance, resume, manifest, threads, ``result.json``) is
+:func:`deltahall.experiments._run.execute`; this module supplies the body (:data:`EXPERIMENT`).
 Files in ``config.run.out_dir`` (none when it is ``None``): ``manifest.json``, ``metrics.csv``, ``reference.json`` (what the exact
 truth scores), ``predictions.csv`` (the final model on every distinct validation coin set),
 ``timing.json`` (seconds per epoch; kept out of the CSV so that reruns give identical CSVs),
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from deltahall.experiments._checkpoint import load_checkpoint, save_checkpoint
-from deltahall.experiments._run import open_run, require_extra, torch_threads
+from deltahall.experiments._run import Experiment, OpenRun, Outcome, execute
 from deltahall.experiments.coinflip.config import CoinFlipConfig
 from deltahall.experiments.coinflip.data import CoinFlipData, derive_seeds, make_dataset
 from deltahall.experiments.coinflip.evaluate import (
@@ -97,13 +98,11 @@ def run(config: CoinFlipConfig) -> CoinFlipResult:
     """
     if not isinstance(config, CoinFlipConfig):
         raise TypeError(f"`config` must be a CoinFlipConfig; got {type(config).__name__}.")
-    require_extra("coinflip")
-    threads = config.run.threads or DEFAULT_THREADS
-    with torch_threads(threads):
-        return _run(config)
+    result: CoinFlipResult = execute(EXPERIMENT, config)
+    return result
 
 
-def _run(config: CoinFlipConfig) -> CoinFlipResult:
+def _body(config: CoinFlipConfig, opened: OpenRun) -> Outcome:
     import torch
     from tqdm.auto import tqdm
 
@@ -120,9 +119,8 @@ def _run(config: CoinFlipConfig) -> CoinFlipResult:
     ckpt_root: Path | None = None
     fingerprint: dict[str, Any] = {}
     start = 0
-    if config.run.out_dir is not None:
-        opened = open_run(config, checkpoints="checkpoints", experiment="coinflip")
-        rd, fingerprint = opened.rd, opened.fingerprint
+    if opened.folder is not None:
+        rd, fingerprint = opened.folder, opened.fingerprint
         ckpt_root = rd.root / "checkpoints"
         if opened.checkpoint is not None:
             state = load_checkpoint(opened.checkpoint, model=model, optimizer=opt, generator=gen)
@@ -175,10 +173,23 @@ def _run(config: CoinFlipConfig) -> CoinFlipResult:
     reference = reference_metrics(data, config)
     if rd is not None:
         rd.write_csv("predictions.csv", predictions)
-        rd.write_json(
-            "result.json", {"config": config, "final": history[-1], "reference": reference}
-        )
-    return CoinFlipResult(config, history, reference, predictions, seconds, rd.root if rd else None)
+    return Outcome(
+        result={"config": config, "final": history[-1], "reference": reference} if rd else None,
+        value=CoinFlipResult(
+            config, history, reference, predictions, seconds, rd.root if rd else None
+        ),
+    )
+
+
+#: The coin-flip run as the shared runner executes it (in memory when ``run.out_dir`` is unset).
+EXPERIMENT = Experiment(
+    name="coinflip",
+    body=_body,
+    checkpoints="checkpoints",
+    extra="coinflip",
+    threads=DEFAULT_THREADS,
+    folder_optional=True,
+)
 
 
 def _train_epoch(

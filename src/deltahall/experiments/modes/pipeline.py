@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from deltahall.experiments._run import open_run, torch_threads
+from deltahall.experiments._run import Experiment, OpenRun, Outcome, execute
 from deltahall.experiments.modes import detectors as det
 from deltahall.experiments.modes import truth as tr
 from deltahall.experiments.modes.config import ModesConfig, data_dim, log_delta_at
@@ -96,13 +96,8 @@ def run(config: ModesConfig) -> ModesResult:
     """
     if not isinstance(config, ModesConfig):
         raise TypeError(f"`config` must be a ModesConfig; got {type(config).__name__}.")
-    if config.run.out_dir is None:
-        raise ValueError("`out_dir` must be set; got None.")
-    from deltahall.experiments._run import require_extra
-
-    require_extra("modes")
-    with torch_threads(config.run.threads or 1):
-        return _run(config)
+    result: ModesResult = execute(EXPERIMENT, config)
+    return result
 
 
 class Context:
@@ -263,7 +258,7 @@ def truth_json(config: ModesConfig) -> dict[str, Any]:
     }
 
 
-def _run(config: ModesConfig) -> ModesResult:
+def _body(config: ModesConfig, opened: OpenRun) -> Outcome:
     import torch
     from tqdm.auto import tqdm
 
@@ -273,7 +268,6 @@ def _run(config: ModesConfig) -> ModesResult:
     from deltahall.experiments.modes.results import write_results
 
     c = config
-    opened = open_run(c, checkpoints="checkpoints", experiment="modes")
     rd: RunDir = opened.rd
     ckpt_root = rd.root / "checkpoints"
     real = real_data(c)
@@ -366,14 +360,23 @@ def _run(config: ModesConfig) -> ModesResult:
     timing["recursive"] = timing.get("recursive", 0.0) + time.perf_counter() - t0
     summary = write_results(rd, c, history, tables, recursive)
     rd.write_json("timing.json", timing)
-    return ModesResult(
-        config=c,
-        metrics=history,
-        recursive=recursive,
-        summary=summary,
-        out_dir=rd.root,
-        seconds=timing,
+    return Outcome(
+        result=summary,
+        value=ModesResult(
+            config=c,
+            metrics=history,
+            recursive=recursive,
+            summary=summary,
+            out_dir=rd.root,
+            seconds=timing,
+        ),
     )
+
+
+#: A ``modes`` run as the shared runner executes it.
+EXPERIMENT = Experiment(
+    name="modes", body=_body, checkpoints="checkpoints", extra="modes", threads=1
+)
 
 
 def _read_timing(rd: RunDir) -> dict[str, float]:

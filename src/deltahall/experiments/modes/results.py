@@ -79,7 +79,8 @@ def write_results(
     tables: dict[str, Any],
     recursive: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Write ``recursive.csv``, ``result.json`` and the figures; returns ``result.json``'s body."""
+    """Write ``recursive.csv`` and the figures; returns ``result.json``'s body (the shared runner,
+    :func:`deltahall.experiments._run.execute`, writes it once the run's body has returned)."""
     last = str(history[-1]["step"])
     table = tables[last]
     if recursive:
@@ -103,7 +104,6 @@ def write_results(
         "recursive": recursive,
         "verdicts": verdicts(history, table),
     }
-    rd.write_json("result.json", body)
     save_figures(rd.root)
     return body
 

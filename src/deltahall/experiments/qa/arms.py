@@ -35,7 +35,15 @@ from typing import Any, Literal
 import numpy as np
 
 from deltahall._validation import check_choice, check_int, check_real
-from deltahall.experiments._run import RESUME_FREE, RunOptions
+from deltahall.experiments._run import (
+    RESUME_FREE,
+    Experiment,
+    OpenRun,
+    Outcome,
+    Pending,
+    RunOptions,
+    execute,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -447,14 +455,14 @@ def _load(config: ArmsConfig, rd_root: Path, texts: list[str]) -> tuple[Any, Any
 def run(config: ArmsConfig) -> ArmsResult:
     """Run every arm, seed and epoch of ``config``; write per-item files and the summary.
 
-    The run goes through the shared lifecycle (:func:`deltahall.experiments._run.check_run` and
-    ``accept_run``): a folder that holds a run is refused unless ``run.resume_from_checkpoint``
-    is ``'latest'``, a resumed run with other settings is refused with each changed key named,
+    The run goes through the shared runner (:func:`deltahall.experiments._run.execute`): a
+    folder that holds a run is refused unless ``run.resume_from_checkpoint`` is ``'latest'``, a
+    resumed run with other settings (or another embedder) is refused with each changed key named,
     and nothing is written before the inputs are read and the run accepted. The unit of resume
     is a seed: ``progress.json`` lists the finished seeds (written atomically after a seed's
     last rows), a resumed run keeps their rows and reruns the others from their start (every
     seed's results depend only on the seed, so the files equal an uninterrupted run's; only
-    ``timings.csv`` records the sessions' wall time).
+    ``timings.csv`` records the sessions' wall time). ``result.json`` is the summary.
 
     Raises
     ------
@@ -464,13 +472,37 @@ def run(config: ArmsConfig) -> ArmsResult:
     FileNotFoundError
         If the TruthfulQA or dataset file is missing.
     """
-    from deltahall.experiments._run import accept_run, check_run, torch_threads
+    if not isinstance(config, ArmsConfig):
+        raise TypeError(f"`config` must be an ArmsConfig; got {type(config).__name__}.")
+    result: ArmsResult = execute(EXPERIMENT, config)
+    return result
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What :func:`_prepare` read and loaded before the run was accepted."""
+
+    pairs: list[tuple[str, str, str]]
+    evals: list[Any]
+    control: list[int]
+    model: Any
+    tok: Any
+    embedder: Any
+    plumbing: bool
+    manifest: dict[str, Any]
+    t_start: float
+
+
+def _prepare(config: ArmsConfig, pending: Pending) -> _Prepared:
+    """Read the inputs, draw the questions, load the model and the embedder (after the folder
+    check, before acceptance); a resumed run with another embedder is refused here."""
     from deltahall.experiments.qa import arms_tables as tables
     from deltahall.experiments.qa.dataset import load_dataset
     from deltahall.experiments.qa.truthfulqa import load_truthfulqa
     from deltahall.io.rundir import to_jsonable
     from deltahall.models import load_embedder
 
+    t_start = time.perf_counter()
     rows = load_dataset(config.data)
     items = load_truthfulqa(config.truthfulqa)
     for name, have, want in (
@@ -479,8 +511,6 @@ def run(config: ArmsConfig) -> ArmsResult:
     ):
         if want > have:
             raise ValueError(f"`{name}` must be <= the {have} questions available; got {want}.")
-    decision = check_run(config, experiment="qa-arms")
-    t_start = time.perf_counter()
     g = np.random.default_rng(config.data_seed)
     train_idx = sorted(g.choice(len(rows), size=config.n_train_questions, replace=False).tolist())
     eval_idx = sorted(g.choice(len(items), size=config.n_eval_questions, replace=False).tolist())
@@ -488,40 +518,50 @@ def run(config: ArmsConfig) -> ArmsResult:
     calib = tables.calibration_mask(config)
     pairs = [(rows[i].question, rows[i].answers[0], rows[i].answers[1]) for i in train_idx]
     evals = [items[i] for i in eval_idx]
+    texts = [t for p in pairs for t in p] + [
+        t for it in evals for t in (it.question, *it.correct_answers, *it.incorrect_answers)
+    ]
+    model, tok, plumbing = _load(config, config.out_dir, texts)
+    embedder = load_embedder(config.embedder, device=config.device)
+    manifest = {
+        "plumbing": plumbing,
+        "train_questions": [rows[i].id for i in train_idx],
+        "truthfulqa_indices": eval_idx,
+        "control_answer": control,
+        "calibration_questions": calib.tolist(),
+        "embedder": getattr(embedder, "fingerprint", {"spec": config.embedder}),
+    }
+    old = pending.previous or {}
+    if pending.decision.resumed and old.get("embedder") not in (
+        None,
+        to_jsonable(manifest["embedder"]),
+    ):
+        raise ValueError(
+            f"cannot resume the run in {config.out_dir}: its embedder was {old.get('embedder')}, "
+            f"this one is {manifest['embedder']}."
+        )
+    return _Prepared(pairs, evals, control, model, tok, embedder, plumbing, manifest, t_start)
 
-    with torch_threads(config.torch_threads):
-        texts = [t for p in pairs for t in p] + [
-            t for it in evals for t in (it.question, *it.correct_answers, *it.incorrect_answers)
-        ]
-        model, tok, plumbing = _load(config, config.out_dir, texts)
-        embedder = load_embedder(config.embedder, device=config.device)
-        extra = {
-            "plumbing": plumbing,
-            "train_questions": [rows[i].id for i in train_idx],
-            "truthfulqa_indices": eval_idx,
-            "control_answer": control,
-            "calibration_questions": calib.tolist(),
-            "embedder": getattr(embedder, "fingerprint", {"spec": config.embedder}),
-        }
-        old = decision.manifest or {}
-        if decision.resumed and old.get("embedder") not in (None, to_jsonable(extra["embedder"])):
-            raise ValueError(
-                f"cannot resume the run in {config.out_dir}: its embedder was {old.get('embedder')}, "
-                f"this one is {extra['embedder']}."
-            )
-        opened = accept_run(decision, extra=extra)
-        scorer = tables.ItemScorer(embedder, evals)
-        state = _RunState(config, opened.rd, model, tok, scorer, pairs, control, t_start)
-        done = state.restore() if decision.resumed else []
-        for seed in config.seeds:
-            if seed in done:
-                logger.info("seed %d finished in an earlier session: kept", seed)
-                continue
-            state.run_seed(seed)
-            done.append(seed)
-            state.finish_seed(done)
+
+def _body(config: ArmsConfig, opened: OpenRun) -> Outcome:
+    from deltahall.experiments.qa import arms_tables as tables
+
+    p: _Prepared = opened.prepared
+    scorer = tables.ItemScorer(p.embedder, p.evals)
+    state = _RunState(config, opened.rd, p.model, p.tok, scorer, p.pairs, p.control, p.t_start)
+    done = state.restore() if opened.resumed else []
+    for seed in config.seeds:
+        if seed in done:
+            logger.info("seed %d finished in an earlier session: kept", seed)
+            continue
+        state.run_seed(seed)
+        done.append(seed)
+        state.finish_seed(done)
     summary = tables.summarise(opened.root)
-    return ArmsResult(opened.root, summary, time.perf_counter() - t_start, plumbing)
+    return Outcome(
+        result=summary,
+        value=ArmsResult(opened.root, summary, time.perf_counter() - p.t_start, p.plumbing),
+    )
 
 
 class _RunState:
@@ -815,3 +855,13 @@ class _RunState:
 def replace(config: ArmsConfig, **changes: Any) -> ArmsConfig:
     """A copy of ``config`` with ``changes`` (re-checked); run-option names change ``run``."""
     return dataclasses.replace(config, **_run_options(dict(changes), config.run))
+
+
+#: ``qa arms`` as the shared runner executes it (the model and embedder load before acceptance).
+EXPERIMENT = Experiment(
+    name="qa-arms",
+    body=_body,
+    extra="qa",
+    prepare=_prepare,
+    manifest_extra=lambda config, pending, prepared: prepared.manifest,
+)

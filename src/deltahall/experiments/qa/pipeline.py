@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from deltahall.experiments._run import (
-    accept_run,
-    check_run,
+    Experiment,
+    OpenRun,
+    Outcome,
+    Pending,
+    execute,
     make_accelerator,
-    require_extra,
-    torch_threads,
-    world_of,
 )
 from deltahall.experiments.qa.config import TINY_MODEL, QAConfig
 from deltahall.io.rundir import RunDir, to_jsonable
@@ -158,27 +158,50 @@ def _evaluate(
 def run(config: QAConfig) -> QAResult:
     """Fine-tune, generate, score and tabulate as configured; see the module docstring for the files.
 
-    The run is accepted (or refused, before anything is written) by
-    :func:`deltahall.experiments._run.open_run`; ``run.resume_from_checkpoint="latest"`` resumes
-    each fine-tuning from its newest epoch and reuses finished answer files.
+    The run goes through the shared runner (:func:`deltahall.experiments._run.execute`): the
+    models are checked, the folder accepted (or refused) and the inputs read (bad input refused)
+    before anything is written; ``run.resume_from_checkpoint="latest"`` resumes each fine-tuning
+    from its newest epoch and reuses finished answer files.
     """
     if not isinstance(config, QAConfig):
         raise TypeError(f"`config` must be a QAConfig; got {type(config).__name__}.")
-    require_extra("qa")
-    with torch_threads(config.run.threads):
-        return _run(config)
+    result: QAResult = execute(EXPERIMENT, config)
+    return result
 
 
-def _run(config: QAConfig) -> QAResult:
+def _preflight(config: QAConfig) -> None:
+    from deltahall.experiments.qa.modeling import check_models
+
+    check_models(config)
+
+
+def _inputs(config: QAConfig, pending: Pending) -> tuple[list[tuple[str, str]], list[Any]]:
+    """The training pairs and the TruthfulQA items (bad input refused before anything is written)."""
+    from deltahall.experiments.qa.dataset import load_dataset
+    from deltahall.experiments.qa.truthfulqa import load_truthfulqa
+
+    rows = load_dataset(config.data)
+    pairs = [p for r in rows for p in r.pairs()]
+    if config.max_train_examples is not None:
+        pairs = pairs[: config.max_train_examples]
+    items = load_truthfulqa(
+        config.truthfulqa, config.truthfulqa_limit, subset_seed=config.truthfulqa_subset_seed
+    )
+    return pairs, items
+
+
+def _manifest_extra(config: QAConfig, pending: Pending, prepared: Any) -> dict[str, Any]:
+    return {"plumbing": TINY_MODEL in config.models, "num_processes": pending.world.size}
+
+
+def _body(config: QAConfig, opened: OpenRun) -> Outcome:
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from deltahall.experiments.qa.dataset import load_dataset
     from deltahall.experiments.qa.finetune import finetune
-    from deltahall.experiments.qa.modeling import check_models, load_model_and_tokenizer
+    from deltahall.experiments.qa.modeling import load_model_and_tokenizer
     from deltahall.experiments.qa.results import model_slug, write_results
-    from deltahall.experiments.qa.truthfulqa import load_truthfulqa
 
     t0 = time.perf_counter()
     if not config.progress:
@@ -188,24 +211,8 @@ def _run(config: QAConfig) -> QAResult:
         transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars
         huggingface_hub.utils.disable_progress_bars()  # "Writing model shards" bars
     plumbing = TINY_MODEL in config.models
-    # Inputs are read (and bad input refused) and the run directory checked before anything is
-    # set up or written.
-    rows = load_dataset(config.data)
-    pairs = [p for r in rows for p in r.pairs()]
-    if config.max_train_examples is not None:
-        pairs = pairs[: config.max_train_examples]
-    items = load_truthfulqa(
-        config.truthfulqa, config.truthfulqa_limit, subset_seed=config.truthfulqa_subset_seed
-    )
-    check_models(config)
-    decision = check_run(config, experiment="qa")
-    accelerator = make_accelerator(config.run)
-    world = world_of(accelerator)
-    opened = accept_run(
-        decision,
-        world=world,
-        extra={"plumbing": plumbing, "num_processes": accelerator.num_processes},
-    )
+    pairs, items = opened.prepared
+    accelerator, world = opened.accelerator, opened.world
     rd = opened.rd
     main = world.is_main
     logger.info("%d training pairs, %d TruthfulQA questions", len(pairs), len(items))
@@ -292,17 +299,31 @@ def _run(config: QAConfig) -> QAResult:
     seconds = time.perf_counter() - t0
     if main:
         files = write_results(rd.root, score_rows, headline=headline, plumbing=plumbing)
-        files["result"] = rd.write_json(
-            "result.json",
-            {
-                "headline_metric": headline,
-                "plumbing": plumbing,
-                "seconds": seconds,
-                "n_train_pairs": len(pairs),
-                "n_questions": len(items),
-                "scores": score_rows,
-            },
-        )
-    return QAResult(
-        run_dir=rd.root, scores=score_rows, files=files, seconds=seconds, plumbing=plumbing
+        files["result"] = rd.path("result.json")  # written by the runner once this returns
+    return Outcome(
+        result={
+            "headline_metric": headline,
+            "plumbing": plumbing,
+            "seconds": seconds,
+            "n_train_pairs": len(pairs),
+            "n_questions": len(items),
+            "scores": score_rows,
+        }
+        if main
+        else None,
+        value=QAResult(
+            run_dir=rd.root, scores=score_rows, files=files, seconds=seconds, plumbing=plumbing
+        ),
     )
+
+
+#: The QA experiment as the shared runner executes it.
+EXPERIMENT = Experiment(
+    name="qa",
+    body=_body,
+    extra="qa",
+    preflight=_preflight,
+    accelerator=lambda config: make_accelerator(config.run),
+    prepare=_inputs,
+    manifest_extra=_manifest_extra,
+)

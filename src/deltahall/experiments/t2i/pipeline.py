@@ -1,7 +1,8 @@
 """``run(config) -> T2IResult``: the whole Section 7.3 experiment for one config.
 
-1. Accept the run (:func:`deltahall.experiments._run.open_run`: resume or fresh, one fingerprint
-   policy, the manifest written by the main process only after acceptance).
+1. Accept the run (the shared runner, :func:`deltahall.experiments._run.execute`: resume or
+   fresh, one fingerprint policy, the accelerator, the manifest written by the main process only
+   after acceptance, ``result.json`` once the body returns).
 2. Load (or build, for ``digits``) the model; load the training images.
 3. Main process: load the embedder, embed the real images, fit the instrument once
    (:mod:`.instrument`, both rules) and write ``instrument.json``.
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from deltahall.experiments._run import (
-    accept_run,
-    check_run,
+    Experiment,
+    OpenRun,
+    Outcome,
+    Pending,
+    execute,
     make_accelerator,
-    torch_threads,
-    world_of,
 )
 from deltahall.experiments.t2i.config import TINY_MODEL, T2IConfig
 from deltahall.experiments.t2i.results import T2IResult, read_losses, read_metrics
@@ -42,59 +44,67 @@ def run(config: T2IConfig) -> T2IResult:
     FileNotFoundError
         If an explicit ``resume_from_checkpoint`` or the ``data`` folder does not exist.
     """
-    from deltahall.experiments.t2i.data import check_sources, load_training_images
+    result: T2IResult = execute(EXPERIMENT, config)
+    return result
+
+
+def _preflight(config: T2IConfig) -> None:
+    from deltahall.experiments.t2i.data import check_sources
+
+    check_sources(config)  # bad data / model specs are refused before anything is written
+
+
+def _accelerator(config: T2IConfig) -> Any:
+    return make_accelerator(
+        config.run,
+        mixed_precision=str(config.mixed_precision),
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        project_dir=config.run_dir,
+    )
+
+
+def _manifest_extra(config: T2IConfig, pending: Pending, prepared: Any) -> dict[str, Any]:
+    return {"preset": config.preset, "num_processes": pending.world.size}
+
+
+def _body(config: T2IConfig, opened: OpenRun) -> Outcome:
+    from deltahall.experiments.t2i.data import load_training_images
     from deltahall.experiments.t2i.modeling import load_components
     from deltahall.experiments.t2i.train import History, train
 
     t_start = time.perf_counter()
-    check_sources(config)  # bad data / model specs are refused before anything is written
-    decision = check_run(config, experiment="t2i")
-    with torch_threads(config.run.threads):
-        acc = make_accelerator(
-            config.run,
-            mixed_precision=str(config.mixed_precision),
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            project_dir=config.run_dir,
-        )
-        world = world_of(acc)
-        opened = accept_run(
-            decision,
-            world=world,
-            extra={"preset": config.preset, "num_processes": acc.num_processes},
-        )
-        rd, resume = opened.rd, opened.checkpoint
-        main = world.is_main
-        if main and resume is None:
-            _clear_outputs(rd.root)
-        model = str(config.model)
-        if model == TINY_MODEL:
-            from deltahall.experiments.t2i.tiny import ensure_tiny_model
+    acc, world = opened.accelerator, opened.world
+    rd, resume = opened.rd, opened.checkpoint
+    main = world.is_main
+    if main and resume is None:
+        _clear_outputs(rd.root)
+    model = str(config.model)
+    if model == TINY_MODEL:
+        from deltahall.experiments.t2i.tiny import ensure_tiny_model
 
-            with (
-                world.main_first()
-            ):  # built once, atomically, by the main process; then loaded by all
-                texts = [*(config.captions or ()), *(config.prompts or ())]
-                model = str(
-                    ensure_tiny_model(
-                        rd.root / "base_model",
-                        texts,
-                        resolution=int(config.resolution or 8),
-                        seed=config.seed,
-                    )
+        with world.main_first():  # built once, atomically, by the main process; then loaded by all
+            texts = [*(config.captions or ()), *(config.prompts or ())]
+            model = str(
+                ensure_tiny_model(
+                    rd.root / "base_model",
+                    texts,
+                    resolution=int(config.resolution or 8),
+                    seed=config.seed,
                 )
-        with world.main_first():  # downloads / dataset caches are made once
-            components = load_components(model, use_vae=config.uses_vae)
-            data = load_training_images(config)
-        embedder = detector = None
-        real: Any = None
-        if main:
-            embedder, detector, real = _fit_instrument(config, rd, data, acc.device)
-        history = History()
-        if resume is not None:
-            history.metrics, history.losses = read_metrics(rd.root), read_losses(rd.root)
-        t_setup = time.perf_counter() - t_start
-        train(config, rd.root, acc, components, data, embedder, detector, resume, history)
-        acc.wait_for_everyone()
+            )
+    with world.main_first():  # downloads / dataset caches are made once
+        components = load_components(model, use_vae=config.uses_vae)
+        data = load_training_images(config)
+    embedder = detector = None
+    real: Any = None
+    if main:
+        embedder, detector, real = _fit_instrument(config, rd, data, acc.device)
+    history = History()
+    if resume is not None:
+        history.metrics, history.losses = read_metrics(rd.root), read_losses(rd.root)
+    t_setup = time.perf_counter() - t_start
+    train(config, rd.root, acc, components, data, embedder, detector, resume, history)
+    acc.wait_for_everyone()
     seconds = {"setup": t_setup, **history.seconds}
     figures: list[Path] = []
     if main:
@@ -105,16 +115,28 @@ def run(config: T2IConfig) -> T2IResult:
             rd.write_json("measure.json", measure_final(rd.root, detector, *real))
         figures = save_figures(rd.root)
         seconds["total"] = time.perf_counter() - t_start
-        _write_summary(rd, config, history, detector, embedder, seconds)
     acc.end_training()
-    return T2IResult(
-        run_dir=rd.root,
-        metrics=history.metrics,
-        losses=history.losses,
-        detector_path=rd.root / "instrument.json",
-        figures=figures,
-        seconds=seconds,
+    return Outcome(
+        result=_summary(config, history, seconds) if main else None,
+        value=T2IResult(
+            run_dir=rd.root,
+            metrics=history.metrics,
+            losses=history.losses,
+            detector_path=rd.root / "instrument.json",
+            figures=figures,
+            seconds=seconds,
+        ),
     )
+
+
+#: The text-to-image experiment as the shared runner executes it.
+EXPERIMENT = Experiment(
+    name="t2i",
+    body=_body,
+    preflight=_preflight,
+    accelerator=_accelerator,
+    manifest_extra=_manifest_extra,
+)
 
 
 def _clear_outputs(root: Path) -> None:
@@ -150,39 +172,30 @@ def _fit_instrument(config: T2IConfig, rd: RunDir, data: Any, device: Any) -> tu
     return embedder, inst, (X, y)
 
 
-def _write_summary(
-    rd: RunDir,
-    config: T2IConfig,
-    history: Any,
-    detector: Any,
-    embedder: Any,
-    seconds: dict[str, float],
-) -> None:
+def _summary(config: T2IConfig, history: Any, seconds: dict[str, float]) -> dict[str, Any]:
+    """``result.json``'s body: the final step's rates per prompt, losses and timings."""
     last = max((int(r["step"]) for r in history.metrics), default=0)
     final = [r for r in history.metrics if int(r["step"]) == last]
-    rd.write_json(
-        "result.json",
-        {
-            "preset": config.preset,
-            "final_step": last,
-            "final": {
-                r["prompt"]: {
-                    k: r[k]
-                    for k in (
-                        "rate",
-                        "rate_ci_low",
-                        "rate_ci_high",
-                        "floor",
-                        "excess_p_value",
-                        "calibration",
-                        "mean_embedding_inside",
-                        "mean_image_inside",
-                    )
-                }
-                for r in final
-            },
-            "first_loss": history.losses[0]["loss"] if history.losses else None,
-            "last_loss": history.losses[-1]["loss"] if history.losses else None,
-            "seconds": seconds,
+    return {
+        "preset": config.preset,
+        "final_step": last,
+        "final": {
+            r["prompt"]: {
+                k: r[k]
+                for k in (
+                    "rate",
+                    "rate_ci_low",
+                    "rate_ci_high",
+                    "floor",
+                    "excess_p_value",
+                    "calibration",
+                    "mean_embedding_inside",
+                    "mean_image_inside",
+                )
+            }
+            for r in final
         },
-    )
+        "first_loss": history.losses[0]["loss"] if history.losses else None,
+        "last_loss": history.losses[-1]["loss"] if history.losses else None,
+        "seconds": seconds,
+    }
