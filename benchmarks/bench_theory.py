@@ -12,13 +12,13 @@ import argparse
 import numpy as np
 from _timing import best_of  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from deltahall.theory.bound import (
+from deltahall.theory.estimators import DeltaTest
+from deltahall.theory.mixtures import GaussianState, LatentMixture
+from deltahall.theory.montecarlo import (
     IndependentMeans,
     StateMeanLaw,
     estimate_hallucination_probability,
 )
-from deltahall.theory.estimators import DeltaTest
-from deltahall.theory.mixtures import GaussianState, LatentMixture
 
 
 def _mixture(n: int, d: int, rng: np.random.Generator) -> LatentMixture:
@@ -59,7 +59,7 @@ def main() -> None:
         means = IndependentMeans(tuple([0.0] * d), (StateMeanLaw("gaussian", 1.0, d),) * n)
         t = best_of(
             lambda n=n, within=within, means=means: estimate_hallucination_probability(
-                np.full(n, 1 / n), within, 0.05, means, args.mc, 0
+                np.full(n, 1 / n), within, delta=0.05, means=means, n_samples=args.mc, rng=0
             ),
             args.repeat,
         )

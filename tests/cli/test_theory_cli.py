@@ -653,7 +653,7 @@ def test_defaults_live_in_one_place(capsys) -> None:
     import dataclasses
 
     from deltahall.experiments.theory_checks import CheckConfig
-    from deltahall.theory.bound import check_theorem_6_1
+    from deltahall.experiments.bound_sweep import check_theorem_6_1
 
     assert (
         CheckConfig().confidence

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 from typing import Any
@@ -214,14 +213,10 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 
 
 def _dumps(payload: Any) -> str:
-    """Strict JSON: non-finite numbers become null and ``non_finite`` says where and what they were."""
-    from deltahall.experiments.theory_checks import strict_json
+    """Strict JSON: non-finite numbers become null and ``null_reasons`` says where and what they were."""
+    from deltahall.io import dumps_json
 
-    nulls: dict[str, str] = {}
-    clean = strict_json(payload, nulls=nulls)
-    if nulls and isinstance(clean, dict):
-        clean["non_finite"] = {k: f"was {v}" for k, v in nulls.items()}
-    return json.dumps(clean, allow_nan=False)
+    return dumps_json(payload, indent=None).rstrip("\n")
 
 
 def _save(
@@ -243,12 +238,12 @@ def _save(
 
 
 def _witness(args: argparse.Namespace) -> int:
-    from deltahall.experiments.theory_checks import run_witness
+    from deltahall.experiments.theory_checks import run_witness, witness_payload
 
     cfg = _config(args)
     results = run_witness(cfg)
     th = cfg.theorem
-    dicts = [r.to_dict() for r in results]
+    dicts = [witness_payload(r) for r in results]
     payload: dict[str, Any] = (
         dicts[0]
         if len(dicts) == 1
@@ -294,11 +289,11 @@ def _witness(args: argparse.Namespace) -> int:
 
 
 def _bound(args: argparse.Namespace) -> int:
-    from deltahall.experiments.theory_checks import run_bound
+    from deltahall.experiments.theory_checks import bound_payload, run_bound
 
     cfg = _config(args)
     rep = run_bound(cfg)
-    payload = rep.to_dict()
+    payload = bound_payload(rep)
     _save(args, cfg, "bound", payload, payload["states"])
     if args.json:
         print(_dumps(payload))

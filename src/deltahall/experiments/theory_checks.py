@@ -9,12 +9,18 @@ every default lives here or, for the witness options, in the builder's signature
 Limits (documented in ``docs/theory.md``): N <= 10 000 states, d <= 1 024,
 ``N d² <= 2**22`` (:func:`deltahall.theory.mixtures.check_problem_size`); at most
 1e8 Monte-Carlo draws per estimate, ``draws * N <= 1e8`` and ``draws * N * d² <= 1e10``
-(:func:`deltahall.theory.bound.check_mc_work`); ``theory check`` at most 10 000 instances
-and 1e9 draws in all.
+(:func:`deltahall.theory.montecarlo.check_mc_work`); ``theory check`` at most 10 000 instances
+and 1e9 draws in all (:mod:`deltahall.experiments.bound_sweep`, whose config and payload the
+CLI takes from here).
+
+JSON payloads (:func:`witness_payload`, :func:`bound_payload`) are built here from the theory's
+plain result dataclasses and go through :func:`deltahall.io.rundir.to_jsonable`, so a
+non-finite number is ``null`` and a ``*_note`` or ``null_fields`` entry says why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 import logging
@@ -28,24 +34,27 @@ from typing import Any, Literal
 import numpy as np
 
 from deltahall._validation import check_choice, check_int, check_real
+from deltahall.experiments.bound_sweep import (
+    CheckConfig,
+    check_payload,
+    row_payload,
+    run_check,
+)
 from deltahall.io import RunDir, Section
+from deltahall.io.rundir import to_jsonable
+from deltahall.theory import as_written as AW
 from deltahall.theory import witnesses as W
-from deltahall.theory.bound import (
+from deltahall.theory.bound import BoundResult, StateBound, theorem_6_1_bound
+from deltahall.theory.mixtures import GaussianState, check_problem_size
+from deltahall.theory.montecarlo import (
     LAW_KINDS,
-    MAX_CHECK_DRAWS,
-    MAX_CHECK_INSTANCES,
     MAX_MC_SAMPLES,
-    BoundResult,
-    CheckResult,
     IndependentMeans,
     MCEstimate,
     StateMeanLaw,
     check_mc_work,
-    check_theorem_6_1,
     estimate_hallucination_probability,
-    theorem_6_1_bound,
 )
-from deltahall.theory.mixtures import GaussianState, check_problem_size
 from deltahall.theory.regions import covering_radius
 
 logger = logging.getLogger(__name__)
@@ -56,13 +65,14 @@ __all__ = [
     "CheckConfig",
     "check_payload",
     "WitnessConfig",
+    "bound_payload",
     "main_job_section",
     "paper_rows",
     "run_bound",
     "run_check",
     "run_witness",
-    "strict_json",
     "witness_grid",
+    "witness_payload",
 ]
 
 Theorem = Literal["5.1", "5.2", "5.3", "5.2.1", "C.1"]
@@ -72,42 +82,6 @@ MeanLaw = Literal["gaussian", "sphere", "cube", "student_t", "spike"]
 def _default(fn: Callable[..., Any], name: str) -> Any:
     """The default of parameter ``name`` in ``fn``'s signature (the one place it is written)."""
     return inspect.signature(fn).parameters[name].default
-
-
-def strict_json(obj: Any, path: str = "$", nulls: dict[str, str] | None = None) -> Any:
-    """Replace every non-finite float by None and record where in ``nulls`` (path -> what it was).
-
-    Parameters
-    ----------
-    obj : any
-        Dicts, lists, tuples, floats, numpy scalars and other JSON values.
-    path : str
-        JSON path of ``obj`` (for the record).
-    nulls : dict, optional
-        Filled with ``path -> repr(value)`` for each replaced number.
-
-    Returns
-    -------
-    any
-        A copy that ``json.dumps(..., allow_nan=False)`` accepts.
-
-    Examples
-    --------
-    >>> notes = {}
-    >>> strict_json({"a": [1.0, float("nan")]}, nulls=notes), notes
-    ({'a': [1.0, None]}, {'$.a[1]': 'nan'})
-    """
-    if isinstance(obj, dict):
-        return {k: strict_json(v, f"{path}.{k}", nulls) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v, f"{path}[{i}]", nulls) for i, v in enumerate(obj)]
-    if isinstance(obj, (float, np.floating)) and not math.isfinite(float(obj)):
-        if nulls is not None:
-            nulls[path] = repr(float(obj))
-        return None
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 # ----------------------------------------------------------------------------- witness
@@ -267,9 +241,9 @@ def run_witness(config: WitnessConfig) -> list[W.WitnessResult]:
         return list(W.corollary_5_2_1(config.delta, config.states, **kw).witnesses)
     builders: dict[str, Callable[..., W.WitnessResult]] = (
         {
-            "5.1": W.theorem_5_1_as_written,
-            "5.2": W.theorem_5_2_as_written,
-            "C.1": W.theorem_c_1_as_written,
+            "5.1": AW.theorem_5_1_as_written,
+            "5.2": AW.theorem_5_2_as_written,
+            "C.1": AW.theorem_c_1_as_written,
         }
         if config.as_written
         else {
@@ -280,6 +254,102 @@ def run_witness(config: WitnessConfig) -> list[W.WitnessResult]:
         }
     )
     return [builders[th](config.delta, config.states, **kw)]
+
+
+_BASE_FIELDS = frozenset(f.name for f in dataclasses.fields(W.WitnessResult))
+
+
+def _details(result: W.WitnessResult, max_matrix_states: int) -> dict[str, Any]:
+    """The fields a theorem's result adds to :class:`~deltahall.theory.witnesses.WitnessResult`."""
+    out = {
+        f.name: getattr(result, f.name)
+        for f in dataclasses.fields(result)
+        if f.name not in _BASE_FIELDS
+    }
+    if isinstance(result, W.LipschitzWitness):
+        out["example_hallucinates"] = result.example_hallucinates
+        if result.example_log_densities.shape[0] > max_matrix_states:
+            del out["example_log_densities"]
+            out["example_max_log_density"] = result.example_log_densities.max(axis=1)
+            out["example_note"] = (
+                f"N > {max_matrix_states}: per hint, the largest log density over the states "
+                "instead of the N x N matrix"
+            )
+    return out
+
+
+def witness_payload(
+    result: W.WitnessResult, *, max_matrix_dim: int = 32, max_matrix_states: int = 32
+) -> dict[str, Any]:
+    """Strict-JSON-ready summary of a witness: one entry per state with its density and ``log_density``.
+
+    A ``log_density`` below the float64 range is ``None`` with ``log_density_note`` saying why;
+    covariance factors are listed only when ``d <= max_matrix_dim``; a theorem's own evidence
+    (the fields its result type adds) is under ``details``, Theorem 5.3's N x N matrix only for
+    ``N <= max_matrix_states``.
+
+    Parameters
+    ----------
+    result : WitnessResult
+        From :mod:`deltahall.theory.witnesses` or :mod:`deltahall.theory.as_written`.
+    max_matrix_dim, max_matrix_states : int
+        Largest ``d`` and ``N`` whose matrices are listed.
+
+    Returns
+    -------
+    dict
+
+    Examples
+    --------
+    >>> d = witness_payload(W.theorem_5_1(1e-300, 2, scale=1e-200))
+    >>> d["hallucinates"], d["states"][0]["log_density"] is None or d["states"][0]["log_density"] < 0
+    (True, True)
+    """
+    mix = result.mixture
+    states = []
+    for i, st in enumerate(mix.states):
+        ld = float(result.log_densities[i])
+        row: dict[str, Any] = {
+            "index": i,
+            "weight": float(mix.weights[i]),
+            "mean": st.loc,
+            "density": float(result.densities[i]),
+            "log_density": ld,
+            "argmax": result.argmax[i],
+            "exceeds_delta": bool(ld > result.log_delta),
+        }
+        if mix.dim <= max_matrix_dim:
+            row["scale_tril"] = st.scale_tril
+        if not math.isfinite(ld):
+            row["log_density_note"] = (
+                "below -1.8e308 (the float64 range): the density underflows to 0"
+            )
+        states.append(row)
+    margin = result.log_margin
+    out: dict[str, Any] = {
+        "theorem": result.theorem,
+        "as_written": result.as_written,
+        "delta": result.delta,
+        "log_delta": result.log_delta,
+        "dim": mix.dim,
+        "n_states": mix.n_states,
+        "eps": result.eps,
+        "estimate": result.estimate,
+        "hallucinates": result.hallucinates,
+        "log_margin": margin,
+        "states": states,
+        "notes": list(result.notes),
+    }
+    if not math.isfinite(margin):
+        out["log_margin_note"] = (
+            "every state's log density is below the float64 range, so the margin is unbounded"
+        )
+    if mix.dim > max_matrix_dim:
+        out["scale_tril_note"] = f"covariance factors omitted for d > {max_matrix_dim}"
+    det = _details(result, max_matrix_states)
+    if det:
+        out["details"] = det
+    return to_jsonable(out)  # type: ignore[no-any-return]
 
 
 # ----------------------------------------------------------------------------- bound
@@ -360,30 +430,56 @@ class BoundReport:
         b = self.bound.stated_bound
         return None if b is None else self.estimate.p_hat >= b
 
-    def to_dict(self) -> dict[str, Any]:
-        """Strict-JSON-ready: no NaN; ``bound`` is None with ``reason`` when the theorem does not apply."""
-        b, e = self.bound, self.estimate
-        out: dict[str, Any] = {
-            "d": b.optimum_spread,
-            "r": self.radius,
-            "applicable": b.applicable,
-            "reason": b.reason,
-            "bound": b.stated_bound,
-            "union_bound": b.union_bound,
-            "states": [st.to_dict() for st in b.states],
-            "p_hat": e.p_hat,
-            "ci": [e.ci_low, e.ci_high],
-            "confidence": e.confidence,
-            "mc_samples": e.n_samples,
-            "holds": self.holds,
+
+def _state_row(st: StateBound) -> dict[str, Any]:
+    """One state's factor under the theorem's names (``alpha_i``/``theta_i`` None where no α is admissible)."""
+    return {
+        "state": st.index,
+        "p_i": st.weight,
+        "sigma_i": st.mean_variance,
+        "K_i": st.kurtosis_ratio,
+        "alpha_i": st.alpha,
+        "theta_i": st.theta,
+        "P_i": st.factor,
+        "P_i*K_i": st.factor * st.kurtosis_ratio,
+    }
+
+
+def bound_payload(report: BoundReport) -> dict[str, Any]:
+    """Strict-JSON-ready form of a :class:`BoundReport`.
+
+    ``bound`` is None with ``reason`` (and ``null_fields``) when the theorem does not apply.
+
+    Parameters
+    ----------
+    report : BoundReport
+
+    Returns
+    -------
+    dict
+    """
+    b, e = report.bound, report.estimate
+    out: dict[str, Any] = {
+        "d": b.optimum_spread,
+        "r": report.radius,
+        "applicable": b.applicable,
+        "reason": b.reason,
+        "bound": b.stated_bound,
+        "union_bound": b.union_bound,
+        "states": [_state_row(st) for st in b.states],
+        "p_hat": e.p_hat,
+        "ci": [e.ci_low, e.ci_high],
+        "confidence": e.confidence,
+        "mc_samples": e.n_samples,
+        "holds": report.holds,
+    }
+    if not b.applicable:
+        out["null_fields"] = {
+            "bound": b.reason,
+            "holds": "the theorem does not apply",
+            "states[].alpha_i/theta_i": "null for states with no alpha > 1, theta_i(alpha) <= 1",
         }
-        if not b.applicable:
-            out["null_fields"] = {
-                "bound": b.reason,
-                "holds": "the theorem does not apply",
-                "states[].alpha_i/theta_i": "null for states with no alpha > 1, theta_i(alpha) <= 1",
-            }
-        return out
+    return to_jsonable(out)  # type: ignore[no-any-return]
 
 
 def run_bound(config: BoundConfig) -> BoundReport:
@@ -413,95 +509,15 @@ def run_bound(config: BoundConfig) -> BoundReport:
     r = max(covering_radius(g, config.delta).radius for g in within)
     b = theorem_6_1_bound(w, means.sigmas, kurtosis_ratios=means.kurtosis, radius=r)
     est = estimate_hallucination_probability(
-        w, within, config.delta, means, config.mc_samples, config.seed, confidence=config.confidence
-    )
-    return BoundReport(config, r, b, est)
-
-
-# ----------------------------------------------------------------------------- check
-
-
-@dataclass(frozen=True)
-class CheckConfig:
-    """``deltahall theory check``: Theorem 6.1 over random instances."""
-
-    instances: int = field(
-        default=100, metadata={"help": f"applicable instances to test, 1..{MAX_CHECK_INSTANCES}"}
-    )
-    mc_samples: int = field(
-        default=20_000,
-        metadata={
-            "help": f"Monte-Carlo draws per instance; instances * mc_samples <= {MAX_CHECK_DRAWS:.0e}"
-        },
-    )
-    confidence: float = field(
-        default=_default(check_theorem_6_1, "confidence"),
-        metadata={"help": "confidence level of each interval, in (0, 1)"},
-    )
-    seed: int = field(default=0, metadata={"help": "random seed"})
-
-    def __post_init__(self) -> None:
-        n = check_int(self.instances, "instances", low=1, high=MAX_CHECK_INSTANCES)
-        m = check_int(self.mc_samples, "mc_samples", low=1, high=MAX_MC_SAMPLES)
-        if n * m > MAX_CHECK_DRAWS:
-            raise ValueError(
-                f"`instances` * `mc_samples` must be <= {MAX_CHECK_DRAWS:.0e} Monte-Carlo draws; got {n} * {m} = {n * m:.3g}."
-            )
-        check_real(self.confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
-        check_int(self.seed, "seed", low=0)
-
-
-def run_check(
-    config: CheckConfig, *, progress: Callable[[int, int], None] | None = None
-) -> CheckResult:
-    """Run :func:`~deltahall.theory.bound.check_theorem_6_1` with ``config``.
-
-    Parameters
-    ----------
-    config : CheckConfig
-        Validated on construction (limits included).
-    progress : callable, optional
-        ``progress(n_applicable, n_tried)`` after each applicable instance.
-
-    Returns
-    -------
-    CheckResult
-    """
-    return check_theorem_6_1(
-        config.instances,
-        config.mc_samples,
+        w,
+        within,
+        delta=config.delta,
+        means=means,
+        n_samples=config.mc_samples,
         rng=config.seed,
         confidence=config.confidence,
-        progress=progress,
     )
-
-
-def check_payload(res: CheckResult) -> dict[str, Any]:
-    """Strict-JSON-ready summary of a check (``null_fields`` says why a value is null).
-
-    Parameters
-    ----------
-    res : CheckResult
-
-    Returns
-    -------
-    dict
-    """
-    out: dict[str, Any] = {
-        "n_tried": res.n_tried,
-        "n_applicable": res.n_applicable,
-        "n_held": res.n_held,
-        "n_counterexamples": len(res.counterexamples),
-        "min_ratio_p_hat_over_bound": res.min_ratio,
-        "union_violations": res.union_violations,
-        "counterexamples": [r.to_dict() for r in res.counterexamples],
-        "rows": [r.to_dict() for r in res.rows],
-    }
-    if res.min_ratio is None:
-        out["null_fields"] = {
-            "min_ratio_p_hat_over_bound": "no applicable instance with a positive bound"
-        }
-    return out
+    return BoundReport(config, r, b, est)
 
 
 # ----------------------------------------------------------------------------- main job
@@ -585,7 +601,7 @@ def paper_rows() -> list[dict[str, Any]]:
     rows = []
     for th, fn, kw in PAPER_CASES:
         args = dict(kw)
-        r = getattr(W, fn)(args.pop("delta"), args.pop("n_states"), **args)
+        r = getattr(AW, fn)(args.pop("delta"), args.pop("n_states"), **args)
         rows.append(
             {
                 "theorem": th,
@@ -624,7 +640,7 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
     paper = paper_rows()
     rd.write_csv("paper_cases.csv", paper)
     check = run_check(cfg)
-    rows = [r.to_dict() for r in check.rows]
+    rows = [row_payload(r) for r in check.rows]
     rd.write_csv(
         "theorem_6_1_check.csv", [{k: v for k, v in r.items() if k != "weights"} for r in rows]
     )
@@ -637,7 +653,7 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
         "figures": figs,
         "seconds": time.perf_counter() - t0,
     }
-    rd.write_json("summary.json", strict_json(summary))
+    rd.write_json("summary.json", summary)
 
     s = Section("Theory: δ-hallucination witnesses and the Theorem 6.1 bound")
     n_ok = sum(r["hallucinates"] for r in grid)

@@ -5,8 +5,15 @@ Submodules
 mixtures    latent mixtures (Definition 4.1): Gaussian, scipy.stats and discrete states
 estimators  optimal estimates (Lemma B.1, Appendix C) and the δ-test (Definition 4.2)
 regions     U_i^δ and HCDRs (Definition 6.2), HDR thresholds (Appendix A), covering radii (Definition 6.3)
-witnesses   one verified witness per theorem (5.1, 5.2, 5.3, Corollary 5.2.1, C.1) and the paper's versions
-bound       Theorem 6.1: the stated bound, a Monte-Carlo P_H^δ, and a check over random instances
+ball        the ball maximiser: a Gaussian's largest density within ε of a point (Theorems 5.2, 5.3)
+witnesses   the corrected witnesses, one per theorem (5.1, 5.2, 5.3, Corollary 5.2.1, C.1)
+as_written  the paper's constructions taken literally (Sections B.1, B.3, Appendix C)
+bound       Theorem 6.1: the stated bound, the union bound the lemmas justify, its ceiling
+montecarlo  laws of the conditional means and a Monte-Carlo P_H^δ with its Wilson interval
+
+The check of Theorem 6.1 over random instances is an experiment:
+:mod:`deltahall.experiments.bound_sweep`. Results are plain frozen dataclasses; their JSON
+form comes from :func:`deltahall.io.rundir.to_jsonable`.
 """
 
 from deltahall.theory.estimators import (

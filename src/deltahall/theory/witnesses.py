@@ -1,4 +1,4 @@
-r"""Witnesses for Theorems 5.1, 5.2, 5.3, Corollary 5.2.1 and Theorem C.1.
+r"""The corrected witnesses for Theorems 5.1, 5.2, 5.3, Corollary 5.2.1 and Theorem C.1.
 
 Each builder returns a target (a :class:`LatentMixture` of Gaussian states)
 together with its optimal estimate, and *verifies* the δ-hallucination of
@@ -8,11 +8,11 @@ Definition 4.2,
 
 by evaluating every state's density -- at the estimate (5.1, C.1), or its
 maximum over the whole ε-ball around the estimate (5.2, 5.3), found by exact
-maximisation (:func:`max_log_density_in_ball`). Nothing is taken from the
-formula that chose the parameters.
+maximisation (:func:`deltahall.theory.ball.max_log_density_in_ball`). Nothing
+is taken from the formula that chose the parameters.
 
-The ``*_as_written`` builders follow the paper's constructions literally, so
-their failures can be shown with numbers (see ``docs/theory.md``).
+The paper's constructions taken literally are in :mod:`deltahall.theory.as_written`
+(they share this module's result type and argument checks).
 
 Corrected construction (5.1/5.2/5.3): state ``i`` has covariance
 ``Σ_i = s² C_i``; its ``U_i^δ`` lies in the ball of radius
@@ -37,8 +37,6 @@ Examples
 >>> w = theorem_5_1(0.05, 3, dim=2)
 >>> w.hallucinates, bool((w.densities <= 0.05).all())
 (True, True)
->>> theorem_5_1_as_written(0.1, 2, weights=[0.01, 0.99]).hallucinates
-False
 """
 
 from __future__ import annotations
@@ -59,6 +57,7 @@ from deltahall._validation import (
     check_real,
     check_spd,
 )
+from deltahall.theory.ball import verify_ball
 from deltahall.theory.mixtures import (
     LOG_2PI,
     GaussianState,
@@ -66,7 +65,7 @@ from deltahall.theory.mixtures import (
     check_problem_size,
     scaled_norm,
 )
-from deltahall.theory.regions import region_threshold_sq
+from deltahall.theory.regions import covering_radius
 
 __all__ = [
     "MAX_STATES_5_3",
@@ -75,20 +74,12 @@ __all__ = [
     "CrossEntropyWitness",
     "LipschitzWitness",
     "MultiInputWitness",
-    "Theorem51AsWritten",
-    "Theorem52AsWritten",
-    "TheoremC1AsWritten",
     "WitnessResult",
     "corollary_5_2_1",
-    "max_log_density_in_ball",
     "theorem_5_1",
-    "theorem_5_1_as_written",
     "theorem_5_2",
-    "theorem_5_2_as_written",
     "theorem_5_3",
     "theorem_c_1",
-    "theorem_c_1_as_written",
-    "verify_ball",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -103,140 +94,7 @@ _LOG_SCALE_MIN = math.log(SCALE_MIN)
 _LOG_SCALE_MAX = math.log(SCALE_MAX)
 
 
-# ----------------------------------------------------------------------------- the ball maximum
-
-
-def max_log_density_in_ball(
-    state: GaussianState, center: Any, eps: float
-) -> tuple[float, FloatArray]:
-    r"""Exact maximum of a Gaussian log-density over a closed Euclidean ball, and the maximiser.
-
-    .. math::
-
-        \max_{\|x - c\|_2 \le ε} \log f(x), \qquad
-        f = \mathcal N(μ, Σ).
-
-    The maximiser minimises the Mahalanobis distance over the ball, a convex
-    trust-region problem: if ``||μ - c|| <= ε`` it is ``μ``; otherwise
-    ``x = c + (Σ⁻¹ + λI)⁻¹ Σ⁻¹ (μ - c)`` with the unique ``λ > 0`` solving the
-    secular equation ``||x - c|| = ε`` (bracketed root finding on ``log(1/(λε))``
-    in the eigenbasis of Σ). Every length is divided by the largest entry of the
-    Cholesky factor first and norms are taken after rescaling, so scales from
-    1e-300 to 1e300 neither underflow nor overflow.
-
-    Parameters
-    ----------
-    state : GaussianState
-        The law ``N(μ, Σ)``, dimension ``d``.
-    center : array_like, shape (d,)
-        Centre ``c`` of the ball.
-    eps : float >= 0
-        Radius ``ε`` (0: the density at ``c``).
-
-    Returns
-    -------
-    log_density : float
-        The maximum of ``log f`` over the ball.
-    argmax : ndarray, shape (d,)
-        A point of the ball where it is attained.
-
-    Raises
-    ------
-    ValueError
-        Non-finite ``center`` or ``eps``, or ``eps < 0``.
-
-    Examples
-    --------
-    >>> g = GaussianState([3.0], [[1.0]])
-    >>> lf, x = max_log_density_in_ball(g, [0.0], 1.0)
-    >>> round(float(x[0]), 12), round(lf - float(g.logpdf([1.0])[0]), 12)
-    (1.0, 0.0)
-    """
-    c = check_finite_array(center, "center").reshape(-1)
-    e = check_real(eps, "eps", low=0.0)
-    b = state.loc - c
-    if e == 0.0:
-        return float(state.logpdf(c)[0]), c.copy()
-    if float(scaled_norm(b)) <= e:
-        return state.log_peak, state.loc.copy()
-    kappa = float(np.max(np.abs(state.scale_tril)))
-    u, s, _ = np.linalg.svd(state.scale_tril / kappa)
-    w = 1.0 / s**2  # precision eigenvalues (scaled units)
-    beta = u.T @ (b / kappa)
-    et = e / kappa
-    # With λ = 1 / (ε η): y/ε = wβ / (w ε + 1/η); solve ||y/ε|| = 1 for log η. Written with
-    # exp(-log η) so that no intermediate overflows, whatever the bracket grows to.
-    wb = w * beta
-    wet = w * et
-
-    def excess(log_eta: float) -> float:
-        return math.log(float(scaled_norm(wb / (wet + math.exp(-log_eta)))))
-
-    lo = -math.log(float(scaled_norm(wb))) - 1.0
-    hi = lo + 2.0
-    log_sat = (
-        math.log(1e17) - math.log(float(np.min(w)) * et) if float(np.min(w)) * et > 0 else math.inf
-    )
-    while excess(hi) <= 0.0:
-        if hi > log_sat or hi > 700.0:  # w ε η > 1e17: y equals β to machine precision
-            return state.log_peak, state.loc.copy()
-        hi += 2.0 * (hi - lo)
-    log_eta = brentq(excess, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
-    denom = wet + math.exp(-log_eta)
-    y = et * (wb / denom)
-    # β / (w ε η + 1), in whichever form keeps exp() <= 1; the sum may overflow to inf
-    # (a Mahalanobis distance beyond 1.8e308: the density underflows, log density -inf).
-    q = (
-        beta * math.exp(-log_eta) / denom
-        if log_eta >= 0
-        else beta / (wet * math.exp(log_eta) + 1.0)
-    )
-    with np.errstate(over="ignore"):
-        maha = float(np.sum(w * q**2))
-    x = c + kappa * (u @ y)
-    return state.log_peak - 0.5 * maha, x
-
-
-def verify_ball(mixture: LatentMixture, center: Any, eps: float) -> tuple[FloatArray, FloatArray]:
-    r"""Per-state maximum log-density over the ε-ball, evaluated, and the maximisers.
-
-    .. math:: \ell_i = \max_{\|a - c\| \le ε} \log f(a \mid Z_i), \quad i \in [N].
-
-    Parameters
-    ----------
-    mixture : LatentMixture
-        Gaussian states only, dimension ``d``.
-    center : array_like, shape (d,)
-        Centre of the ball (the estimate).
-    eps : float >= 0
-        Radius.
-
-    Returns
-    -------
-    log_densities : ndarray, shape (N,)
-        ``ℓ_i``; the larger of the exact maximum and the density evaluated at the maximiser.
-    argmax : ndarray, shape (N, d)
-
-    Raises
-    ------
-    ValueError
-        As :func:`max_log_density_in_ball`.
-    """
-    logs, pts = [], []
-    for s in mixture.states:
-        lf, x = max_log_density_in_ball(s, center, eps)
-        # Evaluate the density at the maximiser directly as well and keep the larger value.
-        direct = float(s.logpdf(x)[0])
-        logs.append(max(lf, direct))
-        pts.append(x)
-    return np.array(logs), np.stack(pts)
-
-
 # ----------------------------------------------------------------------------- result types
-
-
-def _json_float(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 @dataclass(frozen=True)
@@ -296,61 +154,6 @@ class WitnessResult:
         """``log δ - max_i log density``; non-negative iff the witness holds (``inf`` if every density underflows)."""
         return self.log_delta - float(np.max(self.log_densities))
 
-    def details(self) -> dict[str, Any]:
-        """Theorem-specific evidence as JSON-ready values (none for the plain witness)."""
-        return {}
-
-    def to_dict(self, *, max_matrix_dim: int = 32) -> dict[str, Any]:
-        """Strict-JSON-ready summary: one entry per state with its density and ``log_density``.
-
-        A ``log_density`` below the float64 range is ``None`` with ``log_density_note``
-        saying why; covariance factors are listed only when ``d <= max_matrix_dim``.
-        """
-        states = []
-        for i, s in enumerate(self.mixture.states):
-            ld = float(self.log_densities[i])
-            row: dict[str, Any] = {
-                "index": i,
-                "weight": float(self.mixture.weights[i]),
-                "mean": s.loc.tolist(),
-                "density": float(self.densities[i]),
-                "log_density": _json_float(ld),
-                "argmax": self.argmax[i].tolist(),
-                "exceeds_delta": bool(ld > self.log_delta),
-            }
-            if self.mixture.dim <= max_matrix_dim:
-                row["scale_tril"] = s.scale_tril.tolist()
-            if not math.isfinite(ld):
-                row["log_density_note"] = (
-                    "below -1.8e308 (the float64 range): the density underflows to 0"
-                )
-            states.append(row)
-        margin = self.log_margin
-        out: dict[str, Any] = {
-            "theorem": self.theorem,
-            "as_written": self.as_written,
-            "delta": self.delta,
-            "log_delta": self.log_delta,
-            "dim": self.mixture.dim,
-            "n_states": self.mixture.n_states,
-            "eps": self.eps,
-            "estimate": self.estimate.tolist(),
-            "hallucinates": self.hallucinates,
-            "log_margin": _json_float(margin),
-            "states": states,
-            "notes": list(self.notes),
-        }
-        if not math.isfinite(margin):
-            out["log_margin_note"] = (
-                "every state's log density is below the float64 range, so the margin is unbounded"
-            )
-        if self.mixture.dim > max_matrix_dim:
-            out["scale_tril_note"] = f"covariance factors omitted for d > {max_matrix_dim}"
-        det = self.details()
-        if det:
-            out["details"] = det
-        return out
-
 
 @dataclass(frozen=True, kw_only=True)
 class LipschitzWitness(WitnessResult):
@@ -381,29 +184,6 @@ class LipschitzWitness(WitnessResult):
         """Every output of the concrete estimator δ-hallucinates under every state."""
         return bool(np.all(self.example_log_densities <= self.log_delta))
 
-    def details(self, *, max_matrix_states: int = 32) -> dict[str, Any]:
-        """JSON-ready evidence; the N x N matrix only for ``N <= max_matrix_states`` (else its row maxima)."""
-        out: dict[str, Any] = {
-            "lipschitz": self.lipschitz,
-            "hint_bound": self.hint_bound,
-            "hints": self.hints.tolist(),
-            "example_outputs": self.example_outputs.tolist(),
-            "example_hallucinates": self.example_hallucinates,
-        }
-        if self.example_log_densities.shape[0] <= max_matrix_states:
-            out["example_log_densities"] = [
-                [_json_float(v) for v in row] for row in self.example_log_densities.tolist()
-            ]
-        else:
-            out["example_max_log_density"] = [
-                _json_float(v) for v in self.example_log_densities.max(axis=1).tolist()
-            ]
-            out["example_note"] = (
-                f"N > {max_matrix_states}: per hint, the largest log density over the states "
-                "instead of the N x N matrix"
-            )
-        return out
-
 
 @dataclass(frozen=True, kw_only=True)
 class CrossEntropyWitness(WitnessResult):
@@ -425,84 +205,6 @@ class CrossEntropyWitness(WitnessResult):
     log_variance_low: float
     log_variance_high: float
 
-    def details(self) -> dict[str, Any]:
-        return {
-            "n_classes": self.n_classes,
-            "log_variance": self.log_variance,
-            "log_variance_low": self.log_variance_low,
-            "log_variance_high": self.log_variance_high,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class Theorem51AsWritten(WitnessResult):
-    """Section B.1 taken literally.
-
-    Attributes
-    ----------
-    mean_coordinate : float
-        ``m_i = sqrt((-2 ln δ - ln det Σ_i) / 1ᵀΣ_i1)``: every coordinate of ``μ_i``, ``i < N``.
-    log_peak_last_state : float
-        ``log`` of state N's peak density, ``-d/2 log 2π - 1/2 log det Σ_N``.
-    """
-
-    mean_coordinate: float
-    log_peak_last_state: float
-
-    def details(self) -> dict[str, Any]:
-        return {
-            "mean_coordinate": self.mean_coordinate,
-            "log_peak_last_state": self.log_peak_last_state,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class Theorem52AsWritten(WitnessResult):
-    """Section B.3's example taken literally.
-
-    Attributes
-    ----------
-    optimum_norm : float
-        ``||Σ p_i μ_i||``: the proof assumes 0.
-    log_density_last_state_at_zero : float
-        ``log f(0 | Z_N)``: state N's density at the point the proof calls the optimum.
-    """
-
-    optimum_norm: float
-    log_density_last_state_at_zero: float
-
-    def details(self) -> dict[str, Any]:
-        return {
-            "optimum_norm": self.optimum_norm,
-            "log_density_last_state_at_zero": self.log_density_last_state_at_zero,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class TheoremC1AsWritten(WitnessResult):
-    """Appendix C taken literally.
-
-    Attributes
-    ----------
-    variance : float
-        The variance ``d`` used.
-    variance_bound : float
-        The paper's bound ``-(N-1)/(N ln δ²)``.
-    paper_formula_density : float
-        The paper's 1-d expression ``(2πd)^{-1/2} exp(-(N-1)/(2dN))``.
-    """
-
-    variance: float
-    variance_bound: float
-    paper_formula_density: float
-
-    def details(self) -> dict[str, Any]:
-        return {
-            "variance": self.variance,
-            "variance_bound": _json_float(self.variance_bound),
-            "paper_formula_density": self.paper_formula_density,
-        }
-
 
 @dataclass(frozen=True)
 class MultiInputWitness:
@@ -523,9 +225,11 @@ class MultiInputWitness:
 
 
 # ----------------------------------------------------------------------------- helpers
+# check_weights, check_scale and verified are shared with deltahall.theory.as_written.
 
 
-def _weights(weights: Any, n: int) -> FloatArray:
+def check_weights(weights: Any, n: int) -> FloatArray:
+    """``weights`` as N positive probabilities (uniform when None); the error names ``weights``."""
     if weights is None:
         return np.full(n, 1.0 / n)
     w = check_probability_vector(weights, "weights")
@@ -538,7 +242,8 @@ def _weights(weights: Any, n: int) -> FloatArray:
     return w
 
 
-def _scale(scale: Any, name: str = "scale") -> float:
+def check_scale(scale: Any, name: str = "scale") -> float:
+    """A length scale in ``[SCALE_MIN, SCALE_MAX]``; the error names ``name``."""
     s = check_real(scale, name, low=0.0, low_open=True)
     if not SCALE_MIN <= s <= SCALE_MAX:
         raise ValueError(
@@ -572,11 +277,6 @@ def _trils(cov: Any, n: int, dim: int, scale: float) -> list[FloatArray]:
     return out
 
 
-def _max_sd(g: GaussianState) -> float:
-    """sqrt(λ_max(Σ)) from the Cholesky factor (no overflow for huge scales)."""
-    return float(np.linalg.svd(g.scale_tril, compute_uv=False)[0])
-
-
 def _far_target(
     delta: float,
     n_states: int,
@@ -589,12 +289,12 @@ def _far_target(
 ) -> LatentMixture:
     dl = check_delta(delta)
     n, d = check_problem_size(n_states, dim)
-    s = _scale(scale)
+    s = check_scale(scale)
     e = check_real(eps, eps_name, low=0.0)
-    w = _weights(weights, n)
+    w = check_weights(weights, n)
     trils = _trils(cov, w.size, d, s)
     probe = [GaussianState(np.zeros(d), scale_tril=t) for t in trils]
-    radii = [math.sqrt(max(region_threshold_sq(g, dl), 0.0)) * _max_sd(g) for g in probe]
+    radii = [covering_radius(g, dl).radius for g in probe]  # U_i^δ ⊂ B(μ_i, r_i), Definition 6.3
     big = 1.01 * max(e + r for r in radii) + s
     k = int(np.argmin(w))
     far = big * (1.0 - w[k]) / w[k]
@@ -611,7 +311,9 @@ def _far_target(
     )
 
 
-def _verified(theorem: str, delta: float, mix: LatentMixture, eps: float) -> dict[str, Any]:
+def verified(theorem: str, delta: float, mix: LatentMixture, eps: float) -> dict[str, Any]:
+    """The fields of a :class:`WitnessResult`: the optimum of ``mix`` and every state's density
+    maximum over the ``eps``-ball around it, evaluated (:func:`~deltahall.theory.ball.verify_ball`)."""
     est = mix.mean()
     logs, arg = verify_ball(mix, est, eps)
     return {
@@ -680,7 +382,7 @@ def theorem_5_1(
     True
     """
     mix = _far_target(delta, n_states, dim, weights, scale, cov, 0.0)
-    return WitnessResult(**_verified("5.1", delta, mix, 0.0))
+    return WitnessResult(**verified("5.1", delta, mix, 0.0))
 
 
 def theorem_5_2(
@@ -732,7 +434,7 @@ def theorem_5_2(
     True
     """
     mix = _far_target(delta, n_states, dim, weights, scale, cov, eps)
-    return WitnessResult(**_verified("5.2", delta, mix, eps))
+    return WitnessResult(**verified("5.2", delta, mix, eps))
 
 
 def theorem_5_3(
@@ -804,7 +506,7 @@ def theorem_5_3(
     mix = _far_target(
         delta, n_states, dim, weights, scale, cov, radius, eps_name="lipschitz * hint_bound"
     )
-    base = _verified("5.3", delta, mix, radius)
+    base = verified("5.3", delta, mix, radius)
     est = base["estimate"]
     diff = mix.component_means() - est
     dirs = diff / scaled_norm(diff, axis=1)[:, None]
@@ -868,7 +570,7 @@ def corollary_5_2_1(
     True
     """
     s_in = check_int(n_inputs, "n_inputs", low=1, high=1000)
-    sc = _scale(scale)
+    sc = check_scale(scale)
     check_problem_size(n_states, dim)
     out = []
     for j in range(s_in):
@@ -960,7 +662,7 @@ def theorem_c_1(
     n = check_int(n_states, "n_states", low=2)
     c = n if n_classes is None else check_int(n_classes, "n_classes", low=2)
     check_problem_size(n, c, dim_name="n_classes")
-    w = _weights(weights, n)
+    w = check_weights(weights, n)
     s = check_real(scale, "scale", low=0.0, low_open=True)
     verts = np.eye(c)[np.arange(w.size) % c]
     p_x = w @ verts
@@ -979,235 +681,9 @@ def theorem_c_1(
     sd = math.exp(log_sd)
     mix = LatentMixture(w, [GaussianState.isotropic(v, sd) for v in verts])
     return CrossEntropyWitness(
-        **_verified("C.1", dl, mix, 0.0),
+        **verified("C.1", dl, mix, 0.0),
         n_classes=c,
         log_variance=2 * log_sd,
         log_variance_low=u_lo,
         log_variance_high=u_hi,
-    )
-
-
-# ----------------------------------------------------------------------------- as written
-
-
-def theorem_5_1_as_written(
-    delta: float, n_states: int, *, dim: int = 1, weights: Any = None, cov_scale: float = 1.0
-) -> Theorem51AsWritten:
-    r"""Section B.1 taken literally (the proof of Theorem 5.1).
-
-    .. math::
-
-        μ_i = m_i \mathbf 1,\quad m_i = \sqrt{\frac{-2\ln δ - \ln\det Σ_i}{\mathbf 1^\top Σ_i \mathbf 1}},
-        \quad i < N;\qquad μ_N = -\sum_{i<N} \frac{p_i}{p_N} μ_i,\quad Σ_N = δ^{2/d} I,
-
-    with ``Σ_i = cov_scale² I`` for ``i < N``. The proof uses Σ where Σ⁻¹ belongs in ``m_i``
-    and ``det(Σ_N)^{-1/2} = δ^{-1}``, not δ; the result's ``notes`` say so.
-
-    Parameters
-    ----------
-    delta : float in (0, 1]
-        Tolerance δ.
-    n_states : int, 2 <= N <= MAX_STATES
-        Number of latent states.
-    dim : int, 1 <= d <= MAX_DIM
-        Output dimension.
-    weights : array_like, shape (N,), optional
-        ``p_i`` (uniform by default).
-    cov_scale : float > 0
-        Standard deviation of states ``1..N-1``.
-
-    Returns
-    -------
-    Theorem51AsWritten
-
-    Raises
-    ------
-    ValueError
-        As :func:`theorem_5_1`; a negative radicand (``m_i`` undefined when ``det Σ_i > δ^{-2}``).
-    TypeError
-        A non-integer ``n_states`` or ``dim``.
-
-    Examples
-    --------
-    >>> r = theorem_5_1_as_written(0.1, 2, weights=[0.01, 0.99])
-    >>> round(float(r.densities[1]), 3), r.hallucinates
-    (3.897, False)
-    """
-    dl = check_delta(delta)
-    n, d = check_problem_size(n_states, dim)
-    w = _weights(weights, n)
-    cs = _scale(cov_scale, "cov_scale")
-    numerator = -2 * math.log(dl) - 2 * d * math.log(cs)  # -2 ln δ - ln det Σ_i
-    if numerator < 0:
-        raise ValueError(
-            "as written, m_i = sqrt((-2 ln δ - ln det Σ_i) / 1ᵀΣ_i1) is undefined: the radicand is "
-            f"{numerator / d / cs / cs:.6g} < 0 (`cov_scale` = {cs:g} is too large for `delta` = {dl:g})."
-        )
-    m = math.sqrt(numerator / d) / cs  # 1ᵀΣ_i1 = d cs², without forming cs² (no underflow)
-    far = m * max(1.0, float(np.sum(w[:-1])) / float(w[-1]))
-    if not far <= SCALE_MAX:
-        raise ValueError(
-            f"as written, `cov_scale` = {cs:g} puts the means at {far:.3g} > {SCALE_MAX:g} (float64 range); "
-            "use a larger `cov_scale` or less skewed `weights`."
-        )
-    means = [np.full(d, m) for _ in range(w.size - 1)]
-    mu_n = -sum(w[i] / w[-1] * means[i] for i in range(w.size - 1))
-    states = [GaussianState.isotropic(mu, cs) for mu in means]
-    states.append(GaussianState.isotropic(mu_n, dl ** (1.0 / d)))
-    mix = LatentMixture(w, states)
-    notes = (
-        "Sigma_N = delta^(2/d) I gives det(Sigma_N)^(-1/2) = delta^(-1), not delta (B.6).",
-        "m_i uses 1^T Sigma 1 where 1^T Sigma^{-1} 1 belongs (B.4).",
-    )
-    return Theorem51AsWritten(
-        **_verified("5.1", dl, mix, 0.0),
-        as_written=True,
-        notes=notes,
-        mean_coordinate=m,
-        log_peak_last_state=states[-1].log_peak,
-    )
-
-
-def theorem_5_2_as_written(
-    delta: float,
-    n_states: int,
-    *,
-    eps: float = 0.0,
-    dim: int = 1,
-    weights: Any = None,
-    c_const: float = 2.0,
-) -> Theorem52AsWritten:
-    r"""Section B.3's example taken literally (the proof of Theorem 5.2).
-
-    .. math:: μ_i = C\, i (N - i) \frac{\sqrt{-2\ln δ} + ε}{p_{N-i}} \mathbf 1_{d},\quad Σ_i = I,\quad N \text{ even}.
-
-    For ``i = N`` the factor ``i (N-i)`` is 0, so ``μ_N = 0``. The ball is checked around the
-    true optimum ``Σ p_i μ_i`` (Lemma B.1), which is not 0.
-
-    Parameters
-    ----------
-    delta : float in (0, 1]
-        Tolerance δ.
-    n_states : int, even, 2 <= N <= MAX_STATES
-        Number of latent states.
-    eps : float >= 0
-        Radius ε.
-    dim : int, 1 <= d <= MAX_DIM
-        Output dimension.
-    weights : array_like, shape (N,), optional
-        ``p_i`` (uniform by default).
-    c_const : float > 1
-        The constant ``C``.
-
-    Returns
-    -------
-    Theorem52AsWritten
-
-    Raises
-    ------
-    ValueError
-        As :func:`theorem_5_2`; an odd ``n_states``; ``c_const <= 1``.
-    TypeError
-        A non-integer ``n_states`` or ``dim``.
-
-    Examples
-    --------
-    >>> theorem_5_2_as_written(0.01, 4, weights=[0.25, 0.4, 0.25, 0.1], eps=0.5).hallucinates
-    False
-    """
-    dl = check_delta(delta)
-    n, d = check_problem_size(n_states, dim)
-    w = _weights(weights, n)
-    if n % 2:
-        raise ValueError(
-            f"as written, Theorem 5.2's construction needs an even `n_states`; got {n}."
-        )
-    e = check_real(eps, "eps", low=0.0)
-    cc = check_real(c_const, "c_const", low=1.0, low_open=True)
-    k = math.sqrt(-2 * math.log(dl)) + e
-    coefs = [cc * i * (n - i) * k / float(w[n - i - 1]) for i in range(1, n)]
-    if not all(c <= SCALE_MAX for c in coefs):  # also False for inf/nan
-        raise ValueError(
-            f"`eps` = {e:g} with `c_const` = {cc:g} puts the means beyond {SCALE_MAX:g}; use smaller values."
-        )
-    means = [np.full(d, c) for c in coefs] + [np.zeros(d)]
-    mix = LatentMixture(w, [GaussianState(mu, np.eye(d)) for mu in means])
-    notes = (
-        "mu_N = 0 because i(N-i) = 0 at i = N, and p_0 is undefined.",
-        "The pairing mu_i = -(p_{N-i}/p_i) mu_{N-i} matches i with N-i, so i = N/2 pairs with itself "
-        "(forcing mu_{N/2} = 0) and i = N with index 0.",
-        "All example means are positive multiples of 1, so sum_i p_i mu_i != 0.",
-    )
-    return Theorem52AsWritten(
-        **_verified("5.2", dl, mix, e),
-        as_written=True,
-        notes=notes,
-        optimum_norm=float(scaled_norm(mix.mean())),
-        log_density_last_state_at_zero=float(mix.states[-1].logpdf(np.zeros(d))[0]),
-    )
-
-
-def theorem_c_1_as_written(
-    delta: float, n_states: int, *, variance: float | None = None
-) -> TheoremC1AsWritten:
-    r"""Appendix C taken literally (the proof of Theorem C.1).
-
-    .. math::
-
-        q \mid Z_i \sim \mathcal N(e_i, d),\quad p_i = \frac1N,\quad
-        d \le -\frac{N-1}{N \ln δ^2},\quad
-        P(p_X \mid Z_i) = \frac{1}{\sqrt{2πd}} \exp\Big(-\frac{N-1}{2dN}\Big) \overset{?}{\le} δ .
-
-    ``d`` is taken at its stated bound unless ``variance`` is given.
-    ``paper_formula_density`` is the paper's 1-d expression; ``log_densities`` use the
-    proper N-dimensional density of ``N(e_i, d I_N)``.
-
-    Parameters
-    ----------
-    delta : float in (0, 1)
-        Tolerance δ (the bound is undefined at δ = 1 unless ``variance`` is given).
-    n_states : int, 2 <= N, N³ <= MAX_FACTOR_ENTRIES
-        Number of latent states (= classes).
-    variance : float > 0, optional
-        The variance ``d`` to use instead of the bound.
-
-    Returns
-    -------
-    TheoremC1AsWritten
-
-    Raises
-    ------
-    ValueError
-        δ outside (0, 1]; δ = 1 without ``variance``; N above the limits; ``variance <= 0``.
-    TypeError
-        A non-integer ``n_states``.
-
-    Examples
-    --------
-    >>> r = theorem_c_1_as_written(0.01, 2)
-    >>> round(r.variance_bound, 4), round(r.paper_formula_density, 5), r.hallucinates
-    (0.0543, 0.01712, False)
-    """
-    dl = check_delta(delta)
-    n, _ = check_problem_size(n_states, n_states, dim_name="n_states (classes)")
-    if dl == 1.0 and variance is None:
-        raise ValueError(
-            "as written, the variance bound -(N-1)/(N ln δ²) is undefined at `delta` = 1 (ln δ = 0)."
-        )
-    bound = -(n - 1) / (n * 2 * math.log(dl)) if dl < 1 else math.inf
-    v = bound if variance is None else check_real(variance, "variance", low=0.0, low_open=True)
-    sd = math.sqrt(v)  # in [1e-162, 1.4e154] for every positive finite float
-    mix = LatentMixture(np.full(n, 1.0 / n), [GaussianState.isotropic(e, sd) for e in np.eye(n)])
-    with np.errstate(under="ignore"):
-        formula = (2 * math.pi * v) ** -0.5 * math.exp(max(-(n - 1) / (2 * v * n), -745.0))
-    notes = (
-        "The chain's step to delta^2/2 should read delta: at the bound the 1-d formula equals delta/sqrt(2 pi d).",
-    )
-    return TheoremC1AsWritten(
-        **_verified("C.1", dl, mix, 0.0),
-        as_written=True,
-        notes=notes,
-        variance=v,
-        variance_bound=bound,
-        paper_formula_density=formula,
     )
