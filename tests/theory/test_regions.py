@@ -40,8 +40,9 @@ def test_gaussian_hdr_mass_matches_monte_carlo(
     g = _gauss(rng, d, scale)
     thr = hdr_threshold(g, mass)
     assert thr.exact
-    p, se = hdr_mass(g, thr.log_threshold, rng=rng, n_samples=40_000)
-    assert abs(p - mass) < 5 * max(se, math.sqrt(mass * (1 - mass) / 40_000))
+    m = hdr_mass(g, thr.log_threshold, rng=rng, n_samples=40_000, confidence=1 - 1e-6)
+    assert m.n == 40_000 and m.rate == m.k / m.n
+    assert m.ci[0] <= mass <= m.ci[1]
 
 
 def test_monte_carlo_hdr_threshold_has_stated_error() -> None:
@@ -59,8 +60,8 @@ def test_monte_carlo_hdr_threshold_has_stated_error() -> None:
     assert mc.log_threshold_ci[0] <= exact <= mc.log_threshold_ci[1]
     mix = LatentMixture([0.5, 0.5], [GaussianState([-2.0], [[1.0]]), GaussianState([2.0], [[1.0]])])
     t = hdr_threshold(mix, 0.9, rng=rng, n_samples=50_000)
-    p, se = hdr_mass(mix, t.log_threshold, rng=rng, n_samples=50_000)
-    assert abs(p - 0.9) < 5 * se + 5 * t.mass_std_error
+    m = hdr_mass(mix, t.log_threshold, rng=rng, n_samples=50_000, confidence=1 - 1e-6)
+    assert m.ci[0] - 5 * t.mass_std_error <= 0.9 <= m.ci[1] + 5 * t.mass_std_error
 
 
 @settings(max_examples=20, deadline=None)

@@ -9,7 +9,9 @@
   Gaussian states the true region of Definition 6.2 is known: the highest-density region of
   mass :math:`m` of :math:`N(\\mu_i, \\Sigma_i)` is the Mahalanobis ellipsoid
   :math:`(a-\\mu_i)^\\top \\Sigma_i^{-1} (a-\\mu_i) \\le \\chi^2_d(m)`, so the detector's
-  "outside" flags can be scored for precision and recall against the truth. Affine maps
+  "outside" flags can be scored for precision and recall against the truth. The truth comes
+  from the theory layer (:class:`deltahall.theory.GaussianState` and
+  :func:`deltahall.theory.hdr_threshold`, Appendix A), not from a second copy here. Affine maps
   (PCA without truncation, z-scoring) preserve density level sets, so the truth can be
   evaluated in the original space; L2-normalisation does not, hence ``normalize=False``
   (and ``pca_dim=None``: the scorer then models every principal coordinate).
@@ -22,12 +24,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
 from deltahall._validation import check_int, check_real
 from deltahall.detectors.hcdr import HCDRDetector
 from deltahall.stats import detection_scores
+from deltahall.theory.mixtures import GaussianState
+from deltahall.theory.regions import hdr_threshold
 
 __all__ = [
     "CoverageReport",
@@ -191,18 +194,24 @@ def true_hcdr_membership(
     Returns
     -------
     ndarray of bool, shape (n, n_states): squared Mahalanobis distance <= chi2.ppf(mass, d).
+
+    Raises
+    ------
+    ValueError
+        ``mass`` outside (0, 1); a covariance that is not positive definite; rows of ``X`` of
+        another dimension than ``means``.
+
+    Examples
+    --------
+    >>> true_hcdr_membership([[0.0], [3.0]], [[0.0]], [[[1.0]]], 0.95).ravel().tolist()
+    [True, False]
     """
     mass = check_real(mass, "mass", low=0.0, high=1.0, low_open=True, high_open=True)
-    X = np.asarray(X, dtype=np.float64)
     mu = np.atleast_2d(np.asarray(means, dtype=np.float64))
     cv = np.asarray(covs, dtype=np.float64)
-    r2 = stats.chi2.ppf(mass, mu.shape[1])
-    out = np.empty((X.shape[0], mu.shape[0]), dtype=bool)
-    for i in range(mu.shape[0]):
-        L = np.linalg.cholesky(cv[i])
-        sol = np.linalg.solve(L, (X - mu[i]).T)
-        out[:, i] = (sol * sol).sum(axis=0) <= r2
-    return out
+    states = [GaussianState(mu[i], cv[i]) for i in range(mu.shape[0])]
+    # HDR_m = {a : log f(a) >= log c_m}, log c_m = log peak - chi2_d(m) / 2 (exact for a Gaussian)
+    return np.stack([g.logpdf(X) >= hdr_threshold(g, mass).log_threshold for g in states], axis=1)
 
 
 @dataclass(frozen=True)

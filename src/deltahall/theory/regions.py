@@ -31,6 +31,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from deltahall._validation import check_delta, check_int, check_real
+from deltahall.stats import Proportion, proportion
 from deltahall.theory.estimators import DeltaTest
 from deltahall.theory.mixtures import GaussianState, LatentMixture, as_points
 
@@ -345,9 +346,14 @@ def hdr_threshold(
 
 
 def hdr_mass(
-    law: Any, log_threshold: float, *, rng: Any = None, n_samples: int = 200_000
-) -> tuple[float, float]:
-    r"""Monte-Carlo mass of a density super-level set (Appendix A).
+    law: Any,
+    log_threshold: float,
+    *,
+    rng: Any = None,
+    n_samples: int = 200_000,
+    confidence: float = 0.95,
+) -> Proportion:
+    r"""Monte-Carlo mass of a density super-level set (Appendix A), with its Wilson interval.
 
     .. math:: m = \Pr_{Y \sim f}[\log f(Y) \ge \log c].
 
@@ -361,27 +367,29 @@ def hdr_mass(
         Randomness.
     n_samples : int >= 1
         Draws.
+    confidence : float in (0, 1)
+        Level of the interval (:func:`deltahall.stats.proportion`, Wilson).
 
     Returns
     -------
-    (float, float)
-        The mass and its standard error ``sqrt(m (1 - m) / n)``.
+    Proportion
+        ``k`` draws of ``n`` inside the set, ``rate = k / n`` and its Wilson interval ``ci``.
 
     Raises
     ------
     ValueError
-        ``n_samples < 1``.
+        ``n_samples < 1``; ``confidence`` outside (0, 1).
 
     Examples
     --------
     >>> g = GaussianState([0.0], [[1.0]])
-    >>> m, se = hdr_mass(g, hdr_threshold(g, 0.9).log_threshold, rng=0, n_samples=20_000)
-    >>> abs(m - 0.9) < 5 * se
+    >>> m = hdr_mass(g, hdr_threshold(g, 0.9).log_threshold, rng=0, n_samples=20_000)
+    >>> m.ci[0] <= 0.9 <= m.ci[1]
     True
     """
     n = check_int(n_samples, "n_samples", low=1)
     gen = np.random.default_rng(rng)
     draws = law.sample(n, gen)
     pts = draws[0] if isinstance(draws, tuple) else draws
-    p = float(np.mean(np.asarray(law.logpdf(pts)) >= log_threshold))
-    return p, math.sqrt(max(p * (1 - p), 1e-300) / n)
+    k = int(np.count_nonzero(np.asarray(law.logpdf(pts)) >= log_threshold))
+    return proportion(k, n, confidence=confidence)
