@@ -1,12 +1,17 @@
-"""Build argparse options from a frozen config dataclass, so defaults live in one place.
+"""The one resolver of every experiment's command line: preset < config file < command line.
 
-Each dataclass field becomes ``--field-name``; its default is the dataclass
-default; ``help`` comes from ``field(metadata={"help": ...})``. A field whose type is
-itself a dataclass (every experiment's ``run: RunOptions``) contributes its own fields as
-flat options (``--out-dir``, ``--resume-from-checkpoint``, ...). A config file (TOML or
-JSON) may supply values, flat or in a table named after the nested field (``[run]``);
-explicit command-line options win over it. Unknown keys in a config file are an error,
-not silently ignored; a file that cannot be parsed is named with the line and column.
+Each dataclass field becomes ``--field-name``; its default is the dataclass default (an
+experiment's first preset); ``help`` comes from ``field(metadata={"help": ...})``. A field
+whose type is itself a dataclass (every experiment's ``run: RunOptions``) contributes its own
+fields as flat options (``--out-dir``, ``--resume-from-checkpoint``, ...). A config class with
+a preset registry (``cls.PRESETS``, see :mod:`deltahall.experiments._config`) gets
+``--preset`` with the registered names as its choices.
+
+:func:`config_from_args` starts from the chosen preset (``--preset``, else the file's
+``preset`` key, else the first), applies a config file (TOML or JSON; values flat or in a
+table named after the nested field, ``[run]``), then the options given on the command line.
+Unknown keys in a config file are an error naming them and the known keys; a file that cannot
+be parsed is named with the line and column.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+from deltahall._registry import Registry
+from deltahall._validation import BadInput
 
 T = TypeVar("T")
 
@@ -86,10 +94,16 @@ def _field_default(f: dataclasses.Field[Any]) -> Any:
     return None
 
 
+def presets_of(cls: type) -> Registry[Any] | None:
+    """The preset registry of a config class (``cls.PRESETS``), or ``None``."""
+    reg = getattr(cls, "PRESETS", None)
+    return reg if isinstance(reg, Registry) else None
+
+
 def add_dataclass_arguments(
     parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[str, ...] = ()
 ) -> None:
-    """Add one ``--option`` per field of the dataclass ``cls``.
+    """Add one ``--option`` per field of the dataclass ``cls`` (and ``--preset`` if it has presets).
 
     Defaults are *not* set on the parser (they stay ``_UNSET``) so that
     :func:`config_from_args` can tell "given on the command line" from
@@ -98,8 +112,20 @@ def add_dataclass_arguments(
     hints = typing.get_type_hints(cls)
     nested = _nested(cls)
     group = parser.add_argument_group(f"{cls.__name__} options")
+    presets = presets_of(cls)
+    if presets is not None and "preset" not in exclude:
+        group.add_argument(
+            "--preset",
+            dest="preset",
+            choices=presets.names(),
+            default=_UNSET,
+            help=(
+                "the complete config that options left unset come from; a --config file and "
+                f"explicit options override it (default: {presets.first})"
+            ),
+        )
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if not f.init or f.name in exclude:
+        if not f.init or f.name in exclude or (presets is not None and f.name == "preset"):
             continue
         if f.name in nested:
             inner_default = _field_default(f)
@@ -148,8 +174,6 @@ def check_known_keys(config_file: str | Path, section: str | None, keys: Any, kn
     deltahall._validation.BadInput
         ``"config file c.toml: table [base] has unknown keys ['learning_rate']; known keys are [...]."``
     """
-    from deltahall._validation import BadInput
-
     bad = sorted(set(keys) - set(known))
     if bad:
         where = f"table [{section}] has" if section else "has"
@@ -203,15 +227,37 @@ def config_from_args(
     config_file: str | Path | None = None,
     **overrides: Any,
 ) -> T:
-    """Instantiate ``cls`` from (defaults < config file < command line < overrides)."""
+    """Instantiate ``cls`` from (preset < config file < command line < overrides).
+
+    The preset is ``args.preset`` when given, else the config file's ``preset`` key, else
+    ``cls.PRESETS``' first (for a class without presets: the dataclass defaults).
+
+    Raises
+    ------
+    deltahall._registry.UnknownName
+        An unknown preset (the message lists the known ones).
+    deltahall._validation.BadInput
+        A config file key that names no option (the message lists the known keys).
+    """
     nested = _nested(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init} - set(nested)  # type: ignore[arg-type]
     inner_names = {k: {g.name for g in dataclasses.fields(t) if g.init} for k, t in nested.items()}
     values: dict[str, Any] = {}
     inner: dict[str, dict[str, Any]] = {k: {} for k in nested}
     owner = {n: k for k, ns in inner_names.items() for n in ns}
+    file_vals = load_config_file(config_file) if config_file is not None else {}
+    presets = presets_of(cls)
+    if presets is not None:
+        chosen = overrides.pop("preset", getattr(args, "preset", _UNSET))
+        in_file = file_vals.pop("preset", _UNSET)
+        if chosen is _UNSET or chosen is None:
+            chosen = presets.first if in_file is _UNSET else in_file
+        preset_config = presets.get(chosen)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.init:
+                values[f.name] = getattr(preset_config, f.name)
+        names = names - {"preset"}
     if config_file is not None:
-        file_vals = load_config_file(config_file)
         for k, v in file_vals.items():
             if k in nested and isinstance(v, dict):
                 check_known_keys(config_file, k, v, inner_names[k])
@@ -221,9 +267,9 @@ def config_from_args(
             elif k in names:
                 values[k] = v
             else:
-                raise ValueError(
-                    f"config file {config_file} has unknown key {k!r}; "
-                    f"known keys are {sorted(names | set(owner))}."
+                known = sorted(names | set(owner) | ({"preset"} if presets is not None else set()))
+                raise BadInput(
+                    f"config file {config_file} has unknown key {k!r}; known keys are {known}."
                 )
     for name in names:
         v = getattr(args, name, _UNSET)

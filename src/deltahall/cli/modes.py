@@ -8,15 +8,14 @@ from a run directory).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
-from deltahall.cli.config_args import add_dataclass_arguments, config_from_args, load_config_file
+from deltahall.cli.config_args import add_dataclass_arguments, config_from_args
 
 
 def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
-    from deltahall.experiments.modes.config import PRESET_NAMES, ModesConfig
+    from deltahall.experiments.modes.config import ModesConfig
 
     p = sub.add_parser(name, help=summary, description=summary)
     msub = p.add_subparsers(dest="modes_command", metavar="MODES_COMMAND")
@@ -33,13 +32,7 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
         ),
     )
     r.add_argument("--config", help="TOML or JSON file with option values")
-    add_dataclass_arguments(r, ModesConfig, exclude=("preset",))
-    r.add_argument(
-        "--preset",
-        choices=PRESET_NAMES,
-        default="tiny",
-        help="the preset every unset option comes from (default: tiny)",
-    )
+    add_dataclass_arguments(r, ModesConfig)
     r.add_argument(
         "--json", action="store_true", help="print result.json's headline fields as JSON"
     )
@@ -54,23 +47,9 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
 
 def build_config(args: argparse.Namespace) -> Any:
     """The config of ``modes run``: the preset < the config file < the command line."""
-    from deltahall.cli.config_args import _UNSET
-    from deltahall.experiments.modes.config import PRESET_RUN, PRESETS, ModesConfig
+    from deltahall.experiments.modes.config import ModesConfig
 
-    preset = PRESETS[args.preset]
-    file_vals = load_config_file(args.config) if args.config else {}
-    if "preset" in file_vals:
-        raise ValueError(
-            f"config file {args.config} must not set `preset`; pass --preset on the command line."
-        )
-    overrides: dict[str, Any] = {"preset": args.preset}
-    for f in dataclasses.fields(ModesConfig):
-        if f.name in ("run", "preset"):
-            continue
-        if getattr(args, f.name, _UNSET) is _UNSET and f.name not in file_vals:
-            overrides[f.name] = getattr(preset, f.name)
-    cfg = config_from_args(ModesConfig, args, config_file=args.config, **overrides)
-    return cfg.replace(run=cfg.run.with_defaults(**PRESET_RUN[args.preset]))
+    return config_from_args(ModesConfig, args, config_file=args.config)
 
 
 def _handle_run(args: argparse.Namespace) -> int:

@@ -229,9 +229,9 @@ def test_image_folder_errors(tmp_path: Path, missing: str | None) -> None:
     if missing is None:
         (tmp_path / "dog").mkdir()
         with pytest.raises(ValueError, match="holds no images"):
-            load_training_images(T2IConfig(preset="afhq-sd15", data=str(tmp_path)))
+            load_training_images(T2IConfig.from_preset("afhq-sd15", data=str(tmp_path)))
     else:
         with pytest.raises(FileNotFoundError, match="'dog' is missing"):
-            load_training_images(T2IConfig(preset="afhq-sd15", data=str(tmp_path)))
+            load_training_images(T2IConfig.from_preset("afhq-sd15", data=str(tmp_path)))
     with pytest.raises(FileNotFoundError, match="`data` folder not found"):
-        load_training_images(T2IConfig(preset="afhq-sd15", data=str(tmp_path / "nope")))
+        load_training_images(T2IConfig.from_preset("afhq-sd15", data=str(tmp_path / "nope")))

@@ -10,24 +10,25 @@ from deltahall.experiments.t2i import PRESETS
 from deltahall.experiments.t2i.config import PAPER_PROMPTS
 
 
-def _cfg(**kw):
-    """A T2IConfig whose run options (out_dir, device, progress, ...) go into its RunOptions."""
-    import dataclasses as _dc
-
-    from deltahall.experiments._run import RunOptions as _RO
-    from deltahall.experiments.t2i import T2IConfig as _C
-
-    names = {f.name for f in _dc.fields(_RO)}
-    run = {k: kw.pop(k) for k in list(kw) if k in names}
-    return _C(run=_RO(**run), **kw)
+def _cfg(preset: str = "digits", **kw):
+    """The preset ``preset`` with ``kw`` applied (run options by their names go into ``run``)."""
+    return PRESETS.get(preset).replace(**kw)
 
 
-def test_digits_preset_fills_every_none_field() -> None:
+def test_the_digits_preset_is_the_field_defaults() -> None:
+    from deltahall.experiments.t2i import T2IConfig
+
     cfg = _cfg()
-    for name, value in PRESETS["digits"].items():
-        assert getattr(cfg, name) == value, name
-    assert cfg.run_dir == Path("runs/t2i_digits")
+    assert PRESETS.names() == ("digits", "afhq-sd15") and cfg == T2IConfig()
+    assert cfg.run_dir == Path("runs/t2i_digits") and cfg.run.threads == 1
     assert not cfg.uses_vae
+    assert PRESETS.get("afhq-sd15").run.out_dir == Path("runs/t2i_afhq")
+
+
+def test_afhq_without_data_is_refused_before_a_run() -> None:
+    cfg = _cfg(preset="afhq-sd15")
+    with pytest.raises(ValueError, match=r"`data` must be given for preset 'afhq-sd15'"):
+        cfg.check_data_given()
 
 
 def test_afhq_preset_uses_paper_prompts_and_keeps_explicit_values() -> None:
@@ -43,7 +44,6 @@ def test_afhq_preset_uses_paper_prompts_and_keeps_explicit_values() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        (dict(preset="afhq-sd15"), ValueError, r"`data` must be given for preset 'afhq-sd15'"),
         (
             dict(model="runwayml/stable-diffusion-v1-5"),
             ValueError,

@@ -1,14 +1,17 @@
 """Configuration of one coin-flip run (paper Section 7.1, Figure 3).
 
-Every default of the experiment lives here; the CLI and the sweep build on it.
+Every default of the experiment lives here; the CLI and the sweep build on it. The field
+defaults are the one preset, ``"paper"`` (:data:`PRESETS`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
+from deltahall._registry import Registry
 from deltahall._validation import check_choice, check_delta, check_int, check_real
+from deltahall.experiments._config import ExperimentConfig, presets_for
 from deltahall.experiments._run import RESUME_FREE, RunOptions
 
 #: Objectives: ``"mse"`` is the paper's squared loss (estimate = rounded regression output);
@@ -23,7 +26,7 @@ AUTHORS_BUGS: tuple[str, ...] = ("scoring", "ceil", "float_input")
 
 
 @dataclass(frozen=True)
-class CoinFlipConfig:
+class CoinFlipConfig(ExperimentConfig):
     """One coin-flip training run.
 
     2N coins with head probabilities (i+1)/(2N), i = 0..2N-1; each sample picks N distinct
@@ -81,10 +84,7 @@ class CoinFlipConfig:
     run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
 
     def __post_init__(self) -> None:
-        if isinstance(self.run, dict):
-            object.__setattr__(self, "run", RunOptions(**self.run))
-        if not isinstance(self.run, RunOptions):
-            raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
+        self._check_run()
         if self.run.resume_from_checkpoint is not None and self.run.out_dir is None:
             raise ValueError(
                 "`resume_from_checkpoint` needs `out_dir`: checkpoints live in the run directory."
@@ -149,15 +149,8 @@ class CoinFlipConfig:
         """2N coins in all."""
         return 2 * self.n
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of the fields (tuples become lists, paths strings)."""
-        from deltahall.io.rundir import to_jsonable
 
-        return to_jsonable(self)  # type: ignore[no-any-return]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CoinFlipConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        from deltahall.experiments._run import config_from_dict
-
-        return config_from_dict(cls, d, "coin-flip")  # type: ignore[no-any-return]
+#: The presets (:class:`deltahall._registry.Registry`): ``"paper"`` is Section 7.1's setting
+#: (the field defaults).
+PRESETS: Registry[CoinFlipConfig] = presets_for(CoinFlipConfig, "coin-flip", {}, first="paper")
+CoinFlipConfig.PRESETS = PRESETS

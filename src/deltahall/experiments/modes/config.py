@@ -1,10 +1,10 @@
 """Configuration of the known-truth experiment ``deltahall modes`` (mixtures of Gaussians).
 
 One frozen dataclass holds every knob; the CLI is built from it. A preset is a complete config:
-:data:`PRESETS` maps ``"tiny"`` (the default, well under a minute: tests and the main job) and
-``"cpu"`` (sized from a measured pilot to run in about 25 minutes on 2 shared CPU cores, as close
-to the peer's setting as that allows; see docs/modes.md) to configs; values from a config file
-and the command line are applied on top (preset < file < command line).
+:data:`PRESETS` (the one registry) maps ``"tiny"`` (the field defaults, well under a minute: tests
+and the main job) and ``"cpu"`` (sized from a measured pilot to run in about 25 minutes on 2 shared
+CPU cores, as close to the peer's setting as that allows; see docs/modes.md) to configs; values
+from a config file and the command line are applied on top (preset < file < command line).
 
 The peer (Aithal et al., NeurIPS 2024, ``gaussian_experiments``) trains for 10,000 epochs of
 10 batches of 10,000 points (100,000 steps) with T = 1000 diffusion steps; the sizes here are
@@ -13,13 +13,14 @@ smaller and every difference is recorded in the manifest.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from deltahall._registry import Registry
 from deltahall._validation import check_choice, check_int, check_real
+from deltahall.experiments._config import ExperimentConfig, presets_for
 from deltahall.experiments._run import RESUME_FREE, RunOptions
 
 DATA_CHOICES: tuple[str, ...] = ("2d", "1d")
@@ -31,7 +32,7 @@ def _h(text: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class ModesConfig:
+class ModesConfig(ExperimentConfig):
     """Everything one ``modes`` run needs; ``run(config)`` executes it.
 
     Raises
@@ -160,18 +161,19 @@ class ModesConfig:
         default=0,
         metadata=_h("seed of the data, the weights, the data order and the sampling noise"),
     )
-    run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
+    #: One torch thread: these tensors are small.
+    run: RunOptions = field(
+        default_factory=lambda: RunOptions(out_dir=Path("runs/modes_tiny"), threads=1),
+        metadata=RESUME_FREE,
+    )
 
     def __post_init__(self) -> None:
-        if isinstance(self.run, dict):
-            object.__setattr__(self, "run", RunOptions(**self.run))
-        if not isinstance(self.run, RunOptions):
-            raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
+        self._check_run()
         if self.run.resume_from_checkpoint is not None and self.run.out_dir is None:
             raise ValueError(
                 "`resume_from_checkpoint` needs `out_dir`: checkpoints live in the run directory."
             )
-        check_choice(self.preset, "preset", tuple(PRESET_NAMES))
+        self._check_preset_name()
         check_choice(self.data, "data", DATA_CHOICES)
         for name, low in (
             ("n_train", 2),
@@ -262,25 +264,6 @@ class ModesConfig:
         """:math:`\\log δ` of the run: the log-density at ``delta_sigmas`` standard deviations from a mode."""
         return log_delta_at(self.data, self.delta_sigmas)
 
-    def replace(self, **changes: Any) -> ModesConfig:
-        """A copy with ``changes`` applied and re-checked; run options may be given by their names."""
-        run = RunOptions.pop_from(changes)
-        if run:
-            changes["run"] = dataclasses.replace(self.run, **run)
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        from deltahall.io.rundir import to_jsonable
-
-        return to_jsonable(self)  # type: ignore[no-any-return]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModesConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        from deltahall.experiments._run import config_from_dict
-
-        return config_from_dict(cls, d, "modes")  # type: ignore[no-any-return]
-
 
 #: The mixture's components: ``(mode spacing unit, component std)`` in the data's own units.
 #: 2-D: the peer's ``Gaussian25``: means 2 * (i, j), i, j in -2..2, std 0.05; 1-D: means 1, 2, 3, std 0.05.
@@ -301,33 +284,30 @@ def log_delta_at(data: str, sigmas: float) -> float:
     return -0.5 * d * math.log(2.0 * math.pi * COMPONENT_STD**2) - 0.5 * float(sigmas) ** 2
 
 
-PRESET_NAMES = ("tiny", "cpu")
-
-TINY = ModesConfig()
-
-#: Sized from the pilot in docs/modes.md (2 heavily shared CPU cores, one torch thread).
-CPU = dataclasses.replace(
-    TINY,
-    preset="cpu",
-    n_train=20_000,
-    timesteps=100,
-    width=64,
-    batch_size=500,
-    train_steps=4000,
-    checkpoint_every=500,
-    num_samples=2000,
-    n_reference=5000,
-    n_holdout=2000,
-    n_val=2000,
-    generations=5,
-    recursive_train_steps=1000,
-    recursive_n_train=5000,
+#: The presets (:class:`deltahall._registry.Registry`): ``"tiny"`` is the field defaults;
+#: ``"cpu"`` is sized from the pilot in docs/modes.md (2 heavily shared CPU cores, one torch thread).
+PRESETS: Registry[ModesConfig] = presets_for(
+    ModesConfig,
+    "modes",
+    {
+        "cpu": dict(
+            preset="cpu",
+            n_train=20_000,
+            timesteps=100,
+            width=64,
+            batch_size=500,
+            train_steps=4000,
+            checkpoint_every=500,
+            num_samples=2000,
+            n_reference=5000,
+            n_holdout=2000,
+            n_val=2000,
+            generations=5,
+            recursive_train_steps=1000,
+            recursive_n_train=5000,
+            out_dir=Path("runs/modes_cpu"),
+        )
+    },
+    first="tiny",
 )
-
-PRESETS: dict[str, ModesConfig] = {"tiny": TINY, "cpu": CPU}
-
-#: Run options each preset fills when left unset (one torch thread: these tensors are small).
-PRESET_RUN: dict[str, dict[str, Any]] = {
-    "tiny": {"out_dir": Path("runs/modes_tiny"), "threads": 1},
-    "cpu": {"out_dir": Path("runs/modes_cpu"), "threads": 1},
-}
+ModesConfig.PRESETS = PRESETS

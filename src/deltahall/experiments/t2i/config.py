@@ -1,8 +1,13 @@
 """Configuration of the text-to-image experiment (Section 7.3, Figures 5-7).
 
-One frozen dataclass holds every knob; the CLI is built from it. Two presets share
-one code path and differ only in the values below:
+One frozen dataclass holds every knob; the CLI is built from it. Two presets (:data:`PRESETS`,
+the one registry) share one code path and differ only in their values:
 
+``"digits"`` (offline, the field defaults)
+    scikit-learn's bundled 8x8 digits, classes 0 and 1, a tiny class-conditional
+    ``UNet2DConditionModel`` trained from scratch with a tiny frozen ``CLIPTextModel``
+    (see :mod:`.tiny`), no VAE (identity latents), and a small CNN digit classifier's
+    penultimate features as the image embedding (see :mod:`.digits_embedder`).
 ``"afhq-sd15"`` (paper scale)
     Stable Diffusion v1.5's UNet fine-tuned on AFHQ cats and dogs (text encoder and VAE
     frozen, class captions with 10 % empty-caption dropout), CLIP ViT-B/32 image
@@ -10,25 +15,21 @@ one code path and differ only in the values below:
     frozen parts, CLIP ViT-B/32 and the detector recipe; it does not state steps, batch,
     learning rate or sampler, so ours follow diffusers' ``train_text_to_image`` example
     (learning rate 1e-5, fp16) with 25 DPM-Solver++ steps at guidance 7.5 for sampling.
-``"digits"`` (offline, the default)
-    scikit-learn's bundled 8x8 digits, classes 0 and 1, a tiny class-conditional
-    ``UNet2DConditionModel`` trained from scratch with a tiny frozen ``CLIPTextModel``
-    (see :mod:`.tiny`), no VAE (identity latents), and a small CNN digit classifier's
-    penultimate features as the image embedding (see :mod:`.digits_embedder`).
-
-Fields left at ``None`` take the preset's value when the config is built (see
-:data:`PRESETS`); the resolved values are what ``manifest.json`` records.
+    Its ``data`` is not known here: the run refuses to start until ``--data`` names the
+    AFHQ images (``data`` is ``None``: required, not a default filled in later).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from deltahall._validation import check_choice, check_int, check_real
+from deltahall._registry import Registry
+from deltahall._validation import BadInput, check_choice, check_int, check_real
+from deltahall.experiments._config import ExperimentConfig, presets_for
 from deltahall.experiments._run import RESUME_FREE, RunOptions, free
+from deltahall.models.registry import ALIASES, BUILT_MODELS, DATA_ALIASES
 
 #: Builds the tiny offline text-to-image model (:mod:`.tiny`) instead of loading one.
 TINY_MODEL = "@tiny"
@@ -36,6 +37,13 @@ TINY_MODEL = "@tiny"
 SKLEARN_DIGITS = "@sklearn-digits"
 #: The small CNN digit classifier's penultimate features (:mod:`.digits_embedder`).
 DIGITS_CNN = "@digits-cnn"
+# The names above are registered in deltahall.models.registry; a renamed entry fails here.
+for _reg, _name in (
+    (BUILT_MODELS, TINY_MODEL),
+    (DATA_ALIASES, SKLEARN_DIGITS),
+    (ALIASES, DIGITS_CNN),
+):
+    _reg.get(_name)
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 CLIP_B32 = "openai/clip-vit-base-patch32"
@@ -46,92 +54,35 @@ PAPER_PROMPTS = (
 )
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
-#: Preset values of every field whose default is ``None``.
-PRESETS: dict[str, dict[str, Any]] = {
-    "digits": dict(
-        model=TINY_MODEL,
-        embedder=DIGITS_CNN,
-        data=SKLEARN_DIGITS,
-        classes=("0", "1"),
-        captions=("a handwritten digit zero", "a handwritten digit one"),
-        prompts=("a handwritten digit zero", "a handwritten digit one", "a handwritten digit", ""),
-        resolution=8,
-        random_flip=False,
-        train_steps=1200,
-        train_batch_size=64,
-        learning_rate=1e-3,
-        lr_warmup_steps=100,
-        checkpoint_every=150,
-        num_samples=200,
-        sample_batch_size=200,
-        inference_steps=15,
-        guidance_scale=2.0,
-        embed_batch_size=512,
-        pca_dim=8,
-        n_components=2,
-        mixed_precision="no",
-    ),
-    "afhq-sd15": dict(
-        model=SD15,
-        embedder=CLIP_B32,
-        data=None,
-        classes=("cat", "dog"),
-        captions=("a photo of a cat", "a photo of a dog"),
-        prompts=PAPER_PROMPTS,
-        resolution=512,
-        random_flip=True,
-        train_steps=5000,
-        train_batch_size=8,
-        learning_rate=1e-5,
-        lr_warmup_steps=0,
-        checkpoint_every=500,
-        num_samples=200,
-        sample_batch_size=25,
-        inference_steps=25,
-        guidance_scale=7.5,
-        embed_batch_size=64,
-        pca_dim=50,
-        n_components=6,
-        mixed_precision="fp16",
-    ),
-}
-
-#: Run options each preset fills when left unset. Digits: one torch thread per process, faster
-#: than two on its small tensors and far faster on a busy machine.
-PRESET_RUN: dict[str, dict[str, Any]] = {
-    "digits": {"out_dir": Path("runs/t2i_digits"), "threads": 1},
-    "afhq-sd15": {"out_dir": Path("runs/t2i_afhq"), "threads": None},
-}
-
 
 def _h(text: str) -> dict[str, str]:
     return {"help": text}
 
 
 @dataclass(frozen=True)
-class T2IConfig:
+class T2IConfig(ExperimentConfig):
     """Everything one text-to-image run needs; ``run(config)`` executes it (Section 7.3)."""
 
     preset: Literal["digits", "afhq-sd15"] = field(
         default="digits",
         metadata=_h(
-            "'digits' (offline, CPU) or 'afhq-sd15' (paper scale); fills every option left unset"
+            "the preset these values came from: 'digits' (offline, CPU; pixel space) or 'afhq-sd15' (paper scale; latent space through the VAE)"
         ),
     )
-    model: str | None = field(
-        default=None,
+    model: str = field(
+        default=TINY_MODEL,
         metadata=_h(
             "diffusers model id or local folder (unet/ text_encoder/ tokenizer/ vae/ scheduler/); '@tiny' builds the offline digits model"
         ),
     )
-    embedder: str | None = field(
-        default=None,
+    embedder: str = field(
+        default=DIGITS_CNN,
         metadata=_h(
             "CLIP vision model id or folder (CLIPVisionModelWithProjection + preprocessor); '@digits-cnn' trains the offline digit embedder"
         ),
     )
     data: str | None = field(
-        default=None,
+        default=SKLEARN_DIGITS,
         metadata=_h(
             "image folder with one subfolder per class, or a `datasets` id; '@sklearn-digits' for the bundled digits"
         ),
@@ -141,45 +92,43 @@ class T2IConfig:
     label_column: str = field(
         default="label", metadata=_h("label column of a `datasets` id (class names or ClassLabel)")
     )
-    classes: tuple[str, ...] | None = field(
-        default=None,
+    classes: tuple[str, ...] = field(
+        default=("0", "1"),
         metadata=_h("the latent states: class subfolders / label names (digits: digit characters)"),
     )
-    captions: tuple[str, ...] | None = field(
-        default=None, metadata=_h("training caption of each class, in the order of --classes")
+    captions: tuple[str, ...] = field(
+        default=("a handwritten digit zero", "a handwritten digit one"),
+        metadata=_h("training caption of each class, in the order of --classes"),
     )
-    prompts: tuple[str, ...] | None = field(
-        default=None, metadata=_h("evaluation prompts ('' = unconditional)")
+    prompts: tuple[str, ...] = field(
+        default=("a handwritten digit zero", "a handwritten digit one", "a handwritten digit", ""),
+        metadata=_h("evaluation prompts ('' = unconditional)"),
     )
     caption_dropout: float = field(
         default=0.1, metadata=_h("probability that a training caption is replaced by ''")
     )
-    resolution: int | None = field(
-        default=None, metadata=_h("training and sampling image size in pixels")
-    )
-    random_flip: bool | None = field(
-        default=None, metadata=_h("random horizontal flips of training images")
+    resolution: int = field(default=8, metadata=_h("training and sampling image size in pixels"))
+    random_flip: bool = field(
+        default=False, metadata=_h("random horizontal flips of training images")
     )
     max_train_images: int | None = field(
         default=None, metadata=_h("use at most this many images per class for training")
     )
-    train_steps: int | None = field(
-        default=None, metadata=free("optimizer steps in total (may be raised when resuming)")
+    train_steps: int = field(
+        default=1200, metadata=free("optimizer steps in total (may be raised when resuming)")
     )
-    train_batch_size: int | None = field(
-        default=None, metadata=_h("images per device per micro-batch")
-    )
+    train_batch_size: int = field(default=64, metadata=_h("images per device per micro-batch"))
     gradient_accumulation_steps: int = field(
         default=1, metadata=_h("micro-batches per optimizer step")
     )
-    learning_rate: float | None = field(
-        default=None, metadata=_h("AdamW learning rate (constant after warm-up)")
+    learning_rate: float = field(
+        default=1e-3, metadata=_h("AdamW learning rate (constant after warm-up)")
     )
-    lr_warmup_steps: int | None = field(default=None, metadata=_h("linear warm-up steps"))
+    lr_warmup_steps: int = field(default=100, metadata=_h("linear warm-up steps"))
     adam_weight_decay: float = field(default=1e-2, metadata=_h("AdamW weight decay"))
     max_grad_norm: float = field(default=1.0, metadata=_h("gradient clipping norm"))
-    checkpoint_every: int | None = field(
-        default=None,
+    checkpoint_every: int = field(
+        default=150,
         metadata=_h("save checkpoint-{step}/ and evaluate every S steps (and at the last step)"),
     )
     checkpoints_total_limit: int = field(
@@ -191,27 +140,25 @@ class T2IConfig:
     eval_initial: bool = field(
         default=True, metadata=_h("also evaluate the model before the first step (step 0)")
     )
-    num_samples: int | None = field(
-        default=None, metadata=_h("K: images drawn per prompt per checkpoint")
-    )
-    sample_batch_size: int | None = field(
-        default=None,
+    num_samples: int = field(default=200, metadata=_h("K: images drawn per prompt per checkpoint"))
+    sample_batch_size: int = field(
+        default=200,
         metadata=_h("images per sampling call (doubled inside for classifier-free guidance)"),
     )
-    inference_steps: int | None = field(default=None, metadata=_h("sampler steps"))
-    guidance_scale: float | None = field(
-        default=None, metadata=_h("classifier-free guidance scale (1 = none)")
+    inference_steps: int = field(default=15, metadata=_h("sampler steps"))
+    guidance_scale: float = field(
+        default=2.0, metadata=_h("classifier-free guidance scale (1 = none)")
     )
     sampler: Literal["dpm", "ddim"] = field(
         default="dpm", metadata=_h("sampling scheduler: DPM-Solver++ (2M) or DDIM")
     )
-    embed_batch_size: int | None = field(default=None, metadata=_h("images per embedder call"))
+    embed_batch_size: int = field(default=512, metadata=_h("images per embedder call"))
     detector_max_per_class: int | None = field(
         default=None, metadata=_h("fit the detector on at most this many real images per class")
     )
-    pca_dim: int | None = field(default=None, metadata=_h("detector PCA dimension (0 = no PCA)"))
-    n_components: int | None = field(
-        default=None, metadata=_h("detector Gaussian-mixture components per class")
+    pca_dim: int = field(default=8, metadata=_h("detector PCA dimension (0 = no PCA)"))
+    n_components: int = field(
+        default=2, metadata=_h("detector Gaussian-mixture components per class")
     )
     covariance_type: Literal["full", "diag", "tied", "spherical"] = field(
         default="diag", metadata=_h("detector covariance type")
@@ -240,30 +187,30 @@ class T2IConfig:
     seed: int = field(
         default=0, metadata=_h("seed of data order, noise, dropout, sampling and the detector")
     )
-    mixed_precision: Literal["no", "fp16", "bf16"] | None = field(
-        default=None,
+    mixed_precision: Literal["no", "fp16", "bf16"] = field(
+        default="no",
         metadata=_h(
             "autocast for the frozen parts and the forward pass; trainable weights stay float32"
         ),
     )
     num_workers: int = field(default=0, metadata=free("data-loader worker processes"))
-    run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
+    #: Digits: one torch thread per process, faster than two on its small tensors and far faster
+    #: on a busy machine.
+    run: RunOptions = field(
+        default_factory=lambda: RunOptions(out_dir=Path("runs/t2i_digits"), threads=1),
+        metadata=RESUME_FREE,
+    )
 
     def __post_init__(self) -> None:
-        check_choice(self.preset, "preset", tuple(PRESETS))
-        for name, value in PRESETS[self.preset].items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
+        self._check_preset_name()
         for name in ("classes", "captions", "prompts"):
             v = getattr(self, name)
             if isinstance(v, str):
                 raise TypeError(f"`{name}` must be a sequence of strings; got the string {v!r}.")
             object.__setattr__(self, name, tuple(str(s) for s in v))
-        if isinstance(self.run, dict):
-            object.__setattr__(self, "run", RunOptions(**self.run))
-        if not isinstance(self.run, RunOptions):
-            raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
-        object.__setattr__(self, "run", self.run.with_defaults(**PRESET_RUN[self.preset]))
+        self._check_run()
+        if self.run.out_dir is None:
+            raise BadInput("`out_dir` must be a folder path; got None.")
         self._check_sources()
         self._check_numbers()
 
@@ -281,10 +228,9 @@ class T2IConfig:
                 raise ValueError(
                     f"`{name}` {marker!r} only works with preset 'digits'; got preset {self.preset!r}."
                 )
-        if self.data is None or not str(self.data).strip():
+        if self.data is not None and not str(self.data).strip():
             raise ValueError(
-                "`data` must be given for preset 'afhq-sd15': an image folder with cat/ and dog/ "
-                f"subfolders or a `datasets` id; got {self.data!r}."
+                "`data` must be an image folder with one subfolder per class or a `datasets` id; got ''."
             )
         if len(self.classes) < 2:  # type: ignore[arg-type]
             raise ValueError(f"`classes` must name at least two latent states; got {self.classes}.")
@@ -384,16 +330,19 @@ class T2IConfig:
         """The requested device (``run.device``)."""
         return self.run.device
 
-    def replace(self, **changes: Any) -> T2IConfig:
-        """A copy with ``changes`` applied and re-checked (resolved preset values are kept).
+    def check_data_given(self) -> None:
+        """Refuse a run without data (the ``afhq-sd15`` preset cannot know where AFHQ lives).
 
-        Names of :class:`~deltahall.experiments._run.RunOptions` fields (``out_dir``,
-        ``resume_from_checkpoint``, ``device``, ``threads``, ``progress``) change ``run``.
+        Raises
+        ------
+        deltahall._validation.BadInput
+            ``data`` is ``None``.
         """
-        run_changes = RunOptions.pop_from(changes)
-        if run_changes:
-            changes["run"] = dataclasses.replace(changes.get("run", self.run), **run_changes)
-        return dataclasses.replace(self, **changes)
+        if self.data is None:
+            raise BadInput(
+                f"`data` must be given for preset {self.preset!r}: an image folder with one subfolder "
+                f"per class ({', '.join(self.classes)}) or a `datasets` id; got None."
+            )
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings a run's files depend on (fields not marked resume-free); see
@@ -406,3 +355,39 @@ class T2IConfig:
     def uses_vae(self) -> bool:
         """Latent diffusion through a frozen VAE (paper scale) or pixel-space (digits)."""
         return self.preset == "afhq-sd15"
+
+
+#: The presets (:class:`deltahall._registry.Registry`): ``"digits"`` is the field defaults.
+PRESETS: Registry[T2IConfig] = presets_for(
+    T2IConfig,
+    "t2i",
+    {
+        "afhq-sd15": dict(
+            preset="afhq-sd15",
+            model=SD15,
+            embedder=CLIP_B32,
+            data=None,
+            classes=("cat", "dog"),
+            captions=("a photo of a cat", "a photo of a dog"),
+            prompts=PAPER_PROMPTS,
+            resolution=512,
+            random_flip=True,
+            train_steps=5000,
+            train_batch_size=8,
+            learning_rate=1e-5,
+            lr_warmup_steps=0,
+            checkpoint_every=500,
+            num_samples=200,
+            sample_batch_size=25,
+            inference_steps=25,
+            guidance_scale=7.5,
+            embed_batch_size=64,
+            pca_dim=50,
+            n_components=6,
+            mixed_precision="fp16",
+            run=RunOptions(out_dir=Path("runs/t2i_afhq")),
+        ),
+    },
+    first="digits",
+)
+T2IConfig.PRESETS = PRESETS

@@ -153,7 +153,7 @@ def _limit(
 def _folder(root: Path, config: T2IConfig) -> FolderImages:
     files: list[Path] = []
     labels: list[int] = []
-    classes = config.classes or ()
+    classes = config.classes
     for k, name in enumerate(classes):
         sub = root / name
         if not sub.is_dir():
@@ -172,7 +172,7 @@ def _folder(root: Path, config: T2IConfig) -> FolderImages:
         files += found
         labels += [k] * len(found)
     return FolderImages(
-        files, np.asarray(labels, dtype=np.int64), tuple(classes), int(config.resolution or 0)
+        files, np.asarray(labels, dtype=np.int64), tuple(classes), int(config.resolution)
     )
 
 
@@ -188,7 +188,7 @@ def _hub(name: str, config: T2IConfig) -> HubImages:
     names = (
         [feat.int2str(int(v)) for v in raw] if hasattr(feat, "int2str") else [str(v) for v in raw]
     )
-    classes = tuple(config.classes or ())
+    classes = tuple(config.classes)
     lookup = {c: k for k, c in enumerate(classes)}
     missing = [c for c in classes if c not in set(names)]
     if missing:
@@ -197,7 +197,7 @@ def _hub(name: str, config: T2IConfig) -> HubImages:
         )
     rows = np.asarray([i for i, n in enumerate(names) if n in lookup], dtype=np.int64)
     labels = np.asarray([lookup[names[i]] for i in rows], dtype=np.int64)
-    return HubImages(ds, rows, labels, classes, int(config.resolution or 0), config.image_column)
+    return HubImages(ds, rows, labels, classes, int(config.resolution), config.image_column)
 
 
 def _looks_like_path(s: str) -> bool:
@@ -223,6 +223,7 @@ def check_sources(config: T2IConfig) -> None:
     from deltahall.experiments.t2i.config import DIGITS_CNN, TINY_MODEL
     from deltahall.models.registry import check_loadable
 
+    config.check_data_given()
     data = str(config.data)
     if data != SKLEARN_DIGITS:
         if Path(data).expanduser().is_dir():
@@ -248,10 +249,11 @@ def load_training_images(config: T2IConfig) -> ImageData:
         If a class has no images.
     """
     rng = np.random.default_rng([config.seed, 11])
-    classes = config.classes or ()
+    classes = config.classes
+    config.check_data_given()
     data = str(config.data)
     if data == SKLEARN_DIGITS:
-        x, y = load_digits_arrays(int(config.resolution or 8))
+        x, y = load_digits_arrays(int(config.resolution))
         digits = [int(c) for c in classes]
         sel = np.flatnonzero(np.isin(y, digits))
         labels = np.asarray([digits.index(int(v)) for v in y[sel]], dtype=np.int64)

@@ -36,11 +36,11 @@ def detector_images(config: T2IConfig, train_data: Any) -> Any:
 
     from deltahall.experiments.t2i.data import TensorImages, _limit, load_digits_arrays
 
-    classes = config.classes or ()
+    classes = config.classes
     if config.data == SKLEARN_DIGITS:
         from deltahall.experiments.t2i.digits_embedder import embedder_split
 
-        x, y = load_digits_arrays(int(config.resolution or 8))
+        x, y = load_digits_arrays(int(config.resolution))
         digits = [int(c) for c in classes]
         sel = np.flatnonzero(~embedder_split(y, config.seed) & np.isin(y, digits))
         labels = np.asarray([digits.index(int(v)) for v in y[sel]], dtype=np.int64)
@@ -90,7 +90,7 @@ def real_embeddings(
         with np.load(npz, allow_pickle=False) as f:
             return f["embeddings"].astype(np.float64), f["labels"].astype(np.int64)
     data = detector_images(config, train_data)
-    X = embed_dataset(embedder, data, int(config.embed_batch_size or 64), config.progress)
+    X = embed_dataset(embedder, data, int(config.embed_batch_size), config.progress)
     y = np.asarray(data.labels, dtype=np.int64)
     buf = io.BytesIO()
     np.savez(buf, embeddings=X, labels=y)

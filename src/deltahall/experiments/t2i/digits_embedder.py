@@ -67,7 +67,5 @@ def ensure_digits_embedder(folder: Path, config: T2IConfig, device: Any) -> Digi
 
     A folder trained with another recipe, resolution or seed is retrained, never reused.
     """
-    net, info = ensure_digits_cnn(
-        folder, resolution=int(config.resolution or 8), seed=int(config.seed)
-    )
-    return DigitsEmbedder(net, device, int(config.embed_batch_size or 512), info)
+    net, info = ensure_digits_cnn(folder, resolution=int(config.resolution), seed=int(config.seed))
+    return DigitsEmbedder(net, device, int(config.embed_batch_size), info)

@@ -76,7 +76,7 @@ def load_embedder(config: T2IConfig, run_dir: Path, device: Any) -> Embedder:
         from deltahall.experiments.t2i.digits_embedder import ensure_digits_embedder
 
         return ensure_digits_embedder(run_dir / "embedder", config, device)
-    return CLIPEmbedder(str(config.embedder), device, int(config.embed_batch_size or 64))
+    return CLIPEmbedder(str(config.embedder), device, int(config.embed_batch_size))
 
 
 def embed_dataset(

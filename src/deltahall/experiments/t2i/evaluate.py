@@ -126,9 +126,9 @@ def evaluate(ctx: EvalContext, step: int, loss: float) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
     cfg = ctx.config
-    classes = cfg.classes or ()
-    prompts = cfg.prompts or ()
-    K = int(cfg.num_samples or 1)
+    classes = cfg.classes
+    prompts = cfg.prompts
+    K = int(cfg.num_samples)
     rows, sample_rows, arrays = [], [], {}
     was_training = ctx.components.unet.training
     ctx.components.unet.eval()
@@ -143,10 +143,10 @@ def evaluate(ctx: EvalContext, step: int, loss: float) -> list[dict[str, Any]]:
                 ctx.prompt_states[p : p + 1],
                 ctx.uncond_state,
                 n=K,
-                batch_size=int(cfg.sample_batch_size or K),
-                resolution=int(cfg.resolution or 8),
-                steps=int(cfg.inference_steps or 20),
-                guidance_scale=float(cfg.guidance_scale or 1.0),
+                batch_size=int(cfg.sample_batch_size),
+                resolution=int(cfg.resolution),
+                steps=int(cfg.inference_steps),
+                guidance_scale=float(cfg.guidance_scale),
                 generator=prompt_generator(cfg.seed, p),
                 device=ctx.device,
                 use_guidance=prompt != "",

@@ -52,7 +52,7 @@ def settings(config: T2IConfig, rule: str) -> Any:
         calibration_fraction=0.6 * h,
         test_fraction=0.4 * h,
         pca_dim=int(config.pca_dim) if config.pca_dim else None,
-        n_components=int(config.n_components or 1),
+        n_components=int(config.n_components),
         covariance_type=str(config.covariance_type),
         normalize=True,
         seed=int(config.seed),
@@ -84,7 +84,7 @@ class Instrument:
     ) -> None:
         from deltahall.measure.calibration import fit_global, plan_global
 
-        classes = list(config.classes or ())
+        classes = list(config.classes)
         self.classes = classes
         self.rules = rules(config)
         self.labels = np.asarray([classes[int(k)] for k in y])
