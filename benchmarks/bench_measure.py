@@ -2,7 +2,7 @@
 
 Part 1, per size (generated rows x dimension x states): the ``deltahall measure`` command
 (``--report false``; its ``measure.json`` ``seconds`` are those of
-``deltahall.measure.pipeline.run``, so import time = wall - ``seconds.total``) and
+``deltahall.experiments.measure_run.run``, so import time = wall - ``seconds.total``) and
 ``benchmarks/minimal_measure.py`` (the same statistics in plain numpy/scikit-learn, same
 seeds), each a fresh subprocess, run back to back ``--repeat`` times; medians of wall time
 and of peak RSS (``os.wait4``'s ``ru_maxrss``), the ratio CLI / script, and the share of the
@@ -186,7 +186,8 @@ def bench_embed(n_texts: int, repeat: int) -> dict[str, Any]:
 
 def bench_minilm(n_texts: int, work: Path) -> dict[str, float]:
     import deltahall.models
-    from deltahall.measure.pipeline import MeasureConfig, run
+    from deltahall.experiments.measure_run import run
+    from deltahall.measure.pipeline import MeasureConfig
 
     emb = deltahall.models.load_embedder("@minilm")
     spent = [0.0]

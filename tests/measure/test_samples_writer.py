@@ -15,13 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deltahall.experiments.measure_run import run
 from deltahall.measure import pipeline
 from deltahall.measure.calibration import DetectorSettings, _group_means, measure_embeddings
 from deltahall.measure.inputs import Samples
 from deltahall.measure.pipeline import (
     MeasureConfig,
     format_floats,
-    run,
     write_samples_csv,
     write_samples_parquet,
 )

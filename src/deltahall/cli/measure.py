@@ -38,8 +38,9 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from deltahall.experiments.measure_run import run
     from deltahall.io.rundir import dumps_json
-    from deltahall.measure.pipeline import MeasureConfig, run
+    from deltahall.measure.pipeline import MeasureConfig
     from deltahall.measure.report import headline, selection_text
 
     cfg = config_from_args(MeasureConfig, args, config_file=args.config)

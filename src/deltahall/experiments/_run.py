@@ -506,8 +506,8 @@ def check_run(
     if run.out_dir is None:
         raise ValueError("`out_dir` must be set; got None.")
     out = Path(run.out_dir)
+    _check_inputs(out, inputs)  # an input named as the output is named as such
     _check_out_dir(out)
-    _check_inputs(out, inputs)
     fp = fingerprint(config)
     manifest = _read_manifest(out)
     ckpt_root = out / checkpoints if checkpoints else out

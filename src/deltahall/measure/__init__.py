@@ -6,10 +6,12 @@ set, calibrates them with split-conformal p-values on another part and reports t
 generated rate with a Wilson interval against the floor of a held-out real part
 (:mod:`.calibration`), per prompt, with optional state discovery, HCDR-guided selection
 (:mod:`.selection`), baselines (:mod:`.compare`) and an HTML report (:mod:`.report`).
+A measurement into a folder runs through the experiments' shared runner:
+:func:`deltahall.experiments.measure_run.run`.
 """
 
 from deltahall.measure.calibration import DetectorSettings, Measurement, measure_embeddings
-from deltahall.measure.pipeline import MeasureConfig, MeasureResult, run
+from deltahall.measure.pipeline import MeasureConfig, MeasureResult
 from deltahall.measure.selection import Selection, select_candidates
 
 __all__ = [
@@ -18,7 +20,6 @@ __all__ = [
     "MeasureResult",
     "Measurement",
     "measure_embeddings",
-    "run",
     "select_candidates",
     "Selection",
 ]

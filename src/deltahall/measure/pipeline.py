@@ -1,4 +1,14 @@
-"""``run(config) -> MeasureResult``: read, embed, measure, select, write.
+"""One measurement: read, embed, measure, select, write.
+
+The run folder's lifecycle (refusing a folder that holds a measurement or an input, redoing one
+with ``resume_from_checkpoint="latest"`` and the same settings, the manifest, the atomic
+``measure.json``) is the experiments' shared runner; ``deltahall measure`` and
+:func:`deltahall.experiments.measure_run.run` drive it with the steps here, in order:
+:func:`preflight` (cheap checks: the device, the optional packages, inputs that need an
+embedder), :func:`read_inputs` (every input rule, before anything is embedded or written),
+:func:`load_embedder_for` and :func:`compute_measurement` (embed, measure, select; nothing
+written), then :func:`write_measurement` (the tables and the report; returns ``measure.json``'s
+body).
 
 Files written to ``out_dir`` (see ``docs/measure.md``)::
 
@@ -23,7 +33,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from deltahall._validation import check_choice, check_int, check_output_path
+from deltahall._validation import check_choice, check_int
+from deltahall.io import RunDir
 from deltahall.measure.calibration import DetectorSettings, Measurement, measure_embeddings
 from deltahall.measure.inputs import (
     PRECOMPUTED,
@@ -38,10 +49,17 @@ from deltahall.measure.selection import SELECT_MODES, Selection, select_candidat
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "OUTPUTS",
     "SAMPLES_FORMATS",
     "MeasureConfig",
+    "MeasureInputs",
     "MeasureResult",
-    "run",
+    "input_paths",
+    "compute_measurement",
+    "load_embedder_for",
+    "preflight",
+    "read_inputs",
+    "write_measurement",
     "write_samples_csv",
     "write_samples_parquet",
 ]
@@ -54,9 +72,15 @@ def _h(text: str) -> dict[str, str]:
     return {"help": text}
 
 
+def _free(text: str) -> dict[str, str]:
+    """``help`` text of a field that may differ when a measurement is redone (the run lifecycle's
+    ``metadata={"resume": "free"}``)."""
+    return {"help": text, "resume": "free"}
+
+
 @dataclass(frozen=True)
 class MeasureConfig:
-    """Everything one measurement needs; ``run(config)`` executes it."""
+    """Everything one measurement needs; :func:`deltahall.experiments.measure_run.run` executes it."""
 
     reference: Path | None = field(
         default=None,
@@ -122,13 +146,13 @@ class MeasureConfig:
     )
     out_dir: Path = field(
         default=Path("runs/measure"),
-        metadata=_h(
+        metadata=_free(
             "output folder (measure.json, samples.csv, report.html); one that holds a measurement is refused unless --resume-from-checkpoint latest with the same settings"
         ),
     )
     resume_from_checkpoint: Literal["latest"] | None = field(
         default=None,
-        metadata=_h(
+        metadata=_free(
             "'latest': redo the measurement in --out-dir (same settings required); unset: refuse a folder that holds one"
         ),
     )
@@ -239,7 +263,7 @@ def _auto_int(v: Any, name: str, *, none_ok: bool = False) -> Any:
 
 @dataclass(frozen=True)
 class MeasureResult:
-    """What :func:`run` returns."""
+    """What a measurement returns (``summary`` is ``measure.json``'s body)."""
 
     out_dir: Path
     summary: dict[str, Any]
@@ -252,7 +276,8 @@ class MeasureResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _inputs(config: MeasureConfig) -> list[tuple[str, Any]]:
+def input_paths(config: MeasureConfig) -> list[tuple[str, Any]]:
+    """``(option, path)`` of every input; the output folder must not hold or be one of them."""
     return [
         ("reference", config.reference),
         ("generated", config.generated),
@@ -262,8 +287,8 @@ def _inputs(config: MeasureConfig) -> list[tuple[str, Any]]:
     ]
 
 
-def _embedder(config: MeasureConfig) -> tuple[Any, Path | None]:
-    """The embedder (or the string 'precomputed') and the cache folder."""
+def load_embedder_for(config: MeasureConfig) -> tuple[Any, Path | None]:
+    """The embedder (or the string 'precomputed') and the embedding cache folder."""
     if config.embedder == PRECOMPUTED:
         return PRECOMPUTED, None
     from deltahall.models import cache_dir, load_embedder
@@ -274,71 +299,15 @@ def _embedder(config: MeasureConfig) -> tuple[Any, Path | None]:
     ) if config.cache_dir is not None else cache_dir() / "embeddings"
 
 
-#: What a measurement folder holds (a folder with any of them holds a measurement).
+#: What a measurement folder holds besides ``manifest.json`` (a folder with any of them holds a
+#: measurement, with or without a manifest).
 OUTPUTS = (
     "measure.json",
     "samples.csv",
     "samples.parquet",
     "report.html",
     "figures",
-    "manifest.json",
 )
-
-
-def _fingerprint(config: MeasureConfig) -> dict[str, Any]:
-    from deltahall.io.rundir import to_jsonable
-
-    d = to_jsonable(config)
-    d.pop("resume_from_checkpoint", None)
-    return dict(d)
-
-
-def _check_out(config: MeasureConfig) -> Path:
-    """Refuse an output folder that is (or holds) an input, or holds another measurement (read-only)."""
-    import json
-
-    out = check_output_path(config.out_dir, "out_dir", inputs=_inputs(config), allow_dir=True)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"`out_dir` must be a folder; got the existing file {os.fspath(out)!r}.")
-    ro = Path(os.path.realpath(out))
-    for name, path in _inputs(config):
-        if path is not None and ro in Path(os.path.realpath(path)).parents:
-            raise ValueError(
-                f"`{name}` {os.fspath(path)!r} lies inside `out_dir` {os.fspath(out)!r}, where outputs "
-                "are written; choose another --out-dir."
-            )
-    held = [n for n in OUTPUTS if (out / n).exists()]
-    if held:
-        if config.resume_from_checkpoint != "latest":
-            raise ValueError(
-                f"`out_dir` {os.fspath(out)!r} already holds a measurement ({', '.join(held)}); pass "
-                "--resume-from-checkpoint latest to redo it with the same settings, or choose another --out-dir."
-            )
-        man = out / "manifest.json"
-        try:
-            old = (
-                json.loads(man.read_text(encoding="utf-8")).get("config") if man.is_file() else None
-            )
-        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            old = None
-        if not isinstance(old, dict):
-            raise ValueError(
-                f"`out_dir` {os.fspath(out)!r} holds measurement files without a readable manifest.json; "
-                "choose another --out-dir."
-            )
-        old.pop("resume_from_checkpoint", None)
-        new = _fingerprint(config)
-        diff = [
-            f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
-            for k in sorted(set(old) | set(new))
-            if old.get(k) != new.get(k)
-        ]
-        if diff:
-            raise ValueError(
-                f"cannot redo the measurement in {os.fspath(out)!r}: its settings differ in "
-                f"{len(diff)} key(s): " + "; ".join(diff) + "."
-            )
-    return out
 
 
 def _plan(config: MeasureConfig, ref: Samples, gen: Samples, cal: Samples | None) -> Any:
@@ -377,29 +346,24 @@ def _plan(config: MeasureConfig, ref: Samples, gen: Samples, cal: Samples | None
     return plan_global(ref.labels, len(ref.ids), s)
 
 
-def run(config: MeasureConfig) -> MeasureResult:
-    """Measure the generated set's δ-hallucination rate and write the outputs.
-
-    Every input rule (files, keys, states, sizes for α, prompts without states, an output
-    folder that holds a measurement or an input) is checked before anything is embedded or
-    written; a refused measurement changes nothing.
+def preflight(config: MeasureConfig) -> None:
+    """The checks before the output folder is looked at or any input read: the parquet extra,
+    inputs that need an embedder, the embedder's device.
 
     Raises
     ------
     ValueError
-        Bad inputs, before any write.
-    FileNotFoundError
-        A missing input.
+        An image folder or JSONL input with ``embedder='precomputed'``, or a bad device.
+    deltahall._validation.MissingExtraError
+        ``samples_format='parquet'`` without pyarrow.
     """
-    t0 = time.perf_counter()
     if config.reference is None or config.generated is None:  # refused by MeasureConfig already
         raise ValueError("`reference` and `generated` are required.")
-    ref_path, gen_path = Path(config.reference), Path(config.generated)
-    out = _check_out(config)
     if config.samples_format == "parquet":
         _pyarrow()  # a missing extra is refused before anything is read or written
     if config.embedder == PRECOMPUTED:
-        for name, path in (("reference", ref_path), ("generated", gen_path)):
+        for name, path in (("reference", config.reference), ("generated", config.generated)):
+            path = Path(path)
             if path.is_dir() or path.suffix.lower() in (".jsonl", ".ndjson"):
                 raise ValueError(
                     f"`{name}` {os.fspath(path)!r} needs an embedder; pass `--embedder` (e.g. @minilm, "
@@ -409,6 +373,32 @@ def run(config: MeasureConfig) -> MeasureResult:
         from deltahall.models.base import check_device
 
         check_device(config.device)
+
+
+@dataclass(frozen=True)
+class MeasureInputs:
+    """The inputs of a measurement, read and checked (:func:`read_inputs`), not yet embedded."""
+
+    reference: Samples
+    generated: Samples
+    calibration: Samples | None
+    plan: Any
+
+
+def read_inputs(config: MeasureConfig) -> MeasureInputs:
+    """Read every input and check every rule (files, keys, states, sizes for α, prompts without
+    states) before anything is embedded or written.
+
+    Raises
+    ------
+    ValueError
+        Bad inputs.
+    FileNotFoundError
+        A missing input.
+    """
+    if config.reference is None or config.generated is None:  # refused by MeasureConfig already
+        raise ValueError("`reference` and `generated` are required.")
+    ref_path, gen_path = Path(config.reference), Path(config.generated)
     auto = config.states == "auto"
     ref = read_reference(ref_path, labels=config.reference_labels, require_labels=not auto)
     gen = read_generated(gen_path, prompts=config.generated_prompts)
@@ -417,8 +407,28 @@ def run(config: MeasureConfig) -> MeasureResult:
         if config.calibration_samples is not None
         else None
     )
-    plan = _plan(config, ref, gen, cal)
-    emb, cache = _embedder(config)
+    return MeasureInputs(
+        reference=ref, generated=gen, calibration=cal, plan=_plan(config, ref, gen, cal)
+    )
+
+
+def compute_measurement(
+    config: MeasureConfig,
+    inputs: MeasureInputs,
+    *,
+    embedder: tuple[Any, Path | None],
+    out_dir: Path,
+) -> MeasureResult:
+    """Embed, measure and select; writes nothing, so a measurement refused here (embeddings of
+    different dimensions, a state too small for α) leaves the output folder as it was.
+
+    ``embedder`` is :func:`load_embedder_for`'s ``(embedder, cache folder)``; ``out_dir`` is
+    recorded in the result. :func:`write_measurement` writes it.
+    """
+    t0 = time.perf_counter()
+    ref, gen, cal, plan = inputs.reference, inputs.generated, inputs.calibration, inputs.plan
+    auto = config.states == "auto"
+    emb, cache = embedder
     for smp in (ref, gen) + ((cal,) if cal is not None else ()):
         embed_samples(smp, emb, cache)
     t_embed = time.perf_counter() - t0
@@ -485,11 +495,26 @@ def run(config: MeasureConfig) -> MeasureResult:
 
         baselines = baselines_on_measurement(m, ref.embeddings, gen.embeddings, labels)
     summary = _summary(config, m, ref, gen, selection, discovery, baselines)
-    # ------------------------------------------------------------ writes
-    from deltahall.io import RunDir
+    return MeasureResult(
+        out_dir=out_dir,
+        summary=summary,
+        measurement=m,
+        reference=ref,
+        generated=gen,
+        selection=selection,
+        discovery=discovery,
+        baselines=baselines,
+        seconds={"load_and_embed": t_embed, "measure": t_measure},
+    )
 
+
+def write_measurement(config: MeasureConfig, result: MeasureResult, rd: RunDir) -> dict[str, Any]:
+    """Write ``samples.csv`` (or ``.parquet``) and the report (or remove an earlier one) into
+    ``rd``; returns ``measure.json``'s body (:attr:`MeasureResult.summary` with its timings),
+    which the caller (the shared runner) writes atomically last."""
     t2 = time.perf_counter()
-    rd = RunDir(out)
+    out = rd.root
+    m, gen, selection = result.measurement, result.generated, result.selection
     if not config.report:  # a redo without the report must not leave the old one beside new numbers
         import shutil
 
@@ -499,39 +524,21 @@ def run(config: MeasureConfig) -> MeasureResult:
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-    rd.write_manifest(
-        config, seed=config.seed, extra={"embedder_fingerprint": getattr(emb, "fingerprint", None)}
-    )
     if config.samples_format == "parquet":
         write_samples_parquet(rd.path("samples.parquet"), m, gen, selection)
     else:
         write_samples_csv(rd.path("samples.csv"), m, gen, selection)
-    seconds = {
-        "load_and_embed": t_embed,
-        "measure": t_measure,
-        "write_samples": time.perf_counter() - t2,
-    }
-    result = MeasureResult(
-        out_dir=out,
-        summary=summary,
-        measurement=m,
-        reference=ref,
-        generated=gen,
-        selection=selection,
-        discovery=discovery,
-        baselines=baselines,
-        seconds=seconds,
-    )
+    seconds = result.seconds
+    seconds["write_samples"] = time.perf_counter() - t2
     if config.report:
         from deltahall.measure.report import write_report
 
         t3 = time.perf_counter()
         write_report(result, rd)
         seconds["report"] = time.perf_counter() - t3
-    seconds["total"] = time.perf_counter() - t0
-    summary["seconds"] = seconds
-    rd.write_json("measure.json", summary)
-    return result
+    seconds["total"] = sum(seconds.values())
+    result.summary["seconds"] = seconds
+    return result.summary
 
 
 def _summary(
