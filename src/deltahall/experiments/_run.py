@@ -521,7 +521,7 @@ def check_run(
         )
     if resume is None:
         if manifest is not None or held or list_checkpoints(ckpt_root):
-            listed = f" ({', '.join([MANIFEST] * (manifest is not None) + held)})" if held else ""
+            listed = f" ({', '.join(held)})" if held and manifest is None else ""
             raise ValueError(
                 f"`out_dir` {os.fspath(out)!r} already holds a {what}{listed}; pass "
                 "--resume-from-checkpoint latest to continue it, or choose another --out-dir."

@@ -5,12 +5,15 @@ that runs a reduced, offline configuration into ``run_dir`` and returns the
 report section describing it. Steps run in order; one that fails is reported
 as failed (with its error) and the job exits non-zero, the others still run.
 
-A folder that already holds a main-job run is refused unless
-``resume_from_checkpoint="latest"``; then every step runs again over its own folder (which
-reuses the work it finished), and the steps an earlier session finished are reported as
-*reused*, with the seconds they originally took labelled as such beside this session's
-(seconds of a reused step measure only the re-check, not the work). ``main_job.json`` is
-rewritten after every step, so a killed job knows which steps it finished.
+The job runs through the shared runner (:func:`deltahall.experiments._run.execute`): a folder
+that already holds a main-job run (``manifest.json`` or ``main_job.json``) is refused unless
+``resume_from_checkpoint="latest"`` (an explicit checkpoint path is refused: the job resumes the
+run in ``out_dir``), and one started with another seed is refused with the key named. A resumed
+job runs every step again over its own folder (which reuses the work it finished), and the steps
+an earlier session finished are reported as *reused*, with the seconds they originally took
+labelled as such beside this session's (seconds of a reused step measure only the re-check, not
+the work). ``main_job.json`` is rewritten after every step, so a killed job knows which steps it
+finished; ``result.json`` is written once the report is.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from deltahall._validation import BadInput
+from deltahall.experiments._run import Experiment, Job, OpenRun, Outcome, RunOptions, execute, free
 from deltahall.io import Report, RunDir, Section
 
 logger = logging.getLogger(__name__)
@@ -47,24 +51,22 @@ STEPS: tuple[tuple[str, str], ...] = (
 class MainJobConfig:
     out_dir: Path = field(
         default=Path("runs/report"),
-        metadata={"help": "run directory for the report and every step's files"},
+        metadata=free("run directory for the report and every step's files"),
     )
     seed: int = field(default=0, metadata={"help": "seed passed to every step"})
     only: tuple[str, ...] = field(
         default=(),
-        metadata={"help": "run only these steps (theory coinflip t2i qa real modes); empty = all"},
+        metadata=free("run only these steps (theory coinflip t2i qa real modes); empty = all"),
     )
     progress: bool = field(
-        default=True, metadata={"help": "show a progress bar over the steps on stderr"}
+        default=True, metadata=free("show a progress bar over the steps on stderr")
     )
     resume_from_checkpoint: str | None = field(
         default=None,
-        metadata={
-            "help": (
-                "'latest': continue the main job in --out-dir, reusing the steps it finished (they are "
-                "reported as reused, with their original times); unset: refuse a folder that holds one"
-            )
-        },
+        metadata=free(
+            "'latest': continue the main job in --out-dir, reusing the steps it finished (they are "
+            "reported as reused, with their original times); unset: refuse a folder that holds one"
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -103,43 +105,19 @@ class MainJobResult:
 SUMMARY = "main_job.json"
 
 
-def _previous(config: MainJobConfig) -> dict[str, Any] | None:
-    """The earlier session's summary, or ``None`` for a new folder; refuses what cannot be resumed."""
-    out = config.out_dir
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"`out_dir` must be a folder; got the existing file {os.fspath(out)!r}.")
-    manifest, summary = out / "manifest.json", out / SUMMARY
-    if not manifest.is_file() and not summary.is_file():
+def _previous(rd: RunDir) -> dict[str, Any] | None:
+    """The earlier session's ``main_job.json`` (the runner has accepted the folder), or ``None``."""
+    path = rd.path(SUMMARY)
+    if not path.is_file():
         return None
-    if config.resume_from_checkpoint != "latest":
-        raise BadInput(
-            f"`out_dir` {os.fspath(out)!r} already holds a main-job run; pass "
-            "--resume-from-checkpoint latest to continue it (finished steps are reused and "
-            "reported as such), or choose another --out-dir."
-        )
     try:
-        old = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
-        prev = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else {}
+        prev = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(
-            f"`out_dir` {os.fspath(out)!r} holds an unreadable {manifest.name} or {SUMMARY} "
-            f"({exc}); choose another --out-dir."
+            f"{os.fspath(path)}: unreadable ({exc}); choose another --out-dir."
         ) from None
-    if not isinstance(old, dict) or not isinstance(prev, dict):
-        raise BadInput(
-            f"`out_dir` {os.fspath(out)!r} holds a {manifest.name} or {SUMMARY} that is not a JSON object."
-        )
-    kind = old.get("config_type")
-    if kind is not None and kind != f"{MainJobConfig.__module__}.{MainJobConfig.__qualname__}":
-        raise BadInput(
-            f"`out_dir` {os.fspath(out)!r} holds a {kind!r} run, not a main job; choose another --out-dir."
-        )
-    old_seed = old.get("seed", config.seed)
-    if old_seed != config.seed:
-        raise BadInput(
-            f"cannot resume the main job in {os.fspath(out)!r}: its settings differ in 1 key: "
-            f"seed: {old_seed} -> {config.seed}. Undo the change, or choose another --out-dir."
-        )
+    if not isinstance(prev, dict):
+        raise BadInput(f"{os.fspath(path)}: not a JSON object; choose another --out-dir.")
     return prev
 
 
@@ -158,14 +136,32 @@ def run(config: MainJobConfig) -> MainJobResult:
 
     Raises
     ------
-    deltahall._validation.BadInput
+    ValueError
         If ``out_dir`` is an existing file; holds a main-job run and ``resume_from_checkpoint``
         is not ``"latest"``; holds another kind of run; or was started with another seed.
     """
-    prev = _previous(config)
-    before = _finished_before(prev)
-    rd = RunDir(config.out_dir)
-    rd.write_manifest(config, seed=config.seed)
+    if not isinstance(config, MainJobConfig):
+        raise TypeError(f"`config` must be a MainJobConfig; got {type(config).__name__}.")
+    job = Job(
+        settings=config,
+        run=RunOptions(
+            out_dir=config.out_dir,
+            resume_from_checkpoint=config.resume_from_checkpoint,
+            progress=config.progress,
+        ),
+    )
+    result: MainJobResult = execute(EXPERIMENT, job)
+    return result
+
+
+def _body(job: Job, opened: OpenRun) -> Outcome:
+    config: MainJobConfig = job.settings
+    rd = opened.rd
+    before = _finished_before(_previous(rd) if opened.resumed else None)
+    if before:
+        logger.info(
+            "main job: reusing the steps an earlier session finished: %s", ", ".join(before)
+        )
     report = Report("deltahall: δ-hallucination, reproduced offline")
     intro = report.section("About this report")
     intro.text(
@@ -220,7 +216,20 @@ def run(config: MainJobConfig) -> MainJobResult:
     )
     path = report.write(rd.path("report.html"))
     _write_summary(rd, seconds, failed, reused, finished, before, report=path)
-    return MainJobResult(report_path=path, seconds=seconds, failed=failed, reused=reused)
+    return Outcome(
+        result={
+            "report": os.fspath(path),
+            "seconds": seconds,
+            "failed": failed,
+            "reused": reused,
+            "finished": finished,
+        },
+        value=MainJobResult(report_path=path, seconds=seconds, failed=failed, reused=reused),
+    )
+
+
+#: The main job as the shared runner executes it (each step's folder is a run of its own).
+EXPERIMENT = Experiment(name="main-job", body=_body, outputs=(SUMMARY,), what="main-job run")
 
 
 def _timing_row(
