@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from deltahall.cli.config_args import add_dataclass_arguments, config_from_args, load_config_file
+from deltahall.cli.config_args import add_dataclass_arguments, config_from_args
 from deltahall.io.rundir import dumps_json
 
 
@@ -25,15 +25,12 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     r = qsub.add_parser(
         "run",
         help="fine-tune, answer TruthfulQA, score, write Table 1 and Figure 4",
-        description="Run the experiment. Under `accelerate launch` fine-tuning uses every process.",
-    )
-    r.add_argument(
-        "--preset",
-        choices=("paper", "tiny", "cpu-smollm2"),
-        default="paper",
-        help="base values: 'paper' (Section 7.2 scale, needs GPUs + hub), 'cpu-smollm2' (the paper's "
-        "pipeline on @smollm2-135m-instruct, CPU, a seeded TruthfulQA subset) or 'tiny' (offline plumbing); "
-        "--config and explicit options override it (default: paper)",
+        description=(
+            "Run the experiment. Under `accelerate launch` fine-tuning uses every process. "
+            "--preset: 'paper' (Section 7.2 scale, needs GPUs + hub; the default), 'cpu-smollm2' (the "
+            "paper's pipeline on @smollm2-135m-instruct, CPU, a seeded TruthfulQA subset) or 'tiny' "
+            "(offline plumbing); a --config file and explicit options override it."
+        ),
     )
     r.add_argument("--config", help="TOML or JSON file with option values")
     add_dataclass_arguments(r, QAConfig)
@@ -102,25 +99,11 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
 
 
 def _handle_run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from deltahall.cli.config_args import _UNSET
-    from deltahall.experiments.qa.config import PRESETS, QAConfig
+    from deltahall.experiments.qa.config import QAConfig
     from deltahall.experiments.qa.pipeline import run
     from deltahall.experiments.qa.results import markdown_table, table1
 
-    # Values come from (lowest first): the preset < the config file < the command line.
-    preset = PRESETS[args.preset]()
-    file_keys = set(load_config_file(args.config)) if args.config else set()
-    overrides: dict[str, Any] = {}
-    for f in dataclasses.fields(QAConfig):
-        if f.name == "run":
-            overrides["run"] = (
-                preset.run
-            )  # run options given on the command line or in the file win
-        elif getattr(args, f.name, _UNSET) is _UNSET and f.name not in file_keys:
-            overrides[f.name] = getattr(preset, f.name)
-    cfg = config_from_args(QAConfig, args, config_file=args.config, **overrides)
+    cfg = config_from_args(QAConfig, args, config_file=args.config)
     res = run(cfg)
     if not res.scores:  # a non-main process under accelerate launch
         return 0
@@ -225,10 +208,14 @@ def _handle_intervals(args: argparse.Namespace) -> int:
 
 
 def _handle_table(args: argparse.Namespace) -> int:
-    import json as _json
     from pathlib import Path
 
-    from deltahall.experiments.qa.results import rescore_run, tables_markdown, write_results
+    from deltahall.experiments.qa.results import (
+        read_manifest,
+        rescore_run,
+        tables_markdown,
+        write_results,
+    )
 
     root = Path(args.run_dir)
     from deltahall.experiments.qa.results import TABLES
@@ -237,11 +224,7 @@ def _handle_table(args: argparse.Namespace) -> int:
     if args.metric not in metrics:
         raise ValueError(f"`metric` must be one of {', '.join(metrics)}; got {args.metric!r}.")
     rows = rescore_run(root)
-    plumbing = False
-    if (root / "manifest.json").is_file():
-        plumbing = bool(
-            _json.loads((root / "manifest.json").read_text(encoding="utf-8")).get("plumbing", False)
-        )
+    plumbing = bool(read_manifest(root).get("plumbing", False))
     paths = write_results(root, rows, headline=args.metric, plumbing=plumbing)
     print(tables_markdown(rows, plumbing=plumbing), end="")
     print(f"wrote {', '.join(sorted(p.name for p in paths.values()))} in {root}")

@@ -8,30 +8,27 @@ plumbing), a ``--config`` file and explicit options override it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from typing import Any
 
-from deltahall.cli.config_args import add_dataclass_arguments, config_from_args, load_config_file
+from deltahall.cli.config_args import add_dataclass_arguments, config_from_args
 
 
 def register_arms(qsub: argparse._SubParsersAction) -> None:
     """Add the ``arms`` sub-command to ``deltahall qa``."""
-    from deltahall.experiments.qa.arms import PRESETS, ArmsConfig
+    from deltahall.experiments.qa.arms import ArmsConfig
 
     summary = (
         "four arms (original, two-answer, single-answer control, exposure control) on one real LM: "
         "TruthfulQA resemblance with bootstrap CIs and paired tests, and the text δ-measure"
     )
-    a = qsub.add_parser("arms", help=summary, description=summary)
-    a.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default="cpu-real",
-        help="base values: 'cpu-real' (Gemma 3 270M + LoRA, sized for 2 CPU cores), 'cpu-smollm2' "
-        "(the same on SmolLM2-135M-Instruct with its chat template) or 'tiny' "
-        "(random offline model, plumbing only); --config and explicit options override it "
-        "(default: cpu-real)",
+    a = qsub.add_parser(
+        "arms",
+        help=summary,
+        description=summary
+        + ". --preset: 'cpu-real' (Gemma 3 270M + LoRA, sized for 2 CPU cores; the default), "
+        "'cpu-smollm2' (the same on SmolLM2-135M-Instruct with its chat template) or 'tiny' "
+        "(random offline model, plumbing only); a --config file and explicit options override it.",
     )
     a.add_argument("--config", help="TOML or JSON file with option values")
     add_dataclass_arguments(a, ArmsConfig)
@@ -44,20 +41,9 @@ def register_arms(qsub: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace) -> Any:
     """The :class:`ArmsConfig` of parsed arguments (preset < config file < command line)."""
-    from deltahall.cli.config_args import _UNSET
-    from deltahall.experiments.qa.arms import PRESETS, ArmsConfig
+    from deltahall.experiments.qa.arms import ArmsConfig
 
-    preset = PRESETS[args.preset]()
-    file_keys = set(load_config_file(args.config)) if args.config else set()
-    overrides: dict[str, Any] = {}
-    for f in dataclasses.fields(ArmsConfig):
-        if f.name == "run":
-            overrides["run"] = (
-                preset.run
-            )  # run options given on the command line or in the file win
-        elif getattr(args, f.name, _UNSET) is _UNSET and f.name not in file_keys:
-            overrides[f.name] = getattr(preset, f.name)
-    return config_from_args(ArmsConfig, args, config_file=args.config, **overrides)
+    return config_from_args(ArmsConfig, args, config_file=args.config)
 
 
 def _handle_arms(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from deltahall._registry import Registry
+from deltahall._registry import Registry, UnknownName
 from deltahall._validation import BadInput, MissingExtraError, RunFailure, require
 
 logger = logging.getLogger(__name__)
@@ -179,6 +179,31 @@ DATA_ALIASES: Registry[str] = Registry(
         "@sklearn-digits": "scikit-learn's bundled 8x8 digits (t2i preset 'digits')",
     },
 )
+
+
+def check_model_alias(spec: str, name: str, *, kinds: tuple[str, ...] = ("causal-lm",)) -> str:
+    """Refuse a ``@name`` model spec that names no alias of one of ``kinds`` nor a built model.
+
+    A spec without ``@`` (a folder or a hub id) is returned unchanged; it is checked when loaded.
+
+    Raises
+    ------
+    deltahall._registry.UnknownName
+        ``"unknown model alias '@gema' for `models`; known aliases: @gemma3-270m, ..., @tiny."``
+    """
+    if isinstance(spec, str) and spec.startswith("@") and spec not in BUILT_MODELS:
+        alias = ALIASES.get(spec, None)
+        if alias is None or alias.kind not in kinds:
+            known = [a for a, s in ALIASES.items() if s.kind in kinds] + list(BUILT_MODELS)
+            if alias is None:
+                raise UnknownName(
+                    f"unknown model alias {spec!r} for `{name}`; known aliases: {', '.join(known)}."
+                )
+            raise BadInput(
+                f"model alias {spec!r} is a {alias.kind}; `{name}` takes a {' or '.join(kinds)}: "
+                f"{', '.join(known)}, a folder or a hub id."
+            )
+    return spec
 
 
 def check_data_alias(value: str, name: str, *, allowed: tuple[str, ...] | None = None) -> str:

@@ -298,7 +298,7 @@ def test_every_saved_answer_carries_its_prompt_and_references(tiny_run: Path) ->
 def test_the_cpu_smollm2_preset_is_cpu_real_with_the_chat_model() -> None:
     from deltahall.experiments.qa.arms import PRESETS
 
-    c, g = PRESETS["cpu-smollm2"](), PRESETS["cpu-real"]()
+    c, g = PRESETS["cpu-smollm2"], PRESETS["cpu-real"]
     assert (c.model, c.prompt_format, c.torch_threads) == ("@smollm2-135m-instruct", "chat", 1)
     same = (
         "epochs",

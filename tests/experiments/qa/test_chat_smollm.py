@@ -88,7 +88,7 @@ def test_the_truthfulqa_subset_is_seeded_and_in_file_order() -> None:
 
 
 def test_the_cpu_smollm2_preset_is_the_paper_pipeline_on_cpu() -> None:
-    c = PRESETS["cpu-smollm2"]()
+    c = PRESETS["cpu-smollm2"]
     paper = QAConfig.paper()
     assert c.models == ("@smollm2-135m-instruct",) and c.prompt_format == "chat"
     assert (c.epochs, c.seeds, c.temperature, c.top_p, c.max_new_tokens) == (

@@ -34,7 +34,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from deltahall._validation import check_choice, check_int, check_real
+from deltahall._registry import Registry
+from deltahall._validation import BadInput, check_choice, check_int, check_real
+from deltahall.experiments._config import ExperimentConfig, presets_for
 from deltahall.experiments._run import (
     RESUME_FREE,
     Experiment,
@@ -44,14 +46,17 @@ from deltahall.experiments._run import (
     RunOptions,
     execute,
 )
+from deltahall.models.registry import BUILT_MODELS, check_data_alias, check_model_alias
 
 logger = logging.getLogger(__name__)
 
 ARMS = ("original", "two_answer", "single_answer", "exposure")
 TINY_MODEL = "@tiny"
+BUILT_MODELS.get(TINY_MODEL)  # registered in deltahall.models.registry
 #: Written (atomically) after each finished seed: the unit a resumed run keeps.
 PROGRESS = "progress.json"
-_DEFAULT_RUN = RunOptions(out_dir=Path("runs/qa-arms"), device="cpu")
+#: The run options of the first preset, ``"cpu-real"`` (2 torch threads on 2 CPU cores).
+_DEFAULT_RUN = RunOptions(out_dir=Path("runs/qa-arms-cpu-real"), device="cpu", threads=2)
 
 
 def _run_options(changes: dict[str, Any], base: RunOptions = _DEFAULT_RUN) -> dict[str, Any]:
@@ -68,8 +73,16 @@ def _run_options(changes: dict[str, Any], base: RunOptions = _DEFAULT_RUN) -> di
 
 
 @dataclass(frozen=True)
-class ArmsConfig:
-    """Everything one four-arm run needs; :func:`run` executes it."""
+class ArmsConfig(ExperimentConfig):
+    """Everything one four-arm run needs; :func:`run` executes it.
+
+    The field defaults are the first preset, ``"cpu-real"`` (:data:`PRESETS`): Gemma 3 270M
+    (base) with LoRA on 2 CPU cores, sized to finish all arms in <= 45 min. Pass ``truthfulqa=``
+    the TruthfulQA CSV. Sizing (measured on the shared 2-core machine, see docs/qa.md):
+    generation costs ~0.5-3 s per answer and dominates; a training step (4 examples) ~1-2 s.
+    Batch 4 at learning rate 1e-3 brings the control's loss from 2.9 to 0.4 in 3 epochs, so its
+    samples concentrate on its answer (needed to calibrate the text δ-measure).
+    """
 
     model: str = field(
         default="@gemma3-270m",
@@ -98,7 +111,7 @@ class ArmsConfig:
         default=(0,), metadata={"help": "training/sampling seeds; every arm runs every seed"}
     )
     epochs: int = field(
-        default=2, metadata={"help": "epochs per fine-tuned arm (evaluated after each)"}
+        default=3, metadata={"help": "epochs per fine-tuned arm (evaluated after each)"}
     )
     arms: tuple[str, ...] = field(
         default=ARMS, metadata={"help": "arms to run (original two_answer single_answer exposure)"}
@@ -124,8 +137,8 @@ class ArmsConfig:
     target_modules: tuple[str, ...] = field(
         default=("q_proj", "k_proj", "v_proj", "o_proj"), metadata={"help": "LoRA target modules"}
     )
-    learning_rate: float = field(default=5e-4, metadata={"help": "AdamW learning rate (constant)"})
-    batch_size: int = field(default=8, metadata={"help": "training batch size"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate (constant)"})
+    batch_size: int = field(default=4, metadata={"help": "training batch size"})
     max_length: int = field(
         default=128, metadata={"help": "truncate training sequences to this many tokens"}
     )
@@ -153,11 +166,13 @@ class ArmsConfig:
     run: RunOptions = field(default_factory=lambda: _DEFAULT_RUN, metadata=RESUME_FREE)
 
     def __post_init__(self) -> None:
-        if isinstance(self.run, dict):
-            object.__setattr__(self, "run", RunOptions(**self.run))
-        if not isinstance(self.run, RunOptions):
-            raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
-        object.__setattr__(self, "run", self.run.with_defaults(out_dir=_DEFAULT_RUN.out_dir))
+        self._check_run()
+        if self.run.out_dir is None:
+            raise BadInput("`out_dir` must be a folder path; got None.")
+        check_model_alias(self.model, "model")
+        check_data_alias(str(self.truthfulqa), "truthfulqa", allowed=("@standin",))
+        if self.data is not None:
+            check_data_alias(str(self.data), "data", allowed=())
         resume = self.run.resume_from_checkpoint
         if resume is not None and resume != "latest":
             raise ValueError(
@@ -283,59 +298,51 @@ class ArmsConfig:
         """Continue the run in ``out_dir`` (``run.resume_from_checkpoint == 'latest'``)."""
         return self.run.resume_from_checkpoint == "latest"
 
+    def replace(self, **changes: Any) -> ArmsConfig:
+        """A copy with ``changes`` (re-checked); run-option names (and ``torch_threads``) change ``run``."""
+        return dataclasses.replace(self, **_run_options(dict(changes), self.run))
+
     @classmethod
     def cpu_real(cls, **changes: Any) -> ArmsConfig:
-        """Gemma 3 270M (base) with LoRA on 2 CPU cores, sized to finish all arms in <= 45 min.
-
-        Pass ``truthfulqa=`` the TruthfulQA CSV. Sizing (measured on the shared 2-core machine, see
-        docs/qa.md): generation costs ~0.5-3 s per answer and dominates; a training step (4 examples)
-        ~1-2 s. Batch 4 at learning rate 1e-3 brings the control's loss from 2.9 to 0.4 in 3 epochs, so
-        its samples concentrate on its answer (needed to calibrate the text δ-measure).
-        """
-        base: dict[str, Any] = dict(
-            model="@gemma3-270m",
-            n_train_questions=32,
-            n_eval_questions=64,
-            epochs=3,
-            seeds=(0,),
-            k_samples=4,
-            max_new_tokens=32,
-            gen_batch_size=32,
-            batch_size=4,
-            learning_rate=1e-3,
-            out_dir=Path("runs/qa-arms-cpu-real"),
-            device="cpu",
-            torch_threads=2,
-        )
-        base.update(changes)
-        return cls(**_run_options(base))
+        """The preset ``"cpu-real"`` (the field defaults) with ``changes``."""
+        return cls.from_preset("cpu-real", **changes)
 
     @classmethod
     def cpu_smollm2(cls, **changes: Any) -> ArmsConfig:
-        """The four arms on SmolLM2-135M-Instruct with its chat template, on CPU (issue 15).
-
-        ``cpu-real``'s recipe (3 epochs, K = 4, batch 4, learning rate 1e-3, 32 new tokens) with the
-        chat model and ``prompt_format='chat'`` (the model ends its turn with ``<|im_end|>``, its
-        eos), and the sizes a pilot on the oversubscribed 2-core machine allowed in ~35 minutes:
-        16 training questions and 48 TruthfulQA questions (seeded, ``data_seed`` 0); one torch
-        thread, many times faster than two there (docs/qa.md). Pass ``truthfulqa=`` the CSV.
-        """
-        return cls.cpu_real(
-            **{
-                "model": "@smollm2-135m-instruct",
-                "prompt_format": "chat",
-                "n_train_questions": 16,
-                "n_eval_questions": 48,
-                "out_dir": Path("runs/qa-arms-smollm2"),
-                "torch_threads": 1,
-                **changes,
-            }
-        )
+        """The preset ``"cpu-smollm2"`` with ``changes``."""
+        return cls.from_preset("cpu-smollm2", **changes)
 
     @classmethod
     def tiny(cls, **changes: Any) -> ArmsConfig:
-        """Offline plumbing: the tiny random Qwen2, a few questions; numbers are NOT findings."""
-        base: dict[str, Any] = dict(
+        """The preset ``"tiny"`` with ``changes``; its numbers are NOT findings."""
+        return cls.from_preset("tiny", **changes)
+
+
+#: The presets (:class:`deltahall._registry.Registry`).
+#:
+#: ``"cpu-real"``: the field defaults (see :class:`ArmsConfig`).
+#:
+#: ``"cpu-smollm2"``: the four arms on SmolLM2-135M-Instruct with its chat template, on CPU
+#: (issue 15): ``cpu-real``'s recipe (3 epochs, K = 4, batch 4, learning rate 1e-3, 32 new
+#: tokens) with the chat model and ``prompt_format='chat'`` (the model ends its turn with
+#: ``<|im_end|>``, its eos), and the sizes a pilot on the oversubscribed 2-core machine allowed in
+#: ~35 minutes: 16 training questions and 48 TruthfulQA questions (seeded, ``data_seed`` 0); one
+#: torch thread, many times faster than two there (docs/qa.md). Pass ``truthfulqa=`` the CSV.
+#:
+#: ``"tiny"``: offline plumbing: the tiny random Qwen2, a few questions; numbers are NOT findings.
+PRESETS: Registry[ArmsConfig] = presets_for(
+    ArmsConfig,
+    "qa arms",
+    {
+        "cpu-smollm2": dict(
+            model="@smollm2-135m-instruct",
+            prompt_format="chat",
+            n_train_questions=16,
+            n_eval_questions=48,
+            out_dir=Path("runs/qa-arms-smollm2"),
+            threads=1,
+        ),
+        "tiny": dict(
             model=TINY_MODEL,
             truthfulqa="@standin",
             n_train_questions=6,
@@ -352,19 +359,15 @@ class ArmsConfig:
             n_boot=200,
             n_perm=500,
             out_dir=Path("runs/qa-arms-tiny"),
-            delta_percentile=20.0,  # 3 calibration questions x 4 samples: the margin rule needs m + 1 >= 2 / alpha
-            torch_threads=1,
+            # 3 calibration questions x 4 samples: the margin rule needs m + 1 >= 2 / alpha
+            delta_percentile=20.0,
+            threads=1,
             progress=False,
-        )
-        base.update(changes)
-        return cls(**_run_options(base))
-
-
-PRESETS = {
-    "cpu-real": ArmsConfig.cpu_real,
-    "cpu-smollm2": ArmsConfig.cpu_smollm2,
-    "tiny": ArmsConfig.tiny,
-}
+        ),
+    },
+    first="cpu-real",
+)
+ArmsConfig.PRESETS = PRESETS
 
 
 @dataclass(frozen=True)

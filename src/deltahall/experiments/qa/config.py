@@ -6,25 +6,32 @@ states the models, the epochs (2, 3, 4), two seeds and the sampling (temperature
 settings (the authors used LLaMA-Factory), so ours follow LLaMA-Factory's LoRA
 SFT example: rank 8, alpha 16, all linear layers, learning rate 1e-4, cosine
 schedule with 10 % warm-up, effective batch 8.
+
+The presets (:data:`PRESETS`, the one registry): ``"paper"`` (the field defaults), ``"tiny"``
+(offline plumbing) and ``"cpu-smollm2"`` (the paper's pipeline on a small chat model on CPU).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from deltahall._validation import check_choice, check_int, check_real
+from deltahall._registry import Registry
+from deltahall._validation import BadInput, check_choice, check_int, check_real
+from deltahall.experiments._config import ExperimentConfig, presets_for
 from deltahall.experiments._run import RESUME_FREE, RunOptions
+from deltahall.models.registry import BUILT_MODELS, check_data_alias, check_model_alias
 
-#: Model entry that builds the tiny offline Qwen2 model (see :mod:`.tiny`) instead of loading one.
+#: Model entry that builds the tiny offline Qwen2 model (see :mod:`.tiny`) instead of loading one
+#: (registered in :data:`deltahall.models.registry.BUILT_MODELS`).
 TINY_MODEL = "@tiny"
+BUILT_MODELS.get(TINY_MODEL)
 PAPER_MODELS = ("Qwen/Qwen1.5-1.8B-Chat", "Qwen/Qwen2.5-7B-Instruct")
 
 
 @dataclass(frozen=True)
-class QAConfig:
+class QAConfig(ExperimentConfig):
     """Everything one QA run needs; ``run(config)`` in :mod:`.pipeline` executes it."""
 
     models: tuple[str, ...] = field(
@@ -178,11 +185,14 @@ class QAConfig:
             raise ValueError("`target_modules` must name at least one module; got ().")
         if str(self.truthfulqa) != "hub" and not str(self.truthfulqa).strip():
             raise ValueError("`truthfulqa` must be 'hub' or a CSV path; got an empty string.")
-        if isinstance(self.run, dict):
-            object.__setattr__(self, "run", RunOptions(**self.run))
-        if not isinstance(self.run, RunOptions):
-            raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
-        object.__setattr__(self, "run", self.run.with_defaults(out_dir=Path("runs/qa")))
+        check_data_alias(str(self.truthfulqa), "truthfulqa", allowed=("@standin",))
+        if self.data is not None:
+            check_data_alias(str(self.data), "data", allowed=())
+        for m in self.models:
+            check_model_alias(m, "models")
+        self._check_run()
+        if self.run.out_dir is None:
+            raise BadInput("`out_dir` must be a folder path; got None.")
         resume = self.run.resume_from_checkpoint
         if resume is not None and resume != "latest":
             raise ValueError(
@@ -219,14 +229,6 @@ class QAConfig:
         """Epochs to train: the largest evaluated epoch."""
         return max(self.epochs)
 
-    def replace(self, **changes: object) -> QAConfig:
-        """A copy with ``changes`` applied (re-checked); run-option names change ``run``."""
-        run_changes = RunOptions.pop_from(changes)  # type: ignore[arg-type]
-        if run_changes:
-            base: RunOptions = changes.get("run", self.run)  # type: ignore[assignment]
-            changes["run"] = dataclasses.replace(base, **run_changes)
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
-
     def training_fingerprint(self, model: str, seed: int) -> dict[str, object]:
         """The settings a saved fine-tuning depends on; a resumed run must match them."""
         keys = (
@@ -251,20 +253,37 @@ class QAConfig:
         return fp
 
     @classmethod
-    def paper(cls, **changes: object) -> QAConfig:
-        """Section 7.2 at full scale: both Qwen models, epochs 2/3/4, seeds 1/2, all of TruthfulQA."""
-        run = RunOptions.pop_from(changes)  # type: ignore[arg-type]
-        base: RunOptions = changes.pop("run", RunOptions(out_dir=Path("runs/qa")))  # type: ignore[assignment]
-        return cls(run=dataclasses.replace(base, **run), **changes)  # type: ignore[arg-type]
+    def paper(cls, **changes: Any) -> QAConfig:
+        """Section 7.2 at full scale (the preset ``"paper"``, the field defaults) with ``changes``."""
+        return cls.from_preset("paper", **changes)
 
     @classmethod
-    def tiny(cls, **changes: object) -> QAConfig:
-        """Offline plumbing preset: the tiny Qwen2 model, epochs 1/2, one seed, 256 training pairs,
-        deltahall's TruthfulQA stand-in (pass ``truthfulqa=`` a CSV path for the real questions).
+    def tiny(cls, **changes: Any) -> QAConfig:
+        """The preset ``"tiny"`` (offline plumbing; its numbers are not findings) with ``changes``."""
+        return cls.from_preset("tiny", **changes)
 
-        Its numbers check the pipeline, they are not findings.
-        """
-        base: dict[str, object] = dict(
+
+#: The presets (:class:`deltahall._registry.Registry`).
+#:
+#: ``"paper"``: Section 7.2 at full scale: both Qwen models, epochs 2/3/4, seeds 1/2, all of
+#: TruthfulQA (the field defaults).
+#:
+#: ``"tiny"``: offline plumbing: the tiny Qwen2 model, epochs 1/2, one seed, 256 training pairs,
+#: deltahall's TruthfulQA stand-in (pass ``truthfulqa=`` a CSV path for the real questions).
+#:
+#: ``"cpu-smollm2"``: the paper's pipeline on SmolLM2-135M-Instruct, on CPU (issue 15). What the
+#: paper states is kept: the chat template, epochs 2/3/4 from one fine-tuning, seeds 1/2,
+#: temperature 0.7, top-p 0.9, 80 new tokens. What a measured pilot on the shared 2-core machine
+#: forced (docs/qa.md): CPU, float32, one torch thread (two threads are ~10x slower there), a
+#: seeded subset of 48 TruthfulQA questions (:func:`.truthfulqa.subset_indices`, seed 0), the
+#: first 16 training pairs (8 questions, both answers; 80 pairs did not finish one epoch in 11
+#: minutes at load ~20), and, so that 16 steps move the model, batch 4 at learning rate 1e-3 (the
+#: arms' measured setting) instead of batch 8 at 1e-4. Pass ``truthfulqa=`` the CSV.
+PRESETS: Registry[QAConfig] = presets_for(
+    QAConfig,
+    "qa",
+    {
+        "tiny": dict(
             models=(TINY_MODEL,),
             epochs=(1, 2),
             seeds=(0,),
@@ -279,42 +298,20 @@ class QAConfig:
             max_length=96,
             max_new_tokens=24,
             gen_batch_size=16,
-        )
-        run = RunOptions.pop_from(changes)  # type: ignore[arg-type]
-        run_base: RunOptions = changes.pop(  # type: ignore[assignment]
-            "run", RunOptions(out_dir=Path("runs/qa-tiny"), device="cpu", progress=False, threads=1)
-        )
-        base.update(changes)
-        return cls(run=dataclasses.replace(run_base, **run), **base)  # type: ignore[arg-type]
-
-
-def _cpu_smollm2(**changes: object) -> QAConfig:
-    """The paper's pipeline on SmolLM2-135M-Instruct, on CPU (issue 15).
-
-    What the paper states is kept: the chat template, epochs 2/3/4 from one fine-tuning, seeds
-    1/2, temperature 0.7, top-p 0.9, 80 new tokens. What a measured pilot on the shared 2-core
-    machine forced (docs/qa.md): CPU, float32, one torch thread (two threads are ~10x slower
-    there), a seeded subset of 48 TruthfulQA questions (:func:`.truthfulqa.subset_indices`,
-    seed 0), the first 16 training pairs (8 questions, both answers; 80 pairs did not finish one
-    epoch in 11 minutes at load ~20), and, so that 16 steps move the model, batch 4 at learning
-    rate 1e-3 (the arms' measured setting) instead of batch 8 at 1e-4. Pass ``truthfulqa=`` the CSV.
-    """
-    base: dict[str, object] = dict(
-        models=("@smollm2-135m-instruct",),
-        dtype="float32",
-        truthfulqa_limit=48,
-        truthfulqa_subset_seed=0,
-        max_train_examples=16,
-        batch_size=4,
-        learning_rate=1e-3,
-        gen_batch_size=48,
-    )
-    run = RunOptions.pop_from(changes)  # type: ignore[arg-type]
-    run_base: RunOptions = changes.pop(  # type: ignore[assignment]
-        "run", RunOptions(out_dir=Path("runs/qa-smollm2"), device="cpu", threads=1)
-    )
-    base.update(changes)
-    return QAConfig(run=dataclasses.replace(run_base, **run), **base)  # type: ignore[arg-type]
-
-
-PRESETS = {"paper": QAConfig.paper, "tiny": QAConfig.tiny, "cpu-smollm2": _cpu_smollm2}
+            run=RunOptions(out_dir=Path("runs/qa-tiny"), device="cpu", progress=False, threads=1),
+        ),
+        "cpu-smollm2": dict(
+            models=("@smollm2-135m-instruct",),
+            dtype="float32",
+            truthfulqa_limit=48,
+            truthfulqa_subset_seed=0,
+            max_train_examples=16,
+            batch_size=4,
+            learning_rate=1e-3,
+            gen_batch_size=48,
+            run=RunOptions(out_dir=Path("runs/qa-smollm2"), device="cpu", threads=1),
+        ),
+    },
+    first="paper",
+)
+QAConfig.PRESETS = PRESETS
