@@ -4,6 +4,7 @@ import types
 
 import pytest
 
+from deltahall._registry import Registry
 from deltahall.experiments import main_job
 from deltahall.io import Section
 
@@ -26,7 +27,8 @@ def fake_steps(monkeypatch):
     bad.main_job_section = bad_section
     monkeypatch.setitem(sys.modules, "fake_ok_step", ok)
     monkeypatch.setitem(sys.modules, "fake_bad_step", bad)
-    monkeypatch.setattr(main_job, "STEPS", (("theory", "fake_ok_step"), ("qa", "fake_bad_step")))
+    steps = Registry("main-job step", entries={"theory": "fake_ok_step", "qa": "fake_bad_step"})
+    monkeypatch.setattr(main_job, "STEPS", steps)
 
 
 def test_main_job_reports_success_and_failure(tmp_path, fake_steps):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from deltahall._registry import Registry
 from deltahall.experiments import main_job
 from deltahall.io import Section
 
@@ -34,7 +35,8 @@ def steps(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         monkeypatch.setitem(sys.modules, mod.__name__, mod)
         return mod
 
-    monkeypatch.setattr(main_job, "STEPS", tuple((n, make(n).__name__) for n in ("theory", "qa")))
+    steps = Registry("main-job step", entries={n: make(n).__name__ for n in ("theory", "qa")})
+    monkeypatch.setattr(main_job, "STEPS", steps)
     return state
 
 

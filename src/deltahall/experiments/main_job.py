@@ -30,20 +30,25 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from deltahall._registry import Registry
 from deltahall._validation import BadInput
 from deltahall.experiments._run import Experiment, Job, OpenRun, Outcome, RunOptions, execute, free
 from deltahall.io import Report, RunDir, Section
 
 logger = logging.getLogger(__name__)
 
-#: (name, module) of every step, in report order.
-STEPS: tuple[tuple[str, str], ...] = (
-    ("theory", "deltahall.experiments.theory_checks"),
-    ("coinflip", "deltahall.experiments.coinflip.report"),
-    ("t2i", "deltahall.experiments.t2i.report"),
-    ("qa", "deltahall.experiments.qa.report"),
-    ("real", "deltahall.experiments.qa.real_report"),
-    ("modes", "deltahall.experiments.modes.report"),
+#: Every step: name -> the module holding its ``main_job_section``, in report order (the one
+#: registry: an unknown step name is an error listing the known ones).
+STEPS: Registry[str] = Registry(
+    "main-job step",
+    entries={
+        "theory": "deltahall.experiments.theory_checks",
+        "coinflip": "deltahall.experiments.coinflip.report",
+        "t2i": "deltahall.experiments.t2i.report",
+        "qa": "deltahall.experiments.qa.report",
+        "real": "deltahall.experiments.qa.real_report",
+        "modes": "deltahall.experiments.modes.report",
+    },
 )
 
 
@@ -70,10 +75,9 @@ class MainJobConfig:
     )
 
     def __post_init__(self) -> None:
-        known = {n for n, _ in STEPS}
-        bad = [s for s in self.only if s not in known]
+        bad = [s for s in self.only if s not in STEPS]
         if bad:
-            raise ValueError(f"`only` must name steps among {sorted(known)}; got {bad}.")
+            raise BadInput(f"`only` must name steps among {list(STEPS.names())}; got {bad}.")
         if self.resume_from_checkpoint not in (None, "latest"):
             raise BadInput(
                 "`resume_from_checkpoint` must be 'latest' for the main job (it resumes the run in "
@@ -173,9 +177,9 @@ def _body(job: Job, opened: OpenRun) -> Outcome:
     failed: dict[str, str] = {}
     reused: dict[str, float] = {}
     finished = [
-        s for s in before if s not in {n for n, _ in STEPS if not config.only or n in config.only}
+        s for s in before if s not in {n for n in STEPS if not config.only or n in config.only}
     ]
-    steps = [(n, m) for n, m in STEPS if not config.only or n in config.only]
+    steps = [(n, m) for n, m in STEPS.items() if not config.only or n in config.only]
     bar = tqdm(steps, desc="main job", unit="step", disable=not config.progress)
     for name, module in bar:
         bar.set_postfix_str(name)
