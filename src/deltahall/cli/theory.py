@@ -7,6 +7,12 @@ instances) and ``figures`` (Figures 2 and 8).
 The options of ``witness``, ``bound`` and ``check`` are built from the config dataclasses in
 :mod:`deltahall.experiments.theory_checks` (one place for every default); ``--config FILE``
 (TOML or JSON) supplies values too, and the command line wins over it.
+
+With ``--out-dir`` a command is a run of the shared runner
+(:func:`deltahall.experiments._run.execute`): the folder is checked first (one holding a run of
+this command is refused unless ``--resume-from-checkpoint latest`` with the same settings, which
+redoes it), the computation runs before anything is written (a refused computation leaves the
+folder as it was), then ``manifest.json``, the tables and last ``<command>.json``, atomically.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ import argparse
 import dataclasses
 import math
 import sys
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 from deltahall.cli.config_args import _UNSET, add_dataclass_arguments, config_from_args
 
@@ -121,6 +130,7 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
         help="run directory (default runs/theory-figures)",
     )
     f.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _resume_option(f)
     f.set_defaults(handler=_figures)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
@@ -162,6 +172,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--out-dir", default=None, help="also write manifest and results into this run directory"
+    )
+    _resume_option(p)
+
+
+def _resume_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resume-from-checkpoint",
+        choices=["latest"],
+        default=None,
+        help="'latest': redo the run in --out-dir (same settings required); unset: refuse a "
+        "folder that holds one",
     )
 
 
@@ -219,37 +240,70 @@ def _dumps(payload: Any) -> str:
     return dumps_json(payload, indent=None).rstrip("\n")
 
 
-def _save(
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FiguresConfig:
+    """``theory figures`` has no settings: Figures 2 and 8 are fixed."""
+
+
+def _computed(
     args: argparse.Namespace,
     cfg: Any,
     name: str,
-    payload: Any,
-    rows: list[dict[str, Any]] | None = None,
-) -> None:
+    compute: Callable[[], T],
+    files: Callable[[T], tuple[Any, list[dict[str, Any]] | None]],
+) -> T:
+    """``compute()``; with ``--out-dir``, as a run of the shared runner that writes ``files(value)``:
+    ``<name>.json`` (the payload, atomically, last) and ``<name>.csv`` (the rows, if any)."""
     if not args.out_dir:
-        return
-    from deltahall.io import RunDir
+        return compute()
+    from deltahall.experiments._run import Experiment, Job, OpenRun, Outcome, RunOptions, execute
 
-    rd = RunDir(args.out_dir)
-    rd.write_manifest(cfg, seed=getattr(cfg, "seed", None))
-    rd.write_text(f"{name}.json", _dumps(payload) + "\n")
-    if rows is not None:
-        rd.write_csv(f"{name}.csv", rows)
+    def body(job: Job, opened: OpenRun) -> Outcome:
+        payload, rows = files(opened.prepared)
+        if rows is not None:
+            opened.rd.write_csv(f"{name}.csv", rows)
+        return Outcome(result=payload, value=opened.prepared)
+
+    experiment = Experiment(
+        name=f"theory-{name}",
+        body=body,
+        prepare=lambda job, pending: compute(),
+        result_name=f"{name}.json",
+    )
+    run = RunOptions(
+        out_dir=Path(args.out_dir),
+        resume_from_checkpoint=args.resume_from_checkpoint,
+        progress=False,
+    )
+    value: T = execute(experiment, Job(settings=cfg, run=run))
+    return value
 
 
 def _witness(args: argparse.Namespace) -> int:
     from deltahall.experiments.theory_checks import run_witness, witness_payload
 
     cfg = _config(args)
-    results = run_witness(cfg)
     th = cfg.theorem
+
+    def files(results: Any) -> tuple[dict[str, Any], None]:
+        dicts = [witness_payload(r) for r in results]
+        payload: dict[str, Any] = (
+            dicts[0]
+            if len(dicts) == 1
+            else {
+                "theorem": th,
+                "hallucinates": all(r.hallucinates for r in results),
+                "inputs": dicts,
+            }
+        )
+        return payload, None
+
+    results = _computed(args, cfg, "witness", lambda: run_witness(cfg), files)
     dicts = [witness_payload(r) for r in results]
-    payload: dict[str, Any] = (
-        dicts[0]
-        if len(dicts) == 1
-        else {"theorem": th, "hallucinates": all(r.hallucinates for r in results), "inputs": dicts}
-    )
-    _save(args, cfg, "witness", payload)
+    payload = files(results)[0]
     if args.json:
         print(_dumps(payload))
     else:
@@ -292,9 +346,13 @@ def _bound(args: argparse.Namespace) -> int:
     from deltahall.experiments.theory_checks import bound_payload, run_bound
 
     cfg = _config(args)
-    rep = run_bound(cfg)
+
+    def files(rep: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        payload = bound_payload(rep)
+        return payload, payload["states"]
+
+    rep = _computed(args, cfg, "bound", lambda: run_bound(cfg), files)
     payload = bound_payload(rep)
-    _save(args, cfg, "bound", payload, payload["states"])
     if args.json:
         print(_dumps(payload))
         return 0
@@ -340,18 +398,18 @@ def _check(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
         bar.set_postfix_str(f"{tried} drawn")
 
-    try:
-        res = run_check(cfg, progress=progress)
-    finally:
-        bar.close()
+    def compute() -> Any:
+        try:
+            return run_check(cfg, progress=progress)
+        finally:
+            bar.close()
+
+    def files(res: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        payload = check_payload(res)
+        return payload, [{k: v for k, v in r.items() if k != "weights"} for r in payload["rows"]]
+
+    res = _computed(args, cfg, "check", compute, files)
     payload = check_payload(res)
-    _save(
-        args,
-        cfg,
-        "check",
-        payload,
-        [{k: v for k, v in r.items() if k != "weights"} for r in payload["rows"]],
-    )
     if args.json:
         print(_dumps(payload))
         return 0
@@ -388,9 +446,21 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
+    from deltahall.experiments._run import Experiment, Job, OpenRun, RunOptions, execute
     from deltahall.plotting.theory import save_theory_figures
 
-    info = save_theory_figures(args.out_dir)
+    def body(job: Job, opened: OpenRun) -> dict[str, Any]:
+        return save_theory_figures(opened.root)
+
+    run = RunOptions(
+        out_dir=Path(args.out_dir),
+        resume_from_checkpoint=args.resume_from_checkpoint,
+        progress=False,
+    )
+    info = execute(
+        Experiment(name="theory-figures", body=body, outputs=("figures",)),
+        Job(settings=FiguresConfig(), run=run),
+    )
     if args.json:
         print(_dumps(info))
     else:
