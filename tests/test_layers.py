@@ -2,19 +2,23 @@
 
 The layers, top to bottom (an import may point to its own layer or any layer below)::
 
-    7  cli                         the command line; the library never imports it
-    6  experiments                 runs, run directories, report sections
-    5  measure                     the measurement instrument
-    4  plotting                    figures from data it is given; never reads run directories
-    3  models | detectors | theory registry + embedders | fitted estimators | pure numpy/scipy math
-    2  io | stats                  atomic writes, run directories, the HTML report | intervals and tests
-    1  _validation                 argument checks and error types
-    0  deltahall (the root)        ``deltahall/__init__.py``: ``__version__`` only
+    9  cli                   the command line; the library never imports it
+    8  experiments           one package per experiment, the run lifecycle, the main job
+    7  measure               the measurement instrument
+    6  plotting              figures from data it is given; never reads files
+    5  models | detectors    registry + embedders | fitted estimators (diagnostics use the theory)
+    4  theory                pure numpy/scipy math of the paper
+    3  io                    atomic writes, run directories, strict JSON, the HTML report
+    2  stats | _registry     intervals and tests | the one Registry type
+    1  _validation           argument checks and error types
+    0  deltahall (the root)  ``deltahall/__init__.py``: ``__version__`` only
 
-``models``, ``detectors`` and ``theory`` share level 3 and are *siblings*: none of them imports
-another (today detectors fit mixtures on arrays without using :mod:`deltahall.theory`, and the
-theory never needs a fitted detector). A sibling edge is refused like an upward one; to allow one,
-add it to :data:`SIBLING_EDGES` with the reason, so the exception is a decision, not an accident.
+``models`` and ``detectors`` share level 5 and are *siblings*: neither imports the other (an
+embedder is not an estimator, and a detector takes arrays, whatever made them). ``stats`` and
+``_registry`` are siblings at level 2 for the same reason. A sibling edge is refused like an
+upward one; to allow one, add it to :data:`SIBLING_EDGES` with the reason, so the exception is a
+decision, not an accident. ``theory`` sits below ``detectors``: the detector diagnostics score
+flags against the theory's Gaussian HDR instead of carrying their own copy of it.
 
 The root package is level 0 so any layer may import ``deltahall.__version__``; the price is that
 ``deltahall/__init__.py`` imports nothing of the package (which also keeps ``import deltahall``
@@ -27,6 +31,20 @@ importing module's package.
 
 A second test refuses import cycles between modules (lazy imports included), e.g. the former
 ``plotting/qa.py`` <-> ``experiments/qa/results.py`` and ``qa/standin.py`` <-> ``qa/truthfulqa.py``.
+
+Inside ``experiments`` (:func:`test_experiment_packages_do_not_import_each_other`): an experiment
+package (``experiments/<pkg>/``) imports its own modules and the lifecycle modules
+(:data:`LIFECYCLE`: ``_run``, ``_checkpoint``, ``_config``) and nothing of another experiment
+package; the lifecycle imports no experiment package; only the composers (:data:`COMPOSERS`:
+``main_job``, which runs every experiment, and ``theory_checks``, the theory commands) import
+packages, and no package imports a composer.
+
+Run folders (:func:`test_only_results_modules_read_run_folders`): in ``experiments`` and ``cli``
+a call that reads a file (:data:`FILE_READS`) may appear only in an experiment's results module
+(``experiments/<pkg>/results.py``) or in a module of :data:`FILE_READERS`, each with its reason:
+the lifecycle and resume (a run reading its own state back to continue it), caches (read back and
+checked against their key) and inputs (files the user names, not run folders). A report module
+gets its data from its results module; ``plotting`` reads nothing at all.
 """
 
 from __future__ import annotations
@@ -43,15 +61,15 @@ ROOT = Path(deltahall.__file__).resolve().parent
 
 #: Level of each top-level name under ``deltahall``; the root package itself is level 0.
 LAYERS: dict[str, int] = {
-    "__main__": 8,
-    "cli": 7,
-    "experiments": 6,
-    "measure": 5,
-    "plotting": 4,
-    "models": 3,
-    "detectors": 3,
-    "theory": 3,
-    "io": 2,
+    "__main__": 10,
+    "cli": 9,
+    "experiments": 8,
+    "measure": 7,
+    "plotting": 6,
+    "models": 5,
+    "detectors": 5,
+    "theory": 4,
+    "io": 3,
     "stats": 2,
     "_registry": 2,
     "_validation": 1,
@@ -170,7 +188,7 @@ def level_of(layer: str) -> int:
 
 
 def layer_order() -> str:
-    """``"__main__ -> cli -> ... -> models | detectors | theory -> io -> _validation"``."""
+    """``"__main__ -> cli -> ... -> models | detectors -> theory -> io -> ... -> _validation"``."""
     levels = sorted(set(LAYERS.values()), reverse=True)
     return " -> ".join(" | ".join(k for k in LAYERS if LAYERS[k] == lv) for lv in levels)
 
@@ -340,3 +358,199 @@ def test_plotting_reads_no_files() -> None:
     assert not bad, (
         "plotting modules must draw from data they are given, not read files:\n" + "\n".join(bad)
     )
+
+
+def test_detector_diagnostics_take_the_truth_from_the_theory() -> None:
+    # The order is a decision: theory below detectors, so the diagnostics' true HDR is the
+    # theory's (one home for the Gaussian HDR), not a copy. An edge that disappears fails here.
+    assert level_of("theory") < level_of("detectors") == level_of("models")
+    modules = source_modules()
+    edges = imports_of(ROOT / "detectors" / "diagnostics.py", modules)
+    assert any(layer_of(e.imported) == "theory" for e in edges), [str(e) for e in edges]
+
+
+# ----------------------------------------------------------------------------- experiments
+
+EXPERIMENTS = f"{PACKAGE}.experiments"
+#: Modules directly under ``experiments/`` that every experiment package may import: the run
+#: lifecycle. They import no experiment package (the lifecycle must not depend on one experiment).
+LIFECYCLE = frozenset({"_run", "_checkpoint", "_config"})
+#: Modules directly under ``experiments/`` that compose experiment packages, with the reason.
+#: Nothing under ``experiments/`` imports a composer (only the CLI does).
+COMPOSERS: dict[str, str] = {
+    "main_job": "runs every experiment's step and assembles the one report",
+    "theory_checks": "the theory commands: witnesses, one bound, and the bound_sweep package",
+}
+
+
+def _experiment_part(module: str) -> tuple[str, str] | None:
+    """``("package", "qa")`` for ``deltahall.experiments.qa.results``, ``("shared", "_run")`` for
+    ``deltahall.experiments._run``, ``("root", "")`` for ``deltahall.experiments``; None outside."""
+    if module == EXPERIMENTS:
+        return ("root", "")
+    if not module.startswith(EXPERIMENTS + "."):
+        return None
+    head = module[len(EXPERIMENTS) + 1 :].split(".")[0]
+    if (ROOT / "experiments" / head).is_dir():
+        return ("package", head)
+    return ("shared", head)
+
+
+def experiment_edge_problems(edges: list[Edge]) -> list[str]:
+    """Edges inside ``experiments`` that break the package rule (module notes), with why."""
+    bad = []
+    for e in edges:
+        src, dst = _experiment_part(e.importer), _experiment_part(e.imported)
+        if src is None or dst is None or dst[0] == "root":
+            continue
+        if src[0] == "package" and dst[0] == "package" and src[1] != dst[1]:
+            bad.append(f"{e}  (experiment {src[1]} imports experiment {dst[1]})")
+        elif src[0] != "shared" and dst[0] == "shared" and dst[1] in COMPOSERS:
+            bad.append(f"{e}  ({dst[1]} composes experiments; only the CLI imports it)")
+        elif src[0] == "shared" and src[1] in COMPOSERS and dst[0] == "shared":
+            if dst[1] in COMPOSERS and dst[1] != src[1]:
+                bad.append(f"{e}  (a composer imports another composer)")
+        elif src[0] in ("shared", "root") and src[1] not in COMPOSERS and dst[0] == "package":
+            bad.append(f"{e}  ({src[1] or '__init__'} is shared: it imports no experiment package)")
+        elif dst[0] == "shared" and dst[1] not in LIFECYCLE | set(COMPOSERS):
+            bad.append(f"{e}  ({dst[1]} is neither lifecycle nor a composer: place it)")
+    return bad
+
+
+def test_the_experiment_rule_catches_each_kind_of_edge() -> None:
+    # Known text, parsed as if it were experiments/coinflip/_probe.py and experiments/_run.py.
+    modules = source_modules()
+    probe = (
+        "from deltahall.experiments.qa import results\n"  # another package: refused
+        "from deltahall.experiments import main_job\n"  # a composer: refused
+        "from deltahall.experiments._run import RunOptions\n"  # the lifecycle: fine
+        "from deltahall.experiments.coinflip import config\n"  # its own package: fine
+    )
+    edges = parse_imports(probe, ROOT / "experiments" / "coinflip" / "_probe.py", modules)
+    bad = experiment_edge_problems(edges)
+    assert len(bad) == 2 and "imports experiment qa" in bad[0] and "composes" in bad[1], bad
+    lifecycle = parse_imports(
+        "from deltahall.experiments.t2i import config\n", ROOT / "experiments" / "_run.py", modules
+    )
+    assert "is shared" in experiment_edge_problems(lifecycle)[0]
+    composer = parse_imports(
+        "from deltahall.experiments.t2i import report\n",
+        ROOT / "experiments" / "main_job.py",
+        modules,
+    )
+    assert experiment_edge_problems(composer) == []
+
+
+def test_experiment_packages_do_not_import_each_other() -> None:
+    bad = experiment_edge_problems(all_edges())
+    assert not bad, "imports against the experiment rule (tests/test_layers.py):\n" + "\n".join(bad)
+
+
+# ----------------------------------------------------------------------------- run folders
+
+#: Calls that read a file. ``json.loads`` of a string is not one (its ``read_text`` is).
+FILE_READS = frozenset(
+    {
+        "open",
+        "read_csv",
+        "read_json",
+        "read_run_json",
+        "read_text",
+        "read_bytes",
+        "load",
+        "loadtxt",
+        "genfromtxt",
+        "load_file",
+        "safe_open",
+        "read_jsonl",
+        "iter_jsonl",
+    }
+)
+#: Modules under ``experiments`` and ``cli`` that read files although they are no results module,
+#: with the reason. Reading a run's results back for a report or a table belongs in
+#: ``experiments/<pkg>/results.py``; a module added here needs one of these reasons.
+FILE_READERS: dict[str, str] = {
+    # the lifecycle and resume: a run reads its own state back to continue it
+    "experiments._run": "lifecycle: the manifest of the run it accepts or resumes",
+    "experiments._checkpoint": "lifecycle: a checkpoint's weights and state, to resume",
+    "experiments.main_job": "lifecycle: its own manifest and summary, to say which steps it reused",
+    "experiments.coinflip.train": "resume: the run's own timing so far",
+    "experiments.coinflip.sweep": "resume: the sweep's timing and its finished child runs' results",
+    "experiments.modes.pipeline": "resume: the run's own timing so far",
+    "experiments.modes.recursive": "resume: the generations' models this run saved",
+    "experiments.qa.arms": "resume: the finished seeds and their rows (the arms' progress)",
+    "experiments.qa.finetune": "resume: adapter weights and loss rows of the checkpoint it continues",
+    "experiments.qa.pipeline": "resume: each saved epoch's adapter weights, to generate with them",
+    "experiments.t2i.final": "body: the samples this run saved, measured at its end",
+    # results modules under another name
+    "experiments.qa.arms_tables": "qa arms' results module: merges and tabulates its seed runs",
+    # caches, read back and checked against their key
+    "experiments.t2i.detector": "cache: the fitted detector, refused unless its spec matches",
+    "experiments.t2i.tiny": "cache: the tiny model's marker, refused unless its spec matches",
+    # inputs the user names, not run folders
+    "experiments.qa.dataset": "input: the question file",
+    "experiments.qa.generate": "input: a generated-answers JSONL",
+    "experiments.qa.truthfulqa": "input: the TruthfulQA file",
+    "experiments.t2i.data": "input: reference images",
+    "cli.config_args": "input: the --config file",
+    "cli.embed": "input: images and JSONL to embed",
+    "cli.hcdr": "input: arrays and detector files",
+    # output: a command prints a file it has just written
+    "cli.qa": "output: `qa intervals` prints the table1_ci.md it has just written",
+}
+
+
+def _is_results_module(rel: str) -> bool:
+    parts = rel.split(".")
+    return len(parts) == 3 and parts[0] == "experiments" and parts[2] == "results"
+
+
+def file_reads(text: str, path: Path) -> list[str]:
+    """``path:line name()`` for every call of a :data:`FILE_READS` name in ``text``."""
+    out = []
+    for node in ast.walk(ast.parse(text, filename=str(path))):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = (
+                f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            )
+            if name in FILE_READS:
+                out.append((node.lineno, f"{path.relative_to(ROOT.parent)}:{node.lineno} {name}()"))
+    return [hit for _, hit in sorted(out)]
+
+
+def test_the_reader_scan_sees_run_file_reads() -> None:
+    text = (
+        "import json\n"
+        "m = json.loads((root / 'manifest.json').read_text(encoding='utf-8'))\n"
+        "rows = RunDir(root).read_json('result.json')\n"
+        "x = json.loads('{}')\n"
+    )
+    hits = file_reads(text, ROOT / "experiments" / "qa" / "report.py")
+    assert [h.split(" ")[-1] for h in hits] == ["read_text()", "read_json()"], hits
+    assert _is_results_module("experiments.qa.results")
+    assert not _is_results_module("experiments.qa.report")
+
+
+def test_only_results_modules_read_run_folders() -> None:
+    bad = []
+    for sub in ("experiments", "cli"):
+        for path in sorted((ROOT / sub).rglob("*.py")):
+            rel = module_name(path).removeprefix(PACKAGE + ".")
+            if _is_results_module(rel) or rel in FILE_READERS:
+                continue
+            bad += file_reads(path.read_text(encoding="utf-8"), path)
+    assert not bad, (
+        "files read outside a results module (get the data from experiments/<pkg>/results.py, "
+        "or add the module to FILE_READERS with its reason):\n" + "\n".join(bad)
+    )
+
+
+def test_every_listed_reader_still_reads() -> None:
+    # A stale entry would let a future read through unseen: each listed module must exist and read.
+    stale = []
+    for rel in sorted(FILE_READERS):
+        path = ROOT.joinpath(*rel.split(".")).with_suffix(".py")
+        if not path.is_file() or not file_reads(path.read_text(encoding="utf-8"), path):
+            stale.append(rel)
+    assert not stale, f"FILE_READERS entries that read nothing (remove them): {stale}"

@@ -186,6 +186,52 @@ def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def read_run_json(root: str | os.PathLike[str], name: str, *, missing_ok: bool = False) -> Any:
+    """The JSON file ``name`` of the run folder ``root`` (``manifest.json``, ``result.json``, ...).
+
+    For an experiment's results module, which is the one place that reads its run folder back
+    (``tests/test_layers.py``). Nothing is created: a reader never makes the folder it reads.
+
+    Parameters
+    ----------
+    root : path
+        The run folder.
+    name : str
+        The file inside it.
+    missing_ok : bool
+        Return ``{}`` when the file does not exist (a run that has not written it yet).
+
+    Returns
+    -------
+    any
+        The parsed JSON.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist (and ``missing_ok`` is False); the message names it.
+    ValueError
+        The file is not JSON; the message names the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> rd = RunDir(tempfile.mkdtemp())
+    >>> _ = rd.write_json("result.json", {"rate": 0.5})
+    >>> read_run_json(rd.root, "result.json"), read_run_json(rd.root, "absent.json", missing_ok=True)
+    ({'rate': 0.5}, {})
+    """
+    path = Path(root) / name
+    if not path.is_file():
+        if missing_ok:
+            return {}
+        raise FileNotFoundError(f"no {name} in the run folder {root}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a JSON file: {exc}") from exc
+
+
 class RunDir:
     """A folder holding one run's outputs.
 

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,10 @@ def build_section(run_dir: str | Path, *, title: str | None = None) -> Section:
     FileNotFoundError
         If ``run_dir`` has no ``result.json``.
     """
+    from deltahall.experiments.modes.results import read_result
+
     root = Path(run_dir)
-    path = root / "result.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no result.json in {run_dir}; is it a finished `modes run` directory?"
-        )
-    res = json.loads(path.read_text(encoding="utf-8"))
+    res = read_result(root)
     cfg, truth = res["config"], res["truth"]
     sec = Section(
         title

@@ -15,11 +15,27 @@ import numpy as np
 from deltahall.experiments.modes import detectors as det
 from deltahall.experiments.modes import truth as tr
 from deltahall.io import RunDir
-from deltahall.io.rundir import read_csv
+from deltahall.io.rundir import read_csv, read_run_json
 
 #: The peer's published headline (Aithal et al. 2024, Section 5): trajectory-variance filtering
 #: removes over 95 % of hallucinations while keeping 96 % of in-support samples.
 PEER_HEADLINE = {"removed": 0.95, "kept": 0.96}
+
+
+def read_result(run_dir: str | Path) -> dict[str, Any]:
+    """``result.json`` of a finished ``modes run`` (config, truth, metrics, verdicts).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``run_dir`` has no ``result.json``.
+    """
+    if not (Path(run_dir) / "result.json").is_file():
+        raise FileNotFoundError(
+            f"no result.json in {run_dir}; is it a finished `modes run` directory?"
+        )
+    out: dict[str, Any] = read_run_json(run_dir, "result.json")
+    return out
 
 
 def read_samples(run_dir: str | Path, step: int) -> dict[str, np.ndarray]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -40,20 +39,11 @@ def section_from_run(run_dir: str | os.PathLike[str]) -> Section:
     FileNotFoundError
         If ``run_dir`` has no ``scores.csv``.
     """
-    from deltahall.experiments.qa.results import read_scores, table1
+    from deltahall.experiments.qa.results import read_manifest, read_result, read_scores, table1
 
     root = Path(run_dir)
     rows = read_scores(root)
-    result = (
-        json.loads((root / "result.json").read_text(encoding="utf-8"))
-        if (root / "result.json").is_file()
-        else {}
-    )
-    manifest = (
-        json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-        if (root / "manifest.json").is_file()
-        else {}
-    )
+    result, manifest = read_result(root), read_manifest(root)
     plumbing = bool(result.get("plumbing", manifest.get("plumbing", False)))
     cfg = manifest.get("config", {})
     sec = Section(

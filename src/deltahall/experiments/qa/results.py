@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from deltahall.io.rundir import RunDir, read_csv
+from deltahall.io.rundir import RunDir, read_csv, read_run_json
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +234,18 @@ def read_loss_rows(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             {"model": model, "seed": seed, "epoch": int(r["epoch"]), "loss": float(r["loss"])}
             for r in read_csv(f)
         ]
+    return out
+
+
+def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``manifest.json`` of a QA run; ``{}`` when there is none (a folder of scores only)."""
+    out: dict[str, Any] = read_run_json(run_dir, "manifest.json", missing_ok=True)
+    return out
+
+
+def read_result(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``result.json`` of a QA run; ``{}`` before the run finished."""
+    out: dict[str, Any] = read_run_json(run_dir, "result.json", missing_ok=True)
     return out
 
 

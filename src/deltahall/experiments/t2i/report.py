@@ -7,7 +7,6 @@ directory, tiny or paper scale.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -57,18 +56,21 @@ def build_section(run_dir: str | Path, *, title: str | None = None) -> Section:
     FileNotFoundError
         If ``run_dir`` has no ``metrics.csv``.
     """
-    from deltahall.experiments.t2i.results import read_instrument, read_losses, read_metrics
+    from deltahall.experiments.t2i.results import (
+        read_instrument,
+        read_losses,
+        read_manifest,
+        read_measure,
+        read_metrics,
+        read_result,
+    )
 
     root = Path(run_dir)
     metrics, losses = read_metrics(root), read_losses(root)
-    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(root)
     cfg = manifest.get("config", {})
     inst = read_instrument(root) if (root / "instrument.json").is_file() else {}
-    summary = (
-        json.loads((root / "result.json").read_text(encoding="utf-8"))
-        if (root / "result.json").is_file()
-        else {}
-    )
+    summary = read_result(root)
     preset = cfg.get("preset", "?")
     sec = Section(title or f"Text-to-image (Section 7.3, Figures 5-7) — preset {preset}")
     if preset == "digits":
@@ -137,8 +139,9 @@ def build_section(run_dir: str | Path, *, title: str | None = None) -> Section:
     )
     floor = inst["per_rule"][main]["floor"]["rate"] if inst else None
     sec.text(_verdict(metrics, losses, floor))
-    if (root / "measure.json").is_file():
-        _final_section(sec, json.loads((root / "measure.json").read_text(encoding="utf-8")))
+    measured = read_measure(root)
+    if measured:
+        _final_section(sec, measured)
     figs = root / "figures"
     for name, cap in (
         (

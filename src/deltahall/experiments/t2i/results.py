@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from deltahall.io.rundir import read_csv
+from deltahall.io.rundir import read_csv, read_run_json
 
 _INT = ("step", "prompt_index", "K")
 _STR = ("prompt", "calibration")
@@ -72,6 +72,24 @@ def read_instrument(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no instrument.json in {run_dir}; is it a t2i run directory?")
     out: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return out
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """``manifest.json`` of a run (resolved config, fingerprint, seed, versions)."""
+    out: dict[str, Any] = read_run_json(run_dir, "manifest.json")
+    return out
+
+
+def read_result(run_dir: str | Path) -> dict[str, Any]:
+    """``result.json`` of a run (headline numbers and timings); ``{}`` before the run finished."""
+    out: dict[str, Any] = read_run_json(run_dir, "result.json", missing_ok=True)
+    return out
+
+
+def read_measure(run_dir: str | Path) -> dict[str, Any]:
+    """``measure.json`` of a run (see :mod:`.final`); ``{}`` when the run wrote none."""
+    out: dict[str, Any] = read_run_json(run_dir, "measure.json", missing_ok=True)
     return out
 
 
