@@ -554,3 +554,29 @@ def test_every_listed_reader_still_reads() -> None:
         if not path.is_file() or not file_reads(path.read_text(encoding="utf-8"), path):
             stale.append(rel)
     assert not stale, f"FILE_READERS entries that read nothing (remove them): {stale}"
+
+
+#: Folders at the repository root that are not part of the project (caches, builds, git).
+_NOT_PROJECT = frozenset(
+    {".git", ".benchmarks", ".hypothesis", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+    | {".venv", "build", "dist", "src"}
+)
+
+
+def test_readme_layout_names_every_folder() -> None:
+    # Issue 13 item 6: the layout block of README.md names every folder of the package and the repo.
+    repo = ROOT.parent.parent
+    readme = repo / "README.md"
+    if not readme.is_file():  # an installed wheel has no README beside it
+        return
+    text = readme.read_text(encoding="utf-8")
+    start = text.index("src/deltahall/          layers")
+    block = text[start : text.index("```", start)]
+    folders = {p.name for p in ROOT.rglob("*") if p.is_dir() and p.name != "__pycache__"}
+    folders |= {
+        p.name
+        for p in repo.iterdir()
+        if p.is_dir() and p.name not in _NOT_PROJECT and not p.name.endswith(".egg-info")
+    }
+    missing = sorted(f for f in folders if f"{f}/" not in block)
+    assert not missing, f"README.md's layout block does not name these folders: {missing}"
