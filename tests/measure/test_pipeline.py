@@ -538,3 +538,82 @@ def test_bad_jsonl_is_named_with_its_line(cli, monkeypatch, tmp_path: Path, caps
             str(tmp_path / "o"),
         ],
     )
+
+
+# --------------------------------------------------------------------------- the run lifecycle
+def _measure_argv(p: dict[str, Path], out: Path, *more: str) -> list[str]:
+    return [
+        "measure",
+        "--reference",
+        str(p["ref"]),
+        "--reference-labels",
+        str(p["labels"]),
+        "--generated",
+        str(p["gen"]),
+        "--generated-prompts",
+        str(p["prompts"]),
+        "--report",
+        "false",
+        "--out-dir",
+        str(out),
+        *more,
+    ]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()
+    }
+
+
+def test_measure_runs_through_the_shared_lifecycle_and_keeps_its_output_contract(
+    cli, npy_inputs, tmp_path: Path, capsys
+) -> None:
+    p, out = npy_inputs, tmp_path / "o"
+    assert cli(_measure_argv(p, out)) == 0
+    s = json.loads((out / "measure.json").read_text())
+    assert {"rate", "rate_ci", "n_generated", "floor", "excess_p_value", "per_prompt"} <= set(s)
+    with open(out / "samples.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert {"id", "prompt", "p_value", "flagged"} <= set(header)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["experiment"] == "measure" and man["fingerprint"]["alpha"] == 0.1
+    assert (
+        "out_dir" not in man["fingerprint"] and "resume_from_checkpoint" not in man["fingerprint"]
+    )
+    assert not (out / "result.json").exists()  # measure.json is the result file
+    before = _files(out)
+    capsys.readouterr()
+    # refused: a folder holding a measurement, without resume; with resume and another setting
+    assert cli(_measure_argv(p, out)) == 2
+    assert "already holds a measurement" in capsys.readouterr().err
+    assert cli(_measure_argv(p, out, "--seed", "3", "--resume-from-checkpoint", "latest")) == 2
+    assert "seed: 0 -> 3" in capsys.readouterr().err
+    # the device is checked first: before the folder, before any input is read
+    assert cli(_measure_argv(p, out, "--embedder", "@minilm", "--device", "nonsense")) == 2
+    assert "`device`" in capsys.readouterr().err
+    assert _files(out) == before
+    # redone with the same settings: the same numbers, measure.json rewritten
+    assert cli(_measure_argv(p, out, "--resume-from-checkpoint", "latest")) == 0
+    again = json.loads((out / "measure.json").read_text())
+    assert again["rate"] == s["rate"] and again["per_prompt"] == s["per_prompt"]
+    assert len(json.loads((out / "manifest.json").read_text())["sessions"]) == 2
+
+
+def test_a_measurement_refused_after_the_folder_check_writes_nothing(
+    cli, npy_inputs, tmp_path: Path, capsys
+) -> None:
+    p, out = npy_inputs, tmp_path / "o"
+    np.save(tmp_path / "g3.npy", np.zeros((100, 3), dtype=np.float32))  # another dimension
+    argv = _measure_argv(p, out)
+    argv[argv.index(str(p["gen"]))] = str(tmp_path / "g3.npy")
+    assert cli(argv) == 2
+    assert "dimension" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_input_inside_the_output_folder_is_refused(cli, npy_inputs, tmp_path: Path, capsys):
+    p = npy_inputs
+    assert cli(_measure_argv(p, tmp_path)) == 2  # the inputs lie in tmp_path
+    assert "lies inside `out_dir`" in capsys.readouterr().err
+    assert not (tmp_path / "manifest.json").exists()

@@ -794,7 +794,8 @@ def execute(experiment: Experiment, config: Any) -> Any:
     2. :func:`check_run`: the folder, the inputs, resume and fingerprint (read-only);
     3. torch threads set (``config.run.threads``, else ``experiment.threads``) for the rest;
     4. ``experiment.accelerator`` (its processes become the world), ``experiment.prepare``;
-    5. :func:`accept_run`: the main process writes ``manifest.json``;
+    5. :func:`accept_run`: the main process writes ``manifest.json`` (and removes the result file
+       an earlier session left: a result file always means this session's body finished);
     6. ``experiment.body(config, opened)``;
     7. the main process writes the body's result to ``experiment.result_name`` atomically.
 
@@ -851,6 +852,9 @@ def execute(experiment: Experiment, config: Any) -> Any:
         opened = dataclasses.replace(
             accept_run(decision, world=world, extra=extra), accelerator=acc, prepared=prepared
         )
+        if world.is_main:  # a result file always means: this session's body finished
+            (opened.root / experiment.result_name).unlink(missing_ok=True)
+        world.barrier()
         out = experiment.body(config, opened)
         result = out.result if isinstance(out, Outcome) else out
         if world.is_main and result is not None:
