@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deltahall._validation import BadInput
 from deltahall.cli.config_args import (
     add_dataclass_arguments,
     check_known_keys,
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
         ),
     )
     add_dataclass_arguments(ps, SweepConfig, exclude=("base",))
-    add_dataclass_arguments(ps, CoinFlipConfig, exclude=(*_SWEEP_VARIED, "run"))
+    add_dataclass_arguments(ps, CoinFlipConfig, exclude=(*_SWEEP_VARIED, "run", "preset"))
     ps.add_argument("--no-report", action="store_true", help="skip figures and report.html")
     _common(ps)
     ps.set_defaults(handler=_handle_sweep)
@@ -146,11 +147,18 @@ def _sweep_config(args: argparse.Namespace) -> Any:
     base = config_from_args(
         CoinFlipConfig, base_args, **_merge(base_file, base_args, CoinFlipConfig)
     )
-    sweep_vals = _merge(file_vals, args, SweepConfig)
-    unknown = sorted(set(file_vals) - sweep_names - run_names)
+    # The rest of the file (sweep options, run options flat or as a [run] table) goes through
+    # the one resolver; a key of neither is refused, naming the known ones.
+    known = (sweep_names - {"base"}) | run_names
+    unknown = sorted(set(file_vals) - known)
     if unknown:
-        raise ValueError(f"config file {args.config} has unknown keys {unknown}.")
-    return config_from_args(SweepConfig, args, base=base, **sweep_vals)
+        raise BadInput(
+            f"config file {args.config} has unknown keys {unknown}; known keys are {sorted(known)} "
+            "and a [base] table of run settings."
+        )
+    return config_from_args(
+        SweepConfig, args, config_file=args.config, file_values=file_vals, base=base
+    )
 
 
 def _merge(file_vals: dict[str, Any], args: argparse.Namespace, cls: type) -> dict[str, Any]:

@@ -225,12 +225,15 @@ def config_from_args(
     args: argparse.Namespace,
     *,
     config_file: str | Path | None = None,
+    file_values: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> T:
     """Instantiate ``cls`` from (preset < config file < command line < overrides).
 
     The preset is ``args.preset`` when given, else the config file's ``preset`` key, else
     ``cls.PRESETS``' first (for a class without presets: the dataclass defaults).
+    ``file_values`` stands for the file's contents when the caller has read (part of) it
+    already; ``config_file`` then only names it in messages.
 
     Raises
     ------
@@ -245,7 +248,10 @@ def config_from_args(
     values: dict[str, Any] = {}
     inner: dict[str, dict[str, Any]] = {k: {} for k in nested}
     owner = {n: k for k, ns in inner_names.items() for n in ns}
-    file_vals = load_config_file(config_file) if config_file is not None else {}
+    if file_values is not None:
+        file_vals = dict(file_values)
+    else:
+        file_vals = load_config_file(config_file) if config_file is not None else {}
     presets = presets_of(cls)
     if presets is not None:
         chosen = overrides.pop("preset", getattr(args, "preset", _UNSET))
@@ -257,10 +263,11 @@ def config_from_args(
             if f.init:
                 values[f.name] = getattr(preset_config, f.name)
         names = names - {"preset"}
-    if config_file is not None:
+    where = config_file if config_file is not None else "values"
+    if file_vals:
         for k, v in file_vals.items():
             if k in nested and isinstance(v, dict):
-                check_known_keys(config_file, k, v, inner_names[k])
+                check_known_keys(where, k, v, inner_names[k])
                 inner[k].update(v)
             elif k in owner:
                 inner[owner[k]][k] = v
@@ -269,7 +276,7 @@ def config_from_args(
             else:
                 known = sorted(names | set(owner) | ({"preset"} if presets is not None else set()))
                 raise BadInput(
-                    f"config file {config_file} has unknown key {k!r}; known keys are {known}."
+                    f"config file {where} has unknown key {k!r}; known keys are {known}."
                 )
     for name in names:
         v = getattr(args, name, _UNSET)

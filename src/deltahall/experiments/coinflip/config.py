@@ -152,5 +152,5 @@ class CoinFlipConfig(ExperimentConfig):
 
 #: The presets (:class:`deltahall._registry.Registry`): ``"paper"`` is Section 7.1's setting
 #: (the field defaults).
-PRESETS: Registry[CoinFlipConfig] = presets_for(CoinFlipConfig, "coin-flip", {}, first="paper")
+PRESETS: Registry[CoinFlipConfig] = presets_for(CoinFlipConfig, "coinflip", {}, first="paper")
 CoinFlipConfig.PRESETS = PRESETS

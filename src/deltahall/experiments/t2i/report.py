@@ -286,15 +286,16 @@ def _verdict(
 
 def main_job_config(run_dir: Path, seed: int) -> Any:
     """The main job's reduced digits config (a ``T2IConfig``) writing into ``run_dir``."""
-    from deltahall.experiments._run import RunOptions
     from deltahall.experiments.t2i import T2IConfig
 
     # A rerun of the main job continues (or just re-reports) the run it finds in ``run_dir``.
     resume = "latest" if (Path(run_dir) / "manifest.json").is_file() else None
-    return T2IConfig(
-        preset="digits",
+    return T2IConfig.from_preset(
+        "digits",
         seed=seed,
-        run=RunOptions(out_dir=Path(run_dir), resume_from_checkpoint=resume, **MAIN_JOB_RUN),
+        out_dir=Path(run_dir),
+        resume_from_checkpoint=resume,
+        **MAIN_JOB_RUN,
         **MAIN_JOB_OVERRIDES,
     )
 
