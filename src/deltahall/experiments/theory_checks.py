@@ -40,7 +40,7 @@ from deltahall.experiments.bound_sweep import (
     row_payload,
     run_check,
 )
-from deltahall.io import RunDir, Section
+from deltahall.io import Section
 from deltahall.io.rundir import to_jsonable
 from deltahall.theory import as_written as AW
 from deltahall.theory import witnesses as W
@@ -629,31 +629,42 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
     Section
         The report section.
     """
+    from deltahall.experiments._run import Experiment, Job, OpenRun, Outcome, RunOptions, execute
     from deltahall.plotting.theory import save_theory_figures
 
     cfg = CheckConfig(seed=seed, **MAIN_JOB_CHECK)
-    rd = RunDir(run_dir)
-    rd.write_manifest({"step": "theory", "check": cfg}, seed=seed)
     t0 = time.perf_counter()
+
+    def body(job: Job, opened: OpenRun) -> Outcome:
+        rd = opened.rd
+        rd.write_csv("witness_grid.csv", grid)
+        rd.write_csv("paper_cases.csv", paper)
+        check = run_check(cfg)
+        rows = [row_payload(r) for r in check.rows]
+        rd.write_csv(
+            "theorem_6_1_check.csv", [{k: v for k, v in r.items() if k != "weights"} for r in rows]
+        )
+        summary = {
+            "grid_all_hallucinate": all(r["hallucinates"] for r in grid),
+            "n_grid": len(grid),
+            "paper_cases": paper,
+            "check": {k: v for k, v in check_payload(check).items() if k != "rows"},
+            "figures": save_theory_figures(rd),
+            "seconds": time.perf_counter() - t0,
+        }
+        return Outcome(result=summary, value=(check, rows, rd))
+
     grid = witness_grid()
-    rd.write_csv("witness_grid.csv", grid)
     paper = paper_rows()
-    rd.write_csv("paper_cases.csv", paper)
-    check = run_check(cfg)
-    rows = [row_payload(r) for r in check.rows]
-    rd.write_csv(
-        "theorem_6_1_check.csv", [{k: v for k, v in r.items() if k != "weights"} for r in rows]
+    # A run of the shared runner (redone, with the same settings, when the main job is resumed).
+    resume = "latest" if (Path(run_dir) / "manifest.json").is_file() else None
+    check, rows, rd = execute(
+        Experiment(name="theory", body=body, result_name="summary.json"),
+        Job(
+            settings=cfg,
+            run=RunOptions(out_dir=Path(run_dir), resume_from_checkpoint=resume, progress=False),
+        ),
     )
-    figs = save_theory_figures(rd)
-    summary = {
-        "grid_all_hallucinate": all(r["hallucinates"] for r in grid),
-        "n_grid": len(grid),
-        "paper_cases": paper,
-        "check": {k: v for k, v in check_payload(check).items() if k != "rows"},
-        "figures": figs,
-        "seconds": time.perf_counter() - t0,
-    }
-    rd.write_json("summary.json", summary)
 
     s = Section("Theory: δ-hallucination witnesses and the Theorem 6.1 bound")
     n_ok = sum(r["hallucinates"] for r in grid)
