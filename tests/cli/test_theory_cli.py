@@ -652,8 +652,8 @@ def test_json_is_strict_with_reasons_for_nulls(capsys) -> None:
 def test_defaults_live_in_one_place(capsys) -> None:
     import dataclasses
 
-    from deltahall.experiments.theory_checks import CheckConfig
     from deltahall.experiments.bound_sweep import check_theorem_6_1
+    from deltahall.experiments.theory_checks import CheckConfig
 
     assert (
         CheckConfig().confidence
