@@ -245,6 +245,7 @@ def test_no_module_but_the_runner_accepts_runs_itself() -> None:
             "check_run",
             "accept_run",
             "open_run",
+            "write_manifest",
             "import:check_run",
             "import:accept_run",
             "import:open_run",
