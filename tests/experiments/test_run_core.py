@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from deltahall.experiments._run import RunOptions, World, changed_keys, fingerprint, free, open_run
+from deltahall.experiments._run import (
+    RunOptions,
+    World,
+    changed_keys,
+    check_run,
+    fingerprint,
+    free,
+    open_run,
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,24 @@ def test_other_experiment_run_is_refused(tmp_path):
     open_run(_cfg(tmp_path), experiment="demo")
     with pytest.raises(ValueError, match="holds a 'demo' run, not 'other'"):
         open_run(_cfg(tmp_path, run={"resume_from_checkpoint": "latest"}), experiment="other")
+
+
+def test_a_manifest_without_a_fingerprint_cannot_be_resumed(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "manifest.json").write_text('{"config": {"lr": 0.1}}')
+    with pytest.raises(ValueError, match="without a run fingerprint"):
+        check_run(_cfg(tmp_path, run={"resume_from_checkpoint": "latest"}), experiment="demo")
+
+
+def test_check_run_is_read_only_and_names_held_outputs(tmp_path):
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "samples.csv").write_text("id\n")
+    with pytest.raises(ValueError, match=r"already holds a run \(samples.csv\)"):
+        check_run(_cfg(tmp_path), experiment="demo", outputs=("measure.json", "samples.csv"))
+    d = check_run(_cfg(tmp_path), experiment="demo", outputs=("measure.json",))
+    assert d.checkpoint is None and not d.resumed and d.fingerprint == {"lr": 0.1, "seed": 0}
+    assert _snapshot(root) == {"samples.csv": b"id\n"}
 
 
 def test_non_main_process_writes_nothing(tmp_path):
