@@ -62,8 +62,12 @@ def synthetic_known_truth(
     separation: float = 8.0,
     alpha: float = 0.1,
 ) -> KnownTruth:
-    """Isotropic Gaussian states; truth = outside the true level-α HCDR (balls of the χ² quantile)."""
-    from scipy.stats import chi2
+    """Isotropic Gaussian states; truth = outside the true level-α HCDR (balls of the χ² quantile).
+
+    The truth is :func:`deltahall.detectors.diagnostics.true_hcdr_membership` (the theory's
+    Gaussian HDR), the one place it is computed.
+    """
+    from deltahall.detectors.diagnostics import true_hcdr_membership
 
     rng = np.random.default_rng(rng)
     means = rng.normal(size=(n_states, dim))
@@ -82,9 +86,8 @@ def synthetic_known_truth(
         means[b] + rng.normal(size=(a.size, dim))
     )
     E = np.vstack([real, blends])
-    r2 = chi2.ppf(1 - alpha, dim)
-    d2 = ((E[:, None, :] - means[None]) ** 2).sum(axis=2)
-    truth = (d2 > r2).all(axis=1)
+    covs = np.broadcast_to(np.eye(dim), (n_states, dim, dim))
+    truth = ~true_hcdr_membership(E, means, covs, 1 - alpha).any(axis=1)
     return KnownTruth(
         name="synthetic",
         ref_X=X,
