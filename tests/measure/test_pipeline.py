@@ -617,3 +617,58 @@ def test_an_input_inside_the_output_folder_is_refused(cli, npy_inputs, tmp_path:
     assert cli(_measure_argv(p, tmp_path)) == 2  # the inputs lie in tmp_path
     assert "lies inside `out_dir`" in capsys.readouterr().err
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_a_measurement_killed_at_any_commit_event_is_redone_to_the_same_files(
+    npy_inputs, tmp_path: Path
+) -> None:
+    """SIGKILL at every commit event of a measurement (on a seeded side of it: just before the
+    rename, with the temporary torn in half, or just after it), then ``--resume-from-checkpoint latest``: the same
+    ``samples.csv`` and ``measure.json`` (but its timings) as an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    hook = Path(__file__).parents[1] / "experiments" / "_kill_at_event.py"
+    p = npy_inputs
+    argv = _measure_argv(p, tmp_path / "placeholder")[:-2]  # without --out-dir
+
+    def launch(out: Path, *extra: str, kill: str = "0:after") -> int:
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS="1",
+            DELTAHALL_CACHE=str(tmp_path / "cache"),
+            DELTAHALL_EVENT_SCOPE=str(out),
+            DELTAHALL_EVENT_LOG=str(out.with_suffix(".events")),
+            DELTAHALL_KILL_AT=kill,
+        )
+        proc = subprocess.run(
+            [sys.executable, str(hook), *argv, "--out-dir", str(out), *extra],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=600,
+            start_new_session=True,
+        )
+        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr[-2000:]
+        return proc.returncode
+
+    def outputs(out: Path) -> tuple[bytes, dict]:
+        s = json.loads((out / "measure.json").read_text())
+        s.pop("seconds")
+        return (out / "samples.csv").read_bytes(), s
+
+    whole = tmp_path / "whole"
+    assert launch(whole) == 0
+    events = whole.with_suffix(".events").read_text().splitlines()
+    assert [e.split()[1] for e in events] == ["manifest.json", "samples.csv", "measure.json"]
+    expected = outputs(whole)
+    phases = np.random.default_rng(0).choice(["before", "after"], size=len(events))
+    for k, phase in enumerate(phases.tolist(), start=1):  # every event, a seeded side of it
+        out = tmp_path / f"k{k}{phase}"
+        assert launch(out, kill=f"{k}:{phase}") == -signal.SIGKILL
+        assert not (out / "measure.json").exists() or (k, phase) == (len(events), "after")
+        assert launch(out, "--resume-from-checkpoint", "latest") == 0
+        assert outputs(out) == expected, (k, phase)
