@@ -401,19 +401,16 @@ def experiment_edge_problems(edges: list[Edge]) -> list[str]:
     bad = []
     for e in edges:
         src, dst = _experiment_part(e.importer), _experiment_part(e.imported)
-        if src is None or dst is None or dst[0] == "root":
+        if src is None or dst is None or dst[0] == "root" or src == dst:
             continue
-        if src[0] == "package" and dst[0] == "package" and src[1] != dst[1]:
-            bad.append(f"{e}  (experiment {src[1]} imports experiment {dst[1]})")
-        elif src[0] != "shared" and dst[0] == "shared" and dst[1] in COMPOSERS:
-            bad.append(f"{e}  ({dst[1]} composes experiments; only the CLI imports it)")
-        elif src[0] == "shared" and src[1] in COMPOSERS and dst[0] == "shared":
-            if dst[1] in COMPOSERS and dst[1] != src[1]:
-                bad.append(f"{e}  (a composer imports another composer)")
-        elif src[0] in ("shared", "root") and src[1] not in COMPOSERS and dst[0] == "package":
-            bad.append(f"{e}  ({src[1] or '__init__'} is shared: it imports no experiment package)")
-        elif dst[0] == "shared" and dst[1] not in LIFECYCLE | set(COMPOSERS):
+        if dst[0] == "shared" and dst[1] not in LIFECYCLE | set(COMPOSERS):
             bad.append(f"{e}  ({dst[1]} is neither lifecycle nor a composer: place it)")
+        elif dst[0] == "shared" and dst[1] in COMPOSERS:
+            bad.append(f"{e}  ({dst[1]} composes experiments; only the CLI imports it)")
+        elif dst[0] == "package" and src[0] == "package":
+            bad.append(f"{e}  (experiment {src[1]} imports experiment {dst[1]})")
+        elif dst[0] == "package" and src[1] not in COMPOSERS:
+            bad.append(f"{e}  ({src[1] or '__init__'} is shared: it imports no experiment package)")
     return bad
 
 
@@ -439,6 +436,12 @@ def test_the_experiment_rule_catches_each_kind_of_edge() -> None:
         modules,
     )
     assert experiment_edge_problems(composer) == []
+    other = parse_imports(
+        "from deltahall.experiments import theory_checks\n",
+        ROOT / "experiments" / "main_job.py",
+        modules,
+    )
+    assert "composes experiments" in experiment_edge_problems(other)[0]
 
 
 def test_experiment_packages_do_not_import_each_other() -> None:
@@ -475,13 +478,15 @@ FILE_READERS: dict[str, str] = {
     "experiments._checkpoint": "lifecycle: a checkpoint's weights and state, to resume",
     "experiments.main_job": "lifecycle: its own manifest and summary, to say which steps it reused",
     "experiments.coinflip.train": "resume: the run's own timing so far",
-    "experiments.coinflip.sweep": "resume: the sweep's timing and its finished child runs' results",
+    "experiments.coinflip.sweep": (
+        "resume: its timing and each finished child run's result, to skip it (coinflip has no "
+        "results module yet: this is the one aggregation outside one)"
+    ),
     "experiments.modes.pipeline": "resume: the run's own timing so far",
     "experiments.modes.recursive": "resume: the generations' models this run saved",
     "experiments.qa.arms": "resume: the finished seeds and their rows (the arms' progress)",
     "experiments.qa.finetune": "resume: adapter weights and loss rows of the checkpoint it continues",
     "experiments.qa.pipeline": "resume: each saved epoch's adapter weights, to generate with them",
-    "experiments.t2i.final": "body: the samples this run saved, measured at its end",
     # results modules under another name
     "experiments.qa.arms_tables": "qa arms' results module: merges and tabulates its seed runs",
     # caches, read back and checked against their key

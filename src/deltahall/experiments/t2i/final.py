@@ -22,29 +22,6 @@ import numpy.typing as npt
 logger = logging.getLogger(__name__)
 
 
-def final_samples(
-    run_dir: str | Path, prompts: list[str]
-) -> tuple[int, npt.NDArray[np.float64], list[str]]:
-    """The last step, its generated embeddings ``(n, d)`` and the prompt of each row.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``run_dir`` has no ``samples/step-*.npz``.
-    """
-    files = sorted((Path(run_dir) / "samples").glob("step-*.npz"))
-    if not files:
-        raise FileNotFoundError(f"no samples/step-*.npz in {run_dir}; is it a t2i run directory?")
-    step = int(files[-1].stem.split("-")[1])
-    embs, names = [], []
-    with np.load(files[-1], allow_pickle=False) as f:
-        for p, prompt in enumerate(prompts):
-            E = f[f"embeddings_p{p}"].astype(np.float64)
-            embs.append(E)
-            names += [prompt] * E.shape[0]
-    return step, np.vstack(embs), names
-
-
 def measure_final(
     run_dir: str | Path, inst: Any, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]
 ) -> dict[str, Any]:
@@ -59,12 +36,11 @@ def measure_final(
         The run's fitted instrument (:class:`.instrument.Instrument`).
     X, y : the real embeddings and class indices it was fitted on.
     """
-    import json
-
+    from deltahall.experiments.t2i.results import final_samples, read_manifest
     from deltahall.measure.compare import baselines_on_measurement
     from deltahall.measure.selection import select_candidates
 
-    cfg = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))["config"]
+    cfg = read_manifest(run_dir)["config"]
     step, G, prompts = final_samples(run_dir, [str(p) for p in cfg["prompts"]])
     out: dict[str, Any] = {
         "step": step,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from deltahall.io.rundir import read_csv, read_run_json
 
@@ -91,6 +92,29 @@ def read_measure(run_dir: str | Path) -> dict[str, Any]:
     """``measure.json`` of a run (see :mod:`.final`); ``{}`` when the run wrote none."""
     out: dict[str, Any] = read_run_json(run_dir, "measure.json", missing_ok=True)
     return out
+
+
+def final_samples(
+    run_dir: str | Path, prompts: list[str]
+) -> tuple[int, npt.NDArray[np.float64], list[str]]:
+    """The last step, its generated embeddings ``(n, d)`` and the prompt of each row.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``run_dir`` has no ``samples/step-*.npz``.
+    """
+    files = sorted((Path(run_dir) / "samples").glob("step-*.npz"))
+    if not files:
+        raise FileNotFoundError(f"no samples/step-*.npz in {run_dir}; is it a t2i run directory?")
+    step = int(files[-1].stem.split("-")[1])
+    embs, names = [], []
+    with np.load(files[-1], allow_pickle=False) as f:
+        for p, prompt in enumerate(prompts):
+            E = f[f"embeddings_p{p}"].astype(np.float64)
+            embs.append(E)
+            names += [prompt] * E.shape[0]
+    return step, np.vstack(embs), names
 
 
 def save_figures(run_dir: str | Path) -> list[Path]:
