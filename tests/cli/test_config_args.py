@@ -125,3 +125,32 @@ def test_config_file_errors_name_the_file_and_line(tmp_path, name, data, match):
     f.write_bytes(data)
     with pytest.raises(ValueError, match=match):
         config_from_args(Cfg, _parser().parse_args([]), config_file=f)
+
+
+def test_presets_are_the_base_then_file_then_command_line(tmp_path):
+    """preset < config file < command line, on a toy config with a preset registry."""
+    from deltahall._registry import UnknownName
+    from deltahall.experiments._config import ExperimentConfig, presets_for
+
+    @dataclass(frozen=True)
+    class P(ExperimentConfig):
+        n: int = 2
+        lr: float = 1e-3
+
+    P.PRESETS = presets_for(P, "toy", {"big": {"n": 9, "lr": 0.5}})
+    p = argparse.ArgumentParser()
+    add_dataclass_arguments(p, P)
+    assert config_from_args(P, p.parse_args([])) == P()
+    assert config_from_args(P, p.parse_args(["--preset", "big"])) == P(n=9, lr=0.5)
+    f = tmp_path / "c.toml"
+    f.write_text('preset = "big"\nn = 4\n')
+    assert config_from_args(P, p.parse_args([]), config_file=f) == P(n=4, lr=0.5)
+    args = p.parse_args(["--preset", "default", "--n", "5"])
+    assert config_from_args(P, args, config_file=f) == P(n=5, lr=1e-3)
+    f.write_text('preset = "huge"\n')
+    with pytest.raises(
+        UnknownName, match=r"unknown preset 'huge' for toy; known presets: default, big"
+    ):
+        config_from_args(P, p.parse_args([]), config_file=f)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--preset", "huge"])

@@ -26,22 +26,25 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
+    from deltahall.models import ALIASES
+    from deltahall.models.embedders import EMBEDDERS
+
+    known = ", ".join(f"'{a}' ({ALIASES.get(a).kind.split('-')[0]})" for a in EMBEDDERS)
     p = sub.add_parser(
         name,
         help=summary,
         description=(
             "Embed texts or images with a registry model and write a float32 .npy (rows in input "
             "order) plus a JSON sidecar (same name, .json) naming the embedder, its weights' "
-            "SHA-256, the input's SHA-256 and the item ids. Models: '@minilm' (text), "
-            "'@efficientnet-lite0', '@digits-cnn' (images), or a local folder / hub id of a "
-            "sentence-transformers or CLIP vision model."
+            f"SHA-256, the input's SHA-256 and the item ids. Models: {known}, or a local folder / "
+            "hub id of a sentence-transformers or CLIP vision model."
         ),
     )
     p.add_argument(
         "--embedder",
         required=True,
         metavar="SPEC",
-        help="alias ('@minilm'), model folder or hub id",
+        help=f"an embedder alias ({', '.join(EMBEDDERS)}), a model folder or a hub id",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(

@@ -63,7 +63,7 @@ def _h(text: str) -> dict[str, str]:
 class T2IConfig(ExperimentConfig):
     """Everything one text-to-image run needs; ``run(config)`` executes it (Section 7.3)."""
 
-    preset: Literal["digits", "afhq-sd15"] = field(
+    preset: str = field(
         default="digits",
         metadata=_h(
             "the preset these values came from: 'digits' (offline, CPU; pixel space) or 'afhq-sd15' (paper scale; latent space through the VAE)"
