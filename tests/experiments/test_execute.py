@@ -360,3 +360,12 @@ def test_theory_out_dir_is_refused_when_it_holds_a_run(tmp_path: Path, capsys) -
     assert _snapshot(tmp_path / "w") == before
     assert main(argv("0.1", "--resume-from-checkpoint", "latest")) == 0
     assert json.loads((tmp_path / "w" / "witness.json").read_text())["hallucinates"] is True
+
+
+def test_an_experiment_is_checked_when_it_is_declared() -> None:
+    with pytest.raises(ValueError, match="`name` must be a non-empty string"):
+        Experiment(name="", body=lambda c, o: {})
+    with pytest.raises(TypeError, match="`body` must be callable"):
+        Experiment(name="x", body=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="need a run folder"):
+        Experiment(name="x", body=lambda c, o: {}, prepare=lambda c, p: 1, folder_optional=True)

@@ -784,6 +784,17 @@ class Experiment:
     what: str = "run"
     folder_optional: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"`name` must be a non-empty string; got {self.name!r}.")
+        if not callable(self.body):
+            raise TypeError(f"`body` must be callable; got {type(self.body).__name__}.")
+        if self.folder_optional and (self.prepare is not None or self.manifest_extra is not None):
+            raise TypeError(
+                f"experiment {self.name!r}: `prepare` and `manifest_extra` need a run folder, so "
+                "`folder_optional` must be False."
+            )
+
 
 def execute(experiment: Experiment, config: Any) -> Any:
     """Run ``config`` as ``experiment``: the one entry of every command that writes a run folder.
@@ -839,8 +850,6 @@ def execute(experiment: Experiment, config: Any) -> Any:
                 fingerprint=fingerprint(config),
                 accelerator=acc,
             )
-            if experiment.prepare is not None:
-                raise TypeError(f"experiment {experiment.name!r}: `prepare` needs a run folder.")
             return _value(experiment.body(config, opened))
         pending = Pending(decision=decision, world=world, accelerator=acc)
         prepared = experiment.prepare(config, pending) if experiment.prepare is not None else None
