@@ -301,9 +301,9 @@ def witness_payload(
 
     Examples
     --------
-    >>> d = witness_payload(W.theorem_5_1(1e-300, 2, scale=1e-200))
-    >>> d["hallucinates"], d["states"][0]["log_density"] is None or d["states"][0]["log_density"] < 0
-    (True, True)
+    >>> d = witness_payload(W.theorem_c_1(0.01, 3, scale=1e-200))  # densities below float64
+    >>> d["hallucinates"], d["states"][0]["log_density"], d["log_margin"]
+    (True, None, None)
     """
     mix = result.mixture
     states = []
