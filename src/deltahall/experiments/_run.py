@@ -661,6 +661,9 @@ def open_run(
 ) -> OpenRun:
     """:func:`check_run` then :func:`accept_run`: accept (or refuse) a run and write its manifest.
 
+    The acceptance step of :func:`execute` on its own (for tests of the policy); entry points go
+    through :func:`execute`, which a test enforces.
+
     Parameters
     ----------
     config : dataclass
