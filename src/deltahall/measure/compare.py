@@ -87,7 +87,7 @@ def synthetic_known_truth(
     )
     E = np.vstack([real, blends])
     covs = np.broadcast_to(np.eye(dim), (n_states, dim, dim))
-    truth = ~true_hcdr_membership(E, means, covs, 1 - alpha).any(axis=1)
+    truth = np.asarray(~true_hcdr_membership(E, means, covs, 1 - alpha).any(axis=1), dtype=bool)
     return KnownTruth(
         name="synthetic",
         ref_X=X,
