@@ -150,7 +150,9 @@ def test_unknown_model_and_data_aliases_in_configs_list_the_known_ones() -> None
         ArmsConfig.tiny(model="@gema")
     with pytest.raises(UnknownName, match=r"unknown model alias '@tinyy' for `models`.*@tiny"):
         QAConfig.tiny(models=("@tinyy",))
-    with pytest.raises(BadInput, match=r"'@minilm' is a text-embedder; `models` takes a causal-lm"):
+    with pytest.raises(
+        BadInput, match=r"'@minilm' is a text-embedder; `models` takes causal-lm aliases"
+    ):
         QAConfig.tiny(models=("@minilm",))
     with pytest.raises(UnknownName, match=r"unknown data alias '@standim'.*@standin"):
         QAConfig.tiny(truthfulqa="@standim")

@@ -181,8 +181,11 @@ DATA_ALIASES: Registry[str] = Registry(
 )
 
 
-def check_model_alias(spec: str, name: str, *, kinds: tuple[str, ...] = ("causal-lm",)) -> str:
-    """Refuse a ``@name`` model spec that names no alias of one of ``kinds`` nor a built model.
+def check_model_alias(
+    spec: str, name: str, *, kinds: tuple[str, ...] = ("causal-lm",), built: bool = True
+) -> str:
+    """Refuse a ``@name`` model spec that names no alias of one of ``kinds`` (nor, with
+    ``built``, a model the experiment builds offline: :data:`BUILT_MODELS`).
 
     A spec without ``@`` (a folder or a hub id) is returned unchanged; it is checked when loaded.
 
@@ -190,20 +193,27 @@ def check_model_alias(spec: str, name: str, *, kinds: tuple[str, ...] = ("causal
     ------
     deltahall._registry.UnknownName
         ``"unknown model alias '@gema' for `models`; known aliases: @gemma3-270m, ..., @tiny."``
+    deltahall._validation.BadInput
+        An alias of another kind (``'@minilm' is a text-embedder; `models` takes ...``).
     """
-    if isinstance(spec, str) and spec.startswith("@") and spec not in BUILT_MODELS:
-        alias = ALIASES.get(spec, None)
-        if alias is None or alias.kind not in kinds:
-            known = [a for a, s in ALIASES.items() if s.kind in kinds] + list(BUILT_MODELS)
-            if alias is None:
-                raise UnknownName(
-                    f"unknown model alias {spec!r} for `{name}`; known aliases: {', '.join(known)}."
-                )
-            raise BadInput(
-                f"model alias {spec!r} is a {alias.kind}; `{name}` takes a {' or '.join(kinds)}: "
-                f"{', '.join(known)}, a folder or a hub id."
-            )
-    return spec
+    if not (isinstance(spec, str) and spec.startswith("@")):
+        return spec
+    if built and spec in BUILT_MODELS:
+        return spec
+    alias = ALIASES.get(spec, None)
+    if alias is not None and alias.kind in kinds:
+        return spec
+    known = [a for a, s in ALIASES.items() if s.kind in kinds] + (
+        list(BUILT_MODELS) if built else []
+    )
+    if alias is None:
+        raise UnknownName(
+            f"unknown model alias {spec!r} for `{name}`; known aliases: {', '.join(known) or 'none'}."
+        )
+    raise BadInput(
+        f"model alias {spec!r} is a {alias.kind}; `{name}` takes {' or '.join(kinds) or 'no'} "
+        f"aliases ({', '.join(known) or 'none'}), a folder or a hub id."
+    )
 
 
 def check_data_alias(value: str, name: str, *, allowed: tuple[str, ...] | None = None) -> str:

@@ -169,6 +169,9 @@ def load_truthfulqa(
     ``"@standin"`` is deltahall's small offline stand-in (:mod:`.standin`, parsed by
     :func:`item_from_row` like a CSV row), for plumbing only.
     """
+    from deltahall.models.registry import check_data_alias
+
+    check_data_alias(str(source), "truthfulqa", allowed=(STANDIN,))  # '@standim': lists the known
     if str(source) == "hub":
         items = load_truthfulqa_hub()
     elif str(source) == STANDIN:

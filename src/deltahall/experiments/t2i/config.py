@@ -29,7 +29,13 @@ from deltahall._registry import Registry
 from deltahall._validation import BadInput, check_choice, check_int, check_real
 from deltahall.experiments._config import ExperimentConfig, presets_for
 from deltahall.experiments._run import RESUME_FREE, RunOptions, free
-from deltahall.models.registry import ALIASES, BUILT_MODELS, DATA_ALIASES
+from deltahall.models.registry import (
+    ALIASES,
+    BUILT_MODELS,
+    DATA_ALIASES,
+    check_data_alias,
+    check_model_alias,
+)
 
 #: Builds the tiny offline text-to-image model (:mod:`.tiny`) instead of loading one.
 TINY_MODEL = "@tiny"
@@ -216,6 +222,10 @@ class T2IConfig(ExperimentConfig):
 
     def _check_sources(self) -> None:
         digits = self.preset == "digits"
+        check_model_alias(self.model, "model", kinds=())  # '@' names: only built models
+        check_model_alias(self.embedder, "embedder", kinds=("image-embedder",), built=False)
+        if self.data is not None:
+            check_data_alias(self.data, "data", allowed=(SKLEARN_DIGITS,))
         for name, marker in (
             ("model", TINY_MODEL),
             ("embedder", DIGITS_CNN),
