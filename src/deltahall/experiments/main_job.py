@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 STEPS: Registry[str] = Registry(
     "main-job step",
     entries={
-        "theory": "deltahall.experiments.theory_checks",
+        "theory": "deltahall.experiments.theory_report",
         "coinflip": "deltahall.experiments.coinflip.report",
         "t2i": "deltahall.experiments.t2i.report",
         "qa": "deltahall.experiments.qa.report",
