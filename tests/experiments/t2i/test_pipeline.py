@@ -15,16 +15,11 @@ from deltahall.experiments.t2i import run
 from deltahall.experiments.t2i.results import read_metrics
 
 
-def _cfg(**kw):
-    """A T2IConfig whose run options (out_dir, device, progress, ...) go into its RunOptions."""
-    import dataclasses as _dc
-
-    from deltahall.experiments._run import RunOptions as _RO
+def _cfg(preset: str = "digits", **kw):
+    """The T2IConfig preset ``preset`` with ``kw`` (run options by their names go into ``run``)."""
     from deltahall.experiments.t2i import T2IConfig as _C
 
-    names = {f.name for f in _dc.fields(_RO)}
-    run = {k: kw.pop(k) for k in list(kw) if k in names}
-    return _C(run=_RO(**run), **kw)
+    return _C.from_preset(preset, **kw)
 
 
 TINY_DIGITS = dict(

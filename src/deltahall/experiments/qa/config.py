@@ -54,7 +54,10 @@ class QAConfig(ExperimentConfig):
         metadata={"help": "open-ended QA JSONL file (default: the packaged 300-question dataset)"},
     )
     truthfulqa: str = field(
-        default="hub", metadata={"help": "'hub' (Hugging Face, online) or a path to TruthfulQA.csv"}
+        default="hub",
+        metadata={
+            "help": "'hub' (Hugging Face, online), a path to TruthfulQA.csv, or '@standin' (offline stand-in)"
+        },
     )
     truthfulqa_limit: int | None = field(
         default=None,
