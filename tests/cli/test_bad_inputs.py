@@ -148,7 +148,7 @@ def _cf_sweep_run(files: dict[str, bytes | str]) -> Callable[[Path], None]:
     return setup
 
 
-_MJ = '{"config_type": "deltahall.experiments.main_job.MainJobConfig", "seed": 0}'
+_MJ = '{"experiment": "main-job", "fingerprint": {"seed": 0}, "seed": 0}'
 _CF_RESULT = '{"config": {"n": 2, "m": 120, "epochs": 1}, "reference": {}}'
 
 
@@ -680,10 +680,17 @@ ROWS: list[tuple[str, Callable[[Path], None] | None, list[str], int, str]] = [
     ),
     (
         "report-resume-other-experiment",
+        _w("r/manifest.json", '{"experiment": "coinflip", "fingerprint": {"lr": 0.1}}'),
+        ["report", "--only", "theory", "--out-dir", "{d}/r", "--resume-from-checkpoint", "latest"],
+        2,
+        "holds a 'coinflip' run, not 'main-job'",
+    ),
+    (
+        "report-resume-manifest-without-fingerprint",
         _w("r/manifest.json", '{"config_type": "x.CoinFlipConfig", "seed": 0}'),
         ["report", "--only", "theory", "--out-dir", "{d}/r", "--resume-from-checkpoint", "latest"],
         2,
-        "holds a 'x.CoinFlipConfig' run, not a main job",
+        "without a run fingerprint",
     ),
     (
         "report-resume-path",
