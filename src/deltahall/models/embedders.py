@@ -365,10 +365,11 @@ def load_embedder(spec: str, *, device: str = "cpu", batch_size: int = 64) -> Em
             f"model {spec!r} is a {alias.kind}, not an embedder; embedders: "
             f"{', '.join(EMBEDDERS)}, or a folder / hub id."
         )
-    if isinstance(spec, str) and spec.startswith("@"):
-        factory = EMBEDDERS.get(spec)  # unknown: an error listing the embedder aliases
+    # An unknown '@' name: an error listing the embedder aliases.
+    named = isinstance(spec, str) and spec.startswith("@")
+    factory: EmbedderFactory | None = EMBEDDERS.get(spec) if named else None
     resolved = resolve_model(spec)
-    if resolved.alias is not None:
+    if factory is not None:
         return factory(resolved, device=device, batch_size=batch_size)
     family = _family(resolved)
     if family == "sentence-transformers":
