@@ -105,6 +105,7 @@ def _reference_csv(m: Any, gen: Samples, selection: Any) -> str:
     header = ["id", "prompt", "p_value", "nearest_state", "flagged"] + (
         ["kept"] if selection is not None else []
     )
+    header += ["typicality"]
     header += [f"log_density_{s}" for s in m.states] + (["text"] if gen.texts is not None else [])
     w.writerow(header)
     for i in range(len(gen.ids)):
@@ -117,6 +118,7 @@ def _reference_csv(m: Any, gen: Samples, selection: Any) -> str:
         ]
         if selection is not None:
             row.append(str(bool(selection.kept[i])))
+        row.append(repr(float(m.gen_typicality[i])))
         row += [repr(float(v)) for v in m.gen_scores[i]]
         if gen.texts is not None:
             row.append(gen.texts[i])
@@ -157,6 +159,7 @@ def test_parquet_holds_the_same_table_typed(tmp_path: Path) -> None:
         "nearest_state",
         "flagged",
         "kept",
+        "typicality",
         "log_density_a",
         "log_density_b,1",
         'log_density_c"q',
@@ -164,6 +167,7 @@ def test_parquet_holds_the_same_table_typed(tmp_path: Path) -> None:
     ]
     assert t.column("id").to_pylist() == gen.ids and t.column("text").to_pylist() == gen.texts
     assert np.array_equal(t.column("p_value").to_numpy(), m.gen_p)
+    assert np.array_equal(t.column("typicality").to_numpy(), m.gen_typicality)
     assert np.array_equal(t.column("log_density_b,1").to_numpy(), m.gen_scores[:, 1])
     assert t.column("flagged").to_pylist() == m.gen_flagged.tolist()
     assert t.column("kept").to_pylist() == sel.kept.tolist()

@@ -27,6 +27,16 @@ outside every allowed state) and a flag at level :math:`\alpha`:
 
 Calibration scores may be given per state (a list of arrays) or pooled (one array used for
 every state: the per-prompt text scorer, whose states hold a handful of references each).
+
+**Ranking: the typicality.** Conformal p-values are a step function of the score: every sample
+below a state's lowest calibration score gets the same :math:`1/(m+1)`, so samples far outside
+every state tie with real samples just outside, and a ranking by :math:`p` (an AUROC, a top-k
+selection) cannot tell them apart. :meth:`Calibrator.typicality` breaks the ties without moving
+any decision: per state, the empirical CDF of the calibration scores interpolated linearly between
+neighbours, and below the lowest one an exponential tail in units of the calibration scores'
+standard deviation, so :math:`\tilde p_i \in [p_i - 1/(m_i+1), p_i]`, strictly increasing in the
+score; the typicality is :math:`\max_i \tilde p_i` over allowed states. Flags always come from
+the exact :math:`p`.
 """
 
 from __future__ import annotations
@@ -53,8 +63,44 @@ def conformal_p_values(sorted_cal: FloatArray, scores: FloatArray) -> FloatArray
     >>> conformal_p_values(np.array([0.0, 1.0, 2.0]), np.array([-1.0, 1.0, 5.0])).tolist()
     [0.25, 0.75, 1.0]
     """
-    counts = np.searchsorted(sorted_cal, scores, side="right")
+    counts = np.searchsorted(sorted_cal, _tied_up(scores), side="right")
     return np.asarray((1.0 + counts) / (sorted_cal.size + 1.0))
+
+
+#: Scores this close (relative) to a calibration score count as ties with it: the same row's
+#: score differs in its last digits between batches of different sizes (BLAS blocking), and a
+#: calibration row scored again must get the same p-value in any batch.
+TIE_RTOL = 1e-9
+
+
+def _tied_up(scores: npt.ArrayLike) -> FloatArray:
+    s = np.asarray(scores, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.where(np.isfinite(s), s + TIE_RTOL * np.maximum(np.abs(s), 1.0), s))
+
+
+def _smooth_p(sorted_cal: FloatArray, s: FloatArray) -> FloatArray:
+    """Interpolated calibration CDF with an exponential lower tail (see :meth:`Calibrator.typicality`)."""
+    m = sorted_cal.size
+    out = np.zeros(s.shape)
+    if m == 0:
+        return out
+    finite = np.isfinite(s)
+    j = np.searchsorted(sorted_cal, _tied_up(s), side="right")  # = #{cal <= s}, ties as above
+    lo = sorted_cal[np.clip(j - 1, 0, m - 1)]
+    hi = sorted_cal[np.clip(j, 0, m - 1)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(hi > lo, (s - lo) / (hi - lo), 0.0)
+    frac = np.clip(np.nan_to_num(frac, nan=0.0), 0.0, 1.0)
+    inner = (j + np.where(j < m, frac, 0.0)) / (m + 1.0)
+    spread = float(np.std(sorted_cal)) if m > 1 else 0.0
+    if not math.isfinite(spread) or spread <= 0:
+        spread = 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        tail = np.exp(-(sorted_cal[0] - s) / spread) / (m + 1.0)
+    out = np.where(j == 0, tail, inner)
+    out = np.where(finite, out, np.where(s == np.inf, 1.0, 0.0))
+    return np.asarray(np.minimum(out, 1.0))
 
 
 def margins(scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None) -> FloatArray:
@@ -168,6 +214,47 @@ class Calibrator:
             p = np.minimum(1.0, 2.0 * np.minimum(p, pm))
         return p
 
+    def state_typicality(
+        self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> FloatArray:
+        """Per-state tie-broken p-values (n, N); 0 for states a sample may not belong to."""
+        S = np.asarray(scores, dtype=np.float64)
+        n, N = S.shape
+        T = np.zeros((n, N))
+        M = margins(S, allowed) if self.rule == "margin" else None
+
+        def one(i: int, s: FloatArray, m: FloatArray | None) -> FloatArray:
+            t = _smooth_p(self.cal_[i], s)
+            if m is not None:
+                t = np.minimum(1.0, 2.0 * np.minimum(t, _smooth_p(self.cal_margins_[i], m)))
+            return t
+
+        if self.pooled_ and allowed is not None:
+            rows, cols = np.nonzero(allowed)
+            T[rows, cols] = one(0, S[rows, cols], None if M is None else M[rows, cols])
+            return T
+        for i in range(N):
+            T[:, i] = one(i, S[:, i], None if M is None else M[:, i])
+        if allowed is not None:
+            T[~allowed] = 0.0
+        return T
+
+    def typicality(
+        self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> FloatArray:
+        """Tie-broken p-values for ranking, shape (n,) (see the module docstring); larger = more typical.
+
+        Examples
+        --------
+        >>> c = Calibrator().fit([np.array([0.0, 1.0, 2.0])], 1)
+        >>> S = np.array([[-5.0], [-1.0], [0.5], [1.0], [9.0]])
+        >>> t = c.typicality(S)
+        >>> bool(np.all(np.diff(t) > 0)), bool(np.all(t <= c.p_values(S)))
+        (True, True)
+        """
+        T = self.state_typicality(scores, allowed)
+        return np.asarray(T.max(axis=1) if T.shape[1] else np.zeros(T.shape[0]))
+
     def p_values(
         self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None
     ) -> FloatArray:
@@ -187,9 +274,7 @@ class Calibrator:
         if self.rule == "percentile":
             thr = self.thresholds(a) if alpha is not None else self.thresholds_
             inside = (
-                np.asarray(scores) >= thr[None, :]
-                if not self.pooled_
-                else np.asarray(scores) >= thr[0]
+                _tied_up(scores) >= thr[None, :] if not self.pooled_ else _tied_up(scores) >= thr[0]
             )
             if allowed is not None:
                 inside &= allowed

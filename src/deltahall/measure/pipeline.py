@@ -488,6 +488,7 @@ def compute_measurement(
             mode=config.select,
             k=config.select_k,
             alpha=config.alpha,
+            typicality=m.gen_typicality,
         )
     baselines = None
     if config.baselines:
@@ -604,6 +605,7 @@ def samples_columns(m: Measurement, gen: Samples, selection: Selection | None) -
     }
     if selection is not None:
         cols["kept"] = np.asarray(selection.kept, dtype=bool)
+    cols["typicality"] = np.asarray(m.gen_typicality, dtype=np.float64)
     if (
         m.scope == "per-prompt"
     ):  # per-prompt states: the score of the nearest of the sample's own prompt's states

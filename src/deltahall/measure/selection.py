@@ -117,6 +117,7 @@ def select_candidates(
     mode: str = "hcdr",
     k: int | None = None,
     alpha: float = 0.1,
+    typicality: npt.ArrayLike | None = None,
 ) -> Selection:
     """Keep, per prompt, the candidates inside the HCDR or the ``k`` with the highest p-values.
 
@@ -136,6 +137,10 @@ def select_candidates(
     k : int, required for ``"top-k"``
     alpha : float
         The level of ``"hcdr"`` mode: keep :math:`p(z) > \\alpha`.
+    typicality : array-like (n,), optional
+        The measurement's tie-broken p-values
+        (:meth:`~deltahall.detectors.calibrators.Calibrator.typicality`): ``"top-k"`` ranks by
+        the p-value, ties broken by it.
 
     Examples
     --------
@@ -148,7 +153,10 @@ def select_candidates(
     p = np.asarray(p_values, dtype=np.float64)
     near = np.asarray(nearest, dtype=np.int64)
     flag = np.asarray(flagged, dtype=bool)
+    typ = None if typicality is None else np.asarray(typicality, dtype=np.float64)
     n = p.size
+    if typ is not None and typ.shape != p.shape:
+        raise ValueError(f"`typicality` must have shape {p.shape}; got {typ.shape}.")
     if n == 0:
         raise ValueError("`generated` must contain at least one sample to select from; got 0.")
     if mode == "top-k":
@@ -167,7 +175,10 @@ def select_candidates(
         if mode == "hcdr":
             keep = rows[p[rows] > alpha]
         else:
-            best = np.argsort(-p[rows], kind="stable")
+            if typ is None:
+                best = np.argsort(-p[rows], kind="stable")
+            else:  # p first, its ties broken by the typicality (both descending)
+                best = np.lexsort((-typ[rows], -p[rows]))
             keep = rows[best[:k]]
         kept[keep] = True
         per_prompt.append(
