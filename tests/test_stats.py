@@ -53,6 +53,9 @@ def test_wilson_covers_at_its_level() -> None:
         (lambda: stats.paired_permutation_test([1.0, 2.0], [1.0], rng=0), "pair up"),
         (lambda: stats.stratified_excess_test([1], [2, 3], [0], [1]), "one entry per stratum"),
         (lambda: stats.detection_scores([True], [True, False]), "same length"),
+        (lambda: stats.mixture_excess_test(1, 10, [9, 0], [1], [10, 10]), "one entry per state"),
+        (lambda: stats.mixture_excess_test(2, 10, [9, 0], [1, 1], [10, 10]), "not flagged"),
+        (lambda: stats.mixture_excess_test(2, 10, [8, 0], [0, 0], [0, 0]), "no held-out"),
     ],
 )
 def test_refusals(call, match) -> None:
@@ -140,6 +143,27 @@ def test_stratified_excess_does_not_call_one_state_with_a_low_floor_an_excess() 
     pooled = stats.excess_test(40, 200, 20, 200)
     strat = stats.stratified_excess_test([40, 0], [200, 0], [20, 0], [100, 100])
     assert pooled < 0.01 and strat > 0.3
+
+
+def test_mixture_excess_rejects_a_copied_state_rarely_and_a_real_excess_always() -> None:
+    """Floors of 20 % and 2 %: a generator copying either state is at its own floor (H0)."""
+    g = np.random.default_rng(9)
+    floors = np.array([0.20, 0.02])
+    rejected = 0
+    reps = 300
+    for r in range(reps):
+        st = r % 2
+        kf = g.binomial(60, floors)
+        k = int(g.binomial(80, floors[st]))
+        inside = [0, 0]
+        inside[st] = 80 - k
+        rejected += stats.mixture_excess_test(k, 80, inside, kf.tolist(), [60, 60], seed=r) < 0.05
+    assert rejected / reps <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps)
+    # the same generator with a quarter of its samples hallucinated (all flagged)
+    assert stats.mixture_excess_test(22, 80, [0, 58], [12, 1], [60, 60]) < 1e-4
+    # nearest states of flagged samples play no part; the seed makes the value reproducible
+    a = stats.mixture_excess_test(5, 80, [75, 0], [12, 1], [60, 60], seed=3)
+    assert a == stats.mixture_excess_test(5, 80, [75, 0], [12, 1], [60, 60], seed=3) and a > 0.5
 
 
 def test_detection_scores_and_auroc_match_sklearn() -> None:

@@ -37,6 +37,7 @@ from deltahall._validation import check_int, check_real
 __all__ = [
     "CI_METHOD",
     "EXCESS_TEST",
+    "MIXTURE_EXCESS_TEST",
     "STRATIFIED_EXCESS_TEST",
     "DetectionScores",
     "MeanCI",
@@ -46,6 +47,7 @@ __all__ = [
     "bootstrap_mean_ci",
     "detection_scores",
     "excess_test",
+    "mixture_excess_test",
     "paired_permutation_test",
     "proportion",
     "proportion_ci",
@@ -56,6 +58,7 @@ __all__ = [
 CI_METHOD = "wilson"
 EXCESS_TEST = "fisher_exact_one_sided"
 STRATIFIED_EXCESS_TEST = "stratified_exact_one_sided"
+MIXTURE_EXCESS_TEST = "mixture_matched_posterior_predictive_one_sided"
 
 
 def _check_counts(k: Any, n: Any, kname: str = "k", nname: str = "n") -> tuple[int, int]:
@@ -307,6 +310,74 @@ def stratified_excess_test(
         return 1.0
     p = float(dist[max(0, observed - offset) :].sum() / dist.sum())
     return float(min(1.0, max(0.0, p)))
+
+
+def mixture_excess_test(
+    k_gen: int,
+    n_gen: int,
+    inside_gen: Sequence[int],
+    k_floor: Sequence[int],
+    n_floor: Sequence[int],
+    *,
+    draws: int = 20_000,
+    seed: int = 0,
+) -> float:
+    r"""One-sided test that a generator is flagged more often than real data *of its own states*.
+
+    :math:`H_0`: the generated samples are real samples of the reference states, in unknown
+    proportions :math:`w` (a generator that reproduces one state exactly is such a mixture). Its
+    flagged rate is then :math:`r(w, f) = \sum_i w_i f_i`, with :math:`f_i` state :math:`i`'s
+    floor (the flagged share of its held-out real samples, counted by their *true* state:
+    ``k_floor[i]`` of ``n_floor[i]``). The proportions come from the generated samples that are
+    *not* flagged, by nearest state (``inside_gen[i]``), corrected for each state's own flag loss:
+    :math:`w_i \propto u_i / (1 - \bar f_i)`, :math:`\bar f_i = (k_i + 1/2)/(m_i + 1)`; flagged samples enter only through ``k_gen``, so a
+    hallucination's arbitrary nearest state does not matter. The p-value is posterior
+    predictive: :math:`\Pr[K \ge k]` with :math:`K \sim \mathrm{Binomial}(n, \sum_i w_i F_i)` and
+    :math:`F_i \sim \mathrm{Beta}(k_i + 1/2, m_i - k_i + 1/2)` (Jeffreys), by ``draws`` seeded
+    Monte-Carlo draws. Posterior-predictive p-values are conservative under :math:`H_0`. With no
+    sample inside, the proportions are the floor's own (``n_floor``).
+
+    Examples
+    --------
+    >>> # one state reproduced exactly: flagged at its own floor, not an excess
+    >>> mixture_excess_test(8, 100, [92, 0], [8, 1], [100, 100]) > 0.3
+    True
+    >>> mixture_excess_test(30, 100, [70, 0], [8, 1], [100, 100]) < 1e-3
+    True
+    """
+    k, n = _check_counts(k_gen, n_gen, "k_gen", "n_gen")
+    u = np.asarray([int(v) for v in inside_gen], dtype=np.float64)
+    kf = [int(v) for v in k_floor]
+    nf = [int(v) for v in n_floor]
+    if not (len(u) == len(kf) == len(nf)):
+        raise ValueError("`inside_gen`, `k_floor` and `n_floor` must have one entry per state.")
+    for i, (a, b) in enumerate(zip(kf, nf, strict=True)):
+        _check_counts(a, b, f"k_floor[{i}]", f"n_floor[{i}]")
+    if (u < 0).any() or u.sum() > n - k:
+        raise ValueError(
+            f"`inside_gen` must count the {n - k} generated samples that are not flagged; "
+            f"got {int(u.sum())}."
+        )
+    check_int(draws, "draws", low=100)
+    if n == 0 or k == 0:
+        return 1.0
+    keep = np.asarray(nf) > 0
+    if not keep.any():
+        raise ValueError("the floor has no held-out real sample in any state.")
+    kf_a = np.asarray(kf, dtype=np.float64)[keep]
+    nf_a = np.asarray(nf, dtype=np.float64)[keep]
+    u_a = u[keep]
+    if u_a.sum() == 0:
+        w = nf_a / nf_a.sum()  # nothing inside: the floor's own proportions
+    else:
+        w = u_a / (1.0 - (kf_a + 0.5) / (nf_a + 1.0))  # posterior-mean flag loss
+        w /= w.sum()
+    from scipy.stats import binom
+
+    rng = np.random.default_rng([int(seed), 23])
+    F = rng.beta(kf_a + 0.5, nf_a - kf_a + 0.5, size=(int(draws), kf_a.size))
+    r = np.clip(F @ w, 0.0, 1.0)
+    return float(min(1.0, max(0.0, float(np.mean(binom.sf(k - 1, n, r))))))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,10 @@ def test_blends_are_flagged_real_like_samples_sit_at_the_floor() -> None:
     assert m.excess_p_value < 1e-6
     assert m.floor.n == 90 and m.floor.rate < 0.25
     s = m.summary()
-    assert s["ci_method"] == "wilson" and s["excess_test"] == "stratified_exact_one_sided"
+    assert (
+        s["ci_method"] == "wilson"
+        and s["excess_test"] == "mixture_matched_posterior_predictive_one_sided"
+    )
     assert [st["size"] for st in s["states"]] == [150, 150, 150]
     assert [st["calibration"] for st in s["states"]] == [45, 45, 45]
     # the curve is monotone in alpha and passes through the measured rate at alpha

@@ -38,11 +38,11 @@ from deltahall.detectors.calibrators import CALIBRATIONS, Calibrator
 from deltahall.stats import (
     CI_METHOD,
     EXCESS_TEST,
-    STRATIFIED_EXCESS_TEST,
+    MIXTURE_EXCESS_TEST,
     Proportion,
     excess_test,
+    mixture_excess_test,
     proportion,
-    stratified_excess_test,
 )
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,9 @@ class Measurement:
     gen_p, gen_flagged, gen_nearest : ndarray (n_gen,)
         p-values :math:`p(z)`, flags at α, nearest state (largest :math:`p_i`, ties broken by
         the score above the state's calibration median).
+    gen_typicality : ndarray (n_gen,)
+        :meth:`~deltahall.detectors.calibrators.Calibrator.typicality`: the p-value with its
+        ties broken by the score, for ranking (AUROC, selection); flags never use it.
     test_p, test_flagged, test_nearest, test_labels : the held-out real part (the floor)
     rate, floor : deltahall.stats.Proportion
     excess_p_value : float
@@ -149,6 +152,7 @@ class Measurement:
     state_sizes: dict[str, list[int]]
     gen_scores: npt.NDArray[np.float64]
     gen_p: npt.NDArray[np.float64]
+    gen_typicality: npt.NDArray[np.float64]
     gen_flagged: npt.NDArray[np.bool_]
     gen_nearest: npt.NDArray[np.int64]
     prompts: list[str]
@@ -186,7 +190,7 @@ class Measurement:
             "n_test": self.floor.n,
             "n_test_flagged": self.floor.k,
             "excess_p_value": self.excess_p_value,
-            "excess_test": STRATIFIED_EXCESS_TEST,
+            "excess_test": MIXTURE_EXCESS_TEST,
             "excess_p_value_pooled": self.excess_p_value_pooled,
             "excess_test_pooled": EXCESS_TEST,
             "alpha": s.alpha,
@@ -329,29 +333,6 @@ def _group_means(
     return np.asarray(sums / np.maximum(counts, 1)[:, None])
 
 
-def _stratified_excess(
-    gen_near: Any, gen_flag: Any, test_near: Any, test_flag: Any, n_states: int
-) -> float:
-    ng = np.bincount(gen_near, minlength=n_states)
-    kg = (
-        np.bincount(gen_near, weights=gen_flag.astype(float), minlength=n_states)
-        .round()
-        .astype(int)
-    )
-    nt = np.bincount(test_near, minlength=n_states)
-    kt = (
-        np.bincount(test_near, weights=test_flag.astype(float), minlength=n_states)
-        .round()
-        .astype(int)
-    )
-    keep = (ng > 0) & (nt > 0)
-    if not keep.any():
-        return 1.0
-    return stratified_excess_test(
-        kg[keep].tolist(), ng[keep].tolist(), kt[keep].tolist(), nt[keep].tolist()
-    )
-
-
 def mean_embedding_check(
     scorer: Any, calibrator: Calibrator, G: npt.NDArray[Any]
 ) -> Callable[[list[str], npt.NDArray[np.int64]], tuple[Any, Any]]:
@@ -393,15 +374,19 @@ def measure_scores(
     med = np.array([np.median(c) if c.size else 0.0 for c in calibrator.cal_])
     P_gen = calibrator.state_p_values(gen_scores, gen_allowed)
     p_gen = P_gen.max(axis=1)
+    T_gen = calibrator.state_typicality(gen_scores, gen_allowed)
+    typ_gen = T_gen.max(axis=1)
     flag_gen = calibrator.flags(gen_scores, p_gen, allowed=gen_allowed)
-    near_gen = nearest_state(P_gen, gen_scores, med)
+    near_gen = nearest_state(T_gen, gen_scores, med)
     P_test = calibrator.state_p_values(test_scores, test_allowed)
     p_test = P_test.max(axis=1) if test_p_override is None else test_p_override
     if test_p_override is None:
         flag_test = calibrator.flags(test_scores, p_test, allowed=test_allowed)
     else:
         flag_test = np.asarray(p_test <= settings.alpha)
-    near_test = nearest_state(P_test, test_scores, med)
+    near_test = nearest_state(
+        calibrator.state_typicality(test_scores, test_allowed), test_scores, med
+    )
     if flag_test.size == 0:
         raise ValueError(
             "the reference's test part is empty; add reference samples or raise `test_fraction`."
@@ -409,9 +394,20 @@ def measure_scores(
     rate = proportion(int(flag_gen.sum()), int(flag_gen.size))
     floor = proportion(int(flag_test.sum()), int(flag_test.size))
     pooled = excess_test(rate.k, rate.n, floor.k, floor.n)
-    strat = _stratified_excess(near_gen, flag_gen, near_test, flag_test, n_states)
     inside = ~flag_gen
     counts = np.bincount(near_gen[inside], minlength=n_states).astype(float)
+    labels = np.asarray(test_labels, dtype=np.int64)
+    strat = mixture_excess_test(
+        rate.k,
+        rate.n,
+        counts.astype(np.int64).tolist(),
+        np.bincount(labels, weights=flag_test.astype(float), minlength=n_states)
+        .round()
+        .astype(np.int64)
+        .tolist(),
+        np.bincount(labels, minlength=n_states).tolist(),
+        seed=settings.seed,
+    )
     shares = (counts / max(int(inside.sum()), 1)).tolist()
     reachable = np.ones(n_states, bool) if gen_allowed is None else gen_allowed.any(axis=0)
     not_reached = [states[i] for i in np.flatnonzero(reachable & (counts == 0))]
@@ -462,6 +458,7 @@ def measure_scores(
         state_sizes=state_sizes,
         gen_scores=gen_scores,
         gen_p=p_gen,
+        gen_typicality=typ_gen,
         gen_flagged=flag_gen,
         gen_nearest=near_gen,
         prompts=list(prompts),
