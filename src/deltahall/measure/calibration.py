@@ -13,8 +13,9 @@ by default, the paper's percentile rule, or the blend-aware margin rule) turns s
 p-values and flags. :func:`measure_embeddings` (global states) and :func:`measure_references`
 (per-prompt states) build the :class:`Measurement`: the generated rate with its Wilson
 interval, the floor (flagged share of held-out real samples) with its interval, an excess
-test **stratified by nearest state** (a generator that reproduces one state exactly is
-compared with that state's floor, not the pooled one), per prompt, per-state shares and the
+test against the floor of **the generator's own states** (:func:`deltahall.stats.mixture_excess_test`:
+a generator that reproduces one state exactly is compared with that state's floor, not the
+pooled one), per prompt, per-state shares and the
 states no sample reached.
 
 The reference set of :func:`measure_embeddings` is split, separately within each state and

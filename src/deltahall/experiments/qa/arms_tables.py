@@ -270,7 +270,8 @@ def delta_table(
     was trained on); rates are measured on the other questions, where the control's own samples
     give the floor (so the control's rate *is* the floor). ``rate`` / ``wilson_*``: the blend-aware
     rule; ``rate_plain`` / ``plain_*``: the plain max-cosine (conformal) rule; ``excess_p_value``:
-    the instrument's exact test of rate > floor, stratified by nearest state. ``minus_floor*``:
+    the instrument's one-sided test of rate > the floor of the generator's own states
+    (:func:`deltahall.stats.mixture_excess_test`). ``minus_floor*``:
     paired sign-flip permutation test over those questions of the per-question flagged share,
     two-answer minus control (blend-aware rule).
     """
@@ -539,7 +540,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
         "",
         "Text δ-measure on held-out training questions, through the instrument (rate [95% Wilson CI]; "
         "blend-aware rule, and the plain max-cosine conformal rule; floor = the control's samples on the same "
-        "questions, blend-aware; excess p = exact one-sided test of rate > floor, stratified by nearest state):",
+        "questions, blend-aware; excess p = one-sided test of rate > the floor of the arm's own states, mixture-matched):",
         "",
         "| epoch | seed | arm | n | blend-aware rate | plain rate | floor | excess p | near a1 | near a2 | near both "
         "| neither | two-answer minus floor [CI], p |",

@@ -26,8 +26,8 @@ answer), scored under their own state, pooled over questions (each state has onl
   p-value is at most :math:`\alpha`.
 
 **The floor** is the flagged share of *held-out* in-state samples (the control's answers on
-the other questions) under the same rule, and the excess test is the instrument's, stratified
-by nearest state (:func:`deltahall.measure.calibration.measure_scores`).
+the other questions) under the same rule, and the excess test is the instrument's, against the floor of the
+sample's own states (:func:`deltahall.measure.calibration.measure_scores`).
 
 The split (:func:`split_counts`): "near a1" / "near a2" = inside that state (blend-aware
 rule); "near both" = flagged by the blend-aware rule but inside both states by the plain rule
