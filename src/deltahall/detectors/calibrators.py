@@ -42,6 +42,7 @@ the exact :math:`p`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,6 +187,20 @@ class Calibrator:
         self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None
     ) -> FloatArray:
         """Per-state p-values (n, N); 0 for states a sample may not belong to."""
+        return self._per_state(scores, allowed, self._p)
+
+    def state_typicality(
+        self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> FloatArray:
+        """Per-state tie-broken p-values (n, N); 0 for states a sample may not belong to."""
+        return self._per_state(scores, allowed, self._t)
+
+    def _per_state(
+        self,
+        scores: FloatArray,
+        allowed: npt.NDArray[np.bool_] | None,
+        one: Callable[[int, FloatArray, FloatArray | None], FloatArray],
+    ) -> FloatArray:
         S = np.asarray(scores, dtype=np.float64)
         n, N = S.shape
         P = np.zeros((n, N))
@@ -193,10 +208,10 @@ class Calibrator:
         if self.pooled_ and allowed is not None:
             # One calibration array: score only the allowed entries (sparse per-prompt states).
             rows, cols = np.nonzero(allowed)
-            P[rows, cols] = self._p(0, S[rows, cols], None if M is None else M[rows, cols])
+            P[rows, cols] = one(0, S[rows, cols], None if M is None else M[rows, cols])
             return P
         for i in range(N):
-            P[:, i] = self._p(i, S[:, i], None if M is None else M[:, i])
+            P[:, i] = one(i, S[:, i], None if M is None else M[:, i])
         if allowed is not None:
             P[~allowed] = 0.0
         return P
@@ -214,30 +229,11 @@ class Calibrator:
             p = np.minimum(1.0, 2.0 * np.minimum(p, pm))
         return p
 
-    def state_typicality(
-        self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None
-    ) -> FloatArray:
-        """Per-state tie-broken p-values (n, N); 0 for states a sample may not belong to."""
-        S = np.asarray(scores, dtype=np.float64)
-        n, N = S.shape
-        T = np.zeros((n, N))
-        M = margins(S, allowed) if self.rule == "margin" else None
-
-        def one(i: int, s: FloatArray, m: FloatArray | None) -> FloatArray:
-            t = _smooth_p(self.cal_[i], s)
-            if m is not None:
-                t = np.minimum(1.0, 2.0 * np.minimum(t, _smooth_p(self.cal_margins_[i], m)))
-            return t
-
-        if self.pooled_ and allowed is not None:
-            rows, cols = np.nonzero(allowed)
-            T[rows, cols] = one(0, S[rows, cols], None if M is None else M[rows, cols])
-            return T
-        for i in range(N):
-            T[:, i] = one(i, S[:, i], None if M is None else M[:, i])
-        if allowed is not None:
-            T[~allowed] = 0.0
-        return T
+    def _t(self, i: int, s: FloatArray, m: FloatArray | None) -> FloatArray:
+        t = _smooth_p(self.cal_[i], s)
+        if self.rule == "margin" and m is not None:
+            t = np.minimum(1.0, 2.0 * np.minimum(t, _smooth_p(self.cal_margins_[i], m)))
+        return t
 
     def typicality(
         self, scores: FloatArray, allowed: npt.NDArray[np.bool_] | None = None
