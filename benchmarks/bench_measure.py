@@ -6,21 +6,30 @@ Part 1, per size (generated rows x dimension x states): the ``deltahall measure`
 ``benchmarks/minimal_measure.py`` (the same statistics in plain numpy/scikit-learn, same
 seeds), each a fresh subprocess, run back to back ``--repeat`` times; medians of wall time
 and of peak RSS (``os.wait4``'s ``ru_maxrss``), the ratio CLI / script, and the share of the
-CLI's wall time spent writing ``samples.csv`` (and, once, ``samples.parquet``). The rates of
+CLI's wall time spent writing ``samples.csv`` (and, once, ``samples.parquet``). The rates,
+the floors and both excess p-values (the mixture-matched test and the pooled Fisher test) of
 the two must agree. Part 2 (``--embed-texts``): ``Embedder.embed`` of ``@minilm`` (64 texts a
 batch, texts sorted by length over the whole input) against one direct
 ``SentenceTransformer.encode`` call on the same texts, and against the unsorted batching it
 replaced. Part 3 (``--texts``): JSONL texts through the command with ``@minilm``: the share
 of wall time outside the embedder.
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_measure.py --sizes 10000x384x3,100000x384x3,1000000x384x3 \\
-        --sizes 100000x32x3,100000x384x10 --repeat 3 --embed-texts 5000
+    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/bench_measure.py --ref-per-state 1000 --repeat 4 \\
+        --sizes 10000x384x3,100000x384x3,100000x32x3,100000x384x10,1000000x384x3 --embed-texts 5000
+
+Peak RSS is each child's own: the inputs are made in a spawned process, because a child's
+``ru_maxrss`` starts from its parent's peak. Run it where ``deltahall`` is the checkout you
+mean to time (``PYTHONPATH=src`` if another editable install shadows it) and with compiled
+bytecode (``python -m compileall src``; with ``PYTHONDONTWRITEBYTECODE`` set, every run
+compiles the package again, about 0.2 s, which the one-file script does not pay).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -36,15 +45,22 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
+def input_paths(work: Path) -> dict[str, Path]:
+    return {k: work / f"{k}.npy" for k in ("ref", "labels", "gen", "prompts")}
+
+
 def make_inputs(
     n: int, dim: int, n_states: int, n_ref_per_state: int, work: Path
 ) -> dict[str, Path]:
-    """Reference rows around ``n_states`` random means, ``n`` generated rows like them, 10 prompts."""
+    """Reference rows around ``n_states`` random means, ``n`` generated rows like them, 10 prompts.
+
+    Runs in a spawned process (see :func:`bench_size`), so this process's memory stays small.
+    """
     work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     means = rng.normal(size=(n_states, dim)).astype(np.float32)
     y = np.repeat(np.arange(n_states), n_ref_per_state)
-    paths = {k: work / f"{k}.npy" for k in ("ref", "labels", "gen", "prompts")}
+    paths = input_paths(work)
     np.save(paths["ref"], means[y] + rng.normal(size=(y.size, dim)).astype(np.float32))
     np.save(paths["labels"], y)
     G = np.lib.format.open_memmap(paths["gen"], mode="w+", dtype=np.float32, shape=(n, dim))
@@ -72,10 +88,27 @@ def timed(cmd: list[str]) -> dict[str, float]:
     return {"wall_s": wall, "rss_mib": usage.ru_maxrss / 1024}
 
 
+_STATS = ("rate", "floor", "excess_p_value", "excess_p_value_pooled")
+
+
+def _stats(js: dict[str, Any]) -> dict[str, float]:
+    return {f: js[f] for f in _STATS}
+
+
 def bench_size(
     n: int, dim: int, n_states: int, n_ref_per_state: int, repeat: int, work: Path
 ) -> dict[str, Any]:
-    paths = make_inputs(n, dim, n_states, n_ref_per_state, work)
+    # A child's ru_maxrss starts from its parent's peak RSS (Linux copies the high-water mark
+    # across fork and exec), so the inputs are made in a spawned process: made here, the
+    # 100,000 x 384 inputs alone lifted every later child's "peak" to 641 MiB.
+    proc = multiprocessing.get_context("spawn").Process(
+        target=make_inputs, args=(n, dim, n_states, n_ref_per_state, work)
+    )
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"making the {n} x {dim} x {n_states} inputs failed ({proc.exitcode}).")
+    paths = input_paths(work)
     cli = [
         sys.executable,
         "-m",
@@ -100,14 +133,15 @@ def bench_size(
     runs: dict[str, list[dict[str, Any]]] = {"cli": [], "script": []}
     for r in range(repeat):  # back to back, so both see the same load
         out = work / f"cli{r}"
+        load = os.getloadavg()[0]
         row: dict[str, Any] = timed([*cli, "--out-dir", str(out)])
         js = json.loads((out / "measure.json").read_text())
-        row.update({f"{k}_s": v for k, v in js["seconds"].items()}, rate=js["rate"])
+        row.update({f"{k}_s": v for k, v in js["seconds"].items()}, **_stats(js), load=load)
         runs["cli"].append(row)
         out = work / f"script{r}"
         row = timed([*script, str(out)])
         js = json.loads((out / "measure.json").read_text())
-        row.update({f"{k}_s": v for k, v in js["seconds"].items()}, rate=js["rate"])
+        row.update({f"{k}_s": v for k, v in js["seconds"].items()}, **_stats(js))
         runs["script"].append(row)
     out = work / "parquet"
     pq = timed([*cli, "--out-dir", str(out), "--samples-format", "parquet"])
@@ -129,15 +163,25 @@ def bench_size(
         "cli": c,
         "script": s,
         "ratio_wall": c["wall_s"] / s["wall_s"],
+        "pair_ratios": [
+            a["wall_s"] / b["wall_s"] for a, b in zip(runs["cli"], runs["script"], strict=True)
+        ],
+        "pair_loads": [a["load"] for a in runs["cli"]],
         "ratio_rss": c["rss_mib"] / s["rss_mib"],
         "import_s": c["wall_s"] - c["total_s"],
         "write_share": c["write_samples_s"] / c["wall_s"],
         "parquet_write_s": pq["write_samples"],
         "parquet_wall_s": pq["wall_s"],
         "rates_agree": all(
-            a["rate"] == b["rate"] for a, b in zip(runs["cli"], runs["script"], strict=True)
+            a["rate"] == b["rate"] and a["floor"] == b["floor"]
+            for a, b in zip(runs["cli"], runs["script"], strict=True)
         ),
-        "rate": runs["cli"][0]["rate"],
+        "excess_agree": all(
+            math.isclose(a[f], b[f], rel_tol=1e-9, abs_tol=1e-12)
+            for a, b in zip(runs["cli"], runs["script"], strict=True)
+            for f in ("excess_p_value", "excess_p_value_pooled")
+        ),
+        **{f: runs["cli"][0][f] for f in _STATS},
         "runs": runs,
     }
 
@@ -274,6 +318,7 @@ def main() -> None:
         if s
     ]
     out: dict[str, Any] = {
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "cpus": len(os.sched_getaffinity(0)),
         "load_avg_start": os.getloadavg(),
         "sizes": [],
@@ -291,7 +336,12 @@ def main() -> None:
                 f"{s['wall_s']:7.1f} s {s['rss_mib']:6.0f} MiB | ratio {r['ratio_wall']:.2f}x wall, "
                 f"{r['ratio_rss']:.2f}x RSS | CLI import {r['import_s']:.1f} s, measure {c['measure_s']:.1f} s, "
                 f"samples.csv {c['write_samples_s']:.2f} s ({100 * r['write_share']:.1f}%), parquet "
-                f"{r['parquet_write_s']:.2f} s | rates agree: {r['rates_agree']} | load {r['load_avg'][0]:.1f}",
+                f"{r['parquet_write_s']:.2f} s | rates agree: {r['rates_agree']}, excess p {r['excess_p_value']:.3g} "
+                f"agrees: {r['excess_agree']} | pairs "
+                + ", ".join(
+                    f"{q:.2f}x (load {ld:.1f})"
+                    for q, ld in zip(r["pair_ratios"], r["pair_loads"], strict=True)
+                ),
                 flush=True,
             )
             shutil.rmtree(work / spec, ignore_errors=True)

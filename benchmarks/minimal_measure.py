@@ -9,15 +9,22 @@ What a careful user would write by hand for the same measurement on ``.npy`` inp
   centring, one global scale, a pooled PCA rotation (at most 64 directions); per state a
   Gaussian (Ledoit-Wolf) or a 2-component mixture (``GaussianMixture``) on the first
   ``k`` in {2, 4, 8, 16, 32, 64} principal coordinates times an isotropic Gaussian on the rest;
-- split-conformal p-values, ``p = max_i p_i``, flags at α, the nearest state;
+- split-conformal p-values (scores within ``1e-9`` relative of a calibration score count as
+  ties), ``p = max_i p_i``, flags at α; the typicality (the p-value with its ties broken by
+  the score: the calibration CDF interpolated between neighbours, an exponential tail below
+  the lowest score) and the nearest state (largest per-state typicality, ties broken by the
+  score above the state's calibration median);
 - the rate and the floor with Wilson 95% intervals (``scipy.stats.binomtest``), the pooled
-  Fisher and the stratified exact excess tests, the rate-vs-α curve, per-prompt rates with
-  their intervals and the p-value of each prompt's mean embedding;
-- ``samples.csv`` (``id, prompt, p_value, nearest_state, flagged, log_density_<state>...``,
-  floats written with ``repr``) and ``measure.json``.
+  Fisher test and the mixture-matched excess test (posterior predictive: proportions from the
+  unflagged generated rows by nearest state, each state's floor by true state, 20,000 seeded
+  Jeffreys Beta draws), the rate-vs-α curve, per-prompt rates with their intervals and the
+  p-value of each prompt's mean embedding;
+- ``samples.csv`` (``id, prompt, p_value, nearest_state, flagged, typicality,
+  log_density_<state>...``, floats written with ``repr``) and ``measure.json``.
 
 Same seeds and the same rules as the instrument, so the rate, the floor and every p-value
-agree with ``deltahall measure`` (``bench_measure.py`` checks the rate). The small-state
+agree with ``deltahall measure`` (``bench_measure.py`` checks the rate, the floor and both
+excess p-values). The small-state
 fallbacks of the instrument (shrunk models, diagonal covariances) are left out: the
 benchmark's states are large.
 
@@ -36,11 +43,11 @@ from typing import Any
 import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.sparse import csr_matrix
-from scipy.stats import binomtest, fisher_exact, hypergeom
+from scipy.stats import binom, binomtest, fisher_exact
 from sklearn.covariance import ledoit_wolf
 from sklearn.mixture import GaussianMixture
 
-ALPHA, SEED, CHUNK = 0.1, 0, 65536
+ALPHA, SEED, CHUNK, DRAWS, TIE = 0.1, 0, 65536, 20_000, 1e-9
 FRACTIONS = (0.5, 0.3, 0.2)
 LOG_2PI = math.log(2 * math.pi)
 
@@ -161,33 +168,38 @@ def score(A: np.ndarray, tr: dict[str, Any], models: list[Model]) -> np.ndarray:
     return out
 
 
-def p_values(S: np.ndarray, cal: list[np.ndarray]) -> np.ndarray:
-    return np.stack(
-        [
-            (1.0 + np.searchsorted(c, S[:, i], side="right")) / (c.size + 1.0)
-            for i, c in enumerate(cal)
-        ],
-        1,
-    )
+def p_and_typicality(S: np.ndarray, cal: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-state conformal p-values and their tie-broken version (one ``searchsorted`` each)."""
+    P, T = np.empty(S.shape), np.empty(S.shape)
+    for i, c in enumerate(cal):
+        s, m = S[:, i], c.size
+        j = np.searchsorted(c, s + TIE * np.maximum(np.abs(s), 1.0), side="right")
+        P[:, i] = (1.0 + j) / (m + 1.0)
+        lo, hi = c[np.clip(j - 1, 0, m - 1)], c[np.clip(j, 0, m - 1)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.clip(np.nan_to_num(np.where(hi > lo, (s - lo) / (hi - lo), 0.0)), 0.0, 1.0)
+        with np.errstate(over="ignore"):
+            tail = np.exp(-(c[0] - s) / c.std()) / (m + 1.0)
+        T[:, i] = np.minimum(
+            np.where(j == 0, tail, (j + np.where(j < m, frac, 0.0)) / (m + 1.0)), 1.0
+        )
+    return P, T
 
 
-def nearest(P: np.ndarray, S: np.ndarray, med: np.ndarray) -> np.ndarray:
-    z = np.where(P >= P.max(1, keepdims=True), S - med, -np.inf)
+def nearest(T: np.ndarray, S: np.ndarray, med: np.ndarray) -> np.ndarray:
+    z = np.where(T >= T.max(1, keepdims=True), S - med, -np.inf)
     return np.where(np.isnan(z), -np.inf, z).argmax(1)
 
 
-def stratified_excess(kg: np.ndarray, ng: np.ndarray, kt: np.ndarray, nt: np.ndarray) -> float:
-    """Exact conditional test: the sum of independent hypergeometric counts, convolved on their supports."""
-    dist, lo_total, observed = np.ones(1), 0, 0
-    for a, n1, b, n2 in zip(kg.tolist(), ng.tolist(), kt.tolist(), nt.tolist(), strict=True):
-        if n1 == 0 or n2 == 0:
-            continue
-        lo, hi = max(0, a + b - n2), min(a + b, n1)
-        dist = np.convolve(dist, hypergeom.pmf(np.arange(lo, hi + 1), n1 + n2, a + b, n1))
-        lo_total, observed = lo_total + lo, observed + a
-    if observed == 0:
+def mixture_excess(k: int, n: int, inside: np.ndarray, kf: np.ndarray, nf: np.ndarray) -> float:
+    """Pr[K >= k], K ~ Binomial(n, sum_i w_i F_i), F_i ~ Beta(kf_i + 1/2, nf_i - kf_i + 1/2)."""
+    if k == 0:
         return 1.0
-    return float(min(1.0, max(0.0, dist[max(0, observed - lo_total) :].sum() / dist.sum())))
+    keep = nf > 0
+    u, kf, nf = inside[keep].astype(float), kf[keep].astype(float), nf[keep].astype(float)
+    w = u / (1.0 - (kf + 0.5) / (nf + 1.0)) if u.sum() else nf
+    F = np.random.default_rng([SEED, 23]).beta(kf + 0.5, nf - kf + 0.5, size=(DRAWS, kf.size))
+    return float(min(1.0, np.mean(binom.sf(k - 1, n, np.clip(F @ (w / w.sum()), 0.0, 1.0)))))
 
 
 def main(ref_path: str, labels_path: str, gen_path: str, prompts_path: str, out_dir: str) -> None:
@@ -207,21 +219,23 @@ def main(ref_path: str, labels_path: str, gen_path: str, prompts_path: str, out_
         c[int(math.floor(ALPHA * (c.size + 1) + 1e-12)) - 1] for c in cal
     ]  # the rule's score thresholds
     S_test = score(X[test_rows], tr, models)
-    P_test = p_values(S_test, cal)
+    P_test = p_and_typicality(S_test, cal)[0]
     p_test = P_test.max(1)
-    flag_test, near_test = p_test <= ALPHA, nearest(P_test, S_test, med)
+    flag_test = p_test <= ALPHA
     S_gen = score(G, tr, models)
-    P_gen = p_values(S_gen, cal)
-    p_gen = P_gen.max(1)
-    flag_gen, near_gen = p_gen <= ALPHA, nearest(P_gen, S_gen, med)
+    P_gen, T_gen = p_and_typicality(S_gen, cal)
+    p_gen, typ_gen = P_gen.max(1), T_gen.max(1)
+    flag_gen, near_gen = p_gen <= ALPHA, nearest(T_gen, S_gen, med)
     t_stats = time.perf_counter()
     k, n, kf, nf = int(flag_gen.sum()), flag_gen.size, int(flag_test.sum()), flag_test.size
     ns = len(states)
-    strat = stratified_excess(
-        np.bincount(near_gen[flag_gen], minlength=ns),
-        np.bincount(near_gen, minlength=ns),
-        np.bincount(near_test[flag_test], minlength=ns),
-        np.bincount(near_test, minlength=ns),
+    y_test = y[test_rows]
+    mixture = mixture_excess(
+        k,
+        n,
+        np.bincount(near_gen[~flag_gen], minlength=ns),
+        np.bincount(y_test[flag_test], minlength=ns),
+        np.bincount(y_test, minlength=ns),
     )
     names, codes = np.unique(prompts, return_inverse=True)
     codes = codes.ravel()
@@ -233,14 +247,14 @@ def main(ref_path: str, labels_path: str, gen_path: str, prompts_path: str, out_
         sums += csr_matrix(
             (np.ones(c.size), (c, np.arange(c.size))), shape=(names.size, c.size)
         ) @ np.asarray(G[s : s + CHUNK], dtype=np.float64)
-    p_mean = p_values(score(sums / n_p[:, None], tr, models), cal).max(1)
+    p_mean = p_and_typicality(score(sums / n_p[:, None], tr, models), cal)[0].max(1)
     alphas = np.round(np.arange(0.01, 0.51, 0.01), 2)
     summary = {
         "rate": k / n,
         "rate_ci": wilson(k, n),
         "floor": kf / nf,
         "floor_ci": wilson(kf, nf),
-        "excess_p_value": strat,
+        "excess_p_value": mixture,
         "excess_p_value_pooled": float(
             fisher_exact([[k, n - k], [kf, nf - kf]], alternative="greater")[1]
         ),
@@ -274,6 +288,7 @@ def main(ref_path: str, labels_path: str, gen_path: str, prompts_path: str, out_
                     "p_value",
                     "nearest_state",
                     "flagged",
+                    "typicality",
                     *[f"log_density_{s}" for s in states],
                 ]
             )
@@ -287,6 +302,7 @@ def main(ref_path: str, labels_path: str, gen_path: str, prompts_path: str, out_
                 list(map(repr, p_gen[s:e].tolist())),
                 state_names[near_gen[s:e]].tolist(),
                 ["True" if f else "False" for f in flag_gen[s:e].tolist()],
+                list(map(repr, typ_gen[s:e].tolist())),
                 *[list(map(repr, S_gen[s:e, i].tolist())) for i in range(len(states))],
             ]
             fh.write("\n".join(map(",".join, zip(*cols, strict=True))) + "\n")

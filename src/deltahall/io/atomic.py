@@ -16,7 +16,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = ["atomic_dir", "atomic_write_bytes", "atomic_write_text", "stale_temps"]
@@ -56,8 +56,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | Iterable[bytes]) -> Path:
     """Write ``data`` to ``path`` atomically and return the path.
+
+    ``data`` is the content, or an iterable of its consecutive chunks, written as they come
+    (so a large file need not be held in memory whole); an exception raised while producing
+    them leaves nothing behind, like any other.
 
     Raises
     ------
@@ -72,7 +76,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         # mkstemp creates 0600 files; give results the usual permissions (0666 & ~umask).
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                fh.write(data)
+            else:
+                for chunk in data:
+                    fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

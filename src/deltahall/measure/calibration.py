@@ -445,7 +445,7 @@ def measure_scores(
         test_p_override is not None,
     )
     logger.info(
-        "rate %.4f [%.4f, %.4f], floor %.4f, stratified excess p %.3g",
+        "rate %.4f [%.4f, %.4f], floor %.4f, excess p %.3g (own-states mixture)",
         rate.rate,
         *rate.ci,
         floor.rate,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -588,6 +589,7 @@ _CSV_CHUNK = 1 << 16
 #: Characters that make a CSV field need quotes: ``csv.QUOTE_MINIMAL``'s, plus ``\r`` (which
 #: ``csv.writer`` with ``"\n"`` rows leaves bare, and ``csv.reader`` then splits the row at).
 _CSV_SPECIAL = (",", '"', "\r", "\n")
+_BOOL_TEXT = np.array(["False", "True"], dtype=object)
 
 
 def samples_columns(m: Measurement, gen: Samples, selection: Selection | None) -> dict[str, Any]:
@@ -644,16 +646,20 @@ def format_floats(x: npt.NDArray[np.float64], *, few_distinct: bool = False) -> 
         u, inv = np.unique(a.view(np.int64), return_inverse=True)
         if u.size * 4 < a.size:
             out = np.asarray(list(map(float.__repr__, u.view(np.float64).tolist())), dtype=object)
-            return list(out[inv.ravel()])
+            return list(out[inv.ravel()].tolist())
     return list(map(float.__repr__, a.tolist()))
 
 
 def _csv_column(name: str, col: Any, lo: int, hi: int) -> list[str]:
     if isinstance(col, tuple):  # (codes, names): a categorical column
         codes, names = col
-        return list(np.asarray(_csv_strings(list(names)) or [""], dtype=object)[codes[lo:hi]])
+        return list(
+            np.asarray(_csv_strings(list(names)) or [""], dtype=object)[codes[lo:hi]].tolist()
+        )
     if isinstance(col, np.ndarray) and col.dtype == bool:
-        return list(np.where(col[lo:hi], "True", "False"))
+        # Gathered from Python strings: np.where(col, "True", "False") made numpy strings,
+        # 20x slower to build at 1,000,000 rows (0.32 s) and slower to join.
+        return list(_BOOL_TEXT[col[lo:hi].view(np.uint8)].tolist())
     if isinstance(col, np.ndarray):
         return format_floats(col[lo:hi], few_distinct=name == "p_value")
     return _csv_strings([str(v) for v in col[lo:hi]])
@@ -673,12 +679,17 @@ def write_samples_csv(
 
     cols = samples_columns(m, gen, selection)
     n = len(gen.ids)
-    parts = [(",".join(_csv_strings(list(cols))) + "\n").encode("utf-8")]
-    for lo in range(0, n, _CSV_CHUNK):
-        hi = min(n, lo + _CSV_CHUNK)
-        block = [_csv_column(k, v, lo, hi) for k, v in cols.items()]
-        parts.append(("\n".join(map(",".join, zip(*block, strict=True))) + "\n").encode("utf-8"))
-    atomic_write_bytes(path, b"".join(parts))
+
+    def blocks() -> Iterator[bytes]:
+        # Written block by block: the whole file in memory (114 MB at 1,000,000 rows) made
+        # the writer the command's peak of memory.
+        yield (",".join(_csv_strings(list(cols))) + "\n").encode("utf-8")
+        for lo in range(0, n, _CSV_CHUNK):
+            hi = min(n, lo + _CSV_CHUNK)
+            block = [_csv_column(k, v, lo, hi) for k, v in cols.items()]
+            yield ("\n".join(map(",".join, zip(*block, strict=True))) + "\n").encode("utf-8")
+
+    atomic_write_bytes(path, blocks())
 
 
 def _pyarrow() -> Any:
@@ -716,5 +727,9 @@ def write_samples_parquet(
         else:
             arrays[k] = pa.array(list(v), pa.string())
     sink = pa.BufferOutputStream()
-    pa.parquet.write_table(pa.table(arrays), sink)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    # Dictionary pages only where values repeat (prompts, state names): tried on every
+    # column, Arrow builds and then drops a dictionary of 1,000,000 distinct floats (0.65 s
+    # against 0.23 s for the whole table at 1,000,000 rows).
+    repeats = [k for k in ("prompt", "nearest_state") if k in arrays]
+    pa.parquet.write_table(pa.table(arrays), sink, use_dictionary=repeats)
+    atomic_write_bytes(path, memoryview(sink.getvalue()))
