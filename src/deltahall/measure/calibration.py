@@ -285,7 +285,8 @@ def nearest_state(
     scores: npt.NDArray[np.float64],
     medians: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.int64]:
-    """Largest :math:`p_i`; ties (e.g. far from every state) broken by ``score - median``."""
+    """Largest per-state value (the measurement passes the typicalities :math:`\\tilde p_i`);
+    the rare remaining ties broken by ``score - median``."""
     best = per_state_p.max(axis=1, keepdims=True)
     with np.errstate(invalid="ignore"):
         z = np.where(per_state_p >= best, scores - medians, -np.inf)
