@@ -5,7 +5,7 @@ top-p 0.9 through :class:`deltahall.experiments.qa.generate.NucleusFromTopK`), a
 number of new tokens per row (``min_new_tokens = max_new_tokens``, so every batch size
 generates the same work); tokens per second = rows x new tokens / wall time.
 
-LoRA training: the arms' step (:func:`deltahall.experiments.qa.arms.answer_loss`, rank 8 on
+LoRA training: the arms' step (:func:`deltahall.experiments.qa.finetune.answer_loss`, rank 8 on
 the attention projections, AdamW) on batches of ``--train-batch`` "Question/Answer"
 examples from the packaged dataset; tokens per second counts non-padding tokens.
 
@@ -66,9 +66,8 @@ def main() -> None:
     import torch
     from transformers import LogitsProcessorList
 
-    from deltahall.experiments.qa.arms import answer_loss
     from deltahall.experiments.qa.dataset import load_dataset
-    from deltahall.experiments.qa.finetune import collate, encode_pair
+    from deltahall.experiments.qa.finetune import answer_loss, collate, encode_pair
     from deltahall.experiments.qa.generate import NucleusFromTopK, build_prompt
     from deltahall.experiments.qa.truthfulqa import load_truthfulqa
     from deltahall.models import load_causal_lm

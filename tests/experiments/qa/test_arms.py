@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from deltahall.experiments.qa.arms import ARMS, ArmsConfig, answer_loss, arm_examples
+from deltahall.experiments.qa.arms import ARMS, ArmsConfig, arm_examples
 from deltahall.experiments.qa.dataset import validate
+from deltahall.experiments.qa.finetune import answer_loss
 from deltahall.experiments.qa.truthfulqa import load_truthfulqa
 
 from .conftest import OPEN_QA_SMALL, TRUTHFULQA_SMALL

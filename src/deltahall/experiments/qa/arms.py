@@ -11,8 +11,9 @@ Arms, on the same training questions, seeds and TruthfulQA subset:
 
 The single-answer arms train on the same answer of each question (a seeded choice).
 All fine-tuned arms share the LoRA initialisation of a seed (one adapter per arm on one
-base model) and train with AdamW at a constant learning rate; the loss covers the answer
-tokens only and the output layer is applied to those positions only (the same loss as
+base model) and train with AdamW at a constant learning rate, through the same training loop as
+``qa run`` (:func:`.finetune.train_epoch`); the loss is :func:`.finetune.answer_loss` (the answer
+tokens only, with the output layer applied to those positions only: the same loss as
 ``model(**batch).loss``, at a fraction of the cost with Gemma's 262k-token vocabulary).
 
 After every epoch each fine-tuned arm answers the TruthfulQA subset (scored by
@@ -419,27 +420,6 @@ def arm_examples(
     raise ValueError(f"`arm` must be one of {list(ARMS[1:])}; got {arm!r}.")
 
 
-def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
-    """Mean cross-entropy over answer tokens, applying the output layer only where labels are set.
-
-    Equal to ``model(**batch).loss`` of a causal LM (shifted labels, ``-100`` ignored),
-    without computing logits at prompt and padding positions.
-    """
-    import torch.nn.functional as F
-
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = inner.model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-    ).last_hidden_state
-    target = batch["labels"][:, 1:]
-    keep = target != -100
-    logits = inner.lm_head(hidden[:, :-1][keep]).float()
-    cap = getattr(inner.config, "final_logit_softcapping", None)
-    if cap:
-        logits = (logits / cap).tanh() * cap
-    return F.cross_entropy(logits, target[keep])
-
-
 def _load(config: ArmsConfig, rd_root: Path, texts: list[str]) -> tuple[Any, Any, bool]:
     from deltahall.models import load_causal_lm
 
@@ -837,22 +817,21 @@ class _RunState:
         device: Any,
         order_seed: int,
     ) -> tuple[float, int]:
-        from deltahall.experiments.qa.finetune import collate
+        from deltahall.experiments.qa.finetune import answer_loss, train_epoch
 
-        bs = self.c.batch_size
-        order = np.random.default_rng(order_seed).permutation(len(examples))
-        peft_model.train()
-        losses = []
-        for start in range(0, len(order), bs):
-            batch = collate([examples[int(i)] for i in order[start : start + bs]], pad_id)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            loss = answer_loss(peft_model, batch)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
+        order = np.random.default_rng(order_seed).permutation(len(examples)).tolist()
+        steps = train_epoch(
+            peft_model,
+            examples,
+            order,
+            optimizer,
+            batch_size=self.c.batch_size,
+            pad_id=pad_id,
+            loss_fn=answer_loss,
+            device=device,
+        )
         peft_model.eval()
-        return float(np.mean(losses)), len(losses)
+        return float(np.mean([loss for loss, _ in steps])), len(steps)
 
 
 def replace(config: ArmsConfig, **changes: Any) -> ArmsConfig:

@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,128 @@ def _lr_lambda(total: int, warmup: int) -> Any:
     return f
 
 
+def model_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """``model(**batch).loss``: the causal-LM loss (shifted labels, ``-100`` ignored)."""
+    return model(**batch).loss
+
+
+def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Mean cross-entropy over answer tokens, applying the output layer only where labels are set.
+
+    Equal to :func:`model_loss` of a causal LM (shifted labels, ``-100`` ignored), without
+    computing logits at prompt and padding positions (a fraction of the cost with Gemma's
+    262k-token vocabulary). It calls the inner model directly, so it is for a model that is not
+    wrapped for several processes (DDP averages gradients in the wrapper's forward).
+    """
+    import torch.nn.functional as F
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = inner.model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
+    target = batch["labels"][:, 1:]
+    keep = target != IGNORE_INDEX
+    logits = inner.lm_head(hidden[:, :-1][keep]).float()
+    cap = getattr(inner.config, "final_logit_softcapping", None)
+    if cap:
+        logits = (logits / cap).tanh() * cap
+    return F.cross_entropy(logits, target[keep])
+
+
+def train_epoch(
+    model: Any,
+    examples: Sequence[dict[str, list[int]]],
+    order: Sequence[int],
+    optimizer: Any,
+    *,
+    batch_size: int,
+    pad_id: int,
+    loss_fn: Callable[[Any, dict[str, Any]], Any] = model_loss,
+    accelerator: Any = None,
+    device: Any = None,
+    grad_accum: int = 1,
+    clip_norm: float | None = None,
+    scheduler: Any = None,
+    progress: str | None = None,
+) -> list[tuple[float, float]]:
+    """One epoch over ``examples`` in ``order``: the one training loop of ``qa run`` and ``qa arms``.
+
+    Global batches of ``batch_size`` per process are cut from ``order``; each process takes its
+    :func:`shard`. The loss of each micro-step is backpropagated scaled by ``1 / grad_accum``;
+    every ``grad_accum`` micro-steps (and after the last) the gradients are clipped to
+    ``clip_norm`` (if set), the optimiser and ``scheduler`` (if any) step and the gradients are
+    zeroed.
+
+    Parameters
+    ----------
+    model
+        The model to train (wrapped by ``accelerator.prepare`` when an accelerator is given).
+    examples, order
+        Encoded examples (:func:`encode_pair`) and the order to visit them in (the caller's
+        seeded permutation).
+    optimizer, scheduler
+        The optimiser and an optional learning-rate scheduler (stepped with it).
+    loss_fn : callable ``(model, batch) -> loss``
+        :func:`model_loss` (default), or :func:`answer_loss` for a model not wrapped for DDP.
+    accelerator : accelerate.Accelerator, optional
+        Backward, gradient clipping and the loss average across processes go through it; without
+        one the loop runs in this process on ``device`` (default: the model's).
+    progress : str, optional
+        Description of a progress bar over the micro-steps (no bar when ``None``).
+
+    Returns
+    -------
+    list of (loss, lr)
+        Per micro-step: the loss (averaged over processes) and the learning rate after the step.
+    """
+    import torch
+
+    world = accelerator.num_processes if accelerator is not None else 1
+    rank = accelerator.process_index if accelerator is not None else 0
+    if accelerator is not None:
+        device = accelerator.device
+    elif device is None:
+        device = next(model.parameters()).device
+    global_bs = batch_size * world
+    n_micro = math.ceil(len(order) / global_bs)
+    params = [p for p in model.parameters() if p.requires_grad]
+    micro: Any = range(n_micro)
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        micro = tqdm(micro, desc=progress, unit="step")
+    out: list[tuple[float, float]] = []
+    model.train()
+    for k in micro:
+        mine = shard(order[k * global_bs : (k + 1) * global_bs], rank, world)
+        batch = collate([examples[int(i)] for i in mine], pad_id)
+        batch = {n: t.to(device) for n, t in batch.items()}
+        loss = loss_fn(model, batch)
+        scaled = loss / grad_accum if grad_accum != 1 else loss
+        if accelerator is not None:
+            accelerator.backward(scaled)
+        else:
+            scaled.backward()
+        if (k + 1) % grad_accum == 0 or k + 1 == n_micro:
+            if clip_norm is not None:
+                if accelerator is not None:
+                    accelerator.clip_grad_norm_(params, clip_norm)
+                else:
+                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        value = loss.detach()
+        if accelerator is not None:
+            value = accelerator.reduce(value, reduction="mean")
+        lr = (
+            scheduler.get_last_lr()[0] if scheduler is not None else optimizer.param_groups[0]["lr"]
+        )
+        out.append((float(value), float(lr)))
+    return out
+
+
 def finetune(
     config: QAConfig,
     model: Any,
@@ -232,8 +354,7 @@ def finetune(
     order_gen = torch.Generator().manual_seed(seed)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    global_bs = config.batch_size * world
+    global_bs = config.batch_size * accelerator.num_processes
     micro_per_epoch = math.ceil(len(kept) / global_bs)
     opt_steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
     total = opt_steps_per_epoch * config.max_epoch
@@ -268,35 +389,29 @@ def finetune(
         logger.info("resuming %s seed %d from epoch %d (%s)", model_id, seed, start_epoch, ckpt)
 
     wrapped, optimizer = accelerator.prepare(peft_model, optimizer)
-    wrapped.train()
     pad_id = tokenizer.pad_token_id
     epoch_dirs = {int(r["epoch"]): rd.root / f"epoch-{r['epoch']}" for r in epoch_rows}
     micro = len(step_rows)
     for epoch in range(start_epoch + 1, config.max_epoch + 1):
         perm = torch.randperm(len(kept), generator=order_gen).tolist()
-        batches = range(micro_per_epoch)
-        if config.progress and accelerator.is_main_process:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc=f"{model_id} seed {seed} epoch {epoch}", unit="step")
-        losses = []
-        for k in batches:
-            mine = shard(perm[k * global_bs : (k + 1) * global_bs], rank, world)
-            batch = collate([kept[i] for i in mine], pad_id)
-            batch = {n: t.to(accelerator.device) for n, t in batch.items()}
-            loss = wrapped(**batch).loss
-            accelerator.backward(loss / config.grad_accum)
-            if (k + 1) % config.grad_accum == 0 or k + 1 == micro_per_epoch:
-                accelerator.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            value = float(accelerator.reduce(loss.detach(), reduction="mean"))
-            losses.append(value)
+        desc = f"{model_id} seed {seed} epoch {epoch}"
+        steps = train_epoch(
+            wrapped,
+            kept,
+            perm,
+            optimizer,
+            batch_size=config.batch_size,
+            pad_id=pad_id,
+            accelerator=accelerator,
+            grad_accum=config.grad_accum,
+            clip_norm=1.0,
+            scheduler=scheduler,
+            progress=desc if config.progress and accelerator.is_main_process else None,
+        )
+        losses = [loss for loss, _ in steps]
+        for loss, lr in steps:
             micro += 1
-            step_rows.append(
-                {"epoch": epoch, "step": micro, "loss": value, "lr": scheduler.get_last_lr()[0]}
-            )
+            step_rows.append({"epoch": epoch, "step": micro, "loss": loss, "lr": lr})
         epoch_loss = sum(losses) / len(losses)
         epoch_rows.append({"epoch": epoch, "loss": epoch_loss, "steps": len(losses)})
         logger.info("%s seed %d epoch %d: loss %.4f", model_id, seed, epoch, epoch_loss)
