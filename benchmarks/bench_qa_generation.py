@@ -75,7 +75,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     items = load_truthfulqa(args.truthfulqa)
-    rows = load_dataset(None)
+    rows = load_dataset()
     spec = args.model
     if spec == "@tiny":
         from deltahall.experiments.qa.tiny import build_tiny_model

@@ -123,7 +123,7 @@ def test_the_known_names() -> None:
     assert k["t2i presets"][0].names() == ("digits", "afhq-sd15")
     assert k["modes presets"][0].names() == ("tiny", "cpu")
     assert k["embedders"][0].names() == ("@minilm", "@efficientnet-lite0", "@digits-cnn")
-    assert set(k["data aliases"][0].names()) == {"@standin", "@sklearn-digits"}
+    assert set(k["data aliases"][0].names()) == {"@standin", "@open-qa", "@sklearn-digits"}
     assert k["main-job steps"][0].names() == ("theory", "coinflip", "t2i", "qa", "real", "modes")
 
 

@@ -176,6 +176,7 @@ DATA_ALIASES: Registry[str] = Registry(
     plural="data aliases",
     entries={
         "@standin": "deltahall's 16-question offline TruthfulQA stand-in (qa, qa arms; plumbing only)",
+        "@open-qa": "deltahall's packaged open-ended QA pairs, 300 questions x 2 answers (qa, qa arms)",
         "@sklearn-digits": "scikit-learn's bundled 8x8 digits (t2i preset 'digits')",
     },
 )

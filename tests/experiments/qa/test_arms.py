@@ -46,11 +46,21 @@ def test_arm_examples_match_the_design() -> None:
         (dict(delta_percentile=0.0), "`delta_percentile` must be"),
         (dict(n_train_questions=1), "`n_train_questions` must be"),
         (dict(seeds=(1, 1)), "`seeds` must list distinct seeds"),
+        (dict(data="@standin"), "`data` cannot use the data alias '@standin'"),
+        (dict(data="@open-q"), "unknown data alias '@open-q'"),
     ],
 )
 def test_config_refuses_bad_values(changes: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ArmsConfig.tiny(**changes)
+
+
+def test_the_packaged_dataset_is_a_named_alias_not_none() -> None:
+    from deltahall.experiments.qa.config import QAConfig
+    from deltahall.experiments.qa.dataset import PACKAGED, dataset_path, packaged_path
+
+    assert ArmsConfig().data == QAConfig().data == PACKAGED == "@open-qa"
+    assert dataset_path(PACKAGED) == packaged_path() and dataset_path("x.jsonl") == Path("x.jsonl")
 
 
 def test_answer_loss_equals_the_model_loss(tiny_model) -> None:  # type: ignore[no-untyped-def]

@@ -137,4 +137,5 @@ def test_packaged_dataset_validates() -> None:
 def test_packaged_dataset_has_no_truthfulqa_overlap() -> None:
     tq = [it.question for it in load_truthfulqa(REAL_TRUTHFULQA)]
     assert len(tq) == 817
-    assert len(validate(None, truthfulqa_questions=tq)) == 300
+    assert len(validate(truthfulqa_questions=tq)) == 300
+    assert len(validate("@open-qa")) == 300

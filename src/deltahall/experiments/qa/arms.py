@@ -91,9 +91,9 @@ class ArmsConfig(ExperimentConfig):
             "help": "causal LM: '@gemma3-270m', a local folder, a hub id, or '@tiny' (random offline model, plumbing only)"
         },
     )
-    data: str | None = field(
-        default=None,
-        metadata={"help": "open-ended QA JSONL (default: the packaged 300 x 2 dataset)"},
+    data: str = field(
+        default="@open-qa",
+        metadata={"help": "open-ended QA JSONL file, or '@open-qa' (the packaged 300 x 2 dataset)"},
     )
     truthfulqa: str = field(
         default="@standin", metadata={"help": "TruthfulQA CSV path, 'hub' or '@standin'"}
@@ -172,8 +172,7 @@ class ArmsConfig(ExperimentConfig):
             raise BadInput("`out_dir` must be a folder path; got None.")
         check_model_alias(self.model, "model")
         check_data_alias(str(self.truthfulqa), "truthfulqa", allowed=("@standin",))
-        if self.data is not None:
-            check_data_alias(str(self.data), "data", allowed=())
+        check_data_alias(str(self.data), "data", allowed=("@open-qa",))
         resume = self.run.resume_from_checkpoint
         if resume is not None and resume != "latest":
             raise ValueError(

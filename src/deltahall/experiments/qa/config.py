@@ -49,9 +49,9 @@ class QAConfig(ExperimentConfig):
     seeds: tuple[int, ...] = field(
         default=(1, 2), metadata={"help": "one fine-tuning + sampling run per seed"}
     )
-    data: str | None = field(
-        default=None,
-        metadata={"help": "open-ended QA JSONL file (default: the packaged 300-question dataset)"},
+    data: str = field(
+        default="@open-qa",
+        metadata={"help": "open-ended QA JSONL file, or '@open-qa' (the packaged 300 x 2 dataset)"},
     )
     truthfulqa: str = field(
         default="hub",
@@ -189,8 +189,7 @@ class QAConfig(ExperimentConfig):
         if str(self.truthfulqa) != "hub" and not str(self.truthfulqa).strip():
             raise ValueError("`truthfulqa` must be 'hub' or a CSV path; got an empty string.")
         check_data_alias(str(self.truthfulqa), "truthfulqa", allowed=("@standin",))
-        if self.data is not None:
-            check_data_alias(str(self.data), "data", allowed=())
+        check_data_alias(str(self.data), "data", allowed=("@open-qa",))
         for m in self.models:
             check_model_alias(m, "models")
         self._check_run()

@@ -97,9 +97,18 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", _PUNCT.sub(" ", text.lower())).strip()
 
 
+#: The data alias of the packaged dataset (:data:`deltahall.models.registry.DATA_ALIASES`).
+PACKAGED = "@open-qa"
+
+
 def packaged_path() -> Path:
     """Path of the packaged dataset ``deltahall/data/open_qa.jsonl``."""
     return Path(str(resources.files("deltahall") / "data" / "open_qa.jsonl"))
+
+
+def dataset_path(spec: str | os.PathLike[str]) -> Path:
+    """The file a ``data`` value names: :data:`PACKAGED` is the packaged dataset, else a path."""
+    return packaged_path() if spec == PACKAGED else Path(spec)
 
 
 def parse_jsonl(text: str) -> tuple[list[QARow], list[Problem]]:
@@ -295,15 +304,15 @@ def check_truthfulqa_overlap(
 
 
 def validate(
-    path: str | os.PathLike[str] | None = None,
+    path: str | os.PathLike[str] = PACKAGED,
     truthfulqa_questions: Iterable[str] | None = None,
 ) -> list[QARow]:
     """Load and validate a dataset file; return its rows.
 
     Parameters
     ----------
-    path : path, optional
-        A JSONL file in the schema above; ``None`` = the packaged dataset.
+    path : path or ``"@open-qa"``
+        A JSONL file in the schema above, or :data:`PACKAGED` (default): the packaged dataset.
     truthfulqa_questions : iterable of str, optional
         TruthfulQA's questions; when given, any overlap is a defect.
 
@@ -314,7 +323,7 @@ def validate(
     DatasetError
         Listing every defect with its line number and id.
     """
-    p = Path(path) if path is not None else packaged_path()
+    p = dataset_path(path)
     if not p.is_file():
         raise FileNotFoundError(f"`data` file not found: {p}")
     data = p.read_bytes()
@@ -334,6 +343,6 @@ def validate(
     return rows
 
 
-def load_dataset(path: str | os.PathLike[str] | None = None) -> list[QARow]:
-    """Load the dataset (packaged when ``path`` is ``None``), validated without TruthfulQA."""
+def load_dataset(path: str | os.PathLike[str] = PACKAGED) -> list[QARow]:
+    """Load the dataset (a file, or the packaged one for :data:`PACKAGED`), validated without TruthfulQA."""
     return validate(path)

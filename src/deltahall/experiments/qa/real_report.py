@@ -200,7 +200,7 @@ def main_job_section(run_dir: Path, seed: int, *, limit: int | None = None) -> S
     t0 = time.perf_counter()
     rd = RunDir(run_dir)
     embedder = load_embedder(EMBEDDER)
-    rows = load_dataset(None)[:limit]
+    rows = load_dataset()[:limit]
     res = known_truth_check(embedder.embed, [r.answers for r in rows], rng=int(seed))
     table = known_truth_rows(res)
     ref = res.results["reference a1"]
