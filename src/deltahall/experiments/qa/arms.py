@@ -47,13 +47,12 @@ from deltahall.experiments._run import (
     RunOptions,
     execute,
 )
-from deltahall.models.registry import BUILT_MODELS, check_data_alias, check_model_alias
+from deltahall.experiments.qa.config import TINY_MODEL
+from deltahall.models.registry import check_data_alias, check_model_alias
 
 logger = logging.getLogger(__name__)
 
 ARMS = ("original", "two_answer", "single_answer", "exposure")
-TINY_MODEL = "@tiny"
-BUILT_MODELS.get(TINY_MODEL)  # registered in deltahall.models.registry
 #: Written (atomically) after each finished seed: the unit a resumed run keeps.
 PROGRESS = "progress.json"
 #: The run options of the first preset, ``"cpu-real"`` (2 torch threads on 2 CPU cores).
@@ -420,18 +419,19 @@ def arm_examples(
 
 
 def _load(config: ArmsConfig, rd_root: Path, texts: list[str]) -> tuple[Any, Any, bool]:
-    from deltahall.models import load_causal_lm
+    """The base model and tokenizer, through ``qa run``'s loader (the tiny model built first)."""
+    from deltahall.experiments.qa.modeling import load_model_and_tokenizer
 
-    if config.model == TINY_MODEL:
+    spec, plumbing = config.model, config.model == TINY_MODEL
+    if plumbing:
         from deltahall.experiments.qa.tiny import build_tiny_model
 
         folder = rd_root / "tiny-model"
         if not folder.is_dir():  # built atomically: an existing folder is whole (a resumed run's)
             build_tiny_model(folder, texts, seed=0)
-        model, tok = load_causal_lm(str(folder), device=config.device, dtype=config.dtype)
-        return model, tok, True
-    model, tok = load_causal_lm(config.model, device=config.device, dtype=config.dtype)
-    return model, tok, False
+        spec = str(folder)
+    model, tok = load_model_and_tokenizer(spec, device=config.device, dtype=config.dtype)
+    return model, tok, plumbing
 
 
 def run(config: ArmsConfig) -> ArmsResult:
