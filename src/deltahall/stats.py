@@ -102,9 +102,6 @@ class Proportion:
     ci: tuple[float, float]
     confidence: float = 0.95
 
-    def as_dict(self) -> dict[str, object]:
-        return {"k": self.k, "n": self.n, "rate": self.rate, "ci": list(self.ci)}
-
 
 def proportion(k: int, n: int, *, confidence: float = 0.95) -> Proportion:
     """``k / n`` with its Wilson interval.

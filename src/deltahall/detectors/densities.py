@@ -73,21 +73,6 @@ class DensityChoice:
     n_candidates: int
     reason: str
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "state",
-                "pca_dim",
-                "covariance_type",
-                "n_components",
-                "heldout_loglik",
-                "n_fit",
-                "n_candidates",
-                "reason",
-            )
-        }
-
 
 def _feasible(n_rows: int, k: int, cov: str, c: int) -> bool:
     if cov == "full":
@@ -420,4 +405,6 @@ class StateDensities:
         return self._coords(A)
 
     def summary(self) -> list[dict[str, Any]]:
-        return [ch.as_dict() for ch in self.choices_]
+        from deltahall.io.rundir import to_jsonable
+
+        return [to_jsonable(ch) for ch in self.choices_]

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deltahall.experiments.t2i.config import T2IConfig
+from deltahall.io.rundir import to_jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ class Instrument:
                 "calibration_scores": [
                     [float(v) for v in f.calibrator.cal_[i]] for i in self.state_order
                 ],
-                "floor": floor.as_dict(),
+                "floor": to_jsonable(floor),
             }
         out["density_models"] = self.fitted[self.rules[0]].scorer.summary()
         return out
