@@ -2,8 +2,10 @@
 
 Sub-commands: ``run`` (fine-tune, generate, score, tabulate), ``validate`` (the
 question dataset), ``score`` (recompute scores from saved answers), ``table``
-(rebuild Table 1 / Figure 4 from a run directory's answers) and ``baselines``
-(model-free scores of TruthfulQA's own texts).
+(rebuild Table 1 / Figure 4 from a run directory's answers, through
+:func:`deltahall.experiments._derived.rewrite`), ``intervals`` (the tables with intervals, a new
+folder run by the shared runner), ``baselines`` (model-free scores of TruthfulQA's own texts),
+and ``arms`` / ``arms-merge`` (:mod:`deltahall.cli.qa_arms`).
 """
 
 from __future__ import annotations
@@ -58,7 +60,11 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     t = qsub.add_parser(
         "table", help="rescore a run directory from its answers; rewrite Table 1 and Figure 4"
     )
-    t.add_argument("--run-dir", required=True, help="a finished (or partial) `qa run` directory")
+    t.add_argument(
+        "--run-dir",
+        required=True,
+        help="a finished (or partial) `qa run` directory (the rebuild is noted in its derived.json)",
+    )
     t.add_argument(
         "--metric",
         default="resemblance_incorrect",
@@ -77,11 +83,17 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     c.add_argument(
         "--out-dir",
         required=True,
-        help="where table1_ci.csv, paired_ci.csv, table1_ci.md, figures/ go",
+        help="a new folder for table1_ci.csv, paired_ci.csv, table1_ci.md, figures/ and "
+        "manifest.json (not inside a --run-dir)",
     )
     c.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     c.add_argument(
         "--n-perm", type=int, default=9999, help="random sign flips per paired test (default: 9999)"
+    )
+    c.add_argument(
+        "--resume-from-checkpoint",
+        help="'latest': recompute the tables in an --out-dir that holds them, with the same "
+        "settings (the input runs may have grown); unset: refuse such a folder",
     )
     c.set_defaults(handler=_handle_intervals)
 
@@ -197,37 +209,44 @@ def _handle_score(args: argparse.Namespace) -> int:
 
 
 def _handle_intervals(args: argparse.Namespace) -> int:
-    from deltahall.experiments.qa.intervals import write_interval_tables
+    from pathlib import Path
 
-    files = write_interval_tables(
-        args.run_dir, args.out_dir, n_boot=args.n_boot, n_perm=args.n_perm
+    from deltahall.experiments._run import RunOptions
+    from deltahall.experiments.qa.intervals import IntervalsConfig, run
+
+    cfg = IntervalsConfig(
+        run_dirs=tuple(args.run_dir),
+        n_boot=args.n_boot,
+        n_perm=args.n_perm,
+        run=RunOptions(
+            out_dir=Path(args.out_dir),
+            resume_from_checkpoint=args.resume_from_checkpoint,
+            progress=False,
+        ),
     )
+    files = run(cfg)
     print(files["table1_ci_md"].read_text(encoding="utf-8"), end="")
     print(f"written: {', '.join(str(p) for p in files.values())}")
     return 0
 
 
 def _handle_table(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from deltahall.experiments.qa.results import (
-        read_manifest,
-        rescore_run,
-        tables_markdown,
-        write_results,
-    )
-
-    root = Path(args.run_dir)
-    from deltahall.experiments.qa.results import TABLES
+    from deltahall.experiments._derived import rewrite
+    from deltahall.experiments.qa.results import TABLES, rescore_run, tables_markdown, write_results
 
     metrics = [m for m, _ in TABLES]
     if args.metric not in metrics:
         raise ValueError(f"`metric` must be one of {', '.join(metrics)}; got {args.metric!r}.")
-    rows = rescore_run(root)
-    plumbing = bool(read_manifest(root).get("plumbing", False))
-    paths = write_results(root, rows, headline=args.metric, plumbing=plumbing)
+
+    def write(rd: Any, manifest: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, list[str]]:
+        rows = rescore_run(rd.root)  # every score recomputed before the first write
+        plumbing = bool(manifest.get("plumbing", False))
+        paths = write_results(rd, rows, headline=args.metric, plumbing=plumbing)
+        return rows, plumbing, sorted(p.name for p in paths.values())
+
+    rows, plumbing, names = rewrite(args.run_dir, experiment="qa", write=write, command="qa table")
     print(tables_markdown(rows, plumbing=plumbing), end="")
-    print(f"wrote {', '.join(sorted(p.name for p in paths.values()))} in {root}")
+    print(f"wrote {', '.join(names)} in {args.run_dir}")
     return 0
 
 

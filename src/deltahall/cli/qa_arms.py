@@ -38,6 +38,21 @@ def register_arms(qsub: argparse._SubParsersAction) -> None:
     a.add_argument("--json", action="store_true", help="print the summary as JSON")
     a.set_defaults(handler=_handle_arms, _parser=a)
 
+    merge = (
+        "pool `qa arms` runs of one design and other seeds into a new folder (tables recomputed)"
+    )
+    m = qsub.add_parser("arms-merge", help=merge, description=merge + ".")
+    m.add_argument("--run-dir", required=True, nargs="+", help="two or more `qa arms` run folders")
+    m.add_argument(
+        "--out-dir", required=True, help="the new folder (not inside one of the --run-dir)"
+    )
+    m.add_argument(
+        "--resume-from-checkpoint",
+        help="'latest': pool again into an --out-dir that holds the pooled runs (same --run-dir)",
+    )
+    m.add_argument("--json", action="store_true", help="print the summary as JSON")
+    m.set_defaults(handler=_handle_merge)
+
 
 def resolve_config(args: argparse.Namespace) -> Any:
     """The :class:`ArmsConfig` of parsed arguments (preset < config file < command line)."""
@@ -63,4 +78,21 @@ def _handle_arms(args: argparse.Namespace) -> int:
         print("Tiny random model: these numbers check the plumbing; they are NOT findings.")
     print(markdown(res.summary), end="")
     print(f"run directory: {res.run_dir} ({res.seconds:.1f} s)")
+    return 0
+
+
+def _handle_merge(args: argparse.Namespace) -> int:
+    from deltahall.experiments.qa.arms_tables import markdown, merge_runs
+    from deltahall.io.rundir import dumps_json
+
+    summary = merge_runs(
+        args.run_dir, args.out_dir, resume_from_checkpoint=args.resume_from_checkpoint
+    )
+    if args.json:
+        print(dumps_json(summary), end="")
+        return 0
+    if summary.get("plumbing"):
+        print("Tiny random model: these numbers check the plumbing; they are NOT findings.")
+    print(markdown(summary), end="")
+    print(f"pooled run directory: {args.out_dir}")
     return 0

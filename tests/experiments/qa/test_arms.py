@@ -269,8 +269,19 @@ def test_runs_of_other_seeds_pool_and_mismatches_are_refused(
         for r in pooled
     )
     assert all(r["seeds"] == 2 for r in s["table1"] if r["arm"] != "original")
+    both = tmp_path / "both"
+    manifest = json.loads((both / "manifest.json").read_text())  # written by the runner
+    assert manifest["experiment"] == "qa-arms-merge" and manifest["versions"]["deltahall"]
+    assert manifest["config"]["run_dirs"] == [str(tiny_run.resolve()), str(other.resolve())]
+    assert manifest["arms_config"]["seeds"] == [0, 1] and manifest["merged_from"]
+    assert json.loads((both / "result.json").read_text())["table1"] == s["table1"]
     with pytest.raises(ValueError, match="already holds a run"):
-        merge_runs([tiny_run, other], tmp_path / "both")
+        merge_runs([tiny_run, other], both)
+    with pytest.raises(ValueError, match="is inside `run_dir`"):
+        merge_runs([tiny_run, other], other / "pooled")
+    assert not (other / "pooled").exists()
+    again = merge_runs([tiny_run, other], both, resume_from_checkpoint="latest")
+    assert again["table1"] == s["table1"]  # pooled again from the runs as they are
     import shutil
 
     odd = tmp_path / "odd"

@@ -124,20 +124,24 @@ def write_results(
     return body
 
 
-def save_figures(run_dir: str | Path) -> list[Path]:
-    """Draw the samples, rate and recursive figures of a run directory into ``figures/``."""
+def save_figures(run_dir: str | Path | RunDir) -> list[Path]:
+    """Draw the samples, rate and recursive figures of a run directory into ``figures/``.
+
+    Every figure is drawn before the first is written (atomically), through ``run_dir`` when it
+    is a :class:`~deltahall.io.rundir.RunDir` (as ``modes report`` gives it), else a new one.
+    """
     from deltahall.plotting import pyplot
     from deltahall.plotting.modes import rate_figure, recursive_figure, samples_figure
 
-    root = Path(run_dir)
-    rd = RunDir(root)
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    root = rd.root
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     cfg = manifest["config"]
     data = cfg["data"]
     t = json.loads((root / "truth.json").read_text(encoding="utf-8"))
     metrics = [{k: _num(v) for k, v in r.items()} for r in read_csv(root / "metrics.csv")]
     plt = pyplot()
-    out: list[Path] = []
+    drawn: list[tuple[str, Any]] = []  # every figure drawn before the first write
     mix = tr.mixture(data)
     if data == "2d":
         xs = np.linspace(-5.0, 5.0, 401)
@@ -162,15 +166,13 @@ def save_figures(run_dir: str | Path) -> list[Path]:
             title=f"step {s}: K={len(smp['x'])} samples; dashed: density = δ "
             f"({t['delta_sigmas']:g} sd from a mode); max-component log-density contours",
         )
-        out += rd.save_figure(fig, f"samples_step-{s}")[:1]
-        plt.close(fig)
+        drawn.append((f"samples_step-{s}", fig))
     fig = rate_figure(
         metrics,
         alpha=float(cfg["alpha"]),
         title=f"Figure 5 with the truth ({data}, preset {cfg['preset']})",
     )
-    out += rd.save_figure(fig, "rate_vs_steps")[:1]
-    plt.close(fig)
+    drawn.append(("rate_vs_steps", fig))
     rec = root / "recursive.csv"
     if rec.is_file():
         rows = [{k: _num(v) for k, v in r.items()} for r in read_csv(rec)]
@@ -179,7 +181,10 @@ def save_figures(run_dir: str | Path) -> list[Path]:
             n_components=mix.n_states,
             title="Recursive training: each generation trained on the previous one's filtered samples",
         )
-        out += rd.save_figure(fig, "recursive")[:1]
+        drawn.append(("recursive", fig))
+    out: list[Path] = []
+    for name, fig in drawn:
+        out += rd.save_figure(fig, name)[:1]
         plt.close(fig)
     return out
 

@@ -20,14 +20,18 @@ samples on the other questions, the stratified excess test, split near a1 / a2 /
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from deltahall._validation import BadInput
+from deltahall.experiments._run import RESUME_FREE, Experiment, Outcome, RunOptions, execute
 from deltahall.experiments.qa.delta_measure import SPLITS, Scored, calibration_split, measure_text
 from deltahall.experiments.qa.scoring import resemblance
 from deltahall.stats import (
@@ -445,66 +449,153 @@ def _by_seed(rates: Sequence[Any], floors: Sequence[Any]) -> float:
 
 
 MERGE_KEYS = ("train_questions", "truthfulqa_indices", "control_answer", "calibration_questions")
+#: The experiment names of the runs :func:`merge_runs` pools and :func:`summarise` tabulates.
+ARMS_RUNS = ("qa-arms", "qa-arms-merge")
+#: Manifest entries the runner writes for every run; the rest of an arms manifest is its design.
+_LIFECYCLE_KEYS = frozenset(
+    {
+        "experiment",
+        "config",
+        "config_type",
+        "fingerprint",
+        "seed",
+        "world_size",
+        "resumed_from",
+        "sessions",
+        "versions",
+        "platform",
+    }
+)
 
 
-def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
-    """Pool finished (or partial) runs of the same design and other seeds into ``out_dir``; return its summary.
+def arms_config(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``qa arms`` config of a run's manifest: its ``config``, or for a folder of pooled
+    seed runs (:func:`merge_runs`) the pooled ``arms_config`` (the seeds of every run)."""
+    cfg = manifest.get("arms_config", manifest["config"])
+    return dict(cfg)
 
-    The runs must share the config (all but ``seeds``, ``out_dir``, ``progress``, ``torch_threads``),
-    the chosen questions, the control's answers and the calibration split, and use distinct seeds.
 
-    Raises
-    ------
-    ValueError
-        If the runs differ in any of these, share a seed, or ``out_dir`` already holds a run.
+@dataclass(frozen=True)
+class MergeConfig:
+    """``qa arms-merge``: pool runs of one ``qa arms`` design and other seeds into a new folder.
+
+    Parameters
+    ----------
+    run_dirs : tuple of path
+        Two or more ``qa arms`` folders (finished or partial; a pooled folder counts as one),
+        stored as absolute paths.
+    run : RunOptions
+        ``out_dir``: the new folder (not inside, around or equal to a run folder).
     """
-    from deltahall.io.rundir import RunDir, read_csv
 
-    out = Path(out_dir)
-    if (out / "manifest.json").exists():
-        raise ValueError(f"`out_dir` {out} already holds a run; choose another.")
-    if len(run_dirs) < 2:
-        raise ValueError(f"`run_dirs` must name at least two runs; got {len(run_dirs)}.")
+    run_dirs: tuple[Path, ...] = ()
+    run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.run_dirs, (str, os.PathLike)) or len(self.run_dirs) < 2:
+            n = 1 if isinstance(self.run_dirs, (str, os.PathLike)) else len(self.run_dirs)
+            raise BadInput(f"`run_dirs` must name at least two runs; got {n}.")
+        object.__setattr__(self, "run_dirs", tuple(Path(os.path.abspath(d)) for d in self.run_dirs))
+        if not isinstance(self.run, RunOptions):
+            raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
+
+
+def _merge_prepare(config: MergeConfig, pending: Any) -> dict[str, Any]:
+    """Check that the runs pool (read-only); returns the pooled folder's design entries."""
+    run_dirs = config.run_dirs
     manifests = []
     for d in run_dirs:
-        mp = Path(d) / "manifest.json"
+        mp = d / "manifest.json"
         if not mp.is_file():
             raise FileNotFoundError(
                 f"`run_dirs`: {d} holds no manifest.json (not a `qa arms` run)."
             )
-        manifests.append(json.loads(mp.read_text(encoding="utf-8")))
+        m = json.loads(mp.read_text(encoding="utf-8"))
+        if m.get("experiment") not in ARMS_RUNS:
+            raise BadInput(
+                f"`run_dirs`: {d} holds a {m.get('experiment')!r} run, not a `qa arms` run."
+            )
+        manifests.append(m)
     free = {"seeds", "out_dir", "progress", "torch_threads", "run"}
-    first = manifests[0]
+    first, first_cfg = manifests[0], arms_config(manifests[0])
     seeds: list[int] = []
     for d, m in zip(run_dirs, manifests, strict=True):
+        cfg = arms_config(m)
         diff = sorted(
-            k
-            for k in set(first["config"]) | set(m["config"])
-            if k not in free and first["config"].get(k) != m["config"].get(k)
+            k for k in set(first_cfg) | set(cfg) if k not in free and first_cfg.get(k) != cfg.get(k)
         )
         diff += [k for k in MERGE_KEYS if first.get(k) != m.get(k)]
         if diff:
-            raise ValueError(
+            raise BadInput(
                 f"`run_dirs`: {d} differs from {run_dirs[0]} in {diff}; only runs of one design pool."
             )
-        seeds += list(m["config"]["seeds"])
+        seeds += list(cfg["seeds"])
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"`run_dirs` must use distinct seeds; got {seeds}.")
-    merged = dict(first)
-    merged["config"] = {**first["config"], "seeds": seeds, "out_dir": str(out)}
-    merged["merged_from"] = [str(d) for d in run_dirs]
-    rd = RunDir(out)
+        raise BadInput(f"`run_dirs` must use distinct seeds; got {seeds}.")
+    design = {k: v for k, v in first.items() if k not in _LIFECYCLE_KEYS | {"arms_config"}}
+    design["arms_config"] = {**first_cfg, "seeds": seeds, "out_dir": str(config.run.out_dir)}
+    design["merged_from"] = [os.fspath(d) for d in run_dirs]
+    return design
+
+
+def _merge_body(config: MergeConfig, opened: Any) -> Outcome:
+    from deltahall.io.rundir import read_csv
+
+    rd = opened.rd
     for name in ("items_truthfulqa.jsonl", "delta_samples.jsonl"):
-        rd.write_text(name, jsonl(r for d in run_dirs for r in read_jsonl(Path(d) / name)))
+        rd.write_text(name, jsonl(r for d in config.run_dirs for r in read_jsonl(d / name)))
     loss = [
-        r
-        for d in run_dirs
-        if (Path(d) / "loss.csv").is_file()
-        for r in read_csv(Path(d) / "loss.csv")
+        r for d in config.run_dirs if (d / "loss.csv").is_file() for r in read_csv(d / "loss.csv")
     ]
     rd.write_csv("loss.csv", loss, ["arm", "seed", "epoch", "loss", "steps", "examples"])
-    rd.write_json("manifest.json", merged)
-    return summarise(out)
+    summary = summarise(opened.root)
+    return Outcome(result=summary, value=summary)
+
+
+#: Pooling seed runs of ``qa arms`` as a run of the shared runner (its own manifest, refusals).
+MERGE = Experiment(
+    name="qa-arms-merge",
+    body=_merge_body,
+    inputs=lambda config: [("run_dir", d) for d in config.run_dirs],
+    outputs=("items_truthfulqa.jsonl", "delta_samples.jsonl", "summary.json"),
+    prepare=_merge_prepare,
+    manifest_extra=lambda config, pending, design: design,
+    what="run",
+)
+
+
+def merge_runs(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    resume_from_checkpoint: str | None = None,
+) -> dict[str, Any]:
+    """Pool finished (or partial) runs of the same design and other seeds into ``out_dir``; return its summary.
+
+    The runs must share the config (all but ``seeds``, ``out_dir``, ``progress``, ``torch_threads``),
+    the chosen questions, the control's answers and the calibration split, and use distinct seeds.
+    The pooled folder is a run of the shared runner (experiment ``qa-arms-merge``): its
+    ``manifest.json`` holds this config, the versions, the design of the runs, the pooled
+    ``arms_config`` and ``merged_from``; ``result.json`` is the summary. With
+    ``resume_from_checkpoint="latest"`` a folder that holds the pooled runs is pooled again
+    (the runs may have grown).
+
+    Raises
+    ------
+    ValueError
+        If the runs differ in any of these, share a seed, or ``out_dir`` already holds a run, is
+        one of ``run_dirs`` or lies inside one.
+    FileNotFoundError
+        A run folder holds no ``manifest.json``.
+    """
+    config = MergeConfig(
+        run_dirs=tuple(Path(d) for d in run_dirs),
+        run=RunOptions(
+            out_dir=Path(out_dir), resume_from_checkpoint=resume_from_checkpoint, progress=False
+        ),
+    )
+    summary: dict[str, Any] = execute(MERGE, config)
+    return summary
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -605,7 +696,7 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
     if not (root / "manifest.json").is_file():
         raise FileNotFoundError(f"`run_dir` {root} holds no manifest.json (not a `qa arms` run).")
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-    cfg = manifest["config"]
+    cfg = arms_config(manifest)
     calib = np.array(manifest["calibration_questions"], dtype=bool)
     rng = np.random.default_rng([int(cfg["data_seed"]), 11])
     tq = read_jsonl(root / "items_truthfulqa.jsonl")

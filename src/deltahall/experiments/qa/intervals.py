@@ -11,6 +11,10 @@ Seeds are pooled per question: a question's score at an epoch is the mean over t
 that reached that epoch, so the pooled interval resamples questions, not (question, seed)
 pairs. Several run directories (e.g. one per seed, run side by side) can be pooled; a
 (model, seed, epoch) present twice, or runs that asked other questions, are refused.
+
+:func:`run` writes the tables into a new folder as a run of the shared runner
+(:data:`EXPERIMENT`, ``qa-intervals``): a manifest naming the input folders, refusal of a folder
+that holds a run or lies inside an input, ``result.json`` last (see ``docs/runs.md``).
 """
 
 from __future__ import annotations
@@ -18,15 +22,34 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from deltahall._validation import BadInput, check_int
+from deltahall.experiments._run import (
+    RESUME_FREE,
+    Experiment,
+    OpenRun,
+    Outcome,
+    Pending,
+    RunOptions,
+    execute,
+)
 from deltahall.stats import bootstrap_mean_ci, paired_permutation_test
 
-__all__ = ["SCORINGS", "interval_tables", "load_item_scores", "markdown", "write_interval_tables"]
+__all__ = [
+    "EXPERIMENT",
+    "SCORINGS",
+    "IntervalsConfig",
+    "interval_tables",
+    "load_item_scores",
+    "markdown",
+    "run",
+]
 
 #: (name, the answer-row field scored).
 SCORINGS = (("answer-only", "answer"), ("authors' (prompt included)", "full_text"))
@@ -86,8 +109,8 @@ def load_item_scores(
                     "only runs on one TruthfulQA subset pool."
                 )
             entry: dict[str, Any] = {"_rows": rows}
-            for name, field in SCORINGS:
-                s = item_scores(rows, field)
+            for name, answer_field in SCORINGS:
+                s = item_scores(rows, answer_field)
                 inc = np.array([x["incorrect"] for x in s], dtype=np.float64)
                 cor = np.array([x["correct"] for x in s], dtype=np.float64)
                 entry[name] = {"incorrect": inc, "correct": cor, "gap": inc - cor}
@@ -333,30 +356,122 @@ PAPER_TABLE1: dict[str, dict[int, tuple[float, ...]]] = {
 }
 
 
-def write_interval_tables(
-    run_dirs: Sequence[str | os.PathLike[str]],
-    out_dir: str | os.PathLike[str],
-    *,
-    n_boot: int = 2000,
-    n_perm: int = 9999,
-    rng: int = 0,
-) -> dict[str, Path]:
-    """Write ``table1_ci.csv``, ``paired_ci.csv``, ``length_control.csv``, ``table1_ci.md`` and
-    ``figures/figure4_ci.png|svg``."""
-    from deltahall.io.rundir import RunDir
+@dataclass(frozen=True)
+class IntervalsConfig:
+    """``qa intervals``: the interval tables of one or more ``qa run`` folders, in a new folder.
+
+    Parameters
+    ----------
+    run_dirs : tuple of path
+        The ``qa run`` folders (finished or partial) whose answer files are pooled; stored as
+        absolute paths, so the manifest says which folders were read.
+    n_boot : int
+        Bootstrap resamples per interval.
+    n_perm : int
+        Random sign flips per paired test.
+    seed : int
+        Seed of the one generator of every resample.
+    run : RunOptions
+        ``out_dir``: the new folder (not inside, around or equal to a run folder).
+    """
+
+    run_dirs: tuple[Path, ...] = ()
+    n_boot: int = 2000
+    n_perm: int = 9999
+    seed: int = 0
+    run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.run_dirs, (str, os.PathLike)) or not self.run_dirs:
+            raise BadInput(
+                f"`run_dirs` must name one or more `qa run` folders; got {self.run_dirs!r}."
+            )
+        dirs = tuple(Path(os.path.abspath(d)) for d in self.run_dirs)
+        object.__setattr__(self, "run_dirs", dirs)
+        check_int(self.n_boot, "n_boot", low=1)
+        check_int(self.n_perm, "n_perm", low=1)
+        check_int(self.seed, "seed", low=0)
+        if not isinstance(self.run, RunOptions):
+            raise TypeError(f"`run` must be a RunOptions; got {type(self.run).__name__}.")
+
+
+_FILES = ("table1_ci.csv", "paired_ci.csv", "length_control.csv", "table1_ci.md")
+
+
+def _prepare(config: IntervalsConfig, pending: Pending) -> dict[str, Any]:
+    """Every table, computed before the folder is accepted (bad inputs leave it untouched)."""
+    return interval_tables(
+        config.run_dirs, n_boot=config.n_boot, n_perm=config.n_perm, rng=config.seed
+    )
+
+
+def _inputs(config: IntervalsConfig, pending: Pending, tables: Any) -> dict[str, Any]:
+    from deltahall.experiments.qa.results import read_manifest
+
+    return {
+        "inputs": [
+            {
+                "run_dir": os.fspath(d),
+                "experiment": read_manifest(d).get("experiment"),
+                "answer_files": len(list(d.glob("answers/*/seed-*/epoch-*.jsonl"))),
+            }
+            for d in config.run_dirs
+        ]
+    }
+
+
+def _body(config: IntervalsConfig, opened: OpenRun) -> Outcome:
+    from deltahall.plotting import pyplot
     from deltahall.plotting.qa import figure4_ci
 
-    tables = interval_tables(run_dirs, n_boot=n_boot, n_perm=n_perm, rng=rng)
-    rd = RunDir(Path(out_dir))
+    tables = opened.prepared
+    rd = opened.rd
+    fig = figure4_ci(headline_rows(tables["table1"]), paper=PAPER_TABLE1)
     files = {
         "table1_ci": rd.write_csv("table1_ci.csv", tables["table1"]),
         "paired_ci": rd.write_csv("paired_ci.csv", tables["paired"]),
         "length_control": rd.write_csv("length_control.csv", tables["length_control"]),
         "table1_ci_md": rd.write_text("table1_ci.md", markdown(tables)),
+        "figure4_ci": rd.save_figure(fig, "figure4_ci")[0],
     }
-    fig = figure4_ci(headline_rows(tables["table1"]), paper=PAPER_TABLE1)
-    files["figure4_ci"] = rd.save_figure(fig, "figure4_ci")[0]
-    from deltahall.plotting import pyplot
-
     pyplot().close(fig)
+    result = {
+        "run_dirs": [os.fspath(d) for d in config.run_dirs],
+        "rows": {k: len(v) for k, v in tables.items()},
+        "files": {k: p.relative_to(rd.root).as_posix() for k, p in files.items()},
+    }
+    return Outcome(result=result, value=files)
+
+
+#: ``qa intervals`` as a run of the shared runner: a new folder from other runs' files.
+EXPERIMENT = Experiment(
+    name="qa-intervals",
+    body=_body,
+    inputs=lambda config: [("run_dir", d) for d in config.run_dirs],
+    outputs=_FILES,
+    prepare=_prepare,
+    manifest_extra=_inputs,
+    what="table of intervals",
+)
+
+
+def run(config: IntervalsConfig) -> dict[str, Path]:
+    """Write ``table1_ci.csv``, ``paired_ci.csv``, ``length_control.csv``, ``table1_ci.md`` and
+    ``figures/figure4_ci.png|svg`` into ``config.run.out_dir`` through the shared runner.
+
+    The folder gets a ``manifest.json`` (the config, versions, and each input folder) and a
+    ``result.json`` (written last). A folder that holds such a run is refused unless
+    ``resume_from_checkpoint="latest"`` with the same settings, which recomputes every table
+    from the input runs as they are now. Returns the paths written, by name.
+
+    Raises
+    ------
+    ValueError
+        ``out_dir`` holds a run (or another experiment's), is or lies inside one of
+        ``run_dirs``, or holds one; the answer files cannot be pooled (see
+        :func:`load_item_scores`).
+    FileNotFoundError
+        A run folder holds no answer files.
+    """
+    files: dict[str, Path] = execute(EXPERIMENT, config)
     return files

@@ -138,40 +138,47 @@ def tables_markdown(rows: Sequence[Mapping[str, Any]], *, plumbing: bool = False
 
 
 def write_results(
-    run_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str] | RunDir,
     rows: Sequence[Mapping[str, Any]],
     *,
     headline: str = "resemblance_incorrect",
     plumbing: bool = False,
 ) -> dict[str, Path]:
     """Write ``scores.csv``, ``table1.csv`` (``headline`` metric), ``table1_<metric>.csv`` per table,
-    ``table1.md``, ``figure4_summary.csv`` and the figures; returns the paths by name."""
+    ``table1.md``, ``figure4_summary.csv`` and the figures; returns the paths by name.
+
+    Every table and figure is computed before the first file is written (each atomically),
+    through ``run_dir`` when it is a :class:`~deltahall.io.rundir.RunDir` (as ``qa table``
+    gives it), else a new one.
+    """
     from deltahall.plotting import pyplot
     from deltahall.plotting.qa import figure4, loss_figure
 
-    rd = RunDir(run_dir)
+    root = run_dir.root if isinstance(run_dir, RunDir) else Path(run_dir)
     extra_cols = [k for r in rows for k in r if k not in SCORE_COLUMNS]
-    paths = {
-        "scores": rd.write_csv("scores.csv", rows, [*SCORE_COLUMNS, *dict.fromkeys(extra_cols)])
+    csvs: dict[str, tuple[str, Any, Any]] = {
+        "scores": ("scores.csv", rows, [*SCORE_COLUMNS, *dict.fromkeys(extra_cols)])
     }
     cols, trs = table1(rows, headline)
-    paths["table1"] = rd.write_csv("table1.csv", trs, cols)
+    csvs["table1"] = ("table1.csv", trs, cols)
     for metric, _ in TABLES:
         cols, trs = table1(rows, metric)
-        paths[f"table1_{metric}"] = rd.write_csv(f"table1_{metric}.csv", trs, cols)
-    paths["table1_md"] = rd.write_text("table1.md", tables_markdown(rows, plumbing=plumbing))
+        csvs[f"table1_{metric}"] = (f"table1_{metric}.csv", trs, cols)
+    md = tables_markdown(rows, plumbing=plumbing)
     summary = []
     for metric in ("resemblance_incorrect", "resemblance_incorrect_with_prompt"):
         summary += [{"metric": metric, **s} for s in summary_over_seeds(rows, metric)]
-    paths["summary"] = rd.write_csv("figure4_summary.csv", summary)
     plt = pyplot()
-    fig = figure4(summary, plumbing=plumbing)
-    paths["figure4"] = rd.save_figure(fig, "figure4")[0]
-    plt.close(fig)
-    loss_rows = read_loss_rows(rd.root)
+    figures = [("figure4", "figure4", figure4(summary, plumbing=plumbing))]
+    loss_rows = read_loss_rows(root)
     if loss_rows:
-        fig = loss_figure(loss_rows, plumbing=plumbing)
-        paths["loss_figure"] = rd.save_figure(fig, "loss")[0]
+        figures.append(("loss_figure", "loss", loss_figure(loss_rows, plumbing=plumbing)))
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(root)
+    paths = {key: rd.write_csv(name, trs, cols) for key, (name, trs, cols) in csvs.items()}
+    paths["table1_md"] = rd.write_text("table1.md", md)
+    paths["summary"] = rd.write_csv("figure4_summary.csv", summary)
+    for key, name, fig in figures:
+        paths[key] = rd.save_figure(fig, name)[0]
         plt.close(fig)
     return paths
 

@@ -117,11 +117,13 @@ def final_samples(
     return step, np.vstack(embs), names
 
 
-def save_figures(run_dir: str | Path) -> list[Path]:
+def save_figures(run_dir: str | Path | Any) -> list[Path]:
     """Draw Figures 5-7 (and rate vs α) of a run directory into ``figures/`` (PNG + SVG).
 
     Reads ``metrics.csv``, ``loss.csv``, ``instrument.json`` and the last step's
-    ``samples/step-*.npz`` (the rate-vs-α figure is skipped when that file is missing).
+    ``samples/step-*.npz`` (the rate-vs-α figure is skipped when that file is missing), draws
+    every figure, then writes them (atomically) through ``run_dir`` when it is a
+    :class:`~deltahall.io.rundir.RunDir` (as ``t2i report`` gives it), else a new one.
 
     Returns
     -------
@@ -138,7 +140,8 @@ def save_figures(run_dir: str | Path) -> list[Path]:
     from deltahall.plotting import pyplot
     from deltahall.plotting.t2i import figure5, figure6, figure7, rate_vs_percentile
 
-    root = Path(run_dir)
+    rd = run_dir if isinstance(run_dir, RunDir) else None
+    root = rd.root if rd is not None else Path(run_dir)
     metrics, losses = read_metrics(root), read_losses(root)
     inst = read_instrument(root)
     main, other = inst["rules"]
@@ -194,10 +197,11 @@ def save_figures(run_dir: str | Path) -> list[Path]:
                     ),
                 )
             )
-    rd, plt = RunDir(root), pyplot()
+    plt = pyplot()
+    drawn = [(name, draw()) for name, draw in figures]  # everything drawn before the first write
+    rd = rd if rd is not None else RunDir(root)
     out: list[Path] = []
-    for name, draw in figures:
-        fig = draw()
+    for name, fig in drawn:
         out.append(rd.save_figure(fig, name)[0])
         plt.close(fig)
     return out
