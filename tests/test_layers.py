@@ -34,7 +34,7 @@ A second test refuses import cycles between modules (lazy imports included), e.g
 
 Inside ``experiments`` (:func:`test_experiment_packages_do_not_import_each_other`): an experiment
 package (``experiments/<pkg>/``) imports its own modules and the lifecycle modules
-(:data:`LIFECYCLE`: ``_run``, ``_checkpoint``, ``_config``) and nothing of another experiment
+(:data:`LIFECYCLE`: ``_run``, ``_checkpoint``, ``_config``, ``_derived``) and nothing of another experiment
 package; the lifecycle imports no experiment package; only the composers (:data:`COMPOSERS`:
 ``main_job``, which runs every experiment, ``theory_checks``, the theory commands, and
 ``theory_report``, the main job's theory step) import packages, and nothing under
@@ -375,7 +375,7 @@ def test_detector_diagnostics_take_the_truth_from_the_theory() -> None:
 EXPERIMENTS = f"{PACKAGE}.experiments"
 #: Modules directly under ``experiments/`` that every experiment package may import: the run
 #: lifecycle. They import no experiment package (the lifecycle must not depend on one experiment).
-LIFECYCLE = frozenset({"_run", "_checkpoint", "_config"})
+LIFECYCLE = frozenset({"_run", "_checkpoint", "_config", "_derived"})
 #: Modules directly under ``experiments/`` that compose experiment packages, with the reason.
 #: Nothing under ``experiments/`` imports a composer but ``main_job`` (the CLI does).
 COMPOSERS: dict[str, str] = {
@@ -483,6 +483,7 @@ FILE_READS = frozenset(
 FILE_READERS: dict[str, str] = {
     # the lifecycle and resume: a run reads its own state back to continue it
     "experiments._run": "lifecycle: the manifest of the run it accepts or resumes",
+    "experiments._derived": "lifecycle: the manifest of the run it rewrites",
     "experiments._checkpoint": "lifecycle: a checkpoint's weights and state, to resume",
     "experiments.main_job": "lifecycle: its own manifest and summary, to say which steps it reused",
     "experiments.coinflip.train": "resume: the run's own timing so far",
