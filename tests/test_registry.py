@@ -335,6 +335,25 @@ def test_resolver_order_is_preset_then_file_then_command_line(cli: str, tmp_path
     assert r.run.out_dir == Path("cli")
 
 
+def test_report_only_is_resolved_like_every_field(tmp_path: Path) -> None:
+    # `deltahall report --only`: the default (every step) < the config file < the command line,
+    # and an unknown step, from either, is refused naming the known ones.
+    p = _parser("report")
+    assert _resolve_run(p.parse_args(["report"])).only == ()
+    f = _write(tmp_path / "c.json", {"only": ["theory", "coinflip"]})
+    assert _resolve_run(p.parse_args(["report", "--config", f])).only == ("theory", "coinflip")
+    both = p.parse_args(["report", "--config", f, "--only", "modes"])
+    assert _resolve_run(both).only == ("modes",)
+    known = r"among \['theory', 'coinflip', 't2i', 'qa', 'real', 'modes'\]; got \['nope'\]"
+    bad = _write(tmp_path / "b.json", {"only": ["theory", "nope"]})
+    with pytest.raises(BadInput, match=known):
+        _resolve_run(p.parse_args(["report", "--config", bad]))
+    with pytest.raises(BadInput, match=known):
+        _resolve_run(p.parse_args(["report", "--config", f, "--only", "nope"]))
+    # the command line's valid value wins over the file's bad one
+    assert _resolve_run(p.parse_args(["report", "--config", bad, "--only", "qa"])).only == ("qa",)
+
+
 @pytest.mark.parametrize("cli", list(CLIS))
 def test_every_cli_refuses_unknown_config_keys(cli: str, tmp_path: Path) -> None:
     spec = CLIS[cli]

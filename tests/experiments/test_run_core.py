@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -159,12 +158,6 @@ def test_non_main_process_writes_nothing(tmp_path):
 def test_run_options_validation(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
         RunOptions(**kw)
-
-
-def test_run_options_with_defaults_fills_only_unset():
-    r = RunOptions(threads=None).with_defaults(threads=1, out_dir=Path("x"))
-    assert r.threads == 1 and r.out_dir == Path("x")
-    assert dataclasses.replace(r, threads=3).with_defaults(threads=1).threads == 3
 
 
 @pytest.mark.parametrize(

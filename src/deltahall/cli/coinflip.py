@@ -7,22 +7,23 @@ correlation tables and report.html), ``report`` (rebuild report.html of a sweep 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from deltahall._validation import BadInput
-from deltahall.cli.config_args import (
-    add_dataclass_arguments,
-    check_known_keys,
-    config_from_args,
-    load_config_file,
-)
+from deltahall.cli.config_args import add_dataclass_arguments, config_from_args
 from deltahall.io.rundir import dumps_json
 
-_SWEEP_VARIED = ("n", "m", "objective", "seed")
+#: Settings of the sweep's ``base`` that the sweep itself sets for each run, with the reason a
+#: config file that sets one is refused (the command line has no option for them).
+_SWEEP_FIXED: dict[str, str] = {
+    **{
+        f"base.{k}": "the sweep sets it for each run (use ns, ms, objectives, base_seed)"
+        for k in ("n", "m", "objective", "seed")
+    },
+    "base.run": "each run's options come from the sweep's (out_dir/runs/<name>, threads, progress)",
+}
 
 
 def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
@@ -58,8 +59,7 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
             "report.html. Rerun the same command to resume."
         ),
     )
-    add_dataclass_arguments(ps, SweepConfig, exclude=("base",))
-    add_dataclass_arguments(ps, CoinFlipConfig, exclude=(*_SWEEP_VARIED, "run", "preset"))
+    add_dataclass_arguments(ps, SweepConfig, exclude=tuple(_SWEEP_FIXED))
     ps.add_argument("--no-report", action="store_true", help="skip figures and report.html")
     _common(ps)
     ps.set_defaults(handler=_handle_sweep)
@@ -74,7 +74,10 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
-        help="TOML or JSON file with option values (sweep: a [base] table for run options)",
+        help=(
+            "TOML or JSON file with option values (sweep: the settings of its runs flat or as a "
+            "[base] table, run options flat or as a [run] table)"
+        ),
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -121,56 +124,11 @@ def _handle_run(args: argparse.Namespace) -> int:
 
 
 def _sweep_config(args: argparse.Namespace) -> Any:
-    from deltahall.experiments.coinflip.config import CoinFlipConfig
+    """The sweep's config through the one resolver: defaults < config file (sweep and run
+    options flat or as a ``[run]`` table, run settings flat or as a ``[base]`` table) < command line."""
     from deltahall.experiments.coinflip.sweep import SweepConfig
 
-    file_vals: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    base_file = file_vals.pop("base", {})
-    if not isinstance(base_file, dict):
-        raise ValueError(
-            f"config file {args.config}: `base` must be a table of run settings; got {base_file!r}."
-        )
-    bad = sorted(set(base_file) & set(_SWEEP_VARIED))
-    if bad:
-        raise ValueError(
-            f"`[base]` in {args.config} must not set {bad}: the sweep varies them (use ns, ms, objectives)."
-        )
-    base_known = {f.name for f in dataclasses.fields(CoinFlipConfig)} - {"run", *_SWEEP_VARIED}
-    check_known_keys(args.config, "base", base_file, base_known)
-    from deltahall.experiments._run import RunOptions
-
-    run_names = {f.name for f in dataclasses.fields(RunOptions)}
-    sweep_names = {f.name for f in dataclasses.fields(SweepConfig)}
-    base_args = argparse.Namespace(
-        **{k: v for k, v in vars(args).items() if k not in sweep_names | run_names}
-    )
-    base = config_from_args(
-        CoinFlipConfig, base_args, **_merge(base_file, base_args, CoinFlipConfig)
-    )
-    # The rest of the file (sweep options, run options flat or as a [run] table) goes through
-    # the one resolver; a key of neither is refused, naming the known ones.
-    known = (sweep_names - {"base"}) | run_names
-    unknown = sorted(set(file_vals) - known)
-    if unknown:
-        raise BadInput(
-            f"config file {args.config} has unknown keys {unknown}; known keys are {sorted(known)} "
-            "and a [base] table of run settings."
-        )
-    return config_from_args(
-        SweepConfig, args, config_file=args.config, file_values=file_vals, base=base
-    )
-
-
-def _merge(file_vals: dict[str, Any], args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """File values for fields of ``cls`` not given on the command line (the CLI wins)."""
-    from deltahall.cli.config_args import _UNSET
-
-    names = {f.name for f in dataclasses.fields(cls)} - {"run", "base"}
-    out = {}
-    for k, v in file_vals.items():
-        if k in names and getattr(args, k, _UNSET) is _UNSET:
-            out[k] = tuple(v) if isinstance(v, list) else v
-    return out
+    return config_from_args(SweepConfig, args, config_file=args.config, exclude=_SWEEP_FIXED)
 
 
 def _handle_sweep(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -107,7 +108,8 @@ def add_dataclass_arguments(
 
     Defaults are *not* set on the parser (they stay ``_UNSET``) so that
     :func:`config_from_args` can tell "given on the command line" from
-    "left at its default" and let a config file fill the gap.
+    "left at its default" and let a config file fill the gap. ``exclude`` names fields that get
+    no option: ``name`` (a field of ``cls``, or of any nested dataclass) or ``nested.name``.
     """
     hints = typing.get_type_hints(cls)
     nested = _nested(cls)
@@ -132,7 +134,7 @@ def add_dataclass_arguments(
             inner_hints = typing.get_type_hints(nested[f.name])
             sub = parser.add_argument_group(f"{nested[f.name].__name__} options")
             for g in dataclasses.fields(nested[f.name]):
-                if not g.init or g.name in exclude:
+                if not g.init or g.name in exclude or f"{f.name}.{g.name}" in exclude:
                     continue
                 conv, extra = _converter(inner_hints[g.name])
                 default = (
@@ -226,6 +228,7 @@ def config_from_args(
     *,
     config_file: str | Path | None = None,
     file_values: dict[str, Any] | None = None,
+    exclude: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> T:
     """Instantiate ``cls`` from (preset < config file < command line < overrides).
@@ -233,18 +236,28 @@ def config_from_args(
     The preset is ``args.preset`` when given, else the config file's ``preset`` key, else
     ``cls.PRESETS``' first (for a class without presets: the dataclass defaults).
     ``file_values`` stands for the file's contents when the caller has read (part of) it
-    already; ``config_file`` then only names it in messages.
+    already; ``config_file`` then only names it in messages. A nested dataclass field
+    (``run``, a sweep's ``base``) takes its fields flat or as a table named after it.
+
+    ``exclude`` maps settings the command does not take (``name`` or ``nested.name``, as
+    :func:`add_dataclass_arguments` leaves them out) to the reason, which the refusal of a
+    config file that sets one gives; they keep their preset's (or default's) value.
 
     Raises
     ------
     deltahall._registry.UnknownName
         An unknown preset (the message lists the known ones).
     deltahall._validation.BadInput
-        A config file key that names no option (the message lists the known keys).
+        A config file key that names no option (the message lists the known keys), a key the
+        command does not take (with the reason), or a nested table that is not a table.
     """
-    nested = _nested(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init} - set(nested)  # type: ignore[arg-type]
-    inner_names = {k: {g.name for g in dataclasses.fields(t) if g.init} for k, t in nested.items()}
+    fixed: Mapping[str, str] = exclude or {}
+    nested = {k: t for k, t in _nested(cls).items() if k not in fixed}
+    names = {f.name for f in dataclasses.fields(cls) if f.init} - set(_nested(cls)) - set(fixed)  # type: ignore[arg-type]
+    inner_names = {
+        k: {g.name for g in dataclasses.fields(t) if g.init and f"{k}.{g.name}" not in fixed}
+        for k, t in nested.items()
+    }
     values: dict[str, Any] = {}
     inner: dict[str, dict[str, Any]] = {k: {} for k in nested}
     owner = {n: k for k, ns in inner_names.items() for n in ns}
@@ -264,20 +277,40 @@ def config_from_args(
                 values[f.name] = getattr(preset_config, f.name)
         names = names - {"preset"}
     where = config_file if config_file is not None else "values"
-    if file_vals:
-        for k, v in file_vals.items():
-            if k in nested and isinstance(v, dict):
-                check_known_keys(where, k, v, inner_names[k])
-                inner[k].update(v)
-            elif k in owner:
-                inner[owner[k]][k] = v
-            elif k in names:
-                values[k] = v
-            else:
-                known = sorted(names | set(owner) | ({"preset"} if presets is not None else set()))
+
+    def refuse(dotted: str) -> None:
+        table, _, key = dotted.rpartition(".")
+        in_table = f": table [{table}]" if table else ""
+        raise BadInput(f"config file {where}{in_table} must not set {key!r}: {fixed[dotted]}.")
+
+    for k, v in file_vals.items():
+        if k in fixed:
+            refuse(k)
+        if k in nested:
+            if not isinstance(v, dict):
                 raise BadInput(
-                    f"config file {where} has unknown key {k!r}; known keys are {known}."
+                    f"config file {where}: `{k}` must be a table of {nested[k].__name__} "
+                    f"settings; got {v!r}."
                 )
+            for key in v:
+                if f"{k}.{key}" in fixed:
+                    refuse(f"{k}.{key}")
+            check_known_keys(where, k, v, inner_names[k])
+            inner[k].update(v)
+        elif k in owner:
+            inner[owner[k]][k] = v
+        elif k in names:
+            values[k] = v
+        else:
+            for table in nested:
+                if f"{table}.{k}" in fixed:
+                    refuse(f"{table}.{k}")
+            known = sorted(names | set(owner) | ({"preset"} if presets is not None else set()))
+            tables = ", ".join(f"[{name}]" for name in nested)
+            raise BadInput(
+                f"config file {where} has unknown key {k!r}; known keys are {known}"
+                + (f" (the nested ones also as tables: {tables})." if nested else ".")
+            )
     for name in names:
         v = getattr(args, name, _UNSET)
         if v is not _UNSET:

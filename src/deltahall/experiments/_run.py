@@ -71,7 +71,10 @@ class RunOptions:
     Parameters
     ----------
     out_dir : Path or None
-        The run directory (``None``: the experiment's default).
+        The run directory. ``None`` is no folder at all: an experiment that can run in memory
+        (:attr:`Experiment.folder_optional`, e.g. one coin-flip run called from Python) writes
+        nothing; every other one refuses to start. Each experiment config's ``run`` default
+        names its folder explicitly.
     resume_from_checkpoint : {"latest"} or path, optional
         ``"latest"`` continues the run in ``out_dir`` from its newest checkpoint (a fresh start,
         with one warning line, if there is no run yet); a path names a checkpoint folder, which
@@ -80,14 +83,16 @@ class RunOptions:
         ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:i"`` or ``"mps"``.
         Under ``torchrun``/``accelerate launch`` the launcher picks each process's device.
     threads : int or None
-        torch CPU threads per process (``None``: the experiment's default).
+        torch CPU threads per process while the run executes. ``None`` leaves torch's thread
+        count as it is (torch's own default; torch is not even imported for it), which is
+        what the experiments that never set it (a measurement, the main job) want; an
+        experiment that still declares :attr:`Experiment.threads` (modes) uses that instead.
+        Each experiment config's ``run`` default states its own value (the first preset's).
     progress : bool
         Progress bars on stderr.
     """
 
-    out_dir: Path | None = field(
-        default=None, metadata=free("run directory (default: the experiment's)")
-    )
+    out_dir: Path | None = field(default=None, metadata=free("run directory"))
     resume_from_checkpoint: str | None = field(
         default=None,
         metadata=free(
@@ -101,7 +106,7 @@ class RunOptions:
     )
     threads: int | None = field(
         default=None,
-        metadata=free("torch CPU threads per process (>= 1; unset: the experiment's default)"),
+        metadata=free("torch CPU threads per process (>= 1; unset: leave torch's own count)"),
     )
     progress: bool = field(default=True, metadata=free("show progress bars on stderr"))
 
@@ -146,11 +151,6 @@ class RunOptions:
         """
         names = {f.name for f in dataclasses.fields(cls)}
         return {k: changes.pop(k) for k in list(changes) if k in names}
-
-    def with_defaults(self, **defaults: Any) -> RunOptions:
-        """A copy where each field still at ``None`` takes the given default."""
-        changes = {k: v for k, v in defaults.items() if getattr(self, k) is None and v is not None}
-        return dataclasses.replace(self, **changes) if changes else self
 
 
 #: The packages each experiment needs, by pip extra (``pip install 'deltahall[EXTRA]'``).
@@ -747,7 +747,9 @@ class Experiment:
         The pip extra the experiment needs (:data:`EXTRAS`), checked before anything else.
     threads : int or None
         torch CPU threads when ``config.run.threads`` is unset (``None``: torch's default; with
-        both unset torch is not imported).
+        both unset torch is not imported). A second default: an experiment's thread count
+        belongs in its config's ``run`` default (coinflip, t2i and modes state theirs there);
+        only modes still sets this as well, and the field goes once it no longer does.
     preflight : callable ``(config) -> None``, optional
         Cheap checks before the folder is looked at (a device, a data spec, an optional
         package); raises to refuse.

@@ -24,6 +24,11 @@ OBJECTIVES: tuple[str, ...] = ("mse", "ce")
 #: ``"float_input"`` feeds the chosen labels as one float vector (a sequence of length 1).
 AUTHORS_BUGS: tuple[str, ...] = ("scoring", "ceil", "float_input")
 
+#: The run options of the ``"paper"`` preset: no folder (``run(config)`` from Python keeps
+#: everything in memory; ``deltahall coinflip run`` needs ``--out-dir``) and one torch thread
+#: (these models are tiny: more threads than free cores makes them many times slower).
+DEFAULT_RUN = RunOptions(out_dir=None, threads=1)
+
 
 @dataclass(frozen=True)
 class CoinFlipConfig(ExperimentConfig):
@@ -81,7 +86,7 @@ class CoinFlipConfig(ExperimentConfig):
         default=(),
         metadata={"help": "reproduce the authors' code: any of scoring ceil float_input"},
     )
-    run: RunOptions = field(default_factory=RunOptions, metadata=RESUME_FREE)
+    run: RunOptions = field(default_factory=lambda: DEFAULT_RUN, metadata=RESUME_FREE)
 
     def __post_init__(self) -> None:
         self._check_run()

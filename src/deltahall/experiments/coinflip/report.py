@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from deltahall.experiments.coinflip.config import CoinFlipConfig
-from deltahall.experiments.coinflip.sweep import SweepConfig, load_runs, run_sweep, summarize_sweep
+from deltahall.experiments.coinflip.results import load_runs, summarize_sweep
+from deltahall.experiments.coinflip.sweep import SweepConfig, run_sweep
 from deltahall.experiments.coinflip.truth import bayes_mse_uniform
 from deltahall.io import Report, RunDir, Section
 from deltahall.plotting import pyplot

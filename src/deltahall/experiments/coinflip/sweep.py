@@ -12,9 +12,7 @@ round share that seed, hence the same data.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -34,16 +32,18 @@ from deltahall.experiments._run import (
     free,
 )
 from deltahall.experiments.coinflip.config import OBJECTIVES, CoinFlipConfig
-from deltahall.io import RunDir
-from deltahall.io.rundir import read_csv
+from deltahall.experiments.coinflip.results import (
+    SWEEP_TIMING,
+    is_finished,
+    read_sweep_timing,
+    summarize_sweep,
+)
 
 logger = logging.getLogger(__name__)
 
-#: (loss column, probability column) pairs correlated over epochs.
-CORRELATION_PAIRS: tuple[tuple[str, str], ...] = (
-    ("train_loss", "cp_est"),
-    ("train_loss", "cp_ceil"),
-)
+#: The sweep's run options by default: its folder, and one torch thread per run (these models
+#: are tiny: more threads than free cores slow them down many-fold).
+DEFAULT_RUN = RunOptions(out_dir=Path("runs/coinflip_sweep"), threads=1)
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,7 @@ class SweepConfig:
     base: CoinFlipConfig = field(
         default_factory=CoinFlipConfig, metadata={"help": "settings shared by all runs"}
     )
-    run: RunOptions = field(
-        default_factory=lambda: RunOptions(out_dir=Path("runs/coinflip_sweep")),
-        metadata=RESUME_FREE,
-    )
+    run: RunOptions = field(default_factory=lambda: DEFAULT_RUN, metadata=RESUME_FREE)
 
     def __post_init__(self) -> None:
         if not self.ns or not self.ms or not self.objectives:
@@ -88,20 +85,15 @@ class SweepConfig:
         check_int(self.workers, "workers", low=0)
         if isinstance(self.run, dict):
             object.__setattr__(self, "run", RunOptions(**self.run))
-        object.__setattr__(self, "run", self.run.with_defaults(out_dir=Path("runs/coinflip_sweep")))
+        if self.run.out_dir is None:
+            raise BadInput("`out_dir` must be the sweep's folder; got None.")
         check_int(self.n_permutations, "n_permutations", low=1)
         self.run_configs()  # every run's config must be valid (raises otherwise)
 
     @property
     def out_dir(self) -> Path:
-        """The sweep directory (``run.out_dir``)."""
+        """The sweep directory (``run.out_dir``, always set after construction)."""
         return Path(self.run.out_dir)  # type: ignore[arg-type]
-
-    @property
-    def threads(self) -> int:
-        """torch threads per run (``run.threads``; default 1: more threads than free cores slow
-        these small models down many-fold)."""
-        return self.run.threads or 1
 
     def run_configs(self) -> dict[str, CoinFlipConfig]:
         """Name -> config of every run, largest N first."""
@@ -141,10 +133,11 @@ class SweepResult:
 
 
 def _worker(
-    cfg_dict: dict[str, Any], run_dir: str, threads: int, entry: bool = False
+    cfg_dict: dict[str, Any], run_dir: str, threads: int | None, entry: bool = False
 ) -> tuple[str, float]:
-    """Train one run (resuming it if it was started); in a worker process (``entry=True``) this
-    is the entry point, so it also switches torch to deterministic algorithms there."""
+    """Train one run (resuming it if it was started) on ``threads`` torch threads (the sweep's
+    ``run.threads``); in a worker process (``entry=True``) this is the entry point, so it also
+    switches torch to deterministic algorithms there."""
     from deltahall.experiments.coinflip.train import run
 
     if entry:
@@ -191,7 +184,7 @@ def _sweep(config: SweepConfig, opened: OpenRun) -> Outcome:
     todo = {
         name: cfg
         for name, cfg in config.run_configs().items()
-        if not (rd.root / "runs" / name / "result.json").is_file()
+        if not is_finished(rd.root / "runs" / name)
     }
     total = len(config.run_configs())
     t0 = time.perf_counter()
@@ -201,7 +194,7 @@ def _sweep(config: SweepConfig, opened: OpenRun) -> Outcome:
     seconds: dict[str, float] = {}
     if config.workers == 0:
         for name, cfg in todo.items():
-            _, s = _worker(cfg.to_dict(), str(rd.root / "runs" / name), config.threads)
+            _, s = _worker(cfg.to_dict(), str(rd.root / "runs" / name), config.run.threads)
             seconds[name] = s
             bar.update(1)
             bar.set_postfix(last=name)
@@ -211,7 +204,7 @@ def _sweep(config: SweepConfig, opened: OpenRun) -> Outcome:
         with ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn")) as ex:
             futs = {
                 ex.submit(
-                    _worker, cfg.to_dict(), str(rd.root / "runs" / name), config.threads, True
+                    _worker, cfg.to_dict(), str(rd.root / "runs" / name), config.run.threads, True
                 ): name
                 for name, cfg in todo.items()
             }
@@ -223,16 +216,12 @@ def _sweep(config: SweepConfig, opened: OpenRun) -> Outcome:
     bar.close()
     wall = time.perf_counter() - t0
     res = summarize_sweep(rd.root, n_permutations=config.n_permutations, rng=config.base_seed)
-    timing = (
-        rd.read_json("sweep_timing.json")
-        if rd.path("sweep_timing.json").is_file()
-        else {"sessions": []}
-    )
+    timing = read_sweep_timing(rd.root)
     timing["sessions"].append(
         {"wall_seconds": wall, "runs_trained": len(todo), "run_seconds": seconds}
     )
     timing["total_wall_seconds"] = sum(s["wall_seconds"] for s in timing["sessions"])
-    rd.write_json("sweep_timing.json", timing)
+    rd.write_json(SWEEP_TIMING, timing)
     return Outcome(
         result={
             "runs": len(res[0]),
@@ -246,149 +235,3 @@ def _sweep(config: SweepConfig, opened: OpenRun) -> Outcome:
 
 #: The sweep as the shared runner executes it (its runs are coin-flip runs of their own).
 SWEEP = Experiment(name="coinflip-sweep", body=_sweep)
-
-
-def _read_run_file(path: Path, read: Any) -> Any:
-    """``read(path)``; a file that is not UTF-8, not JSON or not numeric is a :class:`BadInput` naming it."""
-    try:
-        return read(path)
-    except UnicodeDecodeError as exc:
-        raise BadInput(
-            f"{os.fspath(path)}: not UTF-8 text (byte {exc.start}); it was not written by "
-            "deltahall coinflip (or was edited in another encoding)."
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise BadInput(
-            f"{os.fspath(path)}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
-        ) from None
-    except (ValueError, TypeError) as exc:
-        raise BadInput(f"{os.fspath(path)}: unreadable ({' '.join(str(exc).split())}).") from None
-
-
-def load_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished run under ``sweep_dir/runs``: config, history (floats), reference, predictions."""
-    out = []
-    for d in sorted((Path(sweep_dir) / "runs").glob("*")):
-        if not (d / "result.json").is_file():
-            continue
-        summary = _read_run_file(d / "result.json", lambda p: RunDir(p.parent).read_json(p.name))
-        if not isinstance(summary, dict) or not {"config", "reference"} <= set(summary):
-            raise BadInput(
-                f"{os.fspath(d / 'result.json')}: not a coin-flip result (a JSON object with "
-                "`config` and `reference`)."
-            )
-        cfg = CoinFlipConfig.from_dict(summary["config"])
-        hist = _read_run_file(
-            d / "metrics.csv",
-            lambda p: [{k: float(v) for k, v in row.items()} for row in read_csv(p)],
-        )
-        preds = _read_run_file(d / "predictions.csv", read_csv)
-        out.append(
-            {
-                "name": d.name,
-                "dir": d,
-                "config": cfg,
-                "history": hist,
-                "reference": summary["reference"],
-                "predictions": preds,
-            }
-        )
-    return out
-
-
-def summarize_sweep(
-    sweep_dir: str | Path,
-    *,
-    n_permutations: int = 9999,
-    rng: int = 0,
-    from_epochs: tuple[int, ...] = (1, 3),
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per-run and pooled correlation tables of a (possibly partial) sweep; writes both as CSV.
-
-    Pooled rows are computed over all epochs (``from_epoch`` 1) and again from epoch 3 on, so a
-    reader can see whether a correlation is more than the first epochs' joint descent.
-    """
-    # scipy.stats is imported here, not at module level: `deltahall coinflip run` never needs it.
-    from deltahall.experiments.coinflip.stats import permutation_correlation
-
-    runs = load_runs(sweep_dir)
-    run_rows: list[dict[str, Any]] = []
-    for i, r in enumerate(runs):
-        cfg: CoinFlipConfig = r["config"]
-        h = r["history"]
-        fin = h[-1]
-        row: dict[str, Any] = {
-            "run": r["name"],
-            "objective": cfg.objective,
-            "n": cfg.n,
-            "m": cfg.m,
-            "seed": cfg.seed,
-            "epochs": len(h),
-            "train_mse": fin["train_mse"],
-            "val_mse": fin["val_mse"],
-            "bayes_mse": r["reference"]["bayes_mse_val"],
-            "val_mse_est": fin["val_mse_est"],
-            "dist_bayes": fin["dist_bayes"],
-            "cp_est": fin["cp_est"],
-            "cp_ceil": fin["cp_ceil"],
-            "cp_bayes_round": r["reference"]["cp_bayes_round"],
-            "cp_mode": r["reference"]["cp_mode"],
-        }
-        for d in cfg.deltas:
-            row[f"hall_est_d{d:g}"] = fin[f"hall_est_d{d:g}"]
-        for loss_col, p_col in CORRELATION_PAIRS:
-            c = permutation_correlation(
-                [e[loss_col] for e in h],
-                [e[p_col] for e in h],
-                n_permutations=n_permutations,
-                rng=rng + i,
-            )
-            row[f"pearson_{p_col}"], row[f"pearson_p_{p_col}"] = c.pearson, c.pearson_p
-            row[f"spearman_{p_col}"], row[f"spearman_p_{p_col}"] = c.spearman, c.spearman_p
-        run_rows.append(row)
-    pooled: list[dict[str, Any]] = []
-    keys = sorted({(r["config"].objective, r["config"].n, r["config"].m) for r in runs})
-    for j, (obj, n, m) in enumerate(keys):
-        group = [
-            r for r in runs if (r["config"].objective, r["config"].n, r["config"].m) == (obj, n, m)
-        ]
-        for first in from_epochs:
-            for loss_col, p_col in CORRELATION_PAIRS:
-                xs, ys, gs = [], [], []
-                for gi, r in enumerate(group):
-                    h = [e for e in r["history"] if e["epoch"] >= first]
-                    xs += [e[loss_col] for e in h]
-                    ys += [e[p_col] for e in h]
-                    gs += [gi] * len(h)
-                if len(xs) < 3:
-                    continue
-                c = permutation_correlation(
-                    xs,
-                    ys,
-                    groups=gs,
-                    n_permutations=n_permutations,
-                    rng=rng + 1000 + 10 * j + first,
-                )
-                pooled.append(
-                    {
-                        "objective": obj,
-                        "n": n,
-                        "m": m,
-                        "from_epoch": first,
-                        "loss": loss_col,
-                        "probability": p_col,
-                        "rounds": len(group),
-                        "points": c.n,
-                        "pearson": c.pearson,
-                        "pearson_p": c.pearson_p,
-                        "spearman": c.spearman,
-                        "spearman_p": c.spearman_p,
-                        "prob_min": float(min(ys)),
-                        "prob_max": float(max(ys)),
-                    }
-                )
-    rd = RunDir(sweep_dir)
-    if run_rows:
-        rd.write_csv("runs.csv", run_rows)
-        rd.write_csv("correlations.csv", pooled)
-    return run_rows, pooled

@@ -36,6 +36,7 @@ from deltahall.experiments.coinflip.evaluate import (
     reference_metrics,
 )
 from deltahall.experiments.coinflip.model import build_model
+from deltahall.experiments.coinflip.results import read_epoch_timing
 from deltahall.experiments.coinflip.truth import pmf_at
 from deltahall.io import RunDir
 
@@ -71,11 +72,6 @@ class CoinFlipResult:
     def final(self) -> dict[str, float]:
         """The last epoch's row."""
         return self.history[-1]
-
-
-#: torch threads when ``config.run.threads`` is unset: these models are tiny, and more threads
-#: than free cores makes them many times slower.
-DEFAULT_THREADS = 1
 
 
 def run(config: CoinFlipConfig) -> CoinFlipResult:
@@ -187,7 +183,6 @@ EXPERIMENT = Experiment(
     body=_body,
     checkpoints="checkpoints",
     extra="coinflip",
-    threads=DEFAULT_THREADS,
     folder_optional=True,
 )
 
@@ -267,9 +262,7 @@ def _postfix(row: dict[str, float], config: CoinFlipConfig) -> dict[str, str]:
 
 
 def _append_timing(rd: RunDir, epoch: int, seconds: float) -> None:
-    path = rd.path("timing.json")
-    timing: dict[str, float] = rd.read_json("timing.json") if path.is_file() else {}
-    timing = {k: v for k, v in timing.items() if int(k) < epoch}
+    timing = {k: v for k, v in read_epoch_timing(rd.root).items() if int(k) < epoch}
     timing[str(epoch)] = seconds
     rd.write_json("timing.json", timing)
 

@@ -61,6 +61,39 @@ PAPER_PROMPTS = (
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+#: Integer fields that must be >= 1, and those that must be >= 0.
+_POSITIVE_INTS = (
+    "resolution",
+    "train_steps",
+    "train_batch_size",
+    "gradient_accumulation_steps",
+    "checkpoint_every",
+    "num_samples",
+    "sample_batch_size",
+    "inference_steps",
+    "embed_batch_size",
+    "n_components",
+    "grid_max",
+)
+_NON_NEGATIVE_INTS = (
+    "lr_warmup_steps",
+    "checkpoints_total_limit",
+    "pca_dim",
+    "num_workers",
+    "seed",
+)
+#: Real fields and their interval (:func:`deltahall._validation.check_real` keywords).
+_REALS: dict[str, dict[str, Any]] = {
+    "caption_dropout": dict(low=0.0, high=1.0, high_open=True),
+    "learning_rate": dict(low=0.0, low_open=True),
+    "adam_weight_decay": dict(low=0.0),
+    "max_grad_norm": dict(low=0.0, low_open=True),
+    "guidance_scale": dict(low=1.0),
+    "percentile": dict(low=0.0, high=100.0, low_open=True, high_open=True),
+    "holdout_fraction": dict(low=0.0, high=1.0, low_open=True, high_open=True),
+}
+
+
 def _h(text: str) -> dict[str, str]:
     return {"help": text}
 
@@ -90,7 +123,7 @@ class T2IConfig(ExperimentConfig):
     data: str | None = field(
         default=SKLEARN_DIGITS,
         metadata=_h(
-            "image folder with one subfolder per class, or a `datasets` id; '@sklearn-digits' for the bundled digits"
+            "image folder with one subfolder per class, or a `datasets` id; '@sklearn-digits' for the bundled digits (unset, as in preset afhq-sd15: the run refuses to start until it is given)"
         ),
     )
     data_split: str = field(default="train", metadata=_h("split of a `datasets` id"))
@@ -118,7 +151,8 @@ class T2IConfig(ExperimentConfig):
         default=False, metadata=_h("random horizontal flips of training images")
     )
     max_train_images: int | None = field(
-        default=None, metadata=_h("use at most this many images per class for training")
+        default=None,
+        metadata=_h("use at most this many images per class for training (unset: all of them)"),
     )
     train_steps: int = field(
         default=1200, metadata=free("optimizer steps in total (may be raised when resuming)")
@@ -140,7 +174,7 @@ class T2IConfig(ExperimentConfig):
     checkpoints_total_limit: int = field(
         default=3,
         metadata=_h(
-            "keep at most this many checkpoint folders (0 = keep all); metrics of every checkpoint are kept"
+            "keep at most this many checkpoint folders (0 = no limit: keep all); metrics of every checkpoint are kept"
         ),
     )
     eval_initial: bool = field(
@@ -160,7 +194,10 @@ class T2IConfig(ExperimentConfig):
     )
     embed_batch_size: int = field(default=512, metadata=_h("images per embedder call"))
     detector_max_per_class: int | None = field(
-        default=None, metadata=_h("fit the detector on at most this many real images per class")
+        default=None,
+        metadata=_h(
+            "fit the detector on at most this many real images per class (unset: all of them)"
+        ),
     )
     pca_dim: int = field(default=8, metadata=_h("detector PCA dimension (0 = no PCA)"))
     n_components: int = field(
@@ -242,73 +279,44 @@ class T2IConfig(ExperimentConfig):
             raise ValueError(
                 "`data` must be an image folder with one subfolder per class or a `datasets` id; got ''."
             )
-        if len(self.classes) < 2:  # type: ignore[arg-type]
+        if len(self.classes) < 2:
             raise ValueError(f"`classes` must name at least two latent states; got {self.classes}.")
-        if len(set(self.classes)) != len(self.classes):  # type: ignore[arg-type]
+        if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"`classes` must not repeat; got {self.classes}.")
         if digits:
-            bad = [c for c in self.classes if c not in "0123456789" or len(c) != 1]  # type: ignore[union-attr]
+            bad = [c for c in self.classes if c not in "0123456789" or len(c) != 1]
             if bad:
                 raise ValueError(
                     f"`classes` must be digit characters '0'-'9' for preset 'digits'; got {bad}."
                 )
-        if len(self.captions) != len(self.classes):  # type: ignore[arg-type]
+        if len(self.captions) != len(self.classes):
             raise ValueError(
-                f"`captions` must give one caption per class ({len(self.classes)}); "  # type: ignore[arg-type]
-                f"got {len(self.captions)}: {self.captions}."  # type: ignore[arg-type]
+                f"`captions` must give one caption per class ({len(self.classes)}); "
+                f"got {len(self.captions)}: {self.captions}."
             )
         if not self.prompts:
             raise ValueError("`prompts` must list at least one prompt; got ().")
-        if len(set(self.prompts)) != len(self.prompts):  # type: ignore[arg-type]
+        if len(set(self.prompts)) != len(self.prompts):
             raise ValueError(f"`prompts` must not repeat; got {self.prompts}.")
 
     def _check_numbers(self) -> None:
-        for name in (
-            "resolution",
-            "train_steps",
-            "train_batch_size",
-            "gradient_accumulation_steps",
-            "checkpoint_every",
-            "num_samples",
-            "sample_batch_size",
-            "inference_steps",
-            "embed_batch_size",
-            "n_components",
-            "grid_max",
+        # Each number is stored as the checker returns it (a Python int or float), so code
+        # downstream reads the field as it is typed.
+        for name, low in (
+            *((n, 1) for n in _POSITIVE_INTS),
+            *((n, 0) for n in _NON_NEGATIVE_INTS),
         ):
-            check_int(getattr(self, name), name, low=1)
-        for name in (
-            "lr_warmup_steps",
-            "checkpoints_total_limit",
-            "pca_dim",
-            "num_workers",
-            "seed",
-        ):
-            check_int(getattr(self, name), name, low=0)
-        for name in ("max_train_images", "detector_max_per_class"):
+            object.__setattr__(self, name, check_int(getattr(self, name), name, low=low))
+        for name in ("max_train_images", "detector_max_per_class"):  # None: no cap
             if getattr(self, name) is not None:
-                check_int(getattr(self, name), name, low=1)
-        if self.preset == "afhq-sd15" and self.resolution % 8:  # type: ignore[operator]
+                object.__setattr__(self, name, check_int(getattr(self, name), name, low=1))
+        if self.preset == "afhq-sd15" and self.resolution % 8:
             raise ValueError(
                 f"`resolution` must be a multiple of 8 (the VAE's downsampling); got {self.resolution}."
             )
-        check_real(self.caption_dropout, "caption_dropout", low=0.0, high=1.0, high_open=True)
-        check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
-        check_real(self.adam_weight_decay, "adam_weight_decay", low=0.0)
-        check_real(self.max_grad_norm, "max_grad_norm", low=0.0, low_open=True)
-        check_real(self.guidance_scale, "guidance_scale", low=1.0)
-        check_real(
-            self.percentile, "percentile", low=0.0, high=100.0, low_open=True, high_open=True
-        )
+        for name, kw in _REALS.items():
+            object.__setattr__(self, name, check_real(getattr(self, name), name, **kw))
         check_choice(self.calibration, "calibration", ("conformal", "percentile"))
-        check_real(
-            self.holdout_fraction,
-            "holdout_fraction",
-            low=0.0,
-            high=1.0,
-            low_open=True,
-            high_open=True,
-        )
         check_choice(self.sampler, "sampler", ("dpm", "ddim"))
         check_choice(self.covariance_type, "covariance_type", ("full", "diag", "tied", "spherical"))
         check_choice(self.mixed_precision, "mixed_precision", ("no", "fp16", "bf16"))
@@ -319,7 +327,7 @@ class T2IConfig(ExperimentConfig):
             raise ValueError(
                 "`mixed_precision` 'fp16' needs a GPU; got device 'cpu' (use 'no' or 'bf16')."
             )
-        if self.checkpoint_every > self.train_steps:  # type: ignore[operator]
+        if self.checkpoint_every > self.train_steps:
             raise ValueError(
                 f"`checkpoint_every` must be <= `train_steps` ({self.train_steps}); got {self.checkpoint_every}."
             )

@@ -83,12 +83,12 @@ def _body(config: T2IConfig, opened: OpenRun) -> Outcome:
         from deltahall.experiments.t2i.tiny import ensure_tiny_model
 
         with world.main_first():  # built once, atomically, by the main process; then loaded by all
-            texts = [*(config.captions or ()), *(config.prompts or ())]
+            texts = [*config.captions, *config.prompts]
             model = str(
                 ensure_tiny_model(
                     rd.root / "base_model",
                     texts,
-                    resolution=int(config.resolution or 8),
+                    resolution=config.resolution,
                     seed=config.seed,
                 )
             )
@@ -163,7 +163,7 @@ def _fit_instrument(config: T2IConfig, rd: RunDir, data: Any, device: Any) -> tu
         {
             "n_real": int(X.shape[0]),
             "dim": int(X.shape[1]),
-            "per_class": [int((y == k).sum()) for k in range(len(config.classes or ()))],
+            "per_class": [int((y == k).sum()) for k in range(len(config.classes))],
             "embedder": embedder.name,
             "embedder_info": getattr(embedder, "info", None),
             **inst.summary(),

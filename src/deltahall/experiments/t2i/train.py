@@ -63,7 +63,7 @@ class History:
         return float(np.mean(v)) if v else math.nan
 
     def write(self, run_dir: Path, config: T2IConfig) -> None:
-        cols = metric_columns(rules(config), tuple(config.classes or ()))
+        cols = metric_columns(rules(config), config.classes)
         rows = sorted(self.metrics, key=lambda r: (int(r["step"]), int(r["prompt_index"])))
         atomic_write_text(run_dir / "metrics.csv", rows_to_csv(rows, cols))
         atomic_write_text(run_dir / "loss.csv", rows_to_csv(self.losses, ["step", "loss"]))
@@ -91,7 +91,7 @@ class StepBatches:
         return (self.total - self.start) * self.cfg.gradient_accumulation_steps
 
     def __iter__(self):  # type: ignore[no-untyped-def]
-        b = int(self.cfg.train_batch_size or 1)
+        b = self.cfg.train_batch_size
         g = b * self.world
         for step in range(self.start, self.total):
             for micro in range(self.cfg.gradient_accumulation_steps):
@@ -111,8 +111,7 @@ def _generator(seed: int, step: int, micro: int, rank: int) -> Any:
 
 def learning_rate(config: T2IConfig, step: int) -> float:
     """Constant learning rate after a linear warm-up over ``lr_warmup_steps``."""
-    lr = float(config.learning_rate or 0.0)
-    w = int(config.lr_warmup_steps or 0)
+    lr, w = config.learning_rate, config.lr_warmup_steps
     return lr * min(1.0, (step + 1) / w) if w else lr
 
 
@@ -155,7 +154,7 @@ def train(
     unet, optimizer = accelerator.prepare(unet, optimizer)
     raw_opt = getattr(optimizer, "optimizer", optimizer)
 
-    captions = [*(cfg.captions or ()), ""]
+    captions = [*cfg.captions, ""]
     caption_states = encode_text(components, captions, device)
     start, resume_loss = 0, math.nan
     if resume is not None:
@@ -165,8 +164,9 @@ def train(
         resume_loss = math.nan if saved_loss is None else float(saved_loss)
         logger.info("resumed from %s at step %d", resume, start)
     history.truncate(start)
-    total = int(cfg.train_steps or 0)
-    every = int(cfg.checkpoint_every or total)
+    total, every = cfg.train_steps, cfg.checkpoint_every
+    # 0 is the field's "no limit" (keep every checkpoint), which save_checkpoint spells None.
+    keep = cfg.checkpoints_total_limit if cfg.checkpoints_total_limit > 0 else None
 
     ctx = None
     if accelerator.is_main_process:
@@ -175,7 +175,7 @@ def train(
             run_dir,
             components,
             make_sampler(components.noise_scheduler, cfg.sampler),
-            encode_text(components, list(cfg.prompts or ()), device),
+            encode_text(components, list(cfg.prompts), device),
             caption_states[-1:],
             embedder,
             detector,
@@ -268,7 +268,7 @@ def train(
                         model_state=accelerator.unwrap_model(unet).state_dict(),
                         optimizer=raw_opt,
                         extra={"loss": interval, "fingerprint": cfg.fingerprint()},
-                        total_limit=cfg.checkpoints_total_limit or None,
+                        total_limit=keep,
                     )
                     history.write(run_dir, cfg)
                 accelerator.wait_for_everyone()
