@@ -486,11 +486,6 @@ FILE_READERS: dict[str, str] = {
     "experiments._derived": "lifecycle: the manifest of the run it rewrites",
     "experiments._checkpoint": "lifecycle: a checkpoint's weights and state, to resume",
     "experiments.main_job": "lifecycle: its own manifest and summary, to say which steps it reused",
-    "experiments.coinflip.train": "resume: the run's own timing so far",
-    "experiments.coinflip.sweep": (
-        "resume: its timing and each finished child run's result, to skip it (coinflip has no "
-        "results module yet: this is the one aggregation outside one)"
-    ),
     "experiments.modes.pipeline": "resume: the run's own timing so far",
     "experiments.modes.recursive": "resume: the generations' models this run saved",
     "experiments.qa.arms": "resume: the finished seeds and their rows (the arms' progress)",
