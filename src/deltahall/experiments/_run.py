@@ -85,9 +85,8 @@ class RunOptions:
     threads : int or None
         torch CPU threads per process while the run executes. ``None`` leaves torch's thread
         count as it is (torch's own default; torch is not even imported for it), which is
-        what the experiments that never set it (a measurement, the main job) want; an
-        experiment that still declares :attr:`Experiment.threads` (modes) uses that instead.
-        Each experiment config's ``run`` default states its own value (the first preset's).
+        what the experiments that never set it (a measurement, the main job) want. Each
+        experiment config's ``run`` default states its own value (the first preset's).
     progress : bool
         Progress bars on stderr.
     """
@@ -745,11 +744,6 @@ class Experiment:
         the run directory itself.
     extra : str or None
         The pip extra the experiment needs (:data:`EXTRAS`), checked before anything else.
-    threads : int or None
-        torch CPU threads when ``config.run.threads`` is unset (``None``: torch's default; with
-        both unset torch is not imported). A second default: an experiment's thread count
-        belongs in its config's ``run`` default (coinflip, t2i and modes state theirs there);
-        only modes still sets this as well, and the field goes once it no longer does.
     preflight : callable ``(config) -> None``, optional
         Cheap checks before the folder is looked at (a device, a data spec, an optional
         package); raises to refuse.
@@ -778,7 +772,6 @@ class Experiment:
     body: Callable[[Any, OpenRun], Any]
     checkpoints: str = ""
     extra: str | None = None
-    threads: int | None = None
     preflight: Callable[[Any], None] | None = None
     inputs: Callable[[Any], Iterable[tuple[str, Any]]] | None = None
     outputs: tuple[str, ...] = ()
@@ -808,7 +801,7 @@ def execute(experiment: Experiment, config: Any) -> Any:
 
     1. ``experiment.extra`` installed, ``experiment.preflight(config)`` passed;
     2. :func:`check_run`: the folder, the inputs, resume and fingerprint (read-only);
-    3. torch threads set (``config.run.threads``, else ``experiment.threads``) for the rest;
+    3. torch threads set (``config.run.threads``; ``None`` leaves torch's count) for the rest;
     4. ``experiment.accelerator`` (its processes become the world), ``experiment.prepare``;
     5. :func:`accept_run`: the main process writes ``manifest.json`` (and removes the result file
        an earlier session left: a result file always means this session's body finished);
@@ -842,7 +835,7 @@ def execute(experiment: Experiment, config: Any) -> Any:
             inputs=experiment.inputs(config) if experiment.inputs is not None else (),
             what=experiment.what,
         )
-    threads = run.threads if run.threads is not None else experiment.threads
+    threads = run.threads
     with torch_threads(threads) if threads is not None else contextlib.nullcontext():
         acc = experiment.accelerator(config) if experiment.accelerator is not None else None
         world = world_of(acc) if acc is not None else SINGLE

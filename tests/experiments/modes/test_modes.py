@@ -251,7 +251,7 @@ def _start(out: Path, resume: str = "") -> subprocess.Popen[bytes]:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    skip = {"manifest.json", "timing.json"}
+    skip = {"manifest.json", "timing.json", "derived.json"}  # derived.json records rebuilds
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))

@@ -374,9 +374,7 @@ def _body(config: ModesConfig, opened: OpenRun) -> Outcome:
 
 
 #: A ``modes`` run as the shared runner executes it.
-EXPERIMENT = Experiment(
-    name="modes", body=_body, checkpoints="checkpoints", extra="modes", threads=1
-)
+EXPERIMENT = Experiment(name="modes", body=_body, checkpoints="checkpoints", extra="modes")
 
 
 def _read_timing(rd: RunDir) -> dict[str, float]:
