@@ -142,7 +142,10 @@ def _handle_sweep(args: argparse.Namespace) -> int:
         from deltahall.experiments.coinflip.report import write_sweep_report
 
         report = write_sweep_report(
-            res.out_dir, n_permutations=cfg.n_permutations, seed=cfg.base_seed
+            res.out_dir,
+            n_permutations=cfg.n_permutations,
+            seed=cfg.base_seed,
+            command="coinflip sweep",
         )
     if args.json:
         sys.stdout.write(

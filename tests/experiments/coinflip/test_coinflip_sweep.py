@@ -6,6 +6,7 @@ from deltahall.experiments._run import RunOptions
 from deltahall.experiments.coinflip.config import CoinFlipConfig
 from deltahall.experiments.coinflip.report import section_from_sweep
 from deltahall.experiments.coinflip.sweep import SweepConfig, round_seed, run_sweep
+from deltahall.io import RunDir
 from deltahall.io.rundir import read_csv
 
 
@@ -38,7 +39,7 @@ def test_sweep_runs_rounds_with_own_seeds_and_writes_tables(tmp_path):
         (o, p) for o in ("mse", "ce") for p in ("cp_est", "cp_ceil")
     }
     assert sorted({r["points"] for r in pooled}) == ["4", "8"]  # all epochs; epochs 3-4
-    sec = section_from_sweep(cfg.out_dir, n_permutations=99)
+    sec = section_from_sweep(RunDir(cfg.out_dir), n_permutations=99)
     html = "".join(sec.parts)
     assert html.count("data:image/png;base64") == 4 and "Pearson" in html
     # rerunning skips finished runs; another config into the same dir is refused

@@ -13,7 +13,7 @@ import pytest
 
 from deltahall.experiments.coinflip import report as R
 from deltahall.experiments.coinflip.config import CoinFlipConfig
-from deltahall.io import Section
+from deltahall.io import RunDir, Section
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "coinflip.md"
 VERDICT_WORDS = (
@@ -151,7 +151,7 @@ def test_reduced_sweep_section_end_to_end(tmp_path: Path) -> None:
         run=RunOptions(out_dir=tmp_path / "s", progress=False),
     )
     run_sweep(cfg)
-    html = " ".join(R.section_from_sweep(cfg.out_dir, n_permutations=9).parts)
+    html = " ".join(R.section_from_sweep(RunDir(cfg.out_dir), n_permutations=9).parts)
     own = html.split("Paper-scale sweep, quoted")[0]
     assert not [w for w in VERDICT_WORDS if w in own.lower()]
     assert "−0.890 (1e-4)" in html and html.count("data:image/png;base64") == 2

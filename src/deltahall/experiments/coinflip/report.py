@@ -192,13 +192,16 @@ def _correlation_part(sec: Section, pooled: list[dict[str, Any]], *, paper_scale
 
 
 def section_from_sweep(
-    sweep_dir: str | Path,
+    rd: RunDir,
     *,
     title: str = "Coin flipping (Section 7.1, Figure 3)",
     n_permutations: int = 9999,
     seed: int = 0,
 ) -> Section:
-    """Build the report section (tables, Figure 3, estimates plot) of a sweep dir.
+    """Build the report section (tables, Figure 3, estimates plot) of the sweep in ``rd``.
+
+    The figures are written through ``rd`` (from :func:`write_sweep_report`, the
+    :func:`~deltahall.experiments._derived.rewrite` of the sweep's folder).
 
     The correlations of loss and probability get a reading (negative, positive, none) only when
     the sweep is at paper scale (:func:`at_paper_scale`); a smaller sweep shows them as a table and
@@ -209,12 +212,11 @@ def section_from_sweep(
     FileNotFoundError
         If ``sweep_dir`` holds no finished run.
     """
-    sweep_dir = Path(sweep_dir)
+    sweep_dir = rd.root
     runs = load_runs(sweep_dir)
     if not runs:
         raise FileNotFoundError(f"`sweep_dir` {sweep_dir} holds no finished coin-flip run.")
     _, pooled = summarize_sweep(sweep_dir, n_permutations=n_permutations, rng=seed)
-    rd = RunDir(sweep_dir)
     sec = Section(title)
     cfg0: CoinFlipConfig = runs[0]["config"]
     sec.text(
@@ -282,11 +284,29 @@ def section_from_sweep(
     return sec
 
 
-def write_sweep_report(sweep_dir: str | Path, *, n_permutations: int = 9999, seed: int = 0) -> Path:
-    """``sweep_dir/report.html`` holding :func:`section_from_sweep`."""
-    rep = Report("deltahall: the coin-flip experiment")
-    rep.add(section_from_sweep(sweep_dir, n_permutations=n_permutations, seed=seed))
-    return rep.write(Path(sweep_dir) / "report.html")
+def write_sweep_report(
+    sweep_dir: str | Path,
+    *,
+    n_permutations: int = 9999,
+    seed: int = 0,
+    command: str = "coinflip sweep report",
+) -> Path:
+    """``sweep_dir/report.html`` holding :func:`section_from_sweep`, and its figures.
+
+    A rebuild of an existing sweep's derived files, so it goes through
+    :func:`~deltahall.experiments._derived.rewrite`: the folder must hold a ``coinflip-sweep``
+    manifest, and the rebuild is recorded in its ``derived.json``.
+    """
+    from deltahall.experiments._derived import rewrite
+    from deltahall.experiments.coinflip.sweep import SWEEP
+
+    def write(rd: RunDir, manifest: dict[str, Any]) -> Path:
+        rep = Report("deltahall: the coin-flip experiment")
+        rep.add(section_from_sweep(rd, n_permutations=n_permutations, seed=seed))
+        return rd.write_text("report.html", rep.render())
+
+    path: Path = rewrite(sweep_dir, experiment=SWEEP.name, write=write, command=command)
+    return path
 
 
 def main_job_section(run_dir: Path, seed: int) -> Section:
@@ -308,7 +328,17 @@ def main_job_section(run_dir: Path, seed: int) -> Section:
         **{k: v for k, v in MAIN_JOB_SWEEP.items() if k != "threads"},  # type: ignore[arg-type]
     )
     run_sweep(cfg)
-    sec = section_from_sweep(run_dir, n_permutations=cfg.n_permutations, seed=seed)
+    from deltahall.experiments._derived import rewrite
+    from deltahall.experiments.coinflip.sweep import SWEEP
+
+    sec: Section = rewrite(
+        run_dir,
+        experiment=SWEEP.name,
+        write=lambda rd, manifest: section_from_sweep(
+            rd, n_permutations=cfg.n_permutations, seed=seed
+        ),
+        command="report (coinflip step)",
+    )
     sec.text(
         f"Reduced size for the main job ({time.perf_counter() - t0:.0f} s): M = {cfg.ms[0]}, "
         f"{cfg.base.epochs} epochs, {cfg.rounds} rounds. The exact references (Bayes MSE, P(round E[Y|X]), "
