@@ -124,11 +124,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tiny_run_writes_every_arm_and_epoch(tiny_run: Path) -> None:
     s = json.loads((tiny_run / "summary.json").read_text())
     assert s["plumbing"] is True
-    got = {(r["arm"], r["epoch"]) for r in s["table1"]}
+    got = {(r["arm"], r["epoch"]) for r in s["arm_means"]}
     assert got == {("original", 0)} | {(a, e) for a in ARMS[1:] for e in (1, 2)}
     assert all(
         r["difflib_incorrect_low"] <= r["difflib_incorrect"] <= r["difflib_incorrect_high"]
-        for r in s["table1"]
+        for r in s["arm_means"]
     )
     comps = {(r["comparison"], r["epoch"]) for r in s["paired"]}
     assert {("two_answer - original", 2), ("two_answer - single_answer", 2)} <= comps
@@ -159,14 +159,14 @@ def test_summary_is_recomputed_from_files_and_partial_runs_summarise(
     from deltahall.experiments.qa.arms_tables import summarise
 
     before = json.loads((tiny_run / "summary.json").read_text())
-    assert summarise(tiny_run)["table1"] == before["table1"]
+    assert summarise(tiny_run)["arm_means"] == before["arm_means"]
     part = tmp_path / "part"
     shutil.copytree(tiny_run, part)
     for name in ("items_truthfulqa.jsonl", "delta_samples.jsonl"):
         lines = (part / name).read_text().splitlines()
         (part / name).write_text("".join(x + "\n" for x in lines if json.loads(x)["epoch"] < 2))
     s = summarise(part)
-    assert {r["epoch"] for r in s["table1"]} == {0, 1}
+    assert {r["epoch"] for r in s["arm_means"]} == {0, 1}
     assert "| two_answer | 1 |" in (part / "summary.md").read_text()
     with pytest.raises(FileNotFoundError, match="holds no manifest.json"):
         summarise(tmp_path)
@@ -238,7 +238,7 @@ def test_gemma_arms_smoke(tmp_path: Path) -> None:
         )
     )
     assert res.plumbing is False
-    assert {r["arm"] for r in res.summary["table1"]} == set(ARMS)
+    assert {r["arm"] for r in res.summary["arm_means"]} == set(ARMS)
 
 
 def test_runs_of_other_seeds_pool_and_mismatches_are_refused(
@@ -268,20 +268,20 @@ def test_runs_of_other_seeds_pool_and_mismatches_are_refused(
         r["n"] == per_seed[(r["arm"], r["epoch"], 0)] + per_seed[(r["arm"], r["epoch"], 1)]
         for r in pooled
     )
-    assert all(r["seeds"] == 2 for r in s["table1"] if r["arm"] != "original")
+    assert all(r["seeds"] == 2 for r in s["arm_means"] if r["arm"] != "original")
     both = tmp_path / "both"
     manifest = json.loads((both / "manifest.json").read_text())  # written by the runner
     assert manifest["experiment"] == "qa-arms-merge" and manifest["versions"]["deltahall"]
     assert manifest["config"]["run_dirs"] == [str(tiny_run.resolve()), str(other.resolve())]
     assert manifest["arms_config"]["seeds"] == [0, 1] and manifest["merged_from"]
-    assert json.loads((both / "result.json").read_text())["table1"] == s["table1"]
+    assert json.loads((both / "result.json").read_text())["arm_means"] == s["arm_means"]
     with pytest.raises(ValueError, match="already holds a run"):
         merge_runs([tiny_run, other], both)
     with pytest.raises(ValueError, match="is inside `run_dir`"):
         merge_runs([tiny_run, other], other / "pooled")
     assert not (other / "pooled").exists()
     again = merge_runs([tiny_run, other], both, resume_from_checkpoint="latest")
-    assert again["table1"] == s["table1"]  # pooled again from the runs as they are
+    assert again["arm_means"] == s["arm_means"]  # pooled again from the runs as they are
     import shutil
 
     odd = tmp_path / "odd"
@@ -415,7 +415,7 @@ def test_a_run_killed_after_a_seed_resumes_to_the_same_files(tmp_path: Path) -> 
         "items_truthfulqa.jsonl",
         "delta_samples.jsonl",
         "loss.csv",
-        "table1.csv",
+        "arm_means.csv",
         "paired.csv",
         "delta.csv",
         "progress.json",

@@ -8,8 +8,8 @@ Per TruthfulQA answer (answer text only, never the prompt):
 - ``cos_incorrect`` / ``cos_correct`` / ``cos_gap``: the same with the sentence embedder's
   cosine similarity (MiniLM by default).
 
-:func:`summarise` turns ``items_truthfulqa.jsonl`` and ``delta_samples.jsonl`` into Table 1
-(means with 95 % percentile-bootstrap intervals over questions, seeds averaged per
+:func:`summarise` turns ``items_truthfulqa.jsonl`` and ``delta_samples.jsonl`` into the arms'
+means (``arm_means.csv``: Table 1's metrics per arm and epoch, means with 95 % percentile-bootstrap intervals over questions, seeds averaged per
 question first), paired sign-flip permutation tests (Two-answer vs Original / Single-answer /
 Exposure, per epoch), and the text δ-measure per arm and epoch through the one instrument
 (:mod:`.delta_measure`: rates with Wilson intervals under the blend-aware and the plain rule,
@@ -153,7 +153,7 @@ def _groups(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], list[Map
     return g
 
 
-def table1(rows: Sequence[Mapping[str, Any]], *, n_boot: int, rng: Any) -> list[dict[str, Any]]:
+def arm_means(rows: Sequence[Mapping[str, Any]], *, n_boot: int, rng: Any) -> list[dict[str, Any]]:
     """Mean of each metric per (arm, epoch) with its 95 % bootstrap interval over questions."""
     out = []
     order = {"original": 0, "two_answer": 1, "single_answer": 2, "exposure": 3}
@@ -607,12 +607,12 @@ def _fmt(x: Any, digits: int = 4) -> str:
 def markdown(summary: Mapping[str, Any]) -> str:
     """The summary's tables as Markdown (what docs/qa.md quotes)."""
     lines = [
-        "Table 1 (mean over TruthfulQA questions [95% bootstrap CI]):",
+        "Means per arm and epoch (Table 1's metrics; mean over TruthfulQA questions [95% bootstrap CI]):",
         "",
         "| arm | epoch | n | " + " | ".join(METRICS) + " |",
         "|---|---|---|" + "---|" * len(METRICS),
     ]
-    for r in summary["table1"]:
+    for r in summary["arm_means"]:
         cells = [f"{r[m]:.4f} [{r[m + '_low']:.4f}, {r[m + '_high']:.4f}]" for m in METRICS]
         lines.append(f"| {r['arm']} | {r['epoch']} | {r['n']} | " + " | ".join(cells) + " |")
     lines += [
@@ -683,7 +683,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
 def summarise(run_dir: str | Path) -> dict[str, Any]:
     """Recompute every table of a (possibly unfinished) run from its files; write them; return the summary.
 
-    Writes ``table1.csv``, ``paired.csv``, ``delta.csv``, ``summary.json`` and ``summary.md``.
+    Writes ``arm_means.csv``, ``paired.csv``, ``delta.csv``, ``summary.json`` and ``summary.md``.
 
     Raises
     ------
@@ -705,7 +705,7 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
     timings = read_csv(root / "timings.csv") if (root / "timings.csv").is_file() else []
     summary: dict[str, Any] = {
         "plumbing": bool(manifest.get("plumbing", False)),
-        "table1": table1(tq, n_boot=int(cfg["n_boot"]), rng=rng) if tq else [],
+        "arm_means": arm_means(tq, n_boot=int(cfg["n_boot"]), rng=rng) if tq else [],
         "paired": paired_tests(tq, n_boot=int(cfg["n_boot"]), n_perm=int(cfg["n_perm"]), rng=rng)
         if tq
         else [],
@@ -723,7 +723,7 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
         "elapsed_s": float(timings[-1]["elapsed_s"]) if timings else None,
     }
     rd = RunDir(root)
-    rd.write_csv("table1.csv", summary["table1"])
+    rd.write_csv("arm_means.csv", summary["arm_means"])
     rd.write_csv("paired.csv", summary["paired"])
     rd.write_csv("delta.csv", summary["delta"])
     rd.write_json("summary.json", summary)
