@@ -42,7 +42,11 @@ def register(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     v = qsub.add_parser(
         "validate", help="check a question dataset against the schema and the bounds"
     )
-    v.add_argument("--data", help="JSONL file (default: the packaged dataset)")
+    v.add_argument(
+        "--data",
+        default="@open-qa",
+        help="JSONL file, or '@open-qa' (default: the packaged dataset)",
+    )
     v.add_argument("--truthfulqa", help="TruthfulQA CSV (or 'hub') to check for overlap")
     v.add_argument("--json", action="store_true", help="print a JSON summary")
     v.set_defaults(handler=_handle_validate)
@@ -139,11 +143,11 @@ def _handle_run(args: argparse.Namespace) -> int:
 def _handle_validate(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from deltahall.experiments.qa.dataset import DatasetError, packaged_path, validate
+    from deltahall.experiments.qa.dataset import DatasetError, dataset_path, validate
     from deltahall.experiments.qa.truthfulqa import load_truthfulqa
 
     tq = [it.question for it in load_truthfulqa(args.truthfulqa)] if args.truthfulqa else None
-    source = args.data or str(packaged_path())
+    source = str(dataset_path(args.data))
     try:
         rows = validate(args.data, truthfulqa_questions=tq)
     except DatasetError as exc:

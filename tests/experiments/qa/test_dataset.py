@@ -139,3 +139,13 @@ def test_packaged_dataset_has_no_truthfulqa_overlap() -> None:
     assert len(tq) == 817
     assert len(validate(truthfulqa_questions=tq)) == 300
     assert len(validate("@open-qa")) == 300
+
+
+def test_qa_validate_defaults_to_the_packaged_alias(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from deltahall.cli.main import main
+
+    assert main(["qa", "validate", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and out["questions"] == 300 and out["source"].endswith("open_qa.jsonl")
