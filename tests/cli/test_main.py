@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from deltahall.cli.main import main
 
 
@@ -33,3 +35,19 @@ def test_import_deltahall_is_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["coinflip", "sweep", "--m", "3"],  # would have been read as --ms 3
+        ["measure", "--ref", "x.npy"],
+        ["theory", "check", "--ou", "x"],
+    ],
+)
+def test_abbreviated_options_are_refused(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err and argv[-2] in err and "Traceback" not in err

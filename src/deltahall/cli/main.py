@@ -31,7 +31,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import CodeType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from deltahall import __version__
 
@@ -83,7 +83,15 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line (and exit status 2), like every other error."""
+    """An argument parser whose usage errors are one line (and exit status 2), like every other error.
+
+    Abbreviated options are refused (``--m 3`` is not read as ``--ms 3``): a typo must not
+    silently set another option. Sub-command parsers are of this class too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
