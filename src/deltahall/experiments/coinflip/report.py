@@ -289,7 +289,7 @@ def write_sweep_report(
     *,
     n_permutations: int = 9999,
     seed: int = 0,
-    command: str = "coinflip sweep report",
+    command: str = "coinflip report",
 ) -> Path:
     """``sweep_dir/report.html`` holding :func:`section_from_sweep`, and its figures.
 
