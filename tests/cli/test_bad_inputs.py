@@ -139,9 +139,10 @@ def _bomb_png(rel: str) -> Callable[[Path], None]:
 
 
 def _cf_sweep_run(files: dict[str, bytes | str]) -> Callable[[Path], None]:
-    """A sweep folder with one finished-looking run whose files are ``files``."""
+    """A sweep folder (its manifest) with one finished-looking run whose files are ``files``."""
 
     def setup(d: Path) -> None:
+        _w("s/manifest.json", '{"experiment": "coinflip-sweep", "fingerprint": {}}')(d)
         for name, data in files.items():
             _w(f"s/runs/n2-m120-mse-seed0/{name}", data)(d)
 
@@ -408,6 +409,13 @@ ROWS: list[tuple[str, Callable[[Path], None] | None, list[str], int, str]] = [
         "`m` must be large enough",
     ),
     ("cf-report-missing", None, ["coinflip", "report", "--sweep-dir", "{d}/nope"], 2, "nope"),
+    (
+        "cf-report-not-a-sweep",
+        _w("s/manifest.json", '{"experiment": "qa", "fingerprint": {}}'),
+        ["coinflip", "report", "--sweep-dir", "{d}/s"],
+        2,
+        "holds a 'qa' run, not 'coinflip-sweep'",
+    ),
     # ---------------------------------------------------------------- t2i run / report
     (
         "t2i-afhq-no-data",

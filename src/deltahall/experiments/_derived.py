@@ -25,7 +25,6 @@ A refused rewrite (any of 1-2) writes nothing. ``manifest.json`` is never modifi
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from deltahall._validation import BadInput
-from deltahall.experiments._run import MANIFEST
+from deltahall.experiments._run import MANIFEST, read_json_object
 from deltahall.io.rundir import RunDir
 
 __all__ = ["DERIVED", "rewrite"]
@@ -96,20 +95,10 @@ def _expected(experiment: str | tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-def _read_object(path: Path, what: str, run_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(
-            f"`run_dir` {os.fspath(run_dir)!r} holds an unreadable {what} ({exc}); "
-            "nothing was rewritten."
-        ) from None
-    if not isinstance(data, dict):
-        raise BadInput(
-            f"`run_dir` {os.fspath(run_dir)!r} holds a {what} that is not a JSON object; "
-            "nothing was rewritten."
-        )
-    return data
+def _read_object(path: Path, run_dir: Path) -> dict[str, Any]:
+    return read_json_object(
+        path, holder=f"`run_dir` {os.fspath(run_dir)!r}", hint="nothing was rewritten."
+    )
 
 
 def _check_run_dir(
@@ -128,7 +117,7 @@ def _check_run_dir(
             f"`run_dir` {os.fspath(root)!r} holds no {MANIFEST}, so it is no {shown} run; "
             f"`{command}` rebuilds files of an existing run."
         )
-    manifest = _read_object(root / MANIFEST, MANIFEST, root)
+    manifest = _read_object(root / MANIFEST, root)
     held = manifest.get("experiment")
     if held is None:
         raise BadInput(
@@ -151,7 +140,7 @@ def _check_run_dir(
             13, "Permission denied (the run folder cannot be rewritten)", os.fspath(root)
         )
     if (root / DERIVED).exists():
-        record = _read_object(root / DERIVED, DERIVED, root)
+        record = _read_object(root / DERIVED, root)
         if not isinstance(record.get("rebuilds"), list):
             raise BadInput(
                 f"`run_dir` {os.fspath(root)!r} holds a {DERIVED} without a `rebuilds` list; "
@@ -258,9 +247,7 @@ def rewrite(
     rd = _RecordingRunDir(root)
     value = write(rd, manifest)
     files = dict.fromkeys(_shown(root, p) for p in [*rd.written, *(p for _, p in declared)])
-    previous = (
-        _read_object(root / DERIVED, DERIVED, root)["rebuilds"] if (root / DERIVED).exists() else []
-    )
+    previous = _read_object(root / DERIVED, root)["rebuilds"] if (root / DERIVED).exists() else []
     entry = {
         "command": command,
         "argv": list(sys.argv),

@@ -433,22 +433,28 @@ def _check_inputs(out: Path, inputs: Iterable[tuple[str, Any]]) -> None:
             )
 
 
+def read_json_object(path: Path, *, holder: str, hint: str) -> dict[str, Any]:
+    """The JSON object in ``path`` (a run's ``manifest.json``, ``derived.json``).
+
+    A file that is not UTF-8 JSON, or holds no object, is one :class:`BadInput` line:
+    ``{holder} holds an unreadable manifest.json (why); {hint}``.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{holder} holds an unreadable {path.name} ({exc}); {hint}") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{holder} holds a {path.name} that is not a JSON object; {hint}")
+    return data
+
+
 def _read_manifest(out: Path) -> dict[str, Any] | None:
     path = out / MANIFEST
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(
-            f"`out_dir` {os.fspath(out)!r} holds an unreadable {MANIFEST} ({exc}); "
-            "choose another --out-dir."
-        ) from None
-    if not isinstance(data, dict):
-        raise ValueError(
-            f"`out_dir` {os.fspath(out)!r} holds a {MANIFEST} that is not a JSON object."
-        )
-    return data
+    return read_json_object(
+        path, holder=f"`out_dir` {os.fspath(out)!r}", hint="choose another --out-dir."
+    )
 
 
 @dataclass(frozen=True)
