@@ -483,7 +483,6 @@ FILE_READS = frozenset(
 FILE_READERS: dict[str, str] = {
     # the lifecycle and resume: a run reads its own state back to continue it
     "experiments._run": "lifecycle: the manifest of the run it accepts or resumes",
-    "experiments._derived": "lifecycle: the manifest of the run it rewrites",
     "experiments._checkpoint": "lifecycle: a checkpoint's weights and state, to resume",
     "experiments.main_job": "lifecycle: its own manifest and summary, to say which steps it reused",
     "experiments.modes.pipeline": "resume: the run's own timing so far",

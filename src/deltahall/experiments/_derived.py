@@ -225,7 +225,7 @@ def rewrite(
 
     Examples
     --------
-    >>> import tempfile
+    >>> import json, tempfile
     >>> from deltahall.io.rundir import RunDir
     >>> root = RunDir(tempfile.mkdtemp())
     >>> _ = root.write_json("manifest.json", {"experiment": "demo"})
