@@ -66,7 +66,14 @@ def free(help_text: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Where and how a run executes; none of these change its results.
+    """Where and how a run executes; they may change between a run and its resumption.
+
+    None of them changes what a run computes, but ``threads`` and ``device`` change the order in
+    which floats are summed, so results are bit-identical only at the same thread count and
+    device (a tiny ``coinflip run``: relative differences ~1e-9 after 3 epochs between 1 and 2
+    threads; the digit CNN: weights apart by up to 0.12 after 60 epochs, which is why it trains
+    on a fixed thread count). Each session's options are recorded in the manifest's
+    ``sessions``.
 
     Parameters
     ----------
