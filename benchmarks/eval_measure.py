@@ -122,10 +122,17 @@ def _embed(emb, images: np.ndarray, name: str) -> np.ndarray:  # type: ignore[no
 
 def build(name: str, cache: Path, seed: int = 0) -> dict[str, np.ndarray]:
     """Real embeddings, labels, and the hallucinations (pixel blends, embedding blends), cached."""
+    import json
+
     path = cache / f"{name}.npz"
+    emb = _embedder(name)
+    # the cache is valid only for the embedder's weights (the digit CNN is trained here)
+    key = json.dumps(getattr(emb, "fingerprint", {}).get("sha256"))
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            if "embedder" in z.files and str(z["embedder"]) == key:
+                return {k: z[k] for k in z.files if k != "embedder"}
+        print(f"{name}: the cached embeddings are from other embedder weights; rebuilding")
     rng = np.random.default_rng(seed)
     images, y = _images(name, rng)
     if name == "digits-cnn":
@@ -133,7 +140,6 @@ def build(name: str, cache: Path, seed: int = 0) -> dict[str, np.ndarray]:
 
         keep = ~embedder_split(y, ALIAS_SEED)
         images, y = images[keep], y[keep]
-    emb = _embedder(name)
     i = rng.integers(0, y.size, 4 * y.size)
     j = rng.integers(0, y.size, 4 * y.size)
     ok = y[i] != y[j]
@@ -145,7 +151,7 @@ def build(name: str, cache: Path, seed: int = 0) -> dict[str, np.ndarray]:
     B = _embed(emb, blends, name)
     out = {"E": E, "y": y, "B": B, "bi": i, "bj": j}
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **out)
+    np.savez(path, **out, embedder=np.array(key))
     return out
 
 
